@@ -1,0 +1,151 @@
+"""Inference app of the ``qsm_dipole_inversion`` bundle: files in, χ maps out, per DESIGN.md's contract.
+
+Reads a local field map (ppm / Hz / rad) and an optional mask, takes the B0 direction from the affine (or
+``--b0_dir``), inverts with the selected method and writes ``{output_dir}/{stem}_chi.nii.gz`` (ppm, 0 outside
+the mask) on the input's grid. All inputs of a batch are validated before anything is written.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lightning_modules.bundle_app import (
+    case_list,
+    check_distinct_outputs,
+    exit_on_input_error,
+    is_given,
+    output_path,
+    report_progress,
+)
+from lightning_modules.io import InputError, check_same_grid, load_nifti, save_nifti_atomic, voxel_sizes_mm
+from lightning_modules.physics import field_scale_to_ppm
+from lightning_modules.qsm.dipole import b0_direction_from_affine, dipole_kernel, normalise_direction
+from lightning_modules.qsm.methods import DEFAULT_METHOD, build_network
+
+OUTPUT_SUFFIX = "chi.nii.gz"
+
+
+@dataclass
+class QsmCase:
+    """One validated case: field in ppm, boolean mask, grid and B0 direction in voxel axes."""
+
+    field_path: str
+    field_ppm: np.ndarray
+    mask: np.ndarray
+    affine: np.ndarray
+    header: object
+    voxel_size_mm: np.ndarray
+    b0_direction: np.ndarray
+    output: Path
+
+
+def parse_b0_dir(value: object) -> np.ndarray | None:
+    """``--b0_dir`` as a unit vector: accepts a list or a string like ``"[0, 0.5, 1]"``; None if absent."""
+    if not is_given(value):
+        return None
+    try:
+        vec = ast.literal_eval(value) if isinstance(value, str) else value
+        return normalise_direction([float(v) for v in vec])
+    except (ValueError, TypeError, SyntaxError) as err:
+        raise InputError(f"--b0_dir {value!r} is not a B0 direction; give three numbers like \"[0,0,1]\" ({err})")
+
+
+def load_case(case: dict, output_dir: str | os.PathLike) -> QsmCase:
+    """Read and validate one case (a dict with the command-line keys).
+
+    Raises:
+        InputError: any problem with the files or options, as one sentence.
+    """
+    field_path = str(case["field"])
+    field, affine, header = load_nifti(field_path, what="field map", ndim=3)
+    unit = str(case.get("field_unit") or "ppm")
+    try:
+        scale = field_scale_to_ppm(unit, b0_tesla=_number(case.get("b0_tesla")), te_ms=_number(case.get("te_ms")))
+    except ValueError as err:
+        raise InputError(f"field map {field_path!r}: {err}") from None
+    field_ppm = field * scale
+    if is_given(case.get("mask")):
+        mask_path = str(case["mask"])
+        mask_data, mask_affine, _ = load_nifti(mask_path, what="mask", ndim=3)
+        check_same_grid(field.shape, affine, mask_data.shape, mask_affine, path_b=mask_path, what_b="mask",
+                        ref="field map")
+        mask = mask_data > 0
+        if not mask.any():
+            raise InputError(f"mask file {mask_path!r} is empty (no voxel > 0); give a brain mask")
+    else:
+        mask = field != 0
+        if not mask.any():
+            raise InputError(f"field map {field_path!r} is zero everywhere, so there is nothing to invert")
+    b0 = parse_b0_dir(case.get("b0_dir"))
+    if b0 is None:
+        b0 = b0_direction_from_affine(affine)
+    return QsmCase(field_path, field_ppm, mask, affine, header, voxel_sizes_mm(affine), b0,
+                   output_path(output_dir, field_path, OUTPUT_SUFFIX))
+
+
+def _number(value: object) -> float | None:
+    if not is_given(value):
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InputError(f"{value!r} is not a number") from None
+
+
+def invert(case: QsmCase, network: torch.nn.Module, device: torch.device) -> np.ndarray:
+    """χ (ppm) of one case with the given solver/network module, 0 outside the mask."""
+    field = torch.as_tensor(case.field_ppm, dtype=torch.float32, device=device)
+    mask = torch.as_tensor(case.mask, dtype=torch.float32, device=device)
+    kernel = dipole_kernel(field.shape, case.voxel_size_mm, case.b0_direction, device=device)
+    with torch.no_grad():
+        chi = network(field, kernel, mask)
+    return chi.cpu().numpy()
+
+
+class QsmInversionApp:
+    """The bundle's workflow: ``QsmInversionApp(field=..., output_dir=...).run()``.
+
+    Args mirror the command-line options of DESIGN.md (``field``, ``mask``, ``field_unit``, ``b0_tesla``,
+    ``te_ms``, ``b0_dir``, ``method``, ``datalist``, ``output_dir``, ``device``).
+    """
+
+    def __init__(
+        self, *, field: str | None = None, mask: str | None = None, field_unit: str = "ppm",
+        b0_tesla: float | None = None, te_ms: float | None = None, b0_dir: object = None,
+        method: str = DEFAULT_METHOD, datalist: str | None = None, output_dir: str = "output",
+        device: str | torch.device = "cpu", bundle_root: str | None = None,
+    ) -> None:
+        self.single_case = {"field": field, "mask": mask, "field_unit": field_unit, "b0_tesla": b0_tesla,
+                            "te_ms": te_ms, "b0_dir": b0_dir}
+        self.method = method
+        self.datalist = datalist
+        self.output_dir = output_dir
+        self.device = torch.device(device)
+        self.bundle_root = bundle_root
+
+    def run(self) -> list[Path]:
+        """Validate every case, then invert and write each; returns the written paths."""
+        with exit_on_input_error():
+            network = build_network(self.method, self.bundle_root).to(self.device).eval()
+            cases = case_list(self.single_case, datalist=self.datalist, main_key="field")
+            outputs = [output_path(self.output_dir, c["field"], OUTPUT_SUFFIX) for c in cases]
+            check_distinct_outputs(outputs)
+            for case in cases:  # validate all before writing anything
+                load_case(case, self.output_dir)
+        written = []
+        for i, case in enumerate(cases):
+            loaded = load_case(case, self.output_dir)
+            report_progress(i / len(cases), f"{self.method}: {Path(loaded.field_path).name}")
+            start = time.perf_counter()
+            chi = invert(loaded, network, self.device)
+            written.append(save_nifti_atomic(chi, loaded.affine, loaded.output, header=loaded.header))
+            print(f"wrote {loaded.output} ({time.perf_counter() - start:.1f} s)", flush=True)
+        report_progress(1.0, "done")
+        return written

@@ -1,0 +1,108 @@
+"""The magnetic dipole kernel in k-space, B0 direction from a NIfTI affine, and the forward field model.
+
+Convention (DESIGN.md): ``D(k) = 1/3 − (k·b̂)² / |k|²`` with ``k`` from ``fftfreq(n, d=voxel_size)`` on every
+array axis (true, possibly anisotropic voxel sizes in mm), ``D(0) = 0``; field (ppm) = ``ifftn(D · fftn(χ))``
+with χ in ppm (Salomir et al. 2003; Marques & Bowtell 2005). All arrays are (i, j, k) in voxel order.
+Kernels are stored as the half spectrum of ``torch.fft.rfftn`` (the last axis has ``n // 2 + 1`` entries),
+which suffices because D is real and even.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy.fft import next_fast_len
+
+
+def b0_direction_from_affine(affine: np.ndarray) -> np.ndarray:
+    """Unit B0 direction in voxel axes, ``b̂ = R⁻¹ [0, 0, 1]`` with R the affine's rotation.
+
+    The scanner's B0 is the world (RAS) z axis; R is the affine's 3×3 part with the voxel sizes divided out.
+
+    >>> b0_direction_from_affine(np.diag([0.5, 0.5, 2.0, 1.0])).tolist()
+    [0.0, 0.0, 1.0]
+    """
+    a = np.asarray(affine, dtype=np.float64)[:3, :3]
+    rotation = a / np.linalg.norm(a, axis=0, keepdims=True)
+    b = np.linalg.solve(rotation, np.array([0.0, 0.0, 1.0]))
+    return b / np.linalg.norm(b)
+
+
+def normalise_direction(b0_direction: Sequence[float]) -> np.ndarray:
+    """A 3-vector scaled to unit length (raises ``ValueError`` for a wrong length or a zero vector)."""
+    b = np.asarray(b0_direction, dtype=np.float64).reshape(-1)
+    if b.size != 3 or not np.all(np.isfinite(b)) or np.linalg.norm(b) == 0:
+        raise ValueError(f"a B0 direction must be three finite numbers, not all zero; got {list(b0_direction)}")
+    return b / np.linalg.norm(b)
+
+
+def dipole_kernel(
+    shape: Sequence[int],
+    voxel_size_mm: Sequence[float] = (1.0, 1.0, 1.0),
+    b0_direction: Sequence[float] = (0.0, 0.0, 1.0),
+    *,
+    half: bool = True,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Dipole kernel D(k) on the FFT grid of an array of ``shape``.
+
+    Args:
+        shape: array shape (n_i, n_j, n_k).
+        voxel_size_mm: voxel sizes along the three array axes, mm.
+        b0_direction: B0 direction in voxel axes (normalised here).
+        half: return the ``rfftn`` half spectrum (last axis ``n_k // 2 + 1``) instead of the full one.
+        dtype: real dtype of the kernel.
+        device: torch device.
+
+    Returns:
+        Real tensor of shape ``(n_i, n_j, n_k // 2 + 1)`` (or ``shape`` if ``half=False``), ``D(0) = 0``.
+    """
+    b = normalise_direction(b0_direction)
+    n = [int(s) for s in shape]
+    freqs = [np.fft.fftfreq(n[0], d=voxel_size_mm[0]), np.fft.fftfreq(n[1], d=voxel_size_mm[1])]
+    freqs.append(np.fft.rfftfreq(n[2], d=voxel_size_mm[2]) if half else np.fft.fftfreq(n[2], d=voxel_size_mm[2]))
+    k0, k1, k2 = (torch.as_tensor(f, dtype=torch.float64, device=device) for f in freqs)
+    k0, k1, k2 = k0[:, None, None], k1[None, :, None], k2[None, None, :]
+    k_sq = k0**2 + k1**2 + k2**2
+    k_dot_b = k0 * b[0] + k1 * b[1] + k2 * b[2]
+    k_sq[0, 0, 0] = 1.0
+    kernel = 1.0 / 3.0 - k_dot_b**2 / k_sq
+    kernel[0, 0, 0] = 0.0
+    return kernel.to(dtype)
+
+
+def padded_shape(shape: Sequence[int], pad_factor: float) -> tuple[int, ...]:
+    """Shape at least ``pad_factor`` times ``shape`` on each axis, rounded up to fast FFT sizes."""
+    return tuple(next_fast_len(int(np.ceil(pad_factor * s)), real=True) for s in shape)
+
+
+def forward_field(
+    chi_ppm: torch.Tensor | np.ndarray,
+    voxel_size_mm: Sequence[float] = (1.0, 1.0, 1.0),
+    b0_direction: Sequence[float] = (0.0, 0.0, 1.0),
+    *,
+    pad_factor: float = 1.5,
+) -> torch.Tensor:
+    """Field perturbation (ppm of B0) of a susceptibility distribution χ (ppm), zero-padded convolution.
+
+    Args:
+        chi_ppm: susceptibility, shape (..., n_i, n_j, n_k), ppm.
+        voxel_size_mm: voxel sizes along the array axes, mm.
+        b0_direction: B0 direction in voxel axes.
+        pad_factor: zero padding factor per axis (≥ 1.5 avoids wrap-around of the dipole field).
+
+    Returns:
+        Field in ppm, same shape, dtype and device as a tensor version of ``chi_ppm``.
+    """
+    chi = torch.as_tensor(chi_ppm)
+    if not chi.is_floating_point():
+        chi = chi.float()
+    shape = tuple(chi.shape[-3:])
+    big = padded_shape(shape, pad_factor) if pad_factor > 1 else shape
+    kernel = dipole_kernel(big, voxel_size_mm, b0_direction, dtype=chi.dtype, device=chi.device)
+    spectrum = torch.fft.rfftn(chi, s=big, dim=(-3, -2, -1))
+    field = torch.fft.irfftn(spectrum * kernel, s=big, dim=(-3, -2, -1))
+    return field[..., : shape[0], : shape[1], : shape[2]].contiguous()
