@@ -1,0 +1,190 @@
+"""What the Slicer modules ask each bundle for: one small options dataclass per capability.
+
+Field names are the bundles' command-line option names (DESIGN.md, "Command-line contracts"), so the
+command line is built from the dataclass fields and cannot drift from them: ``None`` means "not given, use
+the bundle's default". The first field is the main input, whose file name gives the output ``stem``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+
+class BundleOptions(Protocol):
+    """What every options dataclass provides."""
+
+    BUNDLE: ClassVar[str]
+
+    def output_suffixes(self) -> dict[str, str]:
+        """Output name → file suffix after ``{stem}_``."""
+        ...
+
+
+@dataclass(frozen=True)
+class QsmOptions:
+    """``qsm_dipole_inversion``: local field map (+ mask) → susceptibility χ in ppm.
+
+    Attributes:
+        field: 3-D local field map (NIfTI), in ``field_unit``.
+        mask: brain mask; ``None`` lets the bundle use the voxels where the field is non-zero.
+        field_unit: ``ppm``, ``hz`` (needs ``b0_tesla``) or ``rad`` (needs ``b0_tesla`` and ``te_ms``).
+        b0_tesla: main field strength in tesla.
+        te_ms: echo time in milliseconds.
+        b0_dir: B0 direction in voxel axes; ``None`` takes scanner z through the NIfTI affine.
+        method: ``qsmgan``, ``learned_ndi``, ``ndi`` or ``tkd``; ``None`` is the bundle's default.
+    """
+
+    BUNDLE: ClassVar[str] = "qsm_dipole_inversion"
+
+    field: Path
+    mask: Path | None = None
+    field_unit: str = "ppm"
+    b0_tesla: float | None = None
+    te_ms: float | None = None
+    b0_dir: tuple[float, float, float] | None = None
+    method: str | None = None
+
+    def output_suffixes(self) -> dict[str, str]:
+        """``chi`` → ``chi.nii.gz``."""
+        return {"chi": "chi.nii.gz"}
+
+
+#: IVIM parameter maps per signal model, in the bundle's output order.
+IVIM_MAPS = {
+    "biexp": ("D", "f", "Dstar", "S0"),
+    "triexp": ("D", "f1", "Dstar1", "f2", "Dstar2", "S0"),
+}
+
+
+@dataclass(frozen=True)
+class IvimOptions:
+    """``ivim_mapping``: 4-D diffusion series + b-values → D, f, D* (mm²/s, fraction) and S0.
+
+    Attributes:
+        dwi: 4-D diffusion-weighted series, last axis = b-values.
+        bvals: FSL-style b-value file (s/mm², one per volume).
+        mask: optional mask.
+        model: ``biexp`` or ``triexp``.
+        mode: ``fit`` (self-supervised on this data) or ``pretrained``.
+        method: ``net`` or ``lsq``.
+    """
+
+    BUNDLE: ClassVar[str] = "ivim_mapping"
+
+    dwi: Path
+    bvals: Path
+    mask: Path | None = None
+    model: str = "biexp"
+    mode: str = "fit"
+    method: str = "net"
+
+    def output_suffixes(self) -> dict[str, str]:
+        """One ``{name}.nii.gz`` per parameter map of the chosen model."""
+        if self.model not in IVIM_MAPS:
+            raise ValueError(f"unknown IVIM model {self.model!r}; use one of {', '.join(IVIM_MAPS)}")
+        return {name: f"{name}.nii.gz" for name in IVIM_MAPS[self.model]}
+
+
+@dataclass(frozen=True)
+class SpioOptions:
+    """``spio_quantification``: 2-channel View Line image (nx, nz, 1, 2) → SPIO concentration (µg Fe/mm³)."""
+
+    BUNDLE: ClassVar[str] = "spio_quantification"
+
+    image: Path
+
+    def output_suffixes(self) -> dict[str, str]:
+        """``concentration`` → ``concentration.nii.gz``."""
+        return {"concentration": "concentration.nii.gz"}
+
+
+@dataclass(frozen=True)
+class RimOptions:
+    """``rim_lesion_detection``: QSM + FLAIR + lesion mask → per-lesion table and rim labelmap.
+
+    Attributes:
+        qsm: susceptibility map in ppm.
+        flair: FLAIR image (any scale).
+        lesion_mask: binary or integer-labelled lesion mask.
+        threshold: rim+ probability threshold; ``None`` is the bundle's validated operating point.
+    """
+
+    BUNDLE: ClassVar[str] = "rim_lesion_detection"
+
+    qsm: Path
+    flair: Path
+    lesion_mask: Path
+    threshold: float | None = None
+
+    def output_suffixes(self) -> dict[str, str]:
+        """The lesion table (CSV) and the labelmap (0 background, 1 rim−, 2 rim+)."""
+        return {"lesions": "lesions.csv", "rim_labels": "rim_labels.nii.gz"}
+
+
+def input_stem(path: str | os.PathLike) -> str:
+    """The main input's file name without ``.nii``/``.nii.gz``: the ``stem`` of the output names.
+
+    Same rule as ``lightning_modules.io.nifti_stem`` (a test keeps them equal); repeated here because this
+    package must work before ``lightning_modules`` and its dependencies are installed.
+
+    >>> input_stem("/data/sub-01_field.nii.gz")
+    'sub-01_field'
+    """
+    name = Path(path).name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return Path(name).stem
+
+
+def _format_value(value: object) -> str:
+    if isinstance(value, (tuple, list)):
+        return "[" + ",".join(repr(float(v)) for v in value) + "]"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def bundle_arguments(options: BundleOptions, output_dir: str | os.PathLike) -> list[str]:
+    """``--main_input PATH --output_dir DIR`` followed by every other option that is given."""
+    pairs = [(f.name, getattr(options, f.name)) for f in dataclasses.fields(options)]  # type: ignore[arg-type]
+    (main_key, main_value), rest = pairs[0], pairs[1:]
+    args = [f"--{main_key}", str(main_value), "--output_dir", str(output_dir)]
+    for key, value in rest:
+        if value is not None:
+            args += [f"--{key}", _format_value(value)]
+    return args
+
+
+def build_command(
+    options: BundleOptions, *, python: str, bundles_dir: str | os.PathLike, output_dir: str | os.PathLike
+) -> list[str]:
+    """The child-process command that runs the capability's bundle.
+
+    Args:
+        options: one of :class:`QsmOptions`, :class:`IvimOptions`, :class:`SpioOptions`, :class:`RimOptions`.
+        python: Python executable of the environment with the bundle dependencies (``PythonSlicer`` in Slicer).
+        bundles_dir: folder holding the ``monai_bundles`` (one sub-folder per bundle).
+        output_dir: where the bundle writes its outputs.
+
+    Returns:
+        ``[python, "-m", "monai.bundle", "run", "--config_file", <bundle>/configs/inference.json, ...]``.
+    """
+    config = Path(bundles_dir) / options.BUNDLE / "configs" / "inference.json"
+    return [python, "-m", "monai.bundle", "run", "--config_file", str(config),
+            *bundle_arguments(options, output_dir)]
+
+
+def main_input(options: BundleOptions) -> Path:
+    """The main input file (the first field), whose name gives the output stem."""
+    return Path(getattr(options, dataclasses.fields(options)[0].name))  # type: ignore[arg-type]
+
+
+def expected_outputs(options: BundleOptions, output_dir: str | os.PathLike) -> dict[str, Path]:
+    """Output name → ``{output_dir}/{stem}_{suffix}`` as the bundle's contract names it."""
+    stem = input_stem(main_input(options))
+    return {name: Path(output_dir) / f"{stem}_{suffix}" for name, suffix in options.output_suffixes().items()}
