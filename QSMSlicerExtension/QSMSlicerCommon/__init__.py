@@ -21,7 +21,7 @@ from QSMSlicerCommon.options import (
     expected_outputs,
 )
 from QSMSlicerCommon.process import BundleProcess, ProcessOutcome, parse_progress
-from QSMSlicerCommon.runner import BundleRunner
+from QSMSlicerCommon.runner import BundleRunner, stage_volumes
 from QSMSlicerCommon.workspace import TemporaryWorkspace
 
 __all__ = [
@@ -48,4 +48,5 @@ __all__ = [
     "preset_for",
     "prepare_job",
     "requirements_for",
+    "stage_volumes",
 ]

@@ -1,16 +1,20 @@
 """The part of every module's Logic that does not depend on the capability, with injectable collaborators.
 
-A module Logic owns one :class:`BundleRunner`: it asks it to install dependencies on first use, to create a
-workspace for the inputs it writes, and to start (GUI) or run (scripts, self-tests) the bundle. Inside Slicer
+A module Logic owns one :class:`BundleRunner` and gives it a ``stage`` function that writes the selected nodes
+into the run's workspace (:func:`stage_volumes`) and returns the bundle options; the runner installs missing
+dependencies on first use, then starts the bundle. The GUI polls the returned job from a timer; scripts and
+self-tests call ``job.wait()``. Inside Slicer
 :func:`QSMSlicerCommon.slicer_nodes.slicer_bundle_runner` builds it with Slicer's collaborators.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from QSMSlicerCommon.install import DependencyInstaller, requirements_for
-from QSMSlicerCommon.job import BundleJob, JobResult, prepare_job
+from QSMSlicerCommon.job import BundleJob, prepare_job
 from QSMSlicerCommon.locations import ExtensionPaths
 from QSMSlicerCommon.options import BundleOptions
 from QSMSlicerCommon.process import LineCallback, ProgressCallback
@@ -51,21 +55,56 @@ class BundleRunner:
         return TemporaryWorkspace(self.workspace_dir)
 
     def start(
-        self, options: BundleOptions, workspace: TemporaryWorkspace, *, on_line: LineCallback | None = None,
+        self, stage: Callable[[TemporaryWorkspace], BundleOptions], *, on_line: LineCallback | None = None,
         on_progress: ProgressCallback | None = None,
-    ) -> BundleJob:
-        """Start the bundle on ``options`` (inputs already in ``workspace``); the caller polls the job."""
-        if options.BUNDLE != self.bundle:
-            raise ValueError(f"{type(options).__name__} is for {options.BUNDLE}, this runner runs {self.bundle}")
-        job = prepare_job(options, workspace, python=self.python, paths=self.paths, on_line=on_line,
-                          on_progress=on_progress)
-        job.start()
+    ) -> BundleJob | None:
+        """Install dependencies if needed, write the inputs and start the bundle; the caller polls the job.
+
+        Args:
+            stage: writes the inputs into a fresh workspace and returns the bundle options naming them.
+            on_line: streamed output lines.
+            on_progress: parsed progress.
+
+        Returns:
+            The started job (it owns the workspace), or ``None`` if the user declined installing packages.
+        """
+        if not self.ensure_dependencies():
+            return None
+        workspace = self.new_workspace()
+        try:
+            options = stage(workspace)
+            if options.BUNDLE != self.bundle:
+                raise ValueError(f"{type(options).__name__} is for {options.BUNDLE}, not {self.bundle}")
+            job = prepare_job(options, workspace, python=self.python, paths=self.paths, on_line=on_line,
+                              on_progress=on_progress)
+            job.start()
+        except BaseException:
+            workspace.cleanup()
+            raise
         return job
 
-    def run(
-        self, options: BundleOptions, workspace: TemporaryWorkspace, *, on_line: LineCallback | None = None,
-        on_progress: ProgressCallback | None = None, timeout_s: float | None = None,
-    ) -> tuple[BundleJob, JobResult]:
-        """Start the bundle and wait for it (no GUI); the caller loads the outputs, then ``job.close()``."""
-        job = self.start(options, workspace, on_line=on_line, on_progress=on_progress)
-        return job, job.wait(timeout_s=timeout_s)
+
+def stage_volumes(
+    workspace: TemporaryWorkspace, nodes: Mapping[str, object | None], write: Callable[[object, Path], Path], *,
+    main: str, name_of: Callable[[object], str],
+) -> dict[str, Path | None]:
+    """Write the selected input nodes into ``workspace.inputs``; unselected (``None``) inputs stay ``None``.
+
+    The main input's file is named after its node, so the outputs are ``{node name}_{suffix}``; the other
+    inputs get their option name in front so that two nodes with the same name cannot overwrite each other.
+
+    Args:
+        workspace: the run's temporary folder.
+        nodes: option name (``field``, ``mask``...) → node or ``None``.
+        write: writes a node to a path (``slicer_nodes.write_volume`` in Slicer) and returns the path.
+        main: option name of the main input.
+        name_of: a node's name (``node.GetName()`` in Slicer).
+    """
+    staged: dict[str, Path | None] = {}
+    for option, node in nodes.items():
+        if node is None:
+            staged[option] = None
+            continue
+        stem = name_of(node) if option == main else f"{option}_{name_of(node)}"
+        staged[option] = write(node, workspace.input_path(stem))
+    return staged

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from QSMSlicerCommon.display import GREY, DisplayPreset, preset_for
 from QSMSlicerCommon.install import DependencyInstaller, backend_for_version
+from QSMSlicerCommon.job import BundleJob
 from QSMSlicerCommon.locations import locate_extension_paths
 from QSMSlicerCommon.runner import BundleRunner
 
@@ -110,3 +111,12 @@ def slicer_bundle_runner(bundle: str) -> BundleRunner:
     python = shutil.which("PythonSlicer") or sys.executable
     return BundleRunner(bundle, python=python, paths=locate_extension_paths(), installer=slicer_installer(),
                         workspace_dir=slicer.app.temporaryPath)
+
+
+def load_job_outputs(job: BundleJob, bundle: str, name_prefix: str) -> dict[str, object]:
+    """Load a succeeded job's outputs (see :func:`load_outputs`), then remove its workspace."""
+    try:
+        assert job.result is not None and job.result.succeeded
+        return load_outputs(job.result.outputs, bundle, name_prefix)
+    finally:
+        job.close()

@@ -1,0 +1,36 @@
+"""The QSMInversion panel's choices and how they become ``qsm_dipole_inversion`` options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from QSMSlicerCommon.options import QsmOptions
+
+#: ``--field_unit`` values (``lightning_modules.physics``; a test keeps them equal).
+FIELD_UNITS = ("ppm", "hz", "rad")
+#: Panel choice that leaves ``--method`` to the bundle's measured default.
+DEFAULT_METHOD_CHOICE = "default"
+#: ``--method`` values (``lightning_modules.qsm.methods.METHODS``; a test keeps them equal).
+METHODS = ("qsmgan", "learned_ndi", "ndi", "tkd")
+#: What the method combo box offers.
+METHOD_CHOICES = (DEFAULT_METHOD_CHOICE, *METHODS)
+
+
+def qsm_options(
+    field: Path, mask: Path | None, *, field_unit: str, b0_tesla: float, te_ms: float, method: str
+) -> QsmOptions:
+    """Options for staged inputs: B0 only for ``hz``/``rad`` fields, TE only for ``rad``, ``default`` → bundle default.
+
+    Raises:
+        ValueError: unknown unit or method.
+    """
+    if field_unit not in FIELD_UNITS:
+        raise ValueError(f"unknown field unit {field_unit!r}; choose one of {', '.join(FIELD_UNITS)}")
+    if method not in METHOD_CHOICES:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHOD_CHOICES)}")
+    return QsmOptions(
+        field=field, mask=mask, field_unit=field_unit,
+        b0_tesla=float(b0_tesla) if field_unit in ("hz", "rad") else None,
+        te_ms=float(te_ms) if field_unit == "rad" else None,
+        method=None if method == DEFAULT_METHOD_CHOICE else method,
+    )
