@@ -1,0 +1,137 @@
+"""Inference app of the ``spio_quantification`` bundle: View Line images in, SPIO concentration maps out.
+
+Reads ``--image V.nii.gz`` of shape (nx, nz, 1, 2) (x phase-encode, z readout ∥ B0, 4th axis even / odd lines),
+runs DeepSPIO (della Maggiora et al., IEEE TPAMI 2020) and writes ``{output_dir}/{stem}_concentration.nii.gz``
+of shape (nx, nz, 1) in µg Fe/mm³ with exactly the input's affine. All inputs of a batch are validated before
+anything is written; bad input is a one-line error naming the file and the acquisition the network assumes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lightning_modules import physics as ph
+from lightning_modules.bundle_app import (
+    case_list,
+    check_distinct_outputs,
+    exit_on_input_error,
+    output_path,
+    report_progress,
+)
+from lightning_modules.io import InputError, load_nifti, save_nifti_atomic, voxel_sizes_mm
+from lightning_modules.spio.networks import DeepSpio
+from lightning_modules.spio.viewline import PIXEL_MM
+
+OUTPUT_SUFFIX = "concentration.nii.gz"
+
+#: The acquisition the shipped network was trained for, quoted in errors and in the bundle's docs.
+ACQUISITION = (
+    f"a View Line image of shape ({ph.VIEWLINE_MATRIX[0]}, {ph.VIEWLINE_MATRIX[1]}, 1, 2) "
+    f"(x phase-encode, z readout along B0, 4th axis = even-line and odd-line images) acquired at "
+    f"{ph.VIEWLINE_B0_TESLA:g} T with FOV {ph.VIEWLINE_FOV_MM[0]:g} × {ph.VIEWLINE_FOV_MM[1]:g} mm, "
+    f"{ph.VIEWLINE_N_LINES} lines of {ph.VIEWLINE_LINE_WIDTH_MM:g} mm every {ph.VIEWLINE_LINE_SPACING_MM:g} mm, "
+    f"Gz {ph.VIEWLINE_GZ_T_PER_M * 1e3:g} mT/m, Gr {ph.VIEWLINE_GR_T_PER_M * 1e3:g} mT/m, "
+    f"TE {ph.VIEWLINE_TE_S * 1e3:g} ms"
+)
+
+
+@dataclass
+class SpioCase:
+    """One validated case: the image as (2, nx, nz), its grid and the output path."""
+
+    image_path: str
+    image: np.ndarray
+    affine: np.ndarray
+    header: object
+    output: Path
+
+
+def load_case(case: dict, output_dir: str | os.PathLike) -> SpioCase:
+    """Read and validate one View Line image.
+
+    Raises:
+        InputError: missing/unreadable file, NaN/Inf, or a shape other than (nx, nz, 1, 2) with the trained
+            matrix, stating the acquisition the network assumes.
+    """
+    path = str(case["image"])
+    data, affine, header = load_nifti(path, what="View Line image")
+    expected = (*ph.VIEWLINE_MATRIX, 1, 2)
+    if data.ndim != 4 or tuple(data.shape) != expected:
+        problem = f"has shape {tuple(data.shape)}"
+        if data.ndim == 4 and data.shape[3] == 1:
+            problem += " (one channel; the even- and odd-line images must be separate volumes)"
+        raise InputError(f"View Line image {path!r} {problem}; the network expects {ACQUISITION}")
+    if not np.any(data):
+        raise InputError(f"View Line image {path!r} is zero everywhere; the network expects {ACQUISITION}")
+    pixel_mm = voxel_sizes_mm(affine)[[0, 1]]
+    if not np.allclose(pixel_mm, PIXEL_MM, rtol=0.05):
+        print(f"warning: {path}: pixel size {pixel_mm.round(3).tolist()} mm differs from the trained "
+              f"{[round(p, 3) for p in PIXEL_MM]} mm; the concentrations may be off", flush=True)
+    image = np.moveaxis(data[:, :, 0, :], -1, 0)
+    return SpioCase(path, image, affine, header, output_path(output_dir, path, OUTPUT_SUFFIX))
+
+
+def load_network(network: DeepSpio, model_path: str | os.PathLike) -> DeepSpio:
+    """Load the shipped ``state_dict`` into ``network`` (``weights_only=True``) and put it in eval mode.
+
+    Raises:
+        InputError: the weights file is missing.
+    """
+    path = Path(model_path)
+    if not path.is_file():
+        raise InputError(f"weights file {str(path)!r} does not exist; train them with configs/train.json")
+    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return network.eval()
+
+
+def predict_concentration(network: DeepSpio, image: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+    """Concentration map (nx, nz) in µg Fe/mm³ (≥ 0) of a View Line image (2, nx, nz) in any intensity units."""
+    x = torch.as_tensor(np.asarray(image), dtype=torch.float32, device=device)[None]
+    with torch.no_grad():
+        concentration = network.to(device)(x)[0, 0].clamp_min(0.0)
+    return concentration.cpu().numpy()
+
+
+class SpioQuantificationApp:
+    """The bundle's workflow: ``SpioQuantificationApp(network=DeepSpio(), image=..., output_dir=...).run()``.
+
+    Args:
+        network: the DeepSPIO module (the bundle's ``network_def``); its weights are loaded from ``model_path``.
+        model_path: the shipped ``state_dict``.
+        image: View Line image (single case).
+        datalist: JSON list of ``{"image": ...}`` (batch mode).
+        output_dir: output folder (created if missing).
+        device: torch device.
+    """
+
+    def __init__(self, network: DeepSpio, *, model_path: str, image: str | None = None, datalist: str | None = None,
+                 output_dir: str = "output", device: str | torch.device = "cpu") -> None:
+        self.network, self.model_path = network, model_path
+        self.single_case = {"image": image}
+        self.datalist, self.output_dir, self.device = datalist, output_dir, torch.device(device)
+
+    def run(self) -> list[Path]:
+        """Validate every case, then predict and write each; returns the written paths."""
+        with exit_on_input_error():
+            cases = case_list(self.single_case, datalist=self.datalist, main_key="image")
+            check_distinct_outputs([output_path(self.output_dir, c["image"], OUTPUT_SUFFIX) for c in cases])
+            for case in cases:  # validate all before writing anything
+                load_case(case, self.output_dir)
+            network = load_network(self.network, self.model_path).to(self.device)
+        written = []
+        for i, case in enumerate(cases):
+            loaded = load_case(case, self.output_dir)
+            report_progress(i / len(cases), f"DeepSPIO: {Path(loaded.image_path).name}")
+            start = time.perf_counter()
+            concentration = predict_concentration(network, loaded.image, self.device)
+            written.append(save_nifti_atomic(concentration[:, :, None], loaded.affine, loaded.output,
+                                             header=loaded.header))
+            print(f"wrote {loaded.output} ({time.perf_counter() - start:.2f} s)", flush=True)
+        report_progress(1.0, "done")
+        return written

@@ -1,0 +1,150 @@
+"""Simulated View Line training data: random samples, a cached sample pool, and the Lightning DataModule.
+
+Each sample is a random phantom (MNI T1 slice or agar disk, 1–5 SPIO metaballs / tori / cylinders of
+0.22–27.9 µg Fe/mm³, sometimes an air bubble as a confounder) run through the View Line simulator at a random
+SNR (della Maggiora et al., "DeepSPIO", IEEE TPAMI 2020, §3.2). Sample ``i`` of a seed is reproducible on its
+own (its random generator is seeded by ``(seed, i)``). On one CPU core simulation costs about as much as a
+training step, so training draws from a fixed pool of simulated samples (cached on disk, not in git) with a
+random x flip (the acquisition is symmetric under x → −x); ``pool_size=0`` simulates every batch afresh instead.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+from lightning_modules import physics as ph
+from lightning_modules.spio.phantoms import random_base, random_concentration, sphere
+from lightning_modules.spio.viewline import simulate_viewline
+
+#: Training SNR range in dB (uniform), and the probability of a noise-free sample.
+SNR_RANGE_DB = (5.0, 30.0)
+P_NOISE_FREE = 0.1
+#: Probability that a sample holds an air bubble (ρ = 0, χ_air − χ_tissue) next to the SPIO.
+P_AIR_BUBBLE = 0.2
+
+
+def random_sample(seed: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Simulated sample ``index`` of ``seed``: View Line image (2, 128, 128) and concentration (1, 128, 128).
+
+    The image is in the units of the spin density (tissue ≈ 1); concentration in µg Fe/mm³.
+    """
+    rng = np.random.default_rng([int(seed), int(index)])
+    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    rho = random_base(rng) * float(rng.uniform(0.5, 2.0))
+    concentration = random_concentration(rng, rho)
+    extra_chi = None
+    if rng.random() < P_AIR_BUBBLE:
+        tissue = torch.nonzero(rho > 0.2 * rho.max())
+        i, k = tissue[rng.integers(len(tissue))].tolist()
+        nx, nz = ph.VIEWLINE_MATRIX
+        centre = ((i + 0.5 - nx / 2) * ph.VIEWLINE_FOV_MM[0] / nx, 0.0, (k + 0.5 - nz / 2) * ph.VIEWLINE_FOV_MM[1] / nz)
+        bubble = sphere(centre, float(rng.uniform(1.5, 4.0))) & (concentration == 0)
+        extra_chi = bubble.float() * ph.AIR_MINUS_TISSUE_CHI_SI
+        rho = torch.where(bubble[:, bubble.shape[1] // 2, :], torch.zeros(()), rho)
+    snr_db = math.inf if rng.random() < P_NOISE_FREE else float(rng.uniform(*SNR_RANGE_DB))
+    image, plane = simulate_viewline(rho, concentration, snr_db=snr_db, extra_chi_si_3d=extra_chi,
+                                     generator=generator)
+    return image.float(), plane[None].float()
+
+
+def simulate_pool(seed: int, n_samples: int, *, cache_dir: str | os.PathLike | None = None,
+                  log_every: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples ``0 … n_samples−1`` of ``seed`` stacked as float16 tensors, cached in ``cache_dir`` if given."""
+    path = Path(cache_dir) / f"spio_pool_seed{seed}_n{n_samples}.pt" if cache_dir else None
+    if path is not None and path.is_file():
+        pool = torch.load(path, weights_only=True)
+        return pool["images"], pool["concentrations"]
+    images = torch.empty(n_samples, 2, *ph.VIEWLINE_MATRIX, dtype=torch.float16)
+    concentrations = torch.empty(n_samples, 1, *ph.VIEWLINE_MATRIX, dtype=torch.float16)
+    for i in range(n_samples):
+        images[i], concentrations[i] = random_sample(seed, i)
+        if log_every and (i + 1) % log_every == 0:
+            print(f"simulated {i + 1}/{n_samples} View Line samples (seed {seed})", flush=True)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"images": images, "concentrations": concentrations}, tmp)
+        os.replace(tmp, path)
+    return images, concentrations
+
+
+class PoolDataset(Dataset):
+    """A fixed set of simulated samples, optionally with a random x flip (training augmentation)."""
+
+    def __init__(self, images: torch.Tensor, concentrations: torch.Tensor, *, flip: bool = False) -> None:
+        self.images, self.concentrations, self.flip = images, concentrations, flip
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, concentration = self.images[i].float(), self.concentrations[i].float()
+        if self.flip and torch.rand(()) < 0.5:
+            image, concentration = image.flip(-2), concentration.flip(-2)
+        return image, concentration
+
+
+class OnTheFlyDataset(IterableDataset):
+    """Endless fresh samples of ``seed`` (for GPU runs with data-loader workers); split across workers/ranks."""
+
+    def __init__(self, seed: int, *, samples_per_epoch: int) -> None:
+        self.seed, self.samples_per_epoch, self.epoch = seed, samples_per_epoch, 0
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        rank = int(os.environ.get("RANK", 0))
+        world = int(os.environ.get("WORLD_SIZE", 1))
+        stride = n_workers * world
+        start = self.epoch * self.samples_per_epoch + rank * n_workers + worker
+        self.epoch += 1
+        for index in range(start, start + self.samples_per_epoch, stride):
+            yield random_sample(self.seed, index)
+
+
+class ViewLineDataModule(pl.LightningDataModule):
+    """Training data for DeepSPIO: simulated samples (pool or on the fly) and a fixed validation set.
+
+    Args:
+        seed: seed of the training samples; validation uses ``seed + 1`` so the two never coincide.
+        pool_size: training samples simulated once (and cached); 0 → fresh samples every epoch.
+        samples_per_epoch: samples per epoch when ``pool_size`` is 0.
+        n_val: validation samples.
+        batch_size: batch size.
+        num_workers: data-loader workers.
+        cache_dir: folder for the cached pools (None: no cache).
+    """
+
+    def __init__(self, *, seed: int = 0, pool_size: int = 6000, samples_per_epoch: int = 4000, n_val: int = 64,
+                 batch_size: int = 16, num_workers: int = 0, cache_dir: str | None = None) -> None:
+        super().__init__()
+        self.seed, self.pool_size, self.samples_per_epoch = seed, pool_size, samples_per_epoch
+        self.n_val, self.batch_size, self.num_workers, self.cache_dir = n_val, batch_size, num_workers, cache_dir
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.val_set is None:
+            self.val_set = PoolDataset(*simulate_pool(self.seed + 1, self.n_val, cache_dir=self.cache_dir))
+        if self.train_set is None:
+            if self.pool_size > 0:
+                self.train_set = PoolDataset(*simulate_pool(self.seed, self.pool_size, cache_dir=self.cache_dir),
+                                             flip=True)
+            else:
+                self.train_set = OnTheFlyDataset(self.seed, samples_per_epoch=self.samples_per_epoch)
+
+    def train_dataloader(self) -> DataLoader:
+        shuffle = isinstance(self.train_set, PoolDataset)
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=shuffle, generator=generator,
+                          num_workers=self.num_workers, drop_last=shuffle)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers)

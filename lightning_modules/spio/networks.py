@@ -1,0 +1,120 @@
+"""DeepSPIO: View Line image (even / odd line channels) → SPIO concentration map via db4 wavelet sub-bands.
+
+After della Maggiora et al., "DeepSPIO: Super Paramagnetic Iron Oxide Particle Quantification Using Deep
+Learning in Magnetic Resonance Imaging", IEEE TPAMI 2020, §4: an encoder of Conv-BN-ReLU blocks that
+downsamples with stride-2 convolutions (no pooling), a bottleneck of 4 residual blocks with 1×1 projection
+shortcuts, and four parallel decoders (transposed convolutions, BatchNorm, Leaky ReLU 0.01), each predicting
+one sub-band of a one-level db4 wavelet transform of the concentration; no U-Net skip connections; He
+initialisation. A differentiable inverse DWT turns the sub-bands into the map. Sized to train on one CPU core.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lightning_modules.spio.wavelets import InverseDwt2
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, *, stride: int = 1) -> nn.Sequential:
+    """3×3 convolution (stride 1 or 2), BatchNorm, ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ResidualBlock(nn.Module):
+    """Two 3×3 Conv-BN layers plus a 1×1 projection shortcut (Conv-BN), then ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            conv_bn_relu(in_channels, out_channels),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+        self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
+        self.activation = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.body(x) + self.shortcut(x))
+
+
+def decoder(in_channels: int, widths: tuple[int, ...]) -> nn.Sequential:
+    """Transposed-convolution decoder (×2 per stage, BN, Leaky ReLU 0.01) ending in a 3×3 conv to one channel."""
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for width in widths:
+        layers += [nn.ConvTranspose2d(channels, width, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
+                   nn.LeakyReLU(0.01, inplace=True)]
+        channels = width
+    layers.append(nn.Conv2d(channels, 1, 3, padding=1))
+    return nn.Sequential(*layers)
+
+
+class DeepSpio(nn.Module):
+    """DeepSPIO network (della Maggiora et al., IEEE TPAMI 2020).
+
+    Input: View Line magnitude image (B, 2, X, Z) — channel 0 even lines, channel 1 odd lines; X, Z divisible
+    by ``2 ** n_down``; any intensity scale (each sample is divided by its 99th intensity percentile).
+    Output: SPIO concentration (B, 1, X, Z) in µg Fe/mm³. :meth:`subbands` gives the four db4 sub-bands
+    (B, 4, X/2, Z/2) in µg Fe/mm³ (the training target).
+
+    Args:
+        in_channels: image channels (2: even and odd lines).
+        encoder_widths: channels of the encoder stages; all but the first downsample by 2 (stride-2 conv).
+        bottleneck_channels: channels of the 4 residual blocks.
+        n_residual_blocks: residual blocks in the bottleneck.
+        decoder_widths: channels of each decoder's transposed-conv stages (the last one reaches X/2 × Z/2).
+        output_scale_ug_per_mm3: scale of the raw network output (keeps activations of order 1).
+        wavelet: PyWavelets name of the wavelet.
+
+    >>> DeepSpio()(torch.rand(1, 2, 128, 128)).shape
+    torch.Size([1, 1, 128, 128])
+    """
+
+    def __init__(
+        self, *, in_channels: int = 2, encoder_widths: tuple[int, ...] = (16, 32, 64, 96, 128),
+        bottleneck_channels: int = 128, n_residual_blocks: int = 4, decoder_widths: tuple[int, ...] = (48, 24, 12),
+        output_scale_ug_per_mm3: float = 10.0, wavelet: str = "db4",
+    ) -> None:
+        super().__init__()
+        stages = [conv_bn_relu(in_channels, encoder_widths[0])]
+        for c_in, c_out in zip(encoder_widths[:-1], encoder_widths[1:], strict=True):
+            stages.append(conv_bn_relu(c_in, c_out, stride=2))
+        self.encoder = nn.Sequential(*stages)
+        blocks, channels = [], encoder_widths[-1]
+        for _ in range(n_residual_blocks):
+            blocks.append(ResidualBlock(channels, bottleneck_channels))
+            channels = bottleneck_channels
+        self.bottleneck = nn.Sequential(*blocks)
+        self.decoders = nn.ModuleList(decoder(channels, tuple(decoder_widths)) for _ in range(4))
+        self.output_scale = float(output_scale_ug_per_mm3)
+        self.inverse_dwt = InverseDwt2(wavelet)
+        self._he_init()
+
+    def _he_init(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+                leaky = any(isinstance(d, nn.Module) and m in d.modules() for d in self.decoders)
+                nonlinearity = "leaky_relu" if leaky else "relu"
+                nn.init.kaiming_normal_(m.weight, a=0.01 if leaky else 0.0, nonlinearity=nonlinearity)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    @staticmethod
+    def normalise(image: torch.Tensor) -> torch.Tensor:
+        """Divide each sample by the 99th percentile of its channel-summed intensity."""
+        total = image.sum(dim=1).flatten(1)
+        scale = torch.quantile(total, 0.99, dim=1).clamp_min(1e-8)
+        return image / scale[:, None, None, None]
+
+    def subbands(self, image: torch.Tensor) -> torch.Tensor:
+        """Predicted db4 sub-bands (cA, cH, cV, cD) of the concentration, (B, 4, X/2, Z/2), µg Fe/mm³."""
+        features = self.bottleneck(self.encoder(self.normalise(image)))
+        return self.output_scale * torch.cat([d(features) for d in self.decoders], dim=1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.inverse_dwt(self.subbands(image))

@@ -1,0 +1,152 @@
+"""Random phantoms for the View Line simulator: base images (spin density) and 3-D SPIO objects.
+
+Shapes follow della Maggiora et al., "DeepSPIO", IEEE TPAMI 2020, §3.2 (metaballs and tori, 1–5 objects,
+0.22–27.9 µg Fe/mm³), plus cylinders; base images are oblique slices of the MNI152 T1 template shipped in the
+``nilearn`` wheel (random orientation and crop) or uniform agar-like disks. Geometry in mm on the grids of
+:mod:`lightning_modules.spio.viewline`: the 3-D volume is (x, y, z) with the imaged plane at y = 0.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from lightning_modules import physics as ph
+from lightning_modules.spio.viewline import PIXEL_MM, VOXEL_3D_MM, pixel_centres_mm
+
+SHAPES = ("metaball", "torus", "cylinder")
+
+
+@functools.lru_cache(maxsize=1)
+def grid_3d_mm() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Coordinates (x, y, z) in mm of the 3-D simulation grid, broadcastable to (nx, ny, nz); y = 0 is the plane."""
+    nx, nz = ph.VIEWLINE_MATRIX
+    x = pixel_centres_mm(nx, PIXEL_MM[0])
+    z = pixel_centres_mm(nz, PIXEL_MM[1])
+    y = (torch.arange(ph.VIEWLINE_NY, dtype=torch.float32) - ph.VIEWLINE_NY // 2) * VOXEL_3D_MM[1]
+    return x[:, None, None], y[None, :, None], z[None, None, :]
+
+
+def _unit_vector(rng: np.random.Generator) -> np.ndarray:
+    v = rng.normal(size=3)
+    return v / np.linalg.norm(v)
+
+
+def sphere(centre_mm: tuple[float, float, float], radius_mm: float) -> torch.Tensor:
+    """Boolean ball (x, y, z) of radius ``radius_mm`` around ``centre_mm`` (x, y, z)."""
+    x, y, z = grid_3d_mm()
+    cx, cy, cz = centre_mm
+    return (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 <= radius_mm**2
+
+
+def cylinder(centre_mm: tuple[float, float, float], radius_mm: float, axis: np.ndarray) -> torch.Tensor:
+    """Boolean infinite cylinder of radius ``radius_mm`` through ``centre_mm`` along the unit vector ``axis``."""
+    x, y, z = grid_3d_mm()
+    qx, qy, qz = x - centre_mm[0], y - centre_mm[1], z - centre_mm[2]
+    along = qx * axis[0] + qy * axis[1] + qz * axis[2]
+    return qx**2 + qy**2 + qz**2 - along**2 <= radius_mm**2
+
+
+def torus(centre_mm: tuple[float, float, float], major_mm: float, minor_mm: float, normal: np.ndarray) -> torch.Tensor:
+    """Boolean torus (ring radius ``major_mm``, tube radius ``minor_mm``) whose ring plane has unit ``normal``."""
+    x, y, z = grid_3d_mm()
+    qx, qy, qz = x - centre_mm[0], y - centre_mm[1], z - centre_mm[2]
+    h = qx * normal[0] + qy * normal[1] + qz * normal[2]
+    radial = torch.sqrt(torch.clamp(qx**2 + qy**2 + qz**2 - h**2, min=0.0))
+    return (radial - major_mm) ** 2 + h**2 <= minor_mm**2
+
+
+def metaball(centres_mm: np.ndarray, radii_mm: np.ndarray) -> torch.Tensor:
+    """Boolean metaball: ``Σ r_i² / |p − c_i|² ≥ 1`` for ball centres (n, 3) and radii (n,) in mm."""
+    x, y, z = grid_3d_mm()
+    potential = torch.zeros(())
+    for (cx, cy, cz), r in zip(centres_mm, radii_mm, strict=True):
+        potential = potential + r**2 / ((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 + 1e-6)
+    return potential >= 1.0
+
+
+def random_object(rng: np.random.Generator, centre_mm: tuple[float, float, float], shape: str) -> torch.Tensor:
+    """One random object of ``shape`` (metaball, torus or cylinder) near ``centre_mm``, sizes of a few mm."""
+    if shape == "metaball":
+        n = int(rng.integers(1, 4))
+        centres = np.asarray(centre_mm) + rng.normal(scale=1.5, size=(n, 3))
+        return metaball(centres, rng.uniform(1.0, 3.5, size=n))
+    if shape == "torus":
+        return torus(centre_mm, rng.uniform(2.0, 5.0), rng.uniform(0.7, 1.8), _unit_vector(rng))
+    axis = np.array([0.0, 1.0, 0.0]) if rng.random() < 0.7 else _unit_vector(rng)
+    return cylinder(centre_mm, rng.uniform(1.0, 4.0), axis)
+
+
+def agar_disk(*, radius_mm: float, centre_mm: tuple[float, float] = (0.0, 0.0), value: float = 1.0) -> torch.Tensor:
+    """Uniform agar-like disk: spin density (x, z) equal to ``value`` inside the circle, 0 outside."""
+    nx, nz = ph.VIEWLINE_MATRIX
+    x = pixel_centres_mm(nx, PIXEL_MM[0])[:, None]
+    z = pixel_centres_mm(nz, PIXEL_MM[1])[None, :]
+    return value * (((x - centre_mm[0]) ** 2 + (z - centre_mm[1]) ** 2) <= radius_mm**2).float()
+
+
+@functools.lru_cache(maxsize=1)
+def _mni_template() -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """MNI152 T1 template (1 mm) from the nilearn wheel as (1, 1, D, H, W), its affine and brain voxels (mm)."""
+    from nilearn.datasets import load_mni152_template
+
+    img = load_mni152_template(resolution=1)
+    data = np.asarray(img.get_fdata(), dtype=np.float32)
+    volume = torch.from_numpy(data / data.max())[None, None]
+    ijk = np.argwhere(data > 0.5 * data.max())
+    brain_mm = ijk @ img.affine[:3, :3].T + img.affine[:3, 3]
+    return volume, np.asarray(img.affine), brain_mm
+
+
+def mni_slice(rng: np.random.Generator, *, min_tissue_fraction: float = 0.4) -> torch.Tensor:
+    """Spin density (x, z): an oblique MNI T1 slice in random orientation, position and crop (40–140 mm side).
+
+    Resampled trilinearly onto the 128 × 128 image grid; retried until enough of the image is tissue.
+    """
+    volume, affine, brain_mm = _mni_template()
+    nx, nz = ph.VIEWLINE_MATRIX
+    inverse = np.linalg.inv(affine)
+    for _ in range(20):
+        basis, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        side_mm = rng.uniform(40.0, 140.0)
+        centre = brain_mm[rng.integers(len(brain_mm))]
+        u = (np.arange(nx) + 0.5) / nx - 0.5
+        v = (np.arange(nz) + 0.5) / nz - 0.5
+        points = centre + side_mm * (u[:, None, None] * basis[:, 0] + v[None, :, None] * basis[:, 1])
+        ijk = points @ inverse[:3, :3].T + inverse[:3, 3]
+        shape = np.array(volume.shape[2:], dtype=np.float64)
+        normalised = 2.0 * (ijk + 0.5) / shape - 1.0  # grid_sample wants (W, H, D) order = (k, j, i)
+        grid = torch.from_numpy(normalised[..., ::-1].copy()).float()[None, None]
+        rho = torch.nn.functional.grid_sample(volume, grid, align_corners=False, padding_mode="zeros")[0, 0, 0]
+        if float((rho > 0.2).float().mean()) >= min_tissue_fraction:
+            return rho
+    return rho
+
+
+def random_base(rng: np.random.Generator) -> torch.Tensor:
+    """Spin density (x, z): an MNI slice or an agar disk (radius 14–24 mm), with equal probability."""
+    if rng.random() < 0.5:
+        return mni_slice(rng)
+    return agar_disk(radius_mm=rng.uniform(14.0, 24.0), centre_mm=tuple(rng.uniform(-3.0, 3.0, size=2)))
+
+
+def random_concentration(rng: np.random.Generator, spin_density: torch.Tensor, *, n_objects: int | None = None,
+                         ) -> torch.Tensor:
+    """3-D SPIO concentration (x, y, z) in µg Fe/mm³: 1–5 random objects centred on tissue of the plane.
+
+    Each object has one concentration, log-uniform in 0.22–27.9 µg Fe/mm³; overlapping objects take the maximum.
+    """
+    low, high = ph.SPIO_CONCENTRATION_RANGE_UG_FE_PER_MM3
+    n = int(rng.integers(1, 6)) if n_objects is None else n_objects
+    tissue = torch.nonzero(spin_density > 0.2 * spin_density.max())
+    x, _, z = grid_3d_mm()
+    concentration = torch.zeros(x.shape[0], ph.VIEWLINE_NY, z.shape[2])
+    for _ in range(n):
+        i, k = tissue[rng.integers(len(tissue))].tolist() if len(tissue) else (64, 64)
+        centre = (float(x[i, 0, 0]), float(rng.uniform(-1.5, 1.5)), float(z[0, 0, k]))
+        mask = random_object(rng, centre, SHAPES[int(rng.integers(len(SHAPES)))])
+        value = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        concentration = torch.where(mask, torch.clamp(concentration, min=value), concentration)
+    return concentration
