@@ -1,0 +1,101 @@
+"""The dependency installer: asks before installing, only when something is missing, never at import."""
+
+from __future__ import annotations
+
+import pytest
+from QSMSlicerCommon.install import (
+    DependencyError,
+    DependencyInstaller,
+    PipEnsureBackend,
+    PipInstallBackend,
+    backend_for_version,
+    requirements_for,
+)
+
+
+class FakeBackend:
+    def __init__(self, asks_user: bool, installed: set[str], provides: dict[str, str]) -> None:
+        self.asks_user = asks_user
+        self.installed = installed
+        self.provides = provides
+        self.calls: list[list[str]] = []
+
+    def install(self, specs) -> None:
+        self.calls.append(list(specs))
+        self.installed |= {self.provides[s] for s in specs if s in self.provides}
+
+
+def make(asks_user: bool, *, installed: set[str], answer: bool = True, provides: dict[str, str] | None = None):
+    requirements = requirements_for("spio_quantification")
+    provides = provides if provides is not None else {r.spec: r.import_name for r in requirements}
+    backend = FakeBackend(asks_user, installed, provides)
+    questions: list[str] = []
+
+    def confirm(message: str) -> bool:
+        questions.append(message)
+        return answer
+
+    installer = DependencyInstaller(backend, confirm=confirm, is_available=lambda name: name in backend.installed)
+    return installer, backend, questions, requirements
+
+
+def test_nothing_happens_when_everything_is_installed() -> None:
+    everything = {"torch"} | {r.import_name for r in requirements_for("spio_quantification")}
+    installer, backend, questions, requirements = make(False, installed=everything)
+    assert installer.ensure(requirements) is True
+    assert backend.calls == [] and questions == []
+
+
+def test_pip_install_backend_asks_first_and_installs_only_the_missing() -> None:
+    installer, backend, questions, requirements = make(False, installed={"torch", "numpy", "scipy"})
+    assert installer.ensure(requirements) is True
+    assert len(questions) == 1 and "PyWavelets>=1.4" in questions[0] and "numpy" not in questions[0]
+    assert backend.calls == [[r.spec for r in requirements if r.import_name not in ("numpy", "scipy")]]
+
+
+def test_declining_installs_nothing() -> None:
+    installer, backend, questions, requirements = make(False, installed={"torch"}, answer=False)
+    assert installer.ensure(requirements) is False
+    assert backend.calls == [] and len(questions) == 1
+
+
+def test_pip_ensure_backend_does_its_own_asking() -> None:
+    installer, backend, questions, requirements = make(True, installed={"torch"})
+    assert installer.ensure(requirements) is True
+    assert questions == [] and len(backend.calls) == 1
+
+
+def test_still_missing_after_install_is_an_error() -> None:
+    installer, _, _, requirements = make(False, installed={"torch"}, provides={})
+    with pytest.raises(DependencyError, match="could not be installed"):
+        installer.ensure(requirements)
+
+
+def test_torch_comes_from_the_pytorch_extension() -> None:
+    installer, backend, _, requirements = make(False, installed=set())
+    with pytest.raises(DependencyError, match="PyTorch extension"):
+        installer.ensure(requirements)
+    installer.install_torch = lambda: False  # the user declined in PyTorchUtils' dialog
+    assert installer.ensure(requirements) is False and backend.calls == []
+
+
+def test_backend_choice_by_slicer_version() -> None:
+    ensured, installed = [], []
+
+    def pip_ensure(requirements, requester):
+        ensured.append((requirements, requester))
+
+    new = backend_for_version((5, 12), pip_ensure=pip_ensure, make_requirement=lambda s: f"Req({s})",
+                              pip_install=installed.append)
+    assert isinstance(new, PipEnsureBackend) and new.asks_user
+    new.install(["monai>=1.4"])
+    assert ensured == [(["Req(monai>=1.4)"], "QSMSlicerExtension")]
+    old = backend_for_version((5, 8), pip_ensure=None, make_requirement=None, pip_install=installed.append)
+    assert isinstance(old, PipInstallBackend) and not old.asks_user
+    old.install(["monai>=1.4", "fire>=0.5"])
+    assert installed == [["monai>=1.4", "fire>=0.5"]]
+
+
+def test_unknown_bundle() -> None:
+    with pytest.raises(KeyError, match="unknown bundle"):
+        requirements_for("dwi_denoising")

@@ -1,0 +1,165 @@
+"""Bundle command lines, output names and the modules' option helpers, against DESIGN.md's contracts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import tomllib
+from IVIMMappingLib.options import parse_b_values, write_bvals
+from QSMInversionLib.options import FIELD_UNITS, METHODS, qsm_options
+from QSMSlicerCommon.display import PRESETS, preset_for
+from QSMSlicerCommon.install import BUNDLE_REQUIREMENTS, COMMON_REQUIREMENTS
+from QSMSlicerCommon.options import (
+    IvimOptions,
+    QsmOptions,
+    RimOptions,
+    SpioOptions,
+    build_command,
+    expected_outputs,
+    input_stem,
+)
+from QSMSlicerCommon.process import ERROR_PREFIX, PROGRESS_PREFIX
+from QSMSlicerCommon.runner import stage_volumes
+from QSMSlicerCommon.workspace import TemporaryWorkspace
+from RimLesionDetectionLib.options import rim_options, summarize_lesions
+from slicer_test_support import REPO
+from SPIOQuantificationLib.options import view_line_layout_problem
+
+PY, BUNDLES, OUT = "PythonSlicer", Path("/ext/monai_bundles"), Path("/tmp/run/outputs")
+
+
+def head(bundle: str) -> list[str]:
+    return [PY, "-m", "monai.bundle", "run", "--config_file", str(BUNDLES / bundle / "configs" / "inference.json")]
+
+
+def test_qsm_command_has_exactly_the_contract_options() -> None:
+    options = QsmOptions(field=Path("/in/sub-01_field.nii.gz"), mask=Path("/in/mask_brain.nii.gz"), field_unit="rad",
+                         b0_tesla=3.0, te_ms=20.0, b0_dir=(0.0, 0.1, 1.0), method="tkd")
+    assert build_command(options, python=PY, bundles_dir=BUNDLES, output_dir=OUT) == head("qsm_dipole_inversion") + [
+        "--field", "/in/sub-01_field.nii.gz", "--output_dir", str(OUT), "--mask", "/in/mask_brain.nii.gz",
+        "--field_unit", "rad", "--b0_tesla", "3.0", "--te_ms", "20.0", "--b0_dir", "[0.0,0.1,1.0]",
+        "--method", "tkd",
+    ]
+    minimal = QsmOptions(field=Path("/in/f.nii"))
+    assert build_command(minimal, python=PY, bundles_dir=BUNDLES, output_dir=OUT)[6:] == [
+        "--field", "/in/f.nii", "--output_dir", str(OUT), "--field_unit", "ppm"]
+    assert expected_outputs(options, OUT) == {"chi": OUT / "sub-01_field_chi.nii.gz"}
+
+
+def test_ivim_command_and_outputs_per_model() -> None:
+    options = IvimOptions(dwi=Path("/in/dwi.nii.gz"), bvals=Path("/in/dwi.bval"), model="triexp", method="lsq")
+    assert build_command(options, python=PY, bundles_dir=BUNDLES, output_dir=OUT) == head("ivim_mapping") + [
+        "--dwi", "/in/dwi.nii.gz", "--output_dir", str(OUT), "--bvals", "/in/dwi.bval", "--model", "triexp",
+        "--mode", "fit", "--method", "lsq",
+    ]
+    assert [p.name for p in expected_outputs(options, OUT).values()] == [
+        "dwi_D.nii.gz", "dwi_f1.nii.gz", "dwi_Dstar1.nii.gz", "dwi_f2.nii.gz", "dwi_Dstar2.nii.gz", "dwi_S0.nii.gz"]
+    biexp = IvimOptions(dwi=Path("/in/dwi.nii"), bvals=Path("/in/b.bval"))
+    assert [p.name for p in expected_outputs(biexp, OUT).values()] == [
+        "dwi_D.nii.gz", "dwi_f.nii.gz", "dwi_Dstar.nii.gz", "dwi_S0.nii.gz"]
+    with pytest.raises(ValueError, match="unknown IVIM model"):
+        expected_outputs(IvimOptions(dwi=Path("d.nii"), bvals=Path("b.bval"), model="mono"), OUT)
+
+
+def test_spio_and_rim_commands_and_outputs() -> None:
+    spio = SpioOptions(image=Path("/in/viewline.nii.gz"))
+    assert build_command(spio, python=PY, bundles_dir=BUNDLES, output_dir=OUT) == head("spio_quantification") + [
+        "--image", "/in/viewline.nii.gz", "--output_dir", str(OUT)]
+    assert expected_outputs(spio, OUT) == {"concentration": OUT / "viewline_concentration.nii.gz"}
+    rim = RimOptions(qsm=Path("/in/qsm.nii.gz"), flair=Path("/in/flair.nii.gz"), lesion_mask=Path("/in/les.nii.gz"),
+                     threshold=0.4)
+    assert build_command(rim, python=PY, bundles_dir=BUNDLES, output_dir=OUT) == head("rim_lesion_detection") + [
+        "--qsm", "/in/qsm.nii.gz", "--output_dir", str(OUT), "--flair", "/in/flair.nii.gz",
+        "--lesion_mask", "/in/les.nii.gz", "--threshold", "0.4"]
+    assert expected_outputs(rim, OUT) == {"lesions": OUT / "qsm_lesions.csv",
+                                          "rim_labels": OUT / "qsm_rim_labels.nii.gz"}
+
+
+@pytest.mark.parametrize("name", ["a.nii.gz", "a.b.nii", "sub-01_T2*.nii.gz", "noext", "x.mgz"])
+def test_input_stem_follows_the_bundles_rule(name: str) -> None:
+    from lightning_modules.io import nifti_stem
+
+    assert input_stem(f"/d/{name}") == nifti_stem(f"/d/{name}")
+
+
+def test_constants_repeated_for_slicer_equal_the_package_ones() -> None:
+    from lightning_modules import bundle_app, physics
+    from lightning_modules.qsm import methods
+
+    assert PROGRESS_PREFIX == bundle_app.PROGRESS_PREFIX
+    assert ERROR_PREFIX == "error: "
+    assert METHODS == methods.METHODS
+    assert FIELD_UNITS == tuple(physics.FIELD_UNITS)
+
+
+def test_requirements_are_the_pyproject_specs() -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    declared = set(pyproject["project"]["dependencies"])
+    ours = {r.spec for r in COMMON_REQUIREMENTS} | {r.spec for rs in BUNDLE_REQUIREMENTS.values() for r in rs}
+    assert ours <= declared, f"not in pyproject.toml: {sorted(ours - declared)}"
+    left_out = {d.split(">")[0].split("=")[0] for d in declared - ours}
+    assert left_out <= {"torch", "SimpleITK", "nilearn", "matplotlib"}, left_out
+
+
+def test_every_volume_output_has_a_display_preset() -> None:
+    volume_outputs = {
+        "qsm_dipole_inversion": ["chi"], "ivim_mapping": ["D", "f", "Dstar", "f1", "Dstar1", "f2", "Dstar2", "S0"],
+        "spio_quantification": ["concentration"], "rim_lesion_detection": ["rim_labels"],
+    }
+    for bundle, names in volume_outputs.items():
+        assert set(PRESETS[bundle]) == set(names)
+    assert preset_for("rim_lesion_detection", "rim_labels").labelmap
+    assert preset_for("rim_lesion_detection", "lesions") is None
+    low, high = preset_for("qsm_dipole_inversion", "chi").display_range
+    assert low < 0 < high
+
+
+def test_qsm_panel_options() -> None:
+    hz = qsm_options(Path("f.nii.gz"), None, field_unit="hz", b0_tesla=7.0, te_ms=10.0, method="default")
+    assert (hz.b0_tesla, hz.te_ms, hz.method) == (7.0, None, None)
+    ppm = qsm_options(Path("f.nii.gz"), Path("m.nii.gz"), field_unit="ppm", b0_tesla=3.0, te_ms=10.0, method="ndi")
+    assert (ppm.b0_tesla, ppm.te_ms, ppm.method, ppm.mask) == (None, None, "ndi", Path("m.nii.gz"))
+    with pytest.raises(ValueError, match="unknown field unit"):
+        qsm_options(Path("f.nii.gz"), None, field_unit="tesla", b0_tesla=3.0, te_ms=1.0, method="ndi")
+
+
+def test_b_values_parsing_and_file(tmp_path: Path) -> None:
+    values = parse_b_values(" 0,10  20\n50 ", source="the b-values field")
+    assert values == [0.0, 10.0, 20.0, 50.0]
+    assert write_bvals(values, tmp_path / "x.bval").read_text() == "0 10 20 50\n"
+    with pytest.raises(ValueError, match="the b-values field: 'ten' is not a number"):
+        parse_b_values("0 ten", source="the b-values field")
+    with pytest.raises(ValueError, match="negative"):
+        parse_b_values("0 -5", source="labels")
+    with pytest.raises(ValueError, match="holds no b-values"):
+        parse_b_values("  ", source="labels")
+
+
+def test_view_line_layout_and_rim_helpers(tmp_path: Path) -> None:
+    assert view_line_layout_problem((1, 128, 128, 2), "v") is None
+    assert "2 channels" in view_line_layout_problem((1, 128, 128, 3), "v")
+    assert rim_options(Path("q"), Path("f"), Path("l"), threshold=0.0).threshold is None
+    assert rim_options(Path("q"), Path("f"), Path("l"), threshold=0.3).threshold == 0.3
+    table = tmp_path / "qsm_lesions.csv"
+    table.write_text("lesion_id,n_voxels,volume_mm3,centroid_x,centroid_y,centroid_z,rim_probability,rim_positive\n"
+                     "1,10,10.0,0,0,0,0.9,1\n2,12,12.0,1,1,1,0.1,0\n3,8,8.0,2,2,2,0.7,True\n")
+    assert summarize_lesions(table) == "3 lesion(s), 2 rim+"
+
+
+def test_stage_volumes_names_files_after_nodes(tmp_path: Path) -> None:
+    written = []
+
+    def write(node: str, path: Path) -> Path:
+        path.write_text(node)
+        written.append(path)
+        return path
+
+    with TemporaryWorkspace(tmp_path) as workspace:
+        staged = stage_volumes(workspace, {"qsm": "brain QSM", "flair": "brain QSM", "mask": None}, write,
+                               main="qsm", name_of=str)
+        assert staged["qsm"].name == "brain_QSM.nii.gz"
+        assert staged["flair"].name == "flair_brain_QSM.nii.gz"
+        assert staged["mask"] is None
+        assert all(p.parent == workspace.inputs for p in written)
+    assert not workspace.exists and list(tmp_path.iterdir()) == []
