@@ -152,7 +152,8 @@ def test_rim_bundle_run(tmp_path: Path) -> None:
         nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.eye(4)), str(files[name]))
 
     def options(qsm_path: Path, workspace: TemporaryWorkspace) -> RimOptions:
-        others = {n: Path(shutil.copy(files[n], workspace.inputs / files[n].name)) for n in ("rim_flair", "rim_lesions")}
+        others = {n: Path(shutil.copy(files[n], workspace.inputs / files[n].name))
+                  for n in ("rim_flair", "rim_lesions")}
         return RimOptions(qsm=qsm_path, flair=others["rim_flair"], lesion_mask=others["rim_lesions"])
 
     workspaces = tmp_path / "workspaces"
