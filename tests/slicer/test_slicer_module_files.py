@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
@@ -129,3 +130,14 @@ def test_common_package_imports_no_slicer_and_no_heavy_package_at_import() -> No
     import QSMSlicerCommon  # noqa: F401  (the import itself is the test)
 
     assert "slicer" not in sys.modules and "qt" not in sys.modules
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_lib_finds_the_common_package_from_a_source_checkout(module: str) -> None:
+    """With only the module folder on sys.path (as Slicer sets it), <Module>Lib makes QSMSlicerCommon importable."""
+    keep = "[p for p in sys.path if p and 'QSMSlicerExtension' not in p]"
+    code = (f"import sys; sys.path[:] = [{str(EXTENSION_DIR / module)!r}] + {keep}; "
+            f"import {module}Lib.options, QSMSlicerCommon; print(QSMSlicerCommon.__file__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(EXTENSION_DIR / "QSMSlicerCommon" / "__init__.py")
