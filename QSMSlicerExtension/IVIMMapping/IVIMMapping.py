@@ -194,7 +194,7 @@ class IVIMMappingLogic(ScriptedLoadableModuleLogic):
             b_values = parse_b_values(labels, source=f"the frame labels of {parameters.input_dwi.GetName()!r}")
         staged = stage_volumes(workspace, {"dwi": parameters.input_dwi, "mask": parameters.input_mask},
                                write_volume, main="dwi", name_of=lambda node: node.GetName())
-        bvals = write_bvals(b_values, workspace.input_path(f"{parameters.input_dwi.GetName()}", ".bval"))
+        bvals = write_bvals(b_values, workspace.input_path(parameters.input_dwi.GetName(), ".bval"))
         return ivim_options(staged["dwi"], bvals, staged["mask"], model=parameters.model, mode=parameters.mode,
                             method=parameters.method)
 
