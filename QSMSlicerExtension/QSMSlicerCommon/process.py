@@ -100,11 +100,6 @@ class BundleProcess:
         """Process id of the child once started."""
         return self._process.pid if self._process is not None else None
 
-    @property
-    def running(self) -> bool:
-        """Started and no outcome yet."""
-        return self._process is not None and self._outcome is None
-
     def start(self) -> None:
         """Start the child in its own process group (so that cancel reaches its children too)."""
         if self._process is not None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from QSMSlicerCommon.install import (
     DependencyError,
@@ -11,6 +14,9 @@ from QSMSlicerCommon.install import (
     backend_for_version,
     requirements_for,
 )
+from QSMSlicerCommon.locations import locate_extension_paths
+from QSMSlicerCommon.options import SpioOptions
+from QSMSlicerCommon.runner import BundleRunner
 
 
 class FakeBackend:
@@ -99,3 +105,33 @@ def test_backend_choice_by_slicer_version() -> None:
 def test_unknown_bundle() -> None:
     with pytest.raises(KeyError, match="unknown bundle"):
         requirements_for("dwi_denoising")
+
+
+class CountingInstaller:
+    def __init__(self, answers: list[bool]) -> None:
+        self.answers = answers
+        self.calls = 0
+
+    def ensure(self, requirements) -> bool:
+        self.calls += 1
+        return self.answers.pop(0)
+
+
+def test_runner_installs_on_first_start_only_and_stops_when_declined(tmp_path: Path) -> None:
+    installer = CountingInstaller([False, True])
+    runner = BundleRunner("qsm_dipole_inversion", python=sys.executable, paths=locate_extension_paths(),
+                          installer=installer, workspace_dir=tmp_path)
+    assert installer.calls == 0, "creating the runner (module Logic) must not install anything"
+    staged = []
+    assert runner.start(lambda ws: staged.append(ws)) is None
+    assert installer.calls == 1 and staged == [] and list(tmp_path.iterdir()) == []
+    assert runner.ensure_dependencies() and runner.ensure_dependencies()
+    assert installer.calls == 2, "once accepted, the check is not repeated"
+
+
+def test_runner_rejects_options_of_another_bundle_and_cleans_up(tmp_path: Path) -> None:
+    runner = BundleRunner("qsm_dipole_inversion", python=sys.executable, paths=locate_extension_paths(),
+                          workspace_dir=tmp_path)
+    with pytest.raises(ValueError, match="SpioOptions is for spio_quantification"):
+        runner.start(lambda ws: SpioOptions(image=ws.input_path("viewline")))
+    assert list(tmp_path.iterdir()) == []
