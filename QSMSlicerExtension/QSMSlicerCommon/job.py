@@ -85,8 +85,17 @@ class BundleJob:
         return self.result
 
     def wait(self, *, timeout_s: float | None = None) -> JobResult:
-        """Block until the job ends (scripts, tests and the module's self-test)."""
-        self._finish(self.process.wait(timeout_s=timeout_s))
+        """Block until the job ends (scripts, tests and the module's self-test).
+
+        Raises:
+            TimeoutError: the job still ran after ``timeout_s``; it has been cancelled.
+        """
+        try:
+            outcome = self.process.wait(timeout_s=timeout_s)
+        except TimeoutError:
+            self.cancel()
+            raise
+        self._finish(outcome)
         assert self.result is not None
         return self.result
 

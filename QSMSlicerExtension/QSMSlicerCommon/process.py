@@ -183,6 +183,8 @@ class BundleProcess:
                 self._process.wait()
         for reader in self._readers:
             reader.join(timeout=grace_s)
+        if any(reader.is_alive() for reader in self._readers):
+            self._open_streams = 0  # a grandchild outside the group holds the pipes: stop waiting for them
         return self.wait()
 
     def _signal(self, *, terminate: bool) -> None:

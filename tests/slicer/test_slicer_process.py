@@ -188,3 +188,12 @@ def test_run_panel_cancel_button(tmp_path: Path) -> None:
     ui.cancelButton.slot()
     assert finished[0].status is JobStatus.CANCELLED and not panel.timer.active
     assert ui.statusLabel.text == "cancelled by the user" and not workspace.exists
+
+
+def test_wait_with_timeout_cancels_the_job(tmp_path: Path) -> None:
+    workspace = TemporaryWorkspace(tmp_path)
+    job = BundleJob([sys.executable, "-c", "import time; time.sleep(60)"], workspace, {})
+    job.start()
+    with pytest.raises(TimeoutError):
+        job.wait(timeout_s=0.5)
+    assert job.result.status is JobStatus.CANCELLED and not workspace.exists
