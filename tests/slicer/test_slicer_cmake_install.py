@@ -1,0 +1,50 @@
+"""The extension's CMake install layout, configured against a stand-in Slicer (``fake_slicer/``).
+
+Checks that the modules, ``QSMSlicerCommon`` and the shipped bundles / ``lightning_modules`` land where
+``QSMSlicerCommon.locations`` looks, and that a bundle process started from the installed copy imports the
+installed ``lightning_modules`` and resolves the installed bundles. Slicer's real macros are not exercised.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from slicer_test_support import MODULES, REPO
+
+FAKE_SLICER = Path(__file__).resolve().parent / "fake_slicer"
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None or shutil.which("c++") is None, reason="needs cmake and c++")
+def test_install_layout_runs_from_the_shipped_copy(tmp_path: Path) -> None:
+    build, prefix = tmp_path / "build", tmp_path / "install"
+    subprocess.run(["cmake", "-S", str(REPO), "-B", str(build), f"-DSlicer_DIR={FAKE_SLICER}"], check=True,
+                   capture_output=True, timeout=120)
+    subprocess.run(["cmake", "--install", str(build), "--prefix", str(prefix)], check=True, capture_output=True,
+                   timeout=120)
+    modules_dir = prefix / "lib" / "Slicer-5.8" / "qt-scripted-modules"
+    for module in MODULES:
+        for relative in (f"{module}.py", f"{module}Lib/options.py", f"Resources/UI/{module}.ui",
+                         f"Resources/Icons/{module}.png"):
+            assert (modules_dir / relative).is_file(), relative
+    data = modules_dir / "QSMSlicerExtensionData"
+    assert (data / "monai_bundles" / "qsm_dipole_inversion" / "configs" / "inference.json").is_file()
+    assert (data / "lightning_modules" / "bundle_app.py").is_file()
+    assert not list(prefix.rglob("__pycache__"))
+
+    child = ("import lightning_modules.bundle_app as b; print(b.__file__); "
+             "print(b.bundle_root('qsm_dipole_inversion'))")
+    code = (f"import subprocess, sys; sys.path.insert(0, {str(modules_dir)!r}); "
+            "from QSMSlicerCommon.locations import locate_extension_paths; "
+            "import QSMSlicerCommon; print(QSMSlicerCommon.__file__); paths = locate_extension_paths(); "
+            f"print(subprocess.run([sys.executable, '-c', {child!r}], env=paths.child_environment(), "
+            "capture_output=True, text=True, check=True).stdout, end='')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    common, package, bundle = done.stdout.splitlines()
+    assert Path(common) == modules_dir / "QSMSlicerCommon" / "__init__.py"
+    assert Path(package) == data / "lightning_modules" / "bundle_app.py"
+    assert Path(bundle) == data / "monai_bundles" / "qsm_dipole_inversion"
