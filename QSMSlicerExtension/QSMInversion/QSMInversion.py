@@ -229,9 +229,12 @@ class QSMInversionTest(ScriptedLoadableModuleTest):
         cos2 = (grid[0] / radius) ** 2  # B0 along k (z)
         field = np.where(radius < 6, 0.0, 0.1 / 3 * (6 / radius) ** 3 * (3 * cos2 - 1))  # ppm, χ = 0.1 ppm
         fieldNode = slicer.util.addVolumeFromArray(field.astype(np.float32), name="sphere_field")
+        maskNode = slicer.util.addVolumeFromArray(np.ones(field.shape, dtype=np.uint8), name="sphere_mask",
+                                                  nodeClassName="vtkMRMLLabelMapVolumeNode")
         logic = QSMInversionLogic()
         parameters = logic.getParameterNode()
         parameters.input_field = fieldNode
+        parameters.input_mask = maskNode  # the field is 0 inside the sphere, so the default mask would miss it
         parameters.method = "tkd"
         outputs = logic.process(parameters, timeoutSeconds=600)
         chiArray = slicer.util.arrayFromVolume(outputs["chi"])
