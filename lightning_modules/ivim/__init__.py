@@ -1,0 +1,1 @@
+"""IVIM mapping: signal models, least-squares fits, IVIM-NET, simulators, Lightning modules and the bundle app."""

@@ -1,0 +1,215 @@
+"""Inference app of the ``ivim_mapping`` bundle: a 4-D DWI and its b-values in, IVIM parameter maps out.
+
+Per DESIGN.md's contract: ``--dwi`` (4-D, last axis = b-values), ``--bvals`` (FSL style), optional ``--mask``,
+``--model biexp|triexp``, ``--mode fit|pretrained``, ``--method net|lsq``; writes ``{stem}_{parameter}.nii.gz``
+on the DWI's grid, 0 outside the mask and where the lowest-b signal is not positive. Every case of a batch is
+validated before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lightning_modules.bundle_app import (
+    case_list,
+    check_distinct_outputs,
+    exit_on_input_error,
+    is_given,
+    output_path,
+    report_progress,
+)
+from lightning_modules.io import InputError, check_same_grid, load_nifti, save_nifti_atomic
+from lightning_modules.ivim.data import IvimDataModule
+from lightning_modules.ivim.lsq import IvimLsq, bounds_array
+from lightning_modules.ivim.module import ProgressLines, predict_ivim_net, train_ivim_net
+from lightning_modules.ivim.networks import IvimNet
+from lightning_modules.ivim.signal import PARAMETER_NAMES, average_repeats, normalise_signal
+from lightning_modules.ivim.simulate import IVIMNET_B_VALUES, OSIPI_B_VALUES
+
+#: Shipped weights per (model, b-value scheme), in the bundle's ``models/`` folder.
+PRETRAINED_SCHEMES = {"ivimnet11": IVIMNET_B_VALUES, "osipi18": OSIPI_B_VALUES}
+PRETRAINED_WEIGHTS = {
+    ("biexp", "ivimnet11"): "model.pt",
+    ("biexp", "osipi18"): "model_biexp_osipi18.pt",
+    ("triexp", "ivimnet11"): "model_triexp_ivimnet11.pt",
+    ("triexp", "osipi18"): "model_triexp_osipi18.pt",
+}
+
+
+@dataclass
+class IvimCase:
+    """One validated case: the masked voxels' signals (n_voxels, n_b), their positions and the grid."""
+
+    dwi_path: str
+    signals: np.ndarray
+    b_values: np.ndarray
+    mask: np.ndarray
+    affine: np.ndarray
+    header: object
+
+
+def read_bvals(path: str | os.PathLike, *, n_volumes: int | None = None) -> np.ndarray:
+    """b-values (s/mm²) of an FSL-style ``.bval`` file: whitespace-separated numbers, one per volume.
+
+    Raises:
+        InputError: unreadable file, non-numbers, negative values or a count different from ``n_volumes``.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise InputError(f"b-values file {str(path)!r} cannot be read ({err.strerror}); check the path") from None
+    try:
+        b = np.array([float(v) for v in text.split()], dtype=np.float64)
+    except ValueError:
+        raise InputError(f"b-values file {str(path)!r} is not a list of numbers; give FSL-style b-values") from None
+    if b.size == 0 or not np.all(np.isfinite(b)):
+        raise InputError(f"b-values file {str(path)!r} holds no finite b-values; give one b-value per volume")
+    if np.any(b < 0):
+        raise InputError(f"b-values file {str(path)!r} has negative b-values; b-values are ≥ 0 s/mm²")
+    if n_volumes is not None and b.size != n_volumes:
+        raise InputError(f"b-values file {str(path)!r} has {b.size} b-values but the DWI has {n_volumes} volumes; "
+                         "give one b-value per volume")
+    return b
+
+
+def load_case(case: dict, *, model: str) -> IvimCase:
+    """Read and validate one case (a dict with the command-line keys).
+
+    Raises:
+        InputError: any problem with the files, as one sentence.
+    """
+    dwi_path = str(case["dwi"])
+    if not is_given(case.get("bvals")):
+        raise InputError(f"no b-values given for {dwi_path!r}; pass --bvals FILE.bval")
+    dwi, affine, header = load_nifti(dwi_path, what="DWI", ndim=4)
+    b = read_bvals(str(case["bvals"]), n_volumes=dwi.shape[3])
+    n_params = len(PARAMETER_NAMES[model]) - 1
+    if np.unique(b).size < n_params + 1:
+        raise InputError(f"b-values file {str(case['bvals'])!r} has {np.unique(b).size} distinct b-values; the "
+                         f"{model} model needs at least {n_params + 1}")
+    if is_given(case.get("mask")):
+        mask_path = str(case["mask"])
+        mask_data, mask_affine, _ = load_nifti(mask_path, what="mask", ndim=3)
+        check_same_grid(dwi.shape, affine, mask_data.shape, mask_affine, path_b=mask_path, what_b="mask", ref="DWI")
+        mask = mask_data > 0
+        if not mask.any():
+            raise InputError(f"mask file {mask_path!r} is empty (no voxel > 0); give a mask of the tissue to fit")
+    else:
+        mask = np.ones(dwi.shape[:3], dtype=bool)
+    signals = dwi[mask]
+    if not np.any(normalise_signal(signals, b)[2]):
+        raise InputError(f"DWI file {dwi_path!r} has no voxel with a positive signal at the lowest b-value in the "
+                         "mask; check the image and the mask")
+    return IvimCase(dwi_path, signals, b, mask, affine, header)
+
+
+def pretrained_network(model: str, b_values: np.ndarray, bundle_root: str | os.PathLike) -> IvimNet:
+    """The shipped IVIM-NET for ``model`` whose b-value scheme equals the distinct values of ``b_values``.
+
+    Raises:
+        InputError: no weights for this scheme (suggests ``--mode fit``) or missing weight file.
+    """
+    unique = np.unique(b_values)
+    for scheme, scheme_b in PRETRAINED_SCHEMES.items():
+        if unique.size == len(scheme_b) and np.allclose(unique, scheme_b, atol=0.5):
+            path = Path(bundle_root) / "models" / PRETRAINED_WEIGHTS[(model, scheme)]
+            if not path.is_file():
+                raise InputError(f"weights file {str(path)!r} is missing; reinstall the bundle or use --mode fit")
+            network = IvimNet(scheme_b, model=model)
+            network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            return network
+    raise InputError(
+        f"--mode pretrained has weights only for the IVIM-NET b-values {list(IVIMNET_B_VALUES)} and OSIPI's "
+        f"{list(OSIPI_B_VALUES)}, not {unique.tolist()}; use --mode fit to train on this data set"
+    )
+
+
+class IvimMappingApp:
+    """The bundle's workflow: ``IvimMappingApp(dwi=..., bvals=..., output_dir=...).run()``.
+
+    Args mirror the command-line options of DESIGN.md (``dwi``, ``bvals``, ``mask``, ``model``, ``mode``,
+    ``method``, ``datalist``, ``output_dir``, ``device``) plus ``bounds`` (``body``/``brain``), the training
+    budget of ``--mode fit`` (``max_epochs``, ``patience_epochs``), ``seed`` and ``num_threads``.
+    """
+
+    def __init__(
+        self, *, dwi: str | None = None, bvals: str | None = None, mask: str | None = None, model: str = "biexp",
+        mode: str = "fit", method: str = "net", datalist: str | None = None, output_dir: str = "output",
+        device: str | torch.device = "cpu", bundle_root: str | None = None, bounds: str = "body",
+        max_epochs: int = 100, patience_epochs: int = 10, seed: int = 0, num_threads: int | None = None,
+    ) -> None:
+        self.single_case = {"dwi": dwi, "bvals": bvals, "mask": mask}
+        self.model, self.mode, self.method, self.bounds = str(model), str(mode), str(method), str(bounds)
+        self.datalist = datalist
+        self.output_dir = output_dir
+        self.device = torch.device(device)
+        self.bundle_root = bundle_root
+        self.max_epochs, self.patience_epochs, self.seed = int(max_epochs), int(patience_epochs), int(seed)
+        self.num_threads = num_threads
+
+    def _check_options(self) -> None:
+        choices = (("model", self.model, ("biexp", "triexp")), ("mode", self.mode, ("fit", "pretrained")),
+                   ("method", self.method, ("net", "lsq")), ("bounds", self.bounds, ("body", "brain")))
+        for name, value, allowed in choices:
+            if value not in allowed:
+                raise InputError(f"unknown --{name} {value!r}; use one of {', '.join(allowed)}")
+
+    def _outputs(self, dwi_path: str) -> list[Path]:
+        return [output_path(self.output_dir, dwi_path, f"{name}.nii.gz") for name in PARAMETER_NAMES[self.model]]
+
+    def fit_case(self, case: IvimCase) -> np.ndarray:
+        """Parameters ``(n_masked_voxels, n_params)`` of one case (S0 in signal units, 0 where not fitted)."""
+        normalised, ref, valid = normalise_signal(case.signals, case.b_values)
+        params = np.zeros((normalised.shape[0], len(PARAMETER_NAMES[self.model])))
+        if self.method == "lsq":
+            report_progress(0.1, f"least squares on {int(valid.sum())} voxels")
+            lsq = IvimLsq(case.b_values, model=self.model, bounds=self.bounds, device=self.device)
+            return lsq.fit(case.signals).params
+        if self.mode == "pretrained":
+            network = pretrained_network(self.model, case.b_values, self.bundle_root).to(self.device)
+            b_unique, signals = average_repeats(normalised[valid], case.b_values)
+            signals = normalise_signal(signals, b_unique)[0]
+        else:
+            signals = normalised[valid]
+            network = IvimNet(case.b_values, model=self.model, bounds=self.bounds)
+            data = IvimDataModule(signals, b_values_s_per_mm2=case.b_values, seed=self.seed)
+            network = train_ivim_net(data, network, max_epochs=self.max_epochs, patience_epochs=self.patience_epochs,
+                                     seed=self.seed, callbacks=[ProgressLines(start=0.05, end=0.9)]).to(self.device)
+        limits = bounds_array(self.model, self.bounds)
+        params[valid] = np.clip(predict_ivim_net(network, signals), limits[:, 0], limits[:, 1])
+        params[:, -1] *= ref
+        params[~valid] = 0.0
+        return params
+
+    def run(self) -> list[Path]:
+        """Validate every case, then fit and write each; returns the written paths."""
+        if self.num_threads:
+            torch.set_num_threads(int(self.num_threads))
+        with exit_on_input_error():
+            self._check_options()
+            cases = case_list(self.single_case, datalist=self.datalist, main_key="dwi")
+            check_distinct_outputs([p for c in cases for p in self._outputs(c["dwi"])])
+            for case in cases:  # validate all before writing anything
+                loaded = load_case(case, model=self.model)
+                if self.method == "net" and self.mode == "pretrained":
+                    pretrained_network(self.model, loaded.b_values, self.bundle_root)
+        written = []
+        for i, case in enumerate(cases):
+            loaded = load_case(case, model=self.model)
+            report_progress(i / len(cases), f"IVIM {self.method} ({self.mode}): {Path(loaded.dwi_path).name}")
+            start = time.perf_counter()
+            params = self.fit_case(loaded)
+            for k, path in enumerate(self._outputs(loaded.dwi_path)):
+                volume = np.zeros(loaded.mask.shape, dtype=np.float32)
+                volume[loaded.mask] = params[:, k]
+                written.append(save_nifti_atomic(volume, loaded.affine, path, header=loaded.header))
+            print(f"wrote {len(PARAMETER_NAMES[self.model])} maps of {loaded.dwi_path} "
+                  f"({time.perf_counter() - start:.1f} s)", flush=True)
+        report_progress(1.0, "done")
+        return written

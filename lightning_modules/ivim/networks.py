@@ -1,0 +1,68 @@
+"""IVIM-NET: a physics-informed, self-supervised network for IVIM parameter estimation.
+
+Barbieri et al., MRM 2020 (IVIM-NET); Kaandorp et al., MRM 2021 (IVIM-NET_optim: one fully connected network per
+parameter, batch normalisation, dropout, sigmoid-bounded outputs with bounds widened by 30 % of their range so the
+estimates sit on the near-linear part of the sigmoid); Troelstra et al., 2022 (tri-exponential variant). The
+decoder is the IVIM signal model itself, so training needs no ground truth: the loss compares the input signal
+with the signal the predicted parameters produce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from lightning_modules.ivim.lsq import bounds_array
+from lightning_modules.ivim.signal import PARAMETER_NAMES, model_signal
+
+#: Fraction of each bound's range added on both sides of the sigmoid output (Kaandorp et al. 2021).
+BOUND_WIDENING = 0.3
+
+
+def _parameter_mlp(n_b: int, *, depth: int, dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for _ in range(depth):
+        layers += [nn.Linear(n_b, n_b), nn.BatchNorm1d(n_b), nn.ELU(), nn.Dropout(dropout)]
+    return nn.Sequential(*layers, nn.Linear(n_b, 1))
+
+
+class IvimNet(nn.Module):
+    """One MLP per IVIM parameter (Linear → BatchNorm1d → ELU → Dropout, width = number of b-values).
+
+    Args:
+        b_values_s_per_mm2: the acquisition's b-values (stored as a buffer, so saved with the weights).
+        model: ``"biexp"`` or ``"triexp"``.
+        bounds: bounds preset of :data:`lightning_modules.ivim.lsq.BOUNDS` before widening.
+        depth: hidden layers per parameter network.
+        dropout: dropout probability.
+
+    Input: ``(n_voxels, n_b)`` signals divided by S(b_min). Output of :meth:`forward`: ``(n_voxels, n_params)``
+    parameters in the order of :data:`lightning_modules.ivim.signal.PARAMETER_NAMES` (D, D* in mm²/s).
+    """
+
+    def __init__(
+        self, b_values_s_per_mm2: Sequence[float], *, model: str = "biexp", bounds: str = "body", depth: int = 2,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        b = torch.as_tensor(list(b_values_s_per_mm2), dtype=torch.float32)
+        limits = torch.as_tensor(bounds_array(model, bounds), dtype=torch.float32)
+        margin = BOUND_WIDENING * (limits[:, 1] - limits[:, 0])
+        self.register_buffer("b_values", b)
+        self.register_buffer("lower", limits[:, 0] - margin)
+        self.register_buffer("upper", limits[:, 1] + margin)
+        self.parameter_nets = nn.ModuleList(
+            _parameter_mlp(b.numel(), depth=depth, dropout=dropout) for _ in PARAMETER_NAMES[model]
+        )
+
+    def forward(self, signal: torch.Tensor) -> torch.Tensor:
+        """Parameters ``(n_voxels, n_params)`` of normalised signals ``(n_voxels, n_b)``."""
+        raw = torch.cat([net(signal) for net in self.parameter_nets], dim=1)
+        return self.lower + torch.sigmoid(raw) * (self.upper - self.lower)
+
+    def decode(self, params: torch.Tensor) -> torch.Tensor:
+        """The physics decoder: IVIM signal ``(n_voxels, n_b)`` of parameters ``(n_voxels, n_params)``."""
+        return model_signal(self.model, self.b_values, params)
