@@ -64,12 +64,26 @@ def dipole_kernel(
     n = [int(s) for s in shape]
     freqs = [np.fft.fftfreq(n[0], d=voxel_size_mm[0]), np.fft.fftfreq(n[1], d=voxel_size_mm[1])]
     freqs.append(np.fft.rfftfreq(n[2], d=voxel_size_mm[2]) if half else np.fft.fftfreq(n[2], d=voxel_size_mm[2]))
-    k0, k1, k2 = (torch.as_tensor(f, dtype=torch.float64, device=device) for f in freqs)
-    k0, k1, k2 = k0[:, None, None], k1[None, :, None], k2[None, None, :]
+    ks = [torch.as_tensor(f, dtype=torch.float64, device=device) for f in freqs]
+    # At an even-length axis' Nyquist index the sign of k is ambiguous; the cross terms of (k·b̂)² are odd in
+    # it, so they are averaged over ±k there (i.e. dropped). This keeps D real and even on the discrete grid,
+    # as the real-to-real convolution requires, for oblique B0.
+    ks_cross = []
+    for k, size in zip(ks, n):
+        kc = k.clone()
+        if size % 2 == 0:
+            kc[torch.isclose(k.abs(), k.abs().max())] = 0.0
+        ks_cross.append(kc)
+    views = ((slice(None), None, None), (None, slice(None), None), (None, None, slice(None)))
+    k0, k1, k2 = (k[v] for k, v in zip(ks, views))
+    c0, c1, c2 = (k[v] for k, v in zip(ks_cross, views))
     k_sq = k0**2 + k1**2 + k2**2
-    k_dot_b = k0 * b[0] + k1 * b[1] + k2 * b[2]
+    k_dot_b_sq = (
+        (b[0] * k0) ** 2 + (b[1] * k1) ** 2 + (b[2] * k2) ** 2
+        + 2 * (b[0] * b[1] * c0 * c1 + b[0] * b[2] * c0 * c2 + b[1] * b[2] * c1 * c2)
+    )
     k_sq[0, 0, 0] = 1.0
-    kernel = 1.0 / 3.0 - k_dot_b**2 / k_sq
+    kernel = 1.0 / 3.0 - k_dot_b_sq / k_sq
     kernel[0, 0, 0] = 0.0
     return kernel.to(dtype)
 

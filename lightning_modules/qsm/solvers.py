@@ -7,6 +7,8 @@ unroll NDI) share one interface: ``solver(field_ppm, kernel, mask) -> chi_ppm`` 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -76,6 +78,16 @@ class Ndi(nn.Module):
         magnitude: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Invert a local field (ppm); ``magnitude`` (optional, any scale) multiplies the data weight W."""
+        for chi in self.iterate(field_ppm, kernel, mask, magnitude):
+            pass
+        return chi if mask is None else chi * mask
+
+    def iterate(
+        self, field_ppm: torch.Tensor, kernel: torch.Tensor, mask: torch.Tensor | None = None,
+        magnitude: torch.Tensor | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Yield χ (ppm, not yet masked) after each of the ``iterations`` steps; the same tensor is updated
+        in place, so copy it to keep an iterate."""
         shape = _spatial_shape(field_ppm)
         dims = (-3, -2, -1)
         phase = field_ppm if mask is None else field_ppm * mask
@@ -95,4 +107,4 @@ class Ndi(nn.Module):
                 residual.mul_(weight_sq)
             gradient = torch.fft.irfftn(torch.fft.rfftn(residual, dim=dims).mul_(kernel), s=shape, dim=dims)
             chi.mul_(shrink).add_(gradient, alpha=-tau)
-        return chi if mask is None else chi * mask
+            yield chi

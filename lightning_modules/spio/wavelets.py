@@ -63,8 +63,8 @@ class Dwt2(nn.Module):
     def __init__(self, wavelet: str = "db4") -> None:
         super().__init__()
         dec_lo, dec_hi, _, _ = _filters(wavelet)
-        self.register_buffer("lo", dec_lo.flip(0).float(), persistent=False)
-        self.register_buffer("hi", dec_hi.flip(0).float(), persistent=False)
+        self.register_buffer("lo", dec_lo.flip(0), persistent=False)
+        self.register_buffer("hi", dec_hi.flip(0), persistent=False)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         low, high = _analysis_1d(image, self.lo, self.hi, dim=-1)
@@ -84,8 +84,8 @@ class InverseDwt2(nn.Module):
     def __init__(self, wavelet: str = "db4") -> None:
         super().__init__()
         _, _, rec_lo, rec_hi = _filters(wavelet)
-        self.register_buffer("rec_lo", rec_lo.float(), persistent=False)
-        self.register_buffer("rec_hi", rec_hi.float(), persistent=False)
+        self.register_buffer("rec_lo", rec_lo, persistent=False)
+        self.register_buffer("rec_hi", rec_hi, persistent=False)
 
     def forward(self, subbands: torch.Tensor) -> torch.Tensor:
         ca, ch, cv, cd = torch.chunk(subbands, 4, dim=1)
