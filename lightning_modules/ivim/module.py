@@ -17,9 +17,9 @@ from torch import nn
 from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.networks import IvimNet
 
-#: Epochs without validation improvement before stopping. One epoch is 500 batches, so 10 epochs are 5000
-#: batches — about the ~90 epochs of 56 batches that FIELD_NOTES found necessary, not the 10 × 56 of the
-#: published code that stops too early on study-sized data.
+#: Epochs without validation improvement before stopping. One epoch is 64,000 voxels (IVIM-NET_optim's 500 batches
+#: of 128), so 10 epochs are 640,000 voxels — about the ~90 epochs of 56 batches that FIELD_NOTES found necessary,
+#: not the 10 × 56 batches of the published code that stops too early on study-sized data.
 DEFAULT_PATIENCE_EPOCHS = 10
 
 
