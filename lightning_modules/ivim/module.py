@@ -37,6 +37,7 @@ class IvimNetModule(pl.LightningModule):
         self.learning_rate = float(learning_rate)
         self.best_val_loss = float("inf")
         self.best_state: dict[str, torch.Tensor] | None = None
+        self._val_sums = torch.zeros(2, dtype=torch.float64)
 
     def forward(self, signal: torch.Tensor) -> torch.Tensor:
         return self.network(signal)
@@ -50,10 +51,15 @@ class IvimNetModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
-        self.log("val_loss", self._loss(batch[0]), prog_bar=True)
+        loss = self._loss(batch[0])
+        self._val_sums += torch.tensor([float(loss) * batch[0].shape[0], batch[0].shape[0]], dtype=torch.float64)
+        self.log("val_loss", loss, prog_bar=True, batch_size=batch[0].shape[0])
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums.zero_()
 
     def on_validation_epoch_end(self) -> None:
-        val_loss = float(self.trainer.callback_metrics.get("val_loss", float("inf")))
+        val_loss = float(self._val_sums[0] / self._val_sums[1].clamp_min(1))
         if not self.trainer.sanity_checking and val_loss < self.best_val_loss:
             self.best_val_loss = val_loss
             self.best_state = copy.deepcopy(self.network.state_dict())
