@@ -19,15 +19,20 @@ from lightning_modules.spio.wavelets import SUBBANDS, Dwt2
 
 
 def relative_l1_per_subband(predicted: torch.Tensor, target: torch.Tensor, *, eps: float = 1.0) -> torch.Tensor:
-    """Per sub-band loss ``mean_batch(‖ŵ_b − w_b‖₁ / (‖w_b‖₁ + eps))``, shape (n_subbands,).
+    """Per sub-band loss ``mean_batch(‖ŵ_b − w_b‖₁ / (‖w_A‖₁ + eps))``, shape (n_subbands,).
+
+    Every sub-band's L1 error is normalised per sample by the L1 norm of the sample's approximation band
+    ``w_A`` (channel 0), i.e. the relative deviation with respect to the sample's amount of iron. Normalising
+    each detail band by its own, often tiny, norm made training unstable (loss spikes from samples with small
+    objects) in our first run.
 
     Args:
         predicted: predicted sub-bands (B, 4, h, w), µg Fe/mm³.
         target: true sub-bands, same shape.
-        eps: guard for sub-bands that are (almost) empty, in µg Fe/mm³ summed over pixels.
+        eps: guard for (almost) empty samples, in µg Fe/mm³ summed over pixels.
     """
     error = (predicted - target).abs().flatten(2).sum(-1)
-    norm = target.abs().flatten(2).sum(-1)
+    norm = target[:, :1].abs().flatten(2).sum(-1)
     return (error / (norm + eps)).mean(0)
 
 
@@ -45,7 +50,7 @@ class DeepSpioModule(pl.LightningModule):
         weight_decay: AdamW weight decay.
     """
 
-    def __init__(self, *, network: DeepSpio | None = None, learning_rate: float = 2e-3,
+    def __init__(self, *, network: DeepSpio | None = None, learning_rate: float = 1e-3,
                  weight_decay: float = 1e-4) -> None:
         super().__init__()
         self.network = network if network is not None else DeepSpio()
