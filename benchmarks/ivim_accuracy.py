@@ -186,7 +186,7 @@ def main() -> None:
     parser.add_argument("--n_dipy", type=int, default=2000)
     parser.add_argument("--osipi_copies", type=int, default=500)
     parser.add_argument("--osipi_dipy_copies", type=int, default=50)
-    parser.add_argument("--max_epochs", type=int, default=100)
+    parser.add_argument("--max_epochs", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default=str(REPO / "benchmarks" / "results" / "ivim"))
     args = parser.parse_args()

@@ -142,7 +142,7 @@ class IvimMappingApp:
         self, *, dwi: str | None = None, bvals: str | None = None, mask: str | None = None, model: str = "biexp",
         mode: str = "fit", method: str = "net", datalist: str | None = None, output_dir: str = "output",
         device: str | torch.device = "cpu", bundle_root: str | None = None, bounds: str = "body",
-        max_epochs: int = 100, patience_epochs: int = 10, seed: int = 0, num_threads: int | None = None,
+        max_epochs: int = 60, patience_epochs: int = 10, seed: int = 0, num_threads: int | None = None,
     ) -> None:
         self.single_case = {"dwi": dwi, "bvals": bvals, "mask": mask}
         self.model, self.mode, self.method, self.bounds = str(model), str(mode), str(method), str(bounds)

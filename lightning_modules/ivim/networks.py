@@ -2,9 +2,10 @@
 
 Barbieri et al., MRM 2020 (IVIM-NET); Kaandorp et al., MRM 2021 (IVIM-NET_optim: one fully connected network per
 parameter, batch normalisation, dropout, sigmoid-bounded outputs with bounds widened by 30 % of their range so the
-estimates sit on the near-linear part of the sigmoid); Troelstra et al., 2022 (tri-exponential variant). The
-decoder is the IVIM signal model itself, so training needs no ground truth: the loss compares the input signal
-with the signal the predicted parameters produce.
+estimates sit on the near-linear part of the sigmoid); Troelstra et al., 2022 (tri-exponential variant). We keep
+the widened lower bounds of D and D* at 0: a negative D* makes e^(−b D*) explode and destabilises training at
+learning rates above IVIM-NET's 3e-5. The decoder is the IVIM signal model itself, so training needs no ground
+truth: the loss compares the input signal with the signal the predicted parameters produce.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ class IvimNet(nn.Module):
         b = torch.as_tensor(list(b_values_s_per_mm2), dtype=torch.float32)
         limits = torch.as_tensor(bounds_array(model, bounds), dtype=torch.float32)
         margin = BOUND_WIDENING * (limits[:, 1] - limits[:, 0])
+        diffusivity = torch.tensor(["D" in name for name in PARAMETER_NAMES[model]])
+        lower = torch.where(diffusivity, (limits[:, 0] - margin).clamp_min(0.0), limits[:, 0] - margin)
         self.register_buffer("b_values", b)
-        self.register_buffer("lower", limits[:, 0] - margin)
+        self.register_buffer("lower", lower)
         self.register_buffer("upper", limits[:, 1] + margin)
         self.parameter_nets = nn.ModuleList(
             _parameter_mlp(b.numel(), depth=depth, dropout=dropout) for _ in PARAMETER_NAMES[model]

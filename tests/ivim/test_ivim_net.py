@@ -1,0 +1,67 @@
+"""IVIM-NET: architecture, bounds, self-supervised training on known truth and OSIPI's deep-learning rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.testing as npt
+import torch
+
+from lightning_modules.ivim.app import PRETRAINED_SCHEMES, PRETRAINED_WEIGHTS, pretrained_network
+from lightning_modules.ivim.data import IvimDataModule
+from lightning_modules.ivim.lsq import IvimLsq
+from lightning_modules.ivim.module import predict_ivim_net, train_ivim_net
+from lightning_modules.ivim.networks import IvimNet
+from lightning_modules.ivim.signal import normalise_signal
+from lightning_modules.ivim.simulate import IVIMNET_B_VALUES, simulate_ivim
+from tests.ivim.conftest import load_osipi
+from tests.ivim.test_ivim_bundle import BUNDLE
+
+B = np.array(IVIMNET_B_VALUES)
+
+
+def test_one_mlp_per_parameter_with_batchnorm_elu_dropout_and_widened_bounds() -> None:
+    net = IvimNet(B, model="triexp")
+    assert len(net.parameter_nets) == 6
+    layers = [type(m).__name__ for m in net.parameter_nets[0]]
+    assert layers == ["Linear", "BatchNorm1d", "ELU", "Dropout"] * 2 + ["Linear"]
+    assert net.parameter_nets[0][0].in_features == net.parameter_nets[0][0].out_features == B.size
+    npt.assert_allclose(net.upper[:2].numpy(), [0.005 * 1.3, 1.3], rtol=1e-6)  # D, f1 widened by 30 % of range
+    assert float(net.lower[0]) == 0.0 and float(net.lower[1]) < 0.0  # D kept ≥ 0, f widened below 0
+    out = net.eval()(torch.rand(7, B.size))
+    assert out.shape == (7, 6) and torch.all(out >= net.lower) and torch.all(out <= net.upper)
+
+
+def test_every_shipped_weight_file_loads_with_weights_only() -> None:
+    for (model, scheme), name in PRETRAINED_WEIGHTS.items():
+        state = torch.load(BUNDLE / "models" / name, map_location="cpu", weights_only=True)
+        npt.assert_allclose(state["b_values"].numpy(), PRETRAINED_SCHEMES[scheme])
+        assert pretrained_network(model, np.asarray(PRETRAINED_SCHEMES[scheme])[::-1], BUNDLE) is not None
+
+
+def test_self_supervised_training_learns_d_and_f_from_the_data_alone() -> None:
+    signals, truth = simulate_ivim(B, 20_000, snr=30, seed=11)
+    data = IvimDataModule(signals, b_values_s_per_mm2=B, batches_per_epoch=60, seed=0)
+    net = train_ivim_net(data, IvimNet(B), max_epochs=4, progress_bar=False)
+    est = predict_ivim_net(net, signals)
+    # guessing the mean gives ≈ 0.41 (D) and ≈ 0.48 (f); a trained network does far better
+    assert np.sqrt(np.mean((est[:, 0] - truth[:, 0]) ** 2)) / truth[:, 0].mean() < 0.3
+    assert np.sqrt(np.mean((est[:, 1] - truth[:, 1]) ** 2)) / truth[:, 1].mean() < 0.35
+
+
+def test_pretrained_net_on_simulated_data_is_close_to_least_squares() -> None:
+    signals, truth = simulate_ivim(B, 5000, snr=20, seed=12)
+    net_err = predict_ivim_net(pretrained_network("biexp", B, BUNDLE), signals)[:, :3] - truth[:, :3]
+    lsq_err = IvimLsq(B).fit(signals).params[:, :3] - truth[:, :3]
+    rmse_net, rmse_lsq = np.sqrt((net_err**2).mean(0)), np.sqrt((lsq_err**2).mean(0))
+    assert np.all(rmse_net[:2] < rmse_lsq[:2])  # D and f
+
+
+def test_pretrained_net_passes_osipi_deep_learning_rules_on_generic_dl(osipi_dir) -> None:
+    b, names, signals, truth = load_osipi(osipi_dir, "generic_DL.json")
+    est = predict_ivim_net(pretrained_network("biexp", b, BUNDLE), normalise_signal(signals, b)[0])
+    for i, name in enumerate(names):  # OSIPI TF2.4 deep-learning tolerances over the whole set
+        npt.assert_allclose(est[i, 1], truth["f"][i], rtol=0.2, atol=0.2, err_msg=name)
+        if truth["f"][i] < 0.8:
+            npt.assert_allclose(est[i, 0], truth["D"][i], rtol=0.3, atol=8e-4, err_msg=name)
+        if truth["f"][i] > 0.03:
+            npt.assert_allclose(est[i, 2], truth["Dp"][i], rtol=0.4, atol=8e-2, err_msg=name)
