@@ -18,8 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import qsm_forward as qf
-from qsm_forward.qsm_forward import simulate_susceptibility_sources
 import torch
+from qsm_forward.qsm_forward import simulate_susceptibility_sources
 
 from lightning_modules.metrics import hfen, nrmse, xsim
 from lightning_modules.physics import ppm_per_rad

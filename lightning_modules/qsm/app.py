@@ -54,7 +54,9 @@ def parse_b0_dir(value: object) -> np.ndarray | None:
         vec = ast.literal_eval(value) if isinstance(value, str) else value
         return normalise_direction([float(v) for v in vec])
     except (ValueError, TypeError, SyntaxError) as err:
-        raise InputError(f"--b0_dir {value!r} is not a B0 direction; give three numbers like \"[0,0,1]\" ({err})")
+        raise InputError(
+            f"--b0_dir {value!r} is not a B0 direction; give three numbers like \"[0,0,1]\" ({err})"
+        ) from None
 
 
 def load_case(case: dict, output_dir: str | os.PathLike) -> QsmCase:

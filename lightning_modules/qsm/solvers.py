@@ -78,8 +78,7 @@ class Ndi(nn.Module):
         magnitude: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Invert a local field (ppm); ``magnitude`` (optional, any scale) multiplies the data weight W."""
-        for chi in self.iterate(field_ppm, kernel, mask, magnitude):
-            pass
+        *_, chi = self.iterate(field_ppm, kernel, mask, magnitude)
         return chi if mask is None else chi * mask
 
     def iterate(
