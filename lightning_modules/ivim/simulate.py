@@ -1,7 +1,8 @@
 """Simulated IVIM signals with known truth, as in IVIM-NET's simulations (Barbieri et al. 2020; Kaandorp 2021).
 
-Parameters are drawn uniformly within ranges, S0 = 1, and Rician noise of standard deviation 1/SNR is added
-(magnitude of the signal plus complex Gaussian noise); the result is divided by the mean signal at the lowest b.
+Parameters are drawn uniformly within ranges, S0 = 1, and noise of standard deviation 1/SNR is added: Rician
+(magnitude of the signal plus complex Gaussian noise, as in real magnitude images) or Gaussian (IVIM-NET's
+simulations, ``rician = False`` in its hyperparameters); the result is divided by the mean signal at the lowest b.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ OSIPI_B_VALUES = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0
 
 def simulate_ivim(
     b_values_s_per_mm2, n_voxels: int, *, model: str = "biexp", ranges: dict[str, tuple[float, float]] | None = None,
-    snr: float | tuple[float, float] = 20.0, seed: int = 0,
+    snr: float | tuple[float, float] = 20.0, seed: int = 0, rician: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw parameters and noisy normalised signals.
 
@@ -39,6 +40,7 @@ def simulate_ivim(
             :data:`PRETRAIN_RANGES` (triexp).
         snr: S0 / noise σ, or a (low, high) range drawn log-uniformly per voxel.
         seed: random seed.
+        rician: Rician noise if True, else additive Gaussian noise.
 
     Returns:
         ``(signals (n_voxels, n_b) divided by S(b_min), true parameters (n_voxels, n_params) with S0 = 1)``.
@@ -55,5 +57,7 @@ def simulate_ivim(
     else:
         sigma = 1.0 / np.exp(rng.uniform(np.log(snr[0]), np.log(snr[1]), (n_voxels, 1)))
     clean = model_signal(model, b, params)
-    noisy = np.hypot(clean + sigma * rng.standard_normal(clean.shape), sigma * rng.standard_normal(clean.shape))
+    noisy = clean + sigma * rng.standard_normal(clean.shape)
+    if rician:
+        noisy = np.hypot(noisy, sigma * rng.standard_normal(clean.shape))
     return normalise_signal(noisy, b)[0], params
