@@ -6,15 +6,21 @@ shipped ``state_dict`` from the bundle's ``models/`` folder here, with ``torch.l
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
 from torch import nn
 
 from lightning_modules.io import InputError
+from lightning_modules.qsm.learned_ndi import LearnedNdi
 from lightning_modules.qsm.solvers import Ndi, Tkd
 
 #: Method names accepted by the bundle, in the order of the documentation.
 METHODS = ("qsmgan", "learned_ndi", "ndi", "tkd")
 #: Methods that are implemented in this version.
-AVAILABLE_METHODS = ("ndi", "tkd")
+AVAILABLE_METHODS = ("learned_ndi", "ndi", "tkd")
+#: Shipped weights of each learned method, relative to the bundle root.
+WEIGHTS = {"learned_ndi": "models/model.pt"}
 #: Default method: the most accurate one measured (see the bundle's docs/README.md).
 DEFAULT_METHOD = "ndi"
 
@@ -30,9 +36,28 @@ def build_network(method: str = DEFAULT_METHOD, bundle_root: str | None = None) 
         return Tkd()
     if name == "ndi":
         return Ndi()
+    if name == "learned_ndi":
+        return load_weights(learned_ndi_network(), name, bundle_root)
     if name in METHODS:
         raise InputError(
             f"--method {name} is not available in this version (no trained weights shipped yet); "
             f"use one of {', '.join(AVAILABLE_METHODS)}"
         )
     raise InputError(f"unknown --method {method!r}; use one of {', '.join(AVAILABLE_METHODS)}")
+
+
+def learned_ndi_network() -> LearnedNdi:
+    """The shipped learned-NDI architecture (``train.json`` builds its ``network_def`` here too)."""
+    return LearnedNdi(iterations=8, channels=8, cnn_iterations=2)
+
+
+def load_weights(network: nn.Module, method: str, bundle_root: str | None) -> nn.Module:
+    """Load the shipped ``state_dict`` of ``method`` into ``network`` (``torch.load(weights_only=True)``)."""
+    if bundle_root is None:
+        raise InputError(f"--method {method} needs the bundle folder to find its weights; pass --bundle_root")
+    path = Path(bundle_root) / WEIGHTS[method]
+    if not path.is_file():
+        raise InputError(f"the weights of --method {method} ({str(path)!r}) are missing; train them with "
+                         f"configs/train.json or use --method ndi")
+    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return network

@@ -60,7 +60,7 @@ class Ndi(nn.Module):
     """
 
     def __init__(
-        self, *, iterations: int = 40, step_size: float = 2.0, regularization: float = 1e-3,
+        self, *, iterations: int = 100, step_size: float = 2.0, regularization: float = 1e-3,
         weighting: str = "uniform",
     ) -> None:
         super().__init__()

@@ -1,0 +1,59 @@
+"""Simulated training data for learned dipole inversion, as a map-style Dataset and a LightningDataModule.
+
+Every sample is drawn from its own seed ``(seed, index)``, so a run is reproducible and workers need no shared
+state. A sample is a dict of float32 tensors: ``field`` (ppm), ``chi`` (ppm), ``mask`` (0/1) on an (n, n, n)
+grid, and ``kernel``, the half-spectrum dipole kernel of that sample's voxel size and B0 direction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lightning_modules.qsm.dipole import dipole_kernel
+from lightning_modules.qsm.simulate import random_training_case
+
+
+class SimulatedQsmDataset(Dataset):
+    """``n_samples`` random brain-like cases of ``patch_size``³ voxels (see ``random_training_case``)."""
+
+    def __init__(self, *, n_samples: int, patch_size: int = 32, seed: int = 0) -> None:
+        self.n_samples, self.patch_size, self.seed = int(n_samples), int(patch_size), int(seed)
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, int(index)])
+        shape = (self.patch_size,) * 3
+        case = random_training_case(shape, rng)
+        return {
+            "field": torch.as_tensor(case.field_ppm, dtype=torch.float32),
+            "chi": torch.as_tensor(case.chi_ppm, dtype=torch.float32),
+            "mask": torch.as_tensor(case.mask, dtype=torch.float32),
+            "kernel": dipole_kernel(shape, case.voxel_size_mm, case.b0_direction),
+        }
+
+
+class SimulatedQsmDataModule(pl.LightningDataModule):
+    """Training samples drawn afresh (a new seed range per run, ``train_samples`` of them) and a fixed
+    validation set (``val_samples``, seed ``seed + 1``)."""
+
+    def __init__(
+        self, *, train_samples: int = 20000, val_samples: int = 16, patch_size: int = 32, batch_size: int = 4,
+        num_workers: int = 0, seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.train_set = SimulatedQsmDataset(n_samples=train_samples, patch_size=patch_size, seed=seed)
+        self.val_set = SimulatedQsmDataset(n_samples=val_samples, patch_size=patch_size, seed=seed + 1)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.hparams.batch_size, shuffle=True,
+                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.hparams.seed))
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.hparams.batch_size, num_workers=0)

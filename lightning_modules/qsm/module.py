@@ -1,0 +1,50 @@
+"""LightningModule that trains a learned dipole inversion network (e.g. learned NDI) on simulated cases."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+
+class LearnedInversionModule(pl.LightningModule):
+    """Supervised training of ``network(field, kernel, mask) -> χ`` with an L1 loss inside the mask.
+
+    Args:
+        network: the inversion network (the bundle's ``network_def``), e.g.
+            :class:`lightning_modules.qsm.learned_ndi.LearnedNdi`.
+        learning_rate: Adam learning rate.
+        l2_weight: weight of an additional L2 term (0: pure L1).
+    """
+
+    def __init__(self, network: nn.Module, *, learning_rate: float = 1e-3, l2_weight: float = 0.0) -> None:
+        super().__init__()
+        self.network = network
+        self.learning_rate = float(learning_rate)
+        self.l2_weight = float(l2_weight)
+
+    def forward(self, field: torch.Tensor, kernel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.network(field, kernel, mask)
+
+    def _errors(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        chi = self(batch["field"], batch["kernel"], batch["mask"])
+        error = (chi - batch["chi"]) * batch["mask"]
+        voxels = batch["mask"].sum().clamp_min(1.0)
+        loss = error.abs().sum() / voxels + self.l2_weight * error.pow(2).sum() / voxels
+        dims = (-3, -2, -1)
+        nrmse = error.pow(2).sum(dims).sqrt() / (batch["chi"] * batch["mask"]).pow(2).sum(dims).sqrt().clamp_min(1e-9)
+        return loss, nrmse.mean()
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, nrmse = self._errors(batch)
+        self.log("train_loss", loss, prog_bar=True)
+        self.log("train_nrmse", nrmse)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, nrmse = self._errors(batch)
+        self.log("val_loss", loss, prog_bar=True)
+        self.log("val_nrmse", nrmse, prog_bar=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.learning_rate)

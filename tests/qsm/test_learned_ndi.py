@@ -1,0 +1,85 @@
+"""Learned NDI: it is NDI when nothing is learned, it trains, and the shipped weights beat the classical solvers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_modules.bundle_app import bundle_root
+from lightning_modules.metrics import nrmse
+from lightning_modules.qsm.data import SimulatedQsmDataset
+from lightning_modules.qsm.dipole import dipole_kernel
+from lightning_modules.qsm.learned_ndi import LearnedNdi
+from lightning_modules.qsm.methods import build_network
+from lightning_modules.qsm.module import LearnedInversionModule
+from lightning_modules.qsm.simulate import head_phantom, simulate_field
+from lightning_modules.qsm.solvers import Ndi, Tkd
+
+
+def test_without_cnn_and_with_fixed_parameters_it_is_ndi():
+    chi, brain = head_phantom((24, 24, 20), (2.0, 2.0, 2.5), seed=5)
+    case = simulate_field(chi, brain, (2.0, 2.0, 2.5), (0.2, 0.1, 1.0))
+    field = torch.as_tensor(case.field_ppm, dtype=torch.float32)
+    mask = torch.as_tensor(brain, dtype=torch.float32)
+    kernel = dipole_kernel(field.shape, (2.0, 2.0, 2.5), (0.2, 0.1, 1.0))
+    learned = LearnedNdi(iterations=7, channels=0, initial_step=2.0, initial_regularization=1e-3)
+    with torch.no_grad():
+        torch.testing.assert_close(learned(field, kernel, mask), Ndi(iterations=7)(field, kernel, mask),
+                                   atol=1e-6, rtol=1e-4)
+
+
+def test_forward_shapes_batched_and_unbatched():
+    net = LearnedNdi(iterations=3, channels=4, cnn_iterations=1)
+    kernel = dipole_kernel((12, 10, 8), (1.0, 1.2, 0.8))
+    field = torch.randn(2, 12, 10, 8) * 0.01
+    assert net(field, kernel, torch.ones_like(field)).shape == (2, 12, 10, 8)
+    assert net(field[0], kernel, None).shape == (12, 10, 8)
+
+
+def test_dataset_is_reproducible_and_carries_the_sample_kernel():
+    data = SimulatedQsmDataset(n_samples=3, patch_size=16, seed=3)
+    a, b = data[1], data[1]
+    for key in ("field", "chi", "mask", "kernel"):
+        torch.testing.assert_close(a[key], b[key])
+    assert a["field"].shape == (16, 16, 16) and a["kernel"].shape == (16, 16, 9)
+    assert torch.all(a["field"][a["mask"] == 0] == 0)
+    assert not torch.equal(data[0]["chi"], data[1]["chi"])
+
+
+def test_a_few_training_steps_lower_the_loss():
+    torch.manual_seed(0)
+    data = SimulatedQsmDataset(n_samples=4, patch_size=16, seed=0)
+    batch = {k: torch.stack([data[i][k] for i in range(4)]) for k in ("field", "chi", "mask", "kernel")}
+    module = LearnedInversionModule(LearnedNdi(iterations=4, channels=4, cnn_iterations=1), learning_rate=1e-2)
+    optimiser = module.configure_optimizers()
+    losses = []
+    for _ in range(8):
+        optimiser.zero_grad()
+        loss, _ = module._errors(batch)
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.9 * losses[0]
+
+
+def test_shipped_weights_beat_tkd_and_ndi_on_a_phantom():
+    network = build_network("learned_ndi", bundle_root("qsm_dipole_inversion")).eval()
+    voxel = (1.0, 1.0, 1.0)
+    chi, brain = head_phantom((64, 64, 56), voxel, seed=11)
+    case = simulate_field(chi, brain, voxel, noise_std_ppm=1e-3, seed=1)
+    field = torch.as_tensor(case.field_ppm, dtype=torch.float32)
+    mask = torch.as_tensor(brain, dtype=torch.float32)
+    kernel = dipole_kernel(field.shape, voxel)
+    with torch.no_grad():
+        errors = {name: nrmse(solver(field, kernel, mask).numpy(), chi, brain)
+                  for name, solver in (("learned", network), ("tkd", Tkd()), ("ndi", Ndi()))}
+    assert errors["learned"] < errors["tkd"] and errors["learned"] < errors["ndi"], errors
+
+
+@pytest.mark.parametrize("bad", ["qsmgan"])
+def test_methods_without_weights_say_so(bad):
+    from lightning_modules.io import InputError
+
+    with pytest.raises(InputError, match="not available"):
+        build_network(bad)
