@@ -1,0 +1,130 @@
+"""LightningModule training QSMRim-Net on cached lesions, and the callback that ships the best weights.
+
+Loss: binary cross-entropy on the rim+ logit of every lesion of the batch plus the rim+ samples DeepSMOTE
+interpolates in feature space (Dablain et al. 2022; Zhang et al., NeuroImage: Clinical 2022). Validation
+reports lesion-level ROC AUC, partial AUC (FPR < 0.1) and PR AUC; the operating threshold (F1-optimal on the
+validation lesions) is written into the network's ``threshold`` buffer when the weights are saved.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.nn import functional as F
+
+from lightning_modules.rim.data import augment_patches
+from lightning_modules.rim.networks import QsmRimNet
+from lightning_modules.rim.scores import best_f1_threshold, pr_auc, roc_auc
+from lightning_modules.rim.scores import partial_roc_auc as pauc
+
+
+class RimNetModule(pl.LightningModule):
+    """Trains :class:`QsmRimNet` (the bundle's ``network_def``).
+
+    Args:
+        network: the network.
+        learning_rate: AdamW learning rate (cosine decay over the run).
+        weight_decay: AdamW weight decay.
+        augment: random flips / axial 90° turns of the training patches.
+    """
+
+    def __init__(self, *, network: QsmRimNet, learning_rate: float = 1e-3, weight_decay: float = 1e-3,
+                 augment: bool = True) -> None:
+        super().__init__()
+        self.network = network
+        self.learning_rate, self.weight_decay, self.augment = learning_rate, weight_decay, augment
+        self._val_scores: list[torch.Tensor] = []
+        self._val_labels: list[torch.Tensor] = []
+        self.val_probabilities: np.ndarray | None = None
+        self.val_labels: np.ndarray | None = None
+
+    def forward(self, patches: torch.Tensor, radiomics: torch.Tensor) -> torch.Tensor:
+        return self.network(patches, radiomics)
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        patches, radiomics, labels = batch
+        if self.augment:
+            patches = augment_patches(patches)
+        logits, targets = self.network(patches, radiomics, labels)
+        loss = F.binary_cross_entropy_with_logits(logits, targets)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train_samples", float(len(targets)), on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        patches, radiomics, labels = batch
+        self._val_scores.append(torch.sigmoid(self.network(patches, radiomics)).detach().cpu())
+        self._val_labels.append(labels.cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        scores = torch.cat(self._val_scores).numpy()
+        labels = torch.cat(self._val_labels).numpy()
+        self._val_scores.clear()
+        self._val_labels.clear()
+        self.val_probabilities, self.val_labels = scores, labels
+        if labels.min() == labels.max():
+            return
+        self.log("val_roc_auc", roc_auc(labels, scores), prog_bar=True)
+        self.log("val_pauc", pauc(labels, scores))
+        self.log("val_pr_auc", pr_auc(labels, scores), prog_bar=True)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(self.trainer.max_epochs, 1))
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+
+class SaveBestRimNet(pl.Callback):
+    """Writes the network's ``state_dict`` (with the F1-optimal validation threshold) whenever ``monitor`` improves.
+
+    Ties of ``monitor`` (e.g. several epochs at PR AUC 1.0) are broken by the validation ROC AUC.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, monitor: str = "val_pr_auc") -> None:
+        self.path, self.monitor = Path(path), monitor
+        self.best: tuple[float, float] = (-np.inf, -np.inf)
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.network: torch.nn.Module | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.network = pl_module.network
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        if trainer.sanity_checking or self.monitor not in metrics or not trainer.is_global_zero:
+            return
+        value = (float(metrics[self.monitor]), float(metrics.get("val_roc_auc", 0.0)))
+        if value <= self.best:
+            return
+        self.best = value
+        threshold, f1 = best_f1_threshold(pl_module.val_labels, pl_module.val_probabilities)
+        pl_module.network.threshold.fill_(threshold)
+        self.best_state = {k: v.detach().cpu().clone() for k, v in pl_module.network.state_dict().items()}
+        save_state_dict(self.best_state, self.path)
+        print(f"epoch {trainer.current_epoch}: {self.monitor} {value[0]:.4f} (ROC AUC {value[1]:.4f}), "
+              f"threshold {threshold:.3f} (F1 {f1:.3f}), wrote {self.path}", flush=True)
+
+    def save(self) -> Path:
+        """Write the best validated weights (or the final ones) to ``path``; returns the path."""
+        state = self.best_state if self.best_state is not None else self.network.state_dict()
+        return save_state_dict(state, self.path)
+
+
+def save_state_dict(state: dict[str, torch.Tensor], path: str | os.PathLike) -> Path:
+    """Save a ``state_dict`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

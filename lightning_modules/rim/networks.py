@@ -1,0 +1,95 @@
+"""QSMRim-Net (Zhang et al., NeuroImage: Clinical 2022), sized for CPU, with DeepSMOTE (Dablain et al. 2022).
+
+A small 3-D ResNet reads the lesion patch (QSM in ppm, normalised FLAIR, lesion mask), an MLP reads the
+standardised radiomic features; their feature vectors are concatenated (fusion), pass the DeepSMOTE layer
+(oversampling of rim+ lesions in feature space, training only) and a linear classifier giving the rim+ logit.
+The validated operating threshold is a buffer, so it travels with the ``state_dict`` in ``models/model.pt``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lightning_modules.rim.smote import DeepSmote
+
+
+class BasicBlock3d(nn.Module):
+    """ResNet basic block (two 3×3×3 convolutions, batch norm, identity or 1×1×1 projection shortcut)."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, stride: int = 1) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm3d(out_channels), nn.ReLU(inplace=True),
+            nn.Conv3d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm3d(out_channels))
+        self.shortcut = nn.Identity() if stride == 1 and in_channels == out_channels else nn.Sequential(
+            nn.Conv3d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm3d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class PatchResNet3d(nn.Module):
+    """ResNet-18-like encoder cut to one block per stage: (B, C, n, n, n) patch → (B, widths[-1]) features.
+
+    The stem convolution has stride 2 (24³ → 12³), so that training runs on one CPU thread.
+    """
+
+    def __init__(self, in_channels: int = 3, *, widths: tuple[int, ...] = (8, 16, 32)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv3d(in_channels, widths[0], 3, stride=2, padding=1, bias=False),
+                                   nn.BatchNorm3d(widths[0]), nn.ReLU(inplace=True)]
+        previous = widths[0]
+        for i, width in enumerate(widths):
+            layers.append(BasicBlock3d(previous, width, stride=1 if i == 0 else 2))
+            previous = width
+        self.features = nn.Sequential(*layers)
+        self.out_features = previous
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).mean(dim=(2, 3, 4))
+
+
+class QsmRimNet(nn.Module):
+    """QSMRim-Net: patch CNN + radiomics MLP → fusion → DeepSMOTE → classifier (one rim+ logit per lesion).
+
+    Args:
+        n_radiomics: number of radiomic features (0: CNN only, the ablation).
+        in_channels: patch channels (QSM, FLAIR, lesion mask).
+        widths: CNN stage widths.
+        embed: width of the radiomics embedding and of the fused features' transform.
+        smote_k: DeepSMOTE neighbours (0: no oversampling, the ablation).
+        qsm_scale_per_ppm: factor applied to the QSM channel so that ~0.05 ppm contrasts are of order 1.
+        use_patch: use the CNN branch (False: radiomics only).
+    """
+
+    def __init__(self, n_radiomics: int = 536, *, in_channels: int = 3, widths: tuple[int, ...] = (8, 16, 32),
+                 embed: int = 64, smote_k: int = 3, qsm_scale_per_ppm: float = 20.0, use_patch: bool = True) -> None:
+        super().__init__()
+        self.qsm_scale_per_ppm, self.n_radiomics, self.use_patch = float(qsm_scale_per_ppm), n_radiomics, use_patch
+        self.cnn = PatchResNet3d(in_channels, widths=tuple(widths)) if use_patch else None
+        self.mlp = nn.Sequential(nn.Dropout(0.2), nn.Linear(n_radiomics, 128), nn.ReLU(inplace=True),
+                                 nn.Linear(128, embed), nn.ReLU(inplace=True)) if n_radiomics > 0 else None
+        fused = (self.cnn.out_features if self.cnn is not None else 0) + (embed if self.mlp is not None else 0)
+        self.smote = DeepSmote(fused, k=smote_k)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(fused, 1))
+        self.register_buffer("threshold", torch.tensor(0.5))
+
+    def fuse(self, patches: torch.Tensor, radiomics: torch.Tensor | None) -> torch.Tensor:
+        """Concatenated CNN and radiomics features of a batch: (B, 3, n, n, n), (B, n_radiomics) → (B, fused)."""
+        parts = []
+        if self.cnn is not None:
+            scale = torch.ones(patches.shape[1], device=patches.device, dtype=patches.dtype)
+            scale[0] = self.qsm_scale_per_ppm
+            parts.append(self.cnn(patches * scale[None, :, None, None, None]))
+        if self.mlp is not None:
+            parts.append(self.mlp(radiomics))
+        return torch.cat(parts, dim=1)
+
+    def forward(self, patches: torch.Tensor, radiomics: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Rim+ logits (B,); in training with ``labels``: ``(logits, labels)`` including DeepSMOTE's samples."""
+        features, smote_labels = self.smote(self.fuse(patches, radiomics), labels)
+        logits = self.classifier(features)[:, 0]
+        return logits if labels is None else (logits, smote_labels)
