@@ -68,7 +68,11 @@ def fit_dipy(signals: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def scores(params: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """NRMSE and ρ over the voxels with finite estimates; ``failed`` is the fraction of NaN/Inf estimates."""
+    finite = np.all(np.isfinite(params[:, :3]), axis=1)
+    params, truth = params[finite], truth[finite]
     out = {name: paper_nrmse(params[:, k], truth[:, k]) for k, name in enumerate(NAMES)}
+    out["failed"] = float(1.0 - finite.mean())
     out["rho_Dstar_f"] = float(spearmanr(params[:, 2], params[:, 1])[0])
     out["rho_D_f"] = float(spearmanr(params[:, 0], params[:, 1])[0])
     return out
@@ -143,22 +147,25 @@ def write_report(sim_rows: list[dict], osipi_rows: list[dict], osipi_note: str, 
              f"{'Rician' if args.rician else 'Gaussian'} noise, torch threads 1).", "",
              "NRMSE = RMSE / mean(truth) as in IVIM-NET; ρ = Spearman correlation between estimates "
              "(truth uncorrelated). Time: fit (net: inference only) per voxel; the speed ratio is dipy's time per "
-             "voxel divided by the method's.", "",
-             "| SNR | method | NRMSE D | NRMSE f | NRMSE D* | ρ(D*,f) | ρ(D,f) | µs/voxel | ×faster than dipy | "
-             "net training s |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "voxel divided by the method's. Failed: fraction of voxels with NaN estimates (left out of the "
+             "scores).", "",
+             "| SNR | method | NRMSE D | NRMSE f | NRMSE D* | ρ(D*,f) | ρ(D,f) | failed | µs/voxel | "
+             "×faster than dipy | net training s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sim_rows:
         dipy = next(x for x in sim_rows if x["snr"] == r["snr"] and x["method"] == "dipy trr")
         train = f"{r['train_s']:.0f}" if "train_s" in r else ""
         lines.append(f"| {r['snr']:g} | {r['method']} | {r['D']:.3f} | {r['f']:.3f} | {r['Dstar']:.3f} | "
-                     f"{r['rho_Dstar_f']:.2f} | {r['rho_D_f']:.2f} | {r['us_per_voxel']:.1f} | "
+                     f"{r['rho_Dstar_f']:.2f} | {r['rho_D_f']:.2f} | {100 * r['failed']:.1f} % | "
+                     f"{r['us_per_voxel']:.1f} | "
                      f"{dipy['us_per_voxel'] / r['us_per_voxel']:.0f} | {train} |")
     paper = ", ".join(f"{k} {v}" for k, v in PAPER_SNR20.items())
     lines += ["", f"IVIM-NET paper (SNR 20): {paper}.", ""]
     if osipi_rows:
         lines += [f"## OSIPI body tissues ({args.osipi_copies} noisy copies each, noise 0.04, 18 b-values)", "",
-                  "| method | NRMSE D | NRMSE f | NRMSE D* | ρ(D*,f) | ρ(D,f) |", "|---|---|---|---|---|---|"]
+                  "| method | NRMSE D | NRMSE f | NRMSE D* | ρ(D*,f) | ρ(D,f) | failed |",
+                  "|---|---|---|---|---|---|---|"]
         lines += [f"| {r['method']} | {r['D']:.3f} | {r['f']:.3f} | {r['Dstar']:.3f} | {r['rho_Dstar_f']:.2f} | "
-                  f"{r['rho_D_f']:.2f} |" for r in osipi_rows]
+                  f"{r['rho_D_f']:.2f} | {100 * r['failed']:.1f} % |" for r in osipi_rows]
     lines += ["", osipi_note, ""]
     (out / "ivim_accuracy.md").write_text("\n".join(lines), encoding="utf-8")
 

@@ -32,13 +32,11 @@ from lightning_modules.ivim.networks import IvimNet
 from lightning_modules.ivim.signal import PARAMETER_NAMES, average_repeats, normalise_signal
 from lightning_modules.ivim.simulate import IVIMNET_B_VALUES, OSIPI_B_VALUES
 
-#: Shipped weights per (model, b-value scheme), in the bundle's ``models/`` folder.
+#: Shipped weights per (model, b-value scheme), in the bundle's ``models/`` folder (bi-exponential only).
 PRETRAINED_SCHEMES = {"ivimnet11": IVIMNET_B_VALUES, "osipi18": OSIPI_B_VALUES}
 PRETRAINED_WEIGHTS = {
     ("biexp", "ivimnet11"): "model.pt",
     ("biexp", "osipi18"): "model_biexp_osipi18.pt",
-    ("triexp", "ivimnet11"): "model_triexp_ivimnet11.pt",
-    ("triexp", "osipi18"): "model_triexp_osipi18.pt",
 }
 
 
@@ -115,6 +113,9 @@ def pretrained_network(model: str, b_values: np.ndarray, bundle_root: str | os.P
     Raises:
         InputError: no weights for this scheme (suggests ``--mode fit``) or missing weight file.
     """
+    if not any(m == model for m, _ in PRETRAINED_WEIGHTS):
+        raise InputError(f"--mode pretrained has no weights for --model {model}; use --mode fit to train on this "
+                         "data set")
     unique = np.unique(b_values)
     for scheme, scheme_b in PRETRAINED_SCHEMES.items():
         if unique.size == len(scheme_b) and np.allclose(unique, scheme_b, atol=0.5):
@@ -135,14 +136,16 @@ class IvimMappingApp:
 
     Args mirror the command-line options of DESIGN.md (``dwi``, ``bvals``, ``mask``, ``model``, ``mode``,
     ``method``, ``datalist``, ``output_dir``, ``device``) plus ``bounds`` (``body``/``brain``), the training
-    budget of ``--mode fit`` (``max_epochs``, ``patience_epochs``), ``seed`` and ``num_threads``.
+    budget of ``--mode fit`` (``max_epochs``, ``patience_epochs``, ``batches_per_epoch``), ``seed`` and
+    ``num_threads``.
     """
 
     def __init__(
         self, *, dwi: str | None = None, bvals: str | None = None, mask: str | None = None, model: str = "biexp",
         mode: str = "fit", method: str = "net", datalist: str | None = None, output_dir: str = "output",
         device: str | torch.device = "cpu", bundle_root: str | None = None, bounds: str = "body",
-        max_epochs: int = 60, patience_epochs: int = 10, seed: int = 0, num_threads: int | None = None,
+        max_epochs: int = 60, patience_epochs: int = 10, batches_per_epoch: int = 250, seed: int = 0,
+        num_threads: int | None = None,
     ) -> None:
         self.single_case = {"dwi": dwi, "bvals": bvals, "mask": mask}
         self.model, self.mode, self.method, self.bounds = str(model), str(mode), str(method), str(bounds)
@@ -151,6 +154,7 @@ class IvimMappingApp:
         self.device = torch.device(device)
         self.bundle_root = bundle_root
         self.max_epochs, self.patience_epochs, self.seed = int(max_epochs), int(patience_epochs), int(seed)
+        self.batches_per_epoch = int(batches_per_epoch)
         self.num_threads = num_threads
 
     def _check_options(self) -> None:
@@ -178,7 +182,8 @@ class IvimMappingApp:
         else:
             signals = normalised[valid]
             network = IvimNet(case.b_values, model=self.model, bounds=self.bounds)
-            data = IvimDataModule(signals, b_values_s_per_mm2=case.b_values, seed=self.seed)
+            data = IvimDataModule(signals, b_values_s_per_mm2=case.b_values, batches_per_epoch=self.batches_per_epoch,
+                                  seed=self.seed)
             network = train_ivim_net(data, network, max_epochs=self.max_epochs, patience_epochs=self.patience_epochs,
                                      seed=self.seed, callbacks=[ProgressLines(start=0.05, end=0.9)]).to(self.device)
         limits = bounds_array(self.model, self.bounds)

@@ -92,7 +92,7 @@ def test_pretrained_net_and_batch_mode(tmp_path: Path) -> None:
 
 def test_fit_mode_trains_on_the_data_and_triexp_lsq_writes_six_maps(tmp_path: Path) -> None:
     case = write_case(tmp_path / "in")
-    IvimMappingApp(**case, mode="fit", max_epochs=2, output_dir=str(tmp_path / "fit")).run()
+    IvimMappingApp(**case, mode="fit", max_epochs=2, batches_per_epoch=10, output_dir=str(tmp_path / "fit")).run()
     check_maps(tmp_path / "fit", "sub-01_dwi")
     IvimMappingApp(**case, model="triexp", method="lsq", output_dir=str(tmp_path / "tri")).run()
     check_maps(tmp_path / "tri", "sub-01_dwi", names=("D", "f1", "Dstar1", "f2", "Dstar2", "S0"))
@@ -119,6 +119,8 @@ def _break(case: dict, problem: str, folder: Path) -> dict:
     elif problem == "scheme":
         Path(case["bvals"]).write_text(" ".join(f"{v + 1:g}" for v in IVIMNET_B_VALUES))
         return {**case, "mode": "pretrained", "bundle_root": str(BUNDLE)}
+    elif problem == "triexp_pretrained":
+        return {**case, "mode": "pretrained", "model": "triexp", "bundle_root": str(BUNDLE)}
     return case
 
 
@@ -126,7 +128,7 @@ def _break(case: dict, problem: str, folder: Path) -> dict:
     ("problem", "words"),
     [("count", "has 9 b-values but the DWI has 11 volumes"), ("negative", "negative b-values"),
      ("3d", "is 3-D"), ("nan", "NaN"), ("all_zero", "no voxel with a positive signal"), ("empty_mask", "is empty"),
-     ("mask_grid", "has shape"), ("scheme", "use --mode fit")],
+     ("mask_grid", "has shape"), ("scheme", "use --mode fit"), ("triexp_pretrained", "no weights for --model")],
 )
 def test_bad_input_is_one_line_error_without_output(tmp_path: Path, capsys, problem: str, words: str) -> None:
     case = _break(write_case(tmp_path / "in"), problem, tmp_path)
