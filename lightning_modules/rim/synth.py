@@ -120,14 +120,16 @@ def _edge_cap(rng: np.random.Generator, shell: np.ndarray, centre: np.ndarray, c
     return dots >= np.quantile(dots, 1.0 - coverage)
 
 
-def make_subject(seed: int, *, n_lesions: tuple[int, int] = (20, 40), field_noise_ppm: tuple[float, float] = (0.002,
-                 0.005)) -> SyntheticSubject:
+def make_subject(seed: int, *, n_lesions: tuple[int, int] = (20, 40),
+                 field_noise_ppm: tuple[float, float] = (0.002, 0.005),
+                 rim_fraction: tuple[float, float] = RIM_FRACTION) -> SyntheticSubject:
     """A synthetic subject (deterministic in ``seed``).
 
     Args:
         seed: random seed.
         n_lesions: range of the number of lesions.
         field_noise_ppm: range of the Gaussian noise added to the local field (ppm) before TKD.
+        rim_fraction: range of the fraction of rim+ lesions (at least one rim+ lesion per subject).
     """
     rng = np.random.default_rng(seed)
     gm, wm, brain, affine = mni_tissue_maps()
@@ -144,7 +146,7 @@ def make_subject(seed: int, *, n_lesions: tuple[int, int] = (20, 40), field_nois
     occupied = np.zeros(shape, dtype=bool)
     candidates = np.argwhere((wm > 0.9) & brain)
     n_total = int(rng.integers(*n_lesions, endpoint=True))
-    n_rim = max(1, int(round(rng.uniform(*RIM_FRACTION) * n_total)))
+    n_rim = max(1, int(round(rng.uniform(*rim_fraction) * n_total)))
     rim_flags = np.zeros(n_total, dtype=bool)
     rim_flags[rng.choice(n_total, n_rim, replace=False)] = True
     rim_positive = []

@@ -1,0 +1,175 @@
+"""Rim-lesion detection on held-out synthetic subjects: QSMRim-Net vs its ablations and the ten-line edge rule.
+
+QSMRim-Net (Zhang et al., NeuroImage: Clinical 2022; DeepSMOTE: Dablain et al. 2022) as shipped in the
+``rim_lesion_detection`` bundle, against (a) a radiomics-only classifier (the radiomics MLP alone, no DeepSMOTE),
+(b) the CNN alone without DeepSMOTE, both trained by the same ``train.json`` on the same lesions and split, and
+(c) the FIELD_NOTES rule (mean QSM in a two-voxel band across the lesion edge minus the core mean; its threshold
+F1-optimal on the training run's validation lesions). Lesion-level ROC AUC, partial AUC (FPR < 0.1), PR AUC and
+F1 at each model's stored operating threshold; a PNG of the ROC/PR curves and example patches; and the wall and
+CPU time of whole-brain inference (50 lesions, radiomics included) through the bundle's app.
+
+Train the ablations first (see the bundle's docs/README.md), then:
+
+    .venv/bin/python benchmarks/rim_accuracy.py --train_cache /tmp/rim_cache/train --test_cache /tmp/rim_cache/test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lightning_modules.bundle_app import bundle_root
+from lightning_modules.rim.data import build_cache, load_cache, stratified_folds
+from lightning_modules.rim.networks import QsmRimNet
+from lightning_modules.rim.radiomics import FeatureStandardiser
+from lightning_modules.rim.scores import best_f1_threshold, detection_metrics, pr_curve, roc_curve
+
+BUNDLE = Path(bundle_root("rim_lesion_detection"))
+RESULTS = Path(__file__).resolve().parent / "results" / "rim"
+TEST_SEEDS = list(range(100000, 100012))
+MODELS = {  # name → (weights, network options)
+    "QSMRim-Net (CNN + radiomics + DeepSMOTE)": (BUNDLE / "models" / "model.pt", {}),
+    "radiomics only": (RESULTS / "radiomics_only.pt", {"use_patch": False, "smote_k": 0}),
+    "CNN only, no DeepSMOTE": (RESULTS / "cnn_only_no_smote.pt", {"n_radiomics": 0, "smote_k": 0}),
+}
+
+
+def predict(weights: Path, options: dict, patches: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, float]:
+    """Rim+ probabilities of cached lesions and the model's stored threshold."""
+    network = QsmRimNet(**{"n_radiomics": features.shape[1], **options})
+    network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    network.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(patches), 128):
+            p = torch.as_tensor(patches[start:start + 128], dtype=torch.float32)
+            out.append(torch.sigmoid(network(p, torch.as_tensor(features[start:start + 128]))).numpy())
+    return np.concatenate(out), float(network.threshold)
+
+
+def rule_threshold(train_cache: Path, n_subjects: int) -> float:
+    """The edge rule's F1-optimal threshold on the validation fold of the training run (fold 0 of 5, seed 0)."""
+    paths = sorted(train_cache.glob("subject_*.npz"))[:n_subjects]
+    data = load_cache([str(p) for p in paths])
+    val = stratified_folds(data["rim_positive"], n_folds=5, seed=0) == 0
+    return best_f1_threshold(data["rim_positive"][val], data["rule_ppm"][val])[0]
+
+
+def time_whole_brain(n_lesions: int, folder: Path) -> dict[str, float]:
+    """Wall and CPU seconds of the bundle app on one synthetic brain with ``n_lesions`` lesions."""
+    import nibabel as nib
+
+    from lightning_modules.rim.app import RimLesionDetectionApp
+    from lightning_modules.rim.synth import make_subject
+
+    subject = make_subject(123456, n_lesions=(n_lesions, n_lesions))
+    files = {}
+    for key, data in (("qsm", subject.qsm_ppm), ("flair", subject.flair), ("lesion_mask", subject.labels)):
+        files[key] = str(folder / f"timing_{key}.nii.gz")
+        nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), subject.affine), files[key])
+    app = RimLesionDetectionApp(QsmRimNet(), model_path=str(BUNDLE / "models" / "model.pt"),
+                                stats_path=str(BUNDLE / "models" / "radiomics_standardisation.json"),
+                                radiomics_params=str(BUNDLE / "configs" / "radiomics_qsm.yaml"),
+                                output_dir=str(folder / "timing_out"), **files)
+    wall, cpu = time.perf_counter(), time.process_time()
+    app.run()
+    return {"n_lesions": int(subject.labels.max()), "shape": list(subject.labels.shape),
+            "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+
+
+def plot(curves: dict, data: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(13, 7.5))
+    roc_ax, pr_ax = fig.add_subplot(2, 3, 1), fig.add_subplot(2, 3, 2)
+    for name, (labels, scores) in curves.items():
+        fpr, tpr, _ = roc_curve(labels, scores)
+        precision, recall, _ = pr_curve(labels, scores)
+        roc_ax.plot(fpr, tpr, label=name)
+        pr_ax.plot(recall[1:], precision[1:], label=name)
+    roc_ax.axvline(0.1, color="grey", lw=0.5, ls="--")
+    roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (lesion level)")
+    pr_ax.set(xlabel="recall", ylabel="precision", title="precision-recall")
+    roc_ax.legend(fontsize=7, loc="lower right")
+    rng = np.random.default_rng(0)
+    labels = data["rim_positive"]
+    picks = [rng.choice(np.flatnonzero((labels == 1) & (data["volume_mm3"] > 200))),
+             rng.choice(np.flatnonzero((labels == 0) & (data["volume_mm3"] > 200)))]
+    for j, (index, title) in enumerate(zip(picks, ("rim+", "rim−"))):
+        for c, channel in enumerate(("QSM (ppm)", "FLAIR")):
+            ax = fig.add_subplot(4, 6, 4 + c + 6 * j + (12 if j else 0) - (6 if j else 0))
+            patch = data["patches"][index].astype(np.float32)
+            image = patch[c, :, :, patch.shape[-1] // 2].T
+            ax.imshow(image, cmap="gray", origin="lower", vmin=-0.1 if c == 0 else None, vmax=0.15 if c == 0 else None)
+            ax.contour(patch[2, :, :, patch.shape[-1] // 2].T, [0.5], colors="r", linewidths=0.5)
+            ax.set_title(f"{title} lesion: {channel}", fontsize=7)
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train_cache", type=Path, default=Path("~/.cache/qsm_slicer_extension/rim/lesions"))
+    parser.add_argument("--test_cache", type=Path, default=Path("~/.cache/qsm_slicer_extension/rim/test"))
+    parser.add_argument("--n_train_subjects", type=int, default=36)
+    parser.add_argument("--output_dir", type=Path, default=RESULTS)
+    parser.add_argument("--timing_lesions", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    paths = build_cache(TEST_SEEDS, args.test_cache.expanduser(), params=BUNDLE / "configs" / "radiomics_qsm.yaml",
+                        workers=args.workers)
+    data = load_cache(paths)
+    labels = data["rim_positive"]
+    standardiser = FeatureStandardiser.load(BUNDLE / "models" / "radiomics_standardisation.json")
+    index = {n: i for i, n in enumerate(data["feature_names"].tolist())}
+    raw = np.stack([data["features"][:, index[n]] if n in index else np.full(len(labels), np.nan)
+                    for n in standardiser.names], 1)
+    features = standardiser(raw)
+    print(f"held-out: {len(TEST_SEEDS)} subjects, {len(labels)} lesions, {int(labels.sum())} rim+", flush=True)
+
+    rows, curves = {}, {}
+    for name, (weights, options) in MODELS.items():
+        if not weights.is_file():
+            print(f"skipping {name}: {weights} not found (train it first)")
+            continue
+        scores, threshold = predict(weights, options, data["patches"], features)
+        rows[name] = {**detection_metrics(labels, scores, threshold=threshold), "threshold": threshold}
+        curves[name] = (labels, scores)
+    threshold = rule_threshold(args.train_cache.expanduser(), args.n_train_subjects)
+    rows["edge rule (band − core, not learned)"] = {
+        **detection_metrics(labels, data["rule_ppm"], threshold=threshold), "threshold": threshold}
+    curves["edge rule (band − core, not learned)"] = (labels, data["rule_ppm"])
+
+    header = "| method | ROC AUC | pAUC (FPR<0.1) | pAUC McClish | PR AUC | F1 | threshold |"
+    lines = [header, "|---|---|---|---|---|---|---|"]
+    for name, m in rows.items():
+        lines.append(f"| {name} | {m['roc_auc']:.3f} | {m['pauc_fpr0.1']:.3f} | {m['pauc_fpr0.1_mcclish']:.3f} | "
+                     f"{m['pr_auc']:.3f} | {m['f1']:.3f} | {m['threshold']:.3g} |")
+    table = "\n".join(lines)
+    print(table, flush=True)
+    timing = time_whole_brain(args.timing_lesions, args.output_dir) if args.timing_lesions else {}
+    if timing:
+        print(f"whole-brain inference, {timing['n_lesions']} lesions on {timing['shape']}: "
+              f"{timing['wall_s']:.1f} s wall, {timing['cpu_s']:.1f} s CPU", flush=True)
+    summary = {"test_subjects": len(TEST_SEEDS), "lesions": int(len(labels)), "rim_positive": int(labels.sum()),
+               "metrics": rows, "timing": timing}
+    (args.output_dir / "rim_accuracy.md").write_text(table + "\n", encoding="utf-8")
+    (args.output_dir / "rim_accuracy.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    plot(curves, data, args.output_dir / "rim_accuracy.png")
+    print(f"wrote {args.output_dir}/rim_accuracy.md, .json, .png", flush=True)
+
+
+if __name__ == "__main__":
+    main()
