@@ -198,11 +198,12 @@ def main() -> None:
     parser.add_argument("--max_epochs", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rician", action="store_true", help="Rician instead of IVIM-NET's Gaussian noise")
+    parser.add_argument("--no_osipi", action="store_true", help="skip the OSIPI tissue part")
     parser.add_argument("--output_dir", default=str(REPO / "benchmarks" / "results" / "ivim"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     sim_rows = simulation_study(args)
-    osipi_rows, note = osipi_study(args)
+    osipi_rows, note = ([], "OSIPI part skipped (--no_osipi)") if args.no_osipi else osipi_study(args)
     write_report(sim_rows, osipi_rows, note, args)
 
 
