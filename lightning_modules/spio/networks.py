@@ -76,8 +76,8 @@ class DeepSpio(nn.Module):
     """
 
     def __init__(
-        self, *, in_channels: int = 2, encoder_widths: tuple[int, ...] = (16, 32, 64, 96, 128),
-        bottleneck_channels: int = 128, n_residual_blocks: int = 4, decoder_widths: tuple[int, ...] = (48, 24, 12),
+        self, *, in_channels: int = 2, encoder_widths: tuple[int, ...] = (8, 16, 32, 48),
+        bottleneck_channels: int = 48, n_residual_blocks: int = 4, decoder_widths: tuple[int, ...] = (24, 12),
         output_scale_ug_per_mm3: float = 10.0, wavelet: str = "db4",
     ) -> None:
         super().__init__()
@@ -103,6 +103,8 @@ class DeepSpio(nn.Module):
                 nn.init.kaiming_normal_(m.weight, a=0.01 if leaky else 0.0, nonlinearity=nonlinearity)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        for d in self.decoders:  # start near the all-zero map instead of outputs of ~10 µg Fe/mm³ everywhere
+            d[-1].weight.data.mul_(0.1)
 
     @staticmethod
     def normalise(image: torch.Tensor) -> torch.Tensor:
