@@ -51,7 +51,7 @@ class LearnedNdi(nn.Module):
     """
 
     def __init__(
-        self, *, iterations: int = 8, channels: int = 8, cnn_iterations: int = 2, initial_step: float = 4.0,
+        self, *, iterations: int = 24, channels: int = 8, cnn_iterations: int = 2, initial_step: float = 4.0,
         initial_regularization: float = 1e-3,
     ) -> None:
         super().__init__()
@@ -60,7 +60,7 @@ class LearnedNdi(nn.Module):
         self.raw_regularization = nn.Parameter(torch.full((iterations,), _softplus_inverse(initial_regularization)))
         self.cnn_iterations = min(int(cnn_iterations), self.iterations) if channels > 0 else 0
         self.cnn = RegulariserCnn(channels=channels) if self.cnn_iterations else None
-        self.gate = nn.Parameter(torch.full((self.cnn_iterations,), 0.5)) if self.cnn_iterations else None
+        self.gate = nn.Parameter(torch.full((self.cnn_iterations,), 0.1)) if self.cnn_iterations else None
 
     @property
     def step_sizes(self) -> torch.Tensor:

@@ -48,7 +48,7 @@ def build_network(method: str = DEFAULT_METHOD, bundle_root: str | None = None) 
 
 def learned_ndi_network() -> LearnedNdi:
     """The shipped learned-NDI architecture (``train.json`` builds its ``network_def`` here too)."""
-    return LearnedNdi(iterations=8, channels=8, cnn_iterations=2)
+    return LearnedNdi(iterations=24, channels=8, cnn_iterations=2)
 
 
 def load_weights(network: nn.Module, method: str, bundle_root: str | None) -> nn.Module:
