@@ -36,6 +36,7 @@ MODELS = {  # name → (weights, network options)
     "QSMRim-Net (CNN + radiomics + DeepSMOTE)": (BUNDLE / "models" / "model.pt", {}),
     "radiomics only": (RESULTS / "radiomics_only.pt", {"use_patch": False, "smote_k": 0}),
     "CNN only, no DeepSMOTE": (RESULTS / "cnn_only_no_smote.pt", {"n_radiomics": 0, "smote_k": 0}),
+    "CNN + radiomics, no DeepSMOTE (14 epochs)": (RESULTS / "fusion_no_smote_14_epochs.pt", {"smote_k": 0}),
 }
 
 
@@ -88,8 +89,9 @@ def plot(curves: dict, data: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(13, 7.5))
-    roc_ax, pr_ax = fig.add_subplot(2, 3, 1), fig.add_subplot(2, 3, 2)
+    fig = plt.figure(figsize=(15, 6.5))
+    grid = fig.add_gridspec(2, 4)
+    roc_ax, pr_ax = fig.add_subplot(grid[:, 0]), fig.add_subplot(grid[:, 1])
     for name, (labels, scores) in curves.items():
         fpr, tpr, _ = roc_curve(labels, scores)
         precision, recall, _ = pr_curve(labels, scores)
@@ -103,15 +105,16 @@ def plot(curves: dict, data: dict, path: Path) -> None:
     labels = data["rim_positive"]
     picks = [rng.choice(np.flatnonzero((labels == 1) & (data["volume_mm3"] > 200))),
              rng.choice(np.flatnonzero((labels == 0) & (data["volume_mm3"] > 200)))]
-    for j, (index, title) in enumerate(zip(picks, ("rim+", "rim−"))):
-        for c, channel in enumerate(("QSM (ppm)", "FLAIR")):
-            ax = fig.add_subplot(4, 6, 4 + c + 6 * j + (12 if j else 0) - (6 if j else 0))
-            patch = data["patches"][index].astype(np.float32)
-            image = patch[c, :, :, patch.shape[-1] // 2].T
-            ax.imshow(image, cmap="gray", origin="lower", vmin=-0.1 if c == 0 else None, vmax=0.15 if c == 0 else None)
-            ax.contour(patch[2, :, :, patch.shape[-1] // 2].T, [0.5], colors="r", linewidths=0.5)
-            ax.set_title(f"{title} lesion: {channel}", fontsize=7)
+    for row, (index, title) in enumerate(zip(picks, ("rim+", "rim−"))):
+        patch = data["patches"][index].astype(np.float32)
+        middle = patch.shape[-1] // 2
+        for col, (channel, limits) in enumerate((("QSM (ppm)", (-0.1, 0.15)), ("FLAIR / brain median", (None, None)))):
+            ax = fig.add_subplot(grid[row, 2 + col])
+            shown = ax.imshow(patch[col, :, :, middle].T, cmap="gray", origin="lower", vmin=limits[0], vmax=limits[1])
+            ax.contour(patch[2, :, :, middle].T, [0.5], colors="r", linewidths=0.6)
+            ax.set_title(f"{title} lesion, axial: {channel}", fontsize=8)
             ax.axis("off")
+            fig.colorbar(shown, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

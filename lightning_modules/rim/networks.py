@@ -62,13 +62,17 @@ class QsmRimNet(nn.Module):
         smote_k: DeepSMOTE neighbours (0: no oversampling, the ablation).
         qsm_scale_per_ppm: factor applied to the QSM channel so that ~0.05 ppm contrasts are of order 1.
         use_patch: use the CNN branch (False: radiomics only).
+        cnn_dropout: dropout on the CNN features before fusion (keeps the quickly-memorising CNN branch from
+            drowning the radiomics branch).
     """
 
     def __init__(self, n_radiomics: int = 536, *, in_channels: int = 3, widths: tuple[int, ...] = (8, 16, 32),
-                 embed: int = 64, smote_k: int = 3, qsm_scale_per_ppm: float = 20.0, use_patch: bool = True) -> None:
+                 embed: int = 64, smote_k: int = 3, qsm_scale_per_ppm: float = 20.0, use_patch: bool = True,
+                 cnn_dropout: float = 0.0) -> None:
         super().__init__()
         self.qsm_scale_per_ppm, self.n_radiomics, self.use_patch = float(qsm_scale_per_ppm), n_radiomics, use_patch
         self.cnn = PatchResNet3d(in_channels, widths=tuple(widths)) if use_patch else None
+        self.cnn_dropout = nn.Dropout(cnn_dropout)
         self.mlp = nn.Sequential(nn.Dropout(0.2), nn.Linear(n_radiomics, 128), nn.ReLU(inplace=True),
                                  nn.Linear(128, embed), nn.ReLU(inplace=True)) if n_radiomics > 0 else None
         fused = (self.cnn.out_features if self.cnn is not None else 0) + (embed if self.mlp is not None else 0)
@@ -82,7 +86,7 @@ class QsmRimNet(nn.Module):
         if self.cnn is not None:
             scale = torch.ones(patches.shape[1], device=patches.device, dtype=patches.dtype)
             scale[0] = self.qsm_scale_per_ppm
-            parts.append(self.cnn(patches * scale[None, :, None, None, None]))
+            parts.append(self.cnn_dropout(self.cnn(patches * scale[None, :, None, None, None])))
         if self.mlp is not None:
             parts.append(self.mlp(radiomics))
         return torch.cat(parts, dim=1)
