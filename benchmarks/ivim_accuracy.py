@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -142,7 +143,7 @@ def write_report(sim_rows: list[dict], osipi_rows: list[dict], osipi_note: str, 
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# IVIM accuracy: IVIM-NET vs least squares vs dipy", "",
-             f"Command: `.venv/bin/python benchmarks/ivim_accuracy.py` (n_voxels={args.n_voxels}, "
+             f"Command: `.venv/bin/python benchmarks/ivim_accuracy.py {' '.join(sys.argv[1:])}` (n_voxels={args.n_voxels}, "
              f"n_dipy={args.n_dipy}, seed={args.seed}, max_epochs={args.max_epochs}, "
              f"{'Rician' if args.rician else 'Gaussian'} noise, torch threads 1).", "",
              "NRMSE = RMSE / mean(truth) as in IVIM-NET; ρ = Spearman correlation between estimates "
