@@ -143,8 +143,8 @@ def write_report(sim_rows: list[dict], osipi_rows: list[dict], osipi_note: str, 
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# IVIM accuracy: IVIM-NET vs least squares vs dipy", "",
-             f"Command: `.venv/bin/python benchmarks/ivim_accuracy.py {' '.join(sys.argv[1:])}` (n_voxels={args.n_voxels}, "
-             f"n_dipy={args.n_dipy}, seed={args.seed}, max_epochs={args.max_epochs}, "
+             f"Command: `.venv/bin/python benchmarks/ivim_accuracy.py {' '.join(sys.argv[1:])}` "
+             f"(n_voxels={args.n_voxels}, n_dipy={args.n_dipy}, seed={args.seed}, max_epochs={args.max_epochs}, "
              f"{'Rician' if args.rician else 'Gaussian'} noise, torch threads 1).", "",
              "NRMSE = RMSE / mean(truth) as in IVIM-NET; ρ = Spearman correlation between estimates "
              "(truth uncorrelated). Time: fit (net: inference only) per voxel; the speed ratio is dipy's time per "
@@ -181,7 +181,7 @@ def write_report(sim_rows: list[dict], osipi_rows: list[dict], osipi_note: str, 
             pts = [(r["snr"], r[name]) for r in sim_rows if r["method"] == method]
             ax.plot(*zip(*pts, strict=True), marker="o", label=method)
         ax.plot([20], [PAPER_SNR20[name]], "k*", markersize=12, label="IVIM-NET paper")
-        ax.set(title=f"NRMSE of {name}", xlabel="SNR", xscale="log")
+        ax.set(title=f"NRMSE of {name}", xlabel="SNR", xscale="log", yscale="log")
         ax.set_xticks(args.snr, [f"{s:g}" for s in args.snr])
     axes[0].legend(fontsize=8)
     fig.tight_layout()
