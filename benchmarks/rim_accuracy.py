@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +28,14 @@ from lightning_modules.bundle_app import bundle_root
 from lightning_modules.rim.data import build_cache, load_cache, stratified_folds
 from lightning_modules.rim.networks import QsmRimNet
 from lightning_modules.rim.radiomics import FeatureStandardiser
-from lightning_modules.rim.scores import best_f1_threshold, detection_metrics, pr_curve, roc_curve
+from lightning_modules.rim.scores import (
+    best_f1_threshold,
+    detection_metrics,
+    pr_auc,
+    pr_curve,
+    roc_auc,
+    roc_curve,
+)
 
 BUNDLE = Path(bundle_root("rim_lesion_detection"))
 RESULTS = Path(__file__).resolve().parent / "results" / "rim"
@@ -37,6 +45,7 @@ MODELS = {  # name → (weights, network options)
     "radiomics only": (RESULTS / "radiomics_only.pt", {"use_patch": False, "smote_k": 0}),
     "CNN only, no DeepSMOTE": (RESULTS / "cnn_only_no_smote.pt", {"n_radiomics": 0, "smote_k": 0}),
     "CNN + radiomics, no DeepSMOTE (14 epochs)": (RESULTS / "fusion_no_smote_14_epochs.pt", {"smote_k": 0}),
+    "QSMRim-Net variant: CNN-feature dropout 0.5 (not shipped)": (RESULTS / "qsmrim_net_cnn_dropout_0.5.pt", {}),
 }
 
 
@@ -51,6 +60,17 @@ def predict(weights: Path, options: dict, patches: np.ndarray, features: np.ndar
             p = torch.as_tensor(patches[start:start + 128], dtype=torch.float32)
             out.append(torch.sigmoid(network(p, torch.as_tensor(features[start:start + 128]))).numpy())
     return np.concatenate(out), float(network.threshold)
+
+
+def bootstrap_ci(labels: np.ndarray, scores: np.ndarray, metric, *, n: int = 500, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of ``metric`` over lesions (resampled with replacement)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n):
+        index = rng.integers(0, len(labels), len(labels))
+        if labels[index].min() != labels[index].max():
+            values.append(metric(labels[index], scores[index]))
+    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
 
 
 def rule_threshold(train_cache: Path, n_subjects: int) -> float:
@@ -155,14 +175,20 @@ def main() -> None:
         **detection_metrics(labels, data["rule_ppm"], threshold=threshold), "threshold": threshold}
     curves["edge rule (band − core, not learned)"] = (labels, data["rule_ppm"])
 
-    header = "| method | ROC AUC | pAUC (FPR<0.1) | pAUC McClish | PR AUC | F1 | threshold |"
+    for name, (y, s) in curves.items():
+        rows[name]["roc_auc_ci95"] = bootstrap_ci(y, s, roc_auc)
+        rows[name]["pr_auc_ci95"] = bootstrap_ci(y, s, pr_auc)
+    header = "| method | ROC AUC [95 % CI] | pAUC (FPR<0.1) | pAUC McClish | PR AUC [95 % CI] | F1 | threshold |"
     lines = [header, "|---|---|---|---|---|---|---|"]
     for name, m in rows.items():
-        lines.append(f"| {name} | {m['roc_auc']:.3f} | {m['pauc_fpr0.1']:.3f} | {m['pauc_fpr0.1_mcclish']:.3f} | "
-                     f"{m['pr_auc']:.3f} | {m['f1']:.3f} | {m['threshold']:.3g} |")
+        roc_ci, pr_ci = m["roc_auc_ci95"], m["pr_auc_ci95"]
+        lines.append(f"| {name} | {m['roc_auc']:.3f} [{roc_ci[0]:.3f}, {roc_ci[1]:.3f}] | {m['pauc_fpr0.1']:.3f} | "
+                     f"{m['pauc_fpr0.1_mcclish']:.3f} | {m['pr_auc']:.3f} [{pr_ci[0]:.3f}, {pr_ci[1]:.3f}] | "
+                     f"{m['f1']:.3f} | {m['threshold']:.3g} |")
     table = "\n".join(lines)
     print(table, flush=True)
-    timing = time_whole_brain(args.timing_lesions, args.output_dir) if args.timing_lesions else {}
+    with tempfile.TemporaryDirectory() as scratch:
+        timing = time_whole_brain(args.timing_lesions, Path(scratch)) if args.timing_lesions else {}
     if timing:
         print(f"whole-brain inference, {timing['n_lesions']} lesions on {timing['shape']}: "
               f"{timing['wall_s']:.1f} s wall, {timing['cpu_s']:.1f} s CPU", flush=True)
