@@ -63,12 +63,15 @@ class DeepSpioModule(pl.LightningModule):
         learning_rate: peak learning rate of the one-cycle schedule.
         weight_decay: AdamW weight decay.
         l2_warmup_epochs: epochs trained with :func:`relative_l2_per_subband` before switching to the L1 loss.
+        init_weights: a network ``state_dict`` file to start from (fine-tuning), or None.
     """
 
     def __init__(self, *, network: DeepSpio | None = None, learning_rate: float = 1e-3,
-                 weight_decay: float = 1e-4, l2_warmup_epochs: int = 0) -> None:
+                 weight_decay: float = 1e-4, l2_warmup_epochs: int = 0, init_weights: str | None = None) -> None:
         super().__init__()
         self.network = network if network is not None else DeepSpio()
+        if init_weights:
+            self.network.load_state_dict(torch.load(init_weights, map_location="cpu", weights_only=True))
         self.learning_rate, self.weight_decay = learning_rate, weight_decay
         self.l2_warmup_epochs = l2_warmup_epochs
         self.dwt = Dwt2()
