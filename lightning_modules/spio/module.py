@@ -8,10 +8,6 @@ L1 on sparse maps. Validation reports the NMAE ``‖Ĉ − C‖₁ / ‖C‖₁`
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import pytorch_lightning as pl
 import torch
 
@@ -103,50 +99,3 @@ class DeepSpioModule(pl.LightningModule):
             optimizer, max_lr=self.learning_rate, total_steps=int(self.trainer.estimated_stepping_batches),
             pct_start=0.1)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-
-class SaveBestNetwork(pl.Callback):
-    """Writes the network's ``state_dict`` to ``path`` (atomically) whenever ``monitor`` improves.
-
-    So the weights on disk are always the best validated ones, also when a long run is stopped early;
-    :meth:`save` (the last step of ``train.json``) writes them once more, or the final weights if no
-    validation ran.
-    """
-
-    def __init__(self, path: str | os.PathLike, *, monitor: str = "val_nmae") -> None:
-        self.path, self.monitor = Path(path), monitor
-        self.best = float("inf")
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.network: torch.nn.Module | None = None
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.network = pl_module.network
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        value = trainer.callback_metrics.get(self.monitor)
-        if trainer.sanity_checking or value is None or not trainer.is_global_zero or float(value) >= self.best:
-            return
-        self.best = float(value)
-        self.best_state = {k: v.detach().cpu().clone() for k, v in pl_module.network.state_dict().items()}
-        save_state_dict(self.best_state, self.path)
-        print(f"epoch {trainer.current_epoch}: {self.monitor} {self.best:.4f}, wrote {self.path}", flush=True)
-
-    def save(self) -> Path:
-        """Write the best validated weights (or the final ones) to ``path``; returns the path."""
-        state = self.best_state if self.best_state is not None else self.network.state_dict()
-        return save_state_dict(state, self.path)
-
-
-def save_state_dict(state: dict[str, torch.Tensor], path: str | os.PathLike) -> Path:
-    """Save a ``state_dict`` to ``path`` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
