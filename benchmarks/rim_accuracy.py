@@ -40,12 +40,18 @@ from lightning_modules.rim.scores import (
 BUNDLE = Path(bundle_root("rim_lesion_detection"))
 RESULTS = Path(__file__).resolve().parent / "results" / "rim"
 TEST_SEEDS = list(range(100000, 100012))
-MODELS = {  # name → (weights, network options)
-    "QSMRim-Net (CNN + radiomics + DeepSMOTE)": (BUNDLE / "models" / "model.pt", {}),
-    "radiomics only": (RESULTS / "radiomics_only.pt", {"use_patch": False, "smote_k": 0}),
-    "CNN only, no DeepSMOTE": (RESULTS / "cnn_only_no_smote.pt", {"n_radiomics": 0, "smote_k": 0}),
-    "CNN + radiomics, no DeepSMOTE (14 epochs)": (RESULTS / "fusion_no_smote_14_epochs.pt", {"smote_k": 0}),
-    "QSMRim-Net variant: CNN-feature dropout 0.5 (not shipped)": (RESULTS / "qsmrim_net_cnn_dropout_0.5.pt", {}),
+STATS = BUNDLE / "models" / "radiomics_standardisation.json"
+#: Feature statistics of the run on 56 training subjects (not shipped).
+STATS_56 = RESULTS / "radiomics_standardisation_56_subjects.json"
+MODELS = {  # name → (weights, network options, feature statistics); all trained by configs/train.json
+    "QSMRim-Net (shipped; CNN + radiomics + DeepSMOTE)": (BUNDLE / "models" / "model.pt", {}, STATS),
+    "radiomics only": (RESULTS / "radiomics_only.pt", {"use_patch": False, "smote_k": 0}, STATS),
+    "CNN only, no DeepSMOTE": (RESULTS / "cnn_only_no_smote.pt", {"n_radiomics": 0, "smote_k": 0}, STATS),
+    "CNN + radiomics, no DeepSMOTE (14 epochs)": (RESULTS / "fusion_no_smote_14_epochs.pt", {"smote_k": 0}, STATS),
+    "QSMRim-Net, CNN-feature dropout 0.5": (RESULTS / "qsmrim_net_cnn_dropout_0.5.pt", {}, STATS),
+    "QSMRim-Net, 56 subjects": (RESULTS / "qsmrim_net_56_subjects.pt", {}, STATS_56),
+    "radiomics only, 56 subjects": (RESULTS / "radiomics_only_56_subjects.pt", {"use_patch": False, "smote_k": 0},
+                                    STATS_56),
 }
 
 
@@ -155,19 +161,21 @@ def main() -> None:
                         workers=args.workers)
     data = load_cache(paths)
     labels = data["rim_positive"]
-    standardiser = FeatureStandardiser.load(BUNDLE / "models" / "radiomics_standardisation.json")
     index = {n: i for i, n in enumerate(data["feature_names"].tolist())}
-    raw = np.stack([data["features"][:, index[n]] if n in index else np.full(len(labels), np.nan)
-                    for n in standardiser.names], 1)
-    features = standardiser(raw)
+
+    def standardised(stats: Path) -> np.ndarray:
+        standardiser = FeatureStandardiser.load(stats)
+        return standardiser(np.stack([data["features"][:, index[n]] if n in index else np.full(len(labels), np.nan)
+                                      for n in standardiser.names], 1))
+
     print(f"held-out: {len(TEST_SEEDS)} subjects, {len(labels)} lesions, {int(labels.sum())} rim+", flush=True)
 
     rows, curves = {}, {}
-    for name, (weights, options) in MODELS.items():
+    for name, (weights, options, stats) in MODELS.items():
         if not weights.is_file():
             print(f"skipping {name}: {weights} not found (train it first)")
             continue
-        scores, threshold = predict(weights, options, data["patches"], features)
+        scores, threshold = predict(weights, options, data["patches"], standardised(stats))
         rows[name] = {**detection_metrics(labels, scores, threshold=threshold), "threshold": threshold}
         curves[name] = (labels, scores)
     threshold = rule_threshold(args.train_cache.expanduser(), args.n_train_subjects)
