@@ -9,7 +9,6 @@ validation lesions) is written into the network's ``threshold`` buffer when the 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from lightning_modules.rim.data import augment_patches
 from lightning_modules.rim.networks import QsmRimNet
 from lightning_modules.rim.scores import best_f1_threshold, pr_auc, roc_auc
 from lightning_modules.rim.scores import partial_roc_auc as pauc
+from lightning_modules.training import save_state_dict
 
 
 class RimNetModule(pl.LightningModule):
@@ -113,18 +113,3 @@ class SaveBestRimNet(pl.Callback):
         """Write the best validated weights (or the final ones) to ``path``; returns the path."""
         state = self.best_state if self.best_state is not None else self.network.state_dict()
         return save_state_dict(state, self.path)
-
-
-def save_state_dict(state: dict[str, torch.Tensor], path: str | os.PathLike) -> Path:
-    """Save a ``state_dict`` to ``path`` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
