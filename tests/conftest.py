@@ -19,9 +19,15 @@ def reference_data_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _seed() -> None:
+def _seed_and_one_torch_thread():
+    """Reproducible seeds, and one torch thread: small tensors run fastest on one thread, and many threads on
+    two shared cores oversubscribe them (tens of times slower)."""
     np.random.seed(0)
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 
 def load_osipi(folder: Path, name: str) -> tuple[np.ndarray, list[str], np.ndarray, dict[str, np.ndarray]]:
@@ -27,12 +26,3 @@ def osipi_dir(reference_data: Path) -> Path:
     if not (path / "generic.json").is_file():
         pytest.skip(f"OSIPI IVIM test data not found at {path} (set QSM_SLICER_REFERENCE_DATA or place ../shared/data)")
     return path
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny networks train fastest on one thread, and CI shares two cores between jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -1,4 +1,4 @@
-"""Shared fixtures of the SPIO tests: one torch thread (the test machines are shared), simulated images."""
+"""Shared fixtures of the SPIO tests: simulated View Line images (seeds and threads: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,6 @@ import torch
 from lightning_modules import physics as ph
 from lightning_modules.spio.phantoms import agar_disk, cylinder
 from lightning_modules.spio.viewline import PIXEL_MM, simulate_viewline
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Avoid oversubscribing shared CPUs (many threads on two busy cores are 50× slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
