@@ -11,10 +11,14 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lightning_modules.io import InputError, nifti_stem
+
+if TYPE_CHECKING:
+    from torch import nn
 
 #: Exit status for bad input (argparse's convention).
 EXIT_INPUT_ERROR = 2
@@ -95,6 +99,36 @@ def check_distinct_outputs(paths: list[Path]) -> None:
         if p in seen:
             raise InputError(f"two cases would both write {str(p)!r}; give the inputs distinct file names")
         seen.add(p)
+
+
+def validated_cases(
+    single_case: dict, *, datalist: str | os.PathLike | None, main_key: str,
+    outputs_of: Callable[[str], list[Path]], validate: Callable[[dict], object],
+) -> list[dict]:
+    """The cases to process, each validated (``validate`` raises :class:`InputError`) before anything is written,
+    and none writing an output another one writes (``outputs_of(main_input)`` lists a case's outputs)."""
+    cases = case_list(single_case, datalist=datalist, main_key=main_key)
+    check_distinct_outputs([p for c in cases for p in outputs_of(c[main_key])])
+    for case in cases:
+        validate(case)
+    return cases
+
+
+def load_network(
+    network: nn.Module, model_path: str | os.PathLike, *, hint: str = "train them with configs/train.json"
+) -> nn.Module:
+    """Load a shipped ``state_dict`` (``torch.load(..., weights_only=True)``) into ``network``, in eval mode.
+
+    Raises:
+        InputError: the weights file is missing (the message ends with ``hint``).
+    """
+    import torch
+
+    path = Path(model_path)
+    if not path.is_file():
+        raise InputError(f"weights file {str(path)!r} does not exist; {hint}")
+    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return network.eval()
 
 
 def bundle_root(name: str) -> str:

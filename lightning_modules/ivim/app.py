@@ -17,12 +17,11 @@ import numpy as np
 import torch
 
 from lightning_modules.bundle_app import (
-    case_list,
-    check_distinct_outputs,
     exit_on_input_error,
     is_given,
     output_path,
     report_progress,
+    validated_cases,
 )
 from lightning_modules.io import InputError, check_same_grid, load_nifti, save_nifti_atomic
 from lightning_modules.ivim.data import IvimDataModule
@@ -164,6 +163,11 @@ class IvimMappingApp:
             if value not in allowed:
                 raise InputError(f"unknown --{name} {value!r}; use one of {', '.join(allowed)}")
 
+    def _validate(self, case: dict) -> None:
+        loaded = load_case(case, model=self.model)
+        if self.method == "net" and self.mode == "pretrained":
+            pretrained_network(self.model, loaded.b_values, self.bundle_root)
+
     def _outputs(self, dwi_path: str) -> list[Path]:
         return [output_path(self.output_dir, dwi_path, f"{name}.nii.gz") for name in PARAMETER_NAMES[self.model]]
 
@@ -198,12 +202,8 @@ class IvimMappingApp:
             torch.set_num_threads(int(self.num_threads))
         with exit_on_input_error():
             self._check_options()
-            cases = case_list(self.single_case, datalist=self.datalist, main_key="dwi")
-            check_distinct_outputs([p for c in cases for p in self._outputs(c["dwi"])])
-            for case in cases:  # validate all before writing anything
-                loaded = load_case(case, model=self.model)
-                if self.method == "net" and self.mode == "pretrained":
-                    pretrained_network(self.model, loaded.b_values, self.bundle_root)
+            cases = validated_cases(self.single_case, datalist=self.datalist, main_key="dwi",
+                                    outputs_of=self._outputs, validate=self._validate)
         written = []
         for i, case in enumerate(cases):
             loaded = load_case(case, model=self.model)

@@ -17,12 +17,11 @@ import numpy as np
 import torch
 
 from lightning_modules.bundle_app import (
-    case_list,
-    check_distinct_outputs,
     exit_on_input_error,
     is_given,
     output_path,
     report_progress,
+    validated_cases,
 )
 from lightning_modules.io import InputError, check_same_grid, load_nifti, save_nifti_atomic, voxel_sizes_mm
 from lightning_modules.physics import field_scale_to_ppm
@@ -136,11 +135,9 @@ class QsmInversionApp:
         """Validate every case, then invert and write each; returns the written paths."""
         with exit_on_input_error():
             network = build_network(self.method, self.bundle_root).to(self.device).eval()
-            cases = case_list(self.single_case, datalist=self.datalist, main_key="field")
-            outputs = [output_path(self.output_dir, c["field"], OUTPUT_SUFFIX) for c in cases]
-            check_distinct_outputs(outputs)
-            for case in cases:  # validate all before writing anything
-                load_case(case, self.output_dir)
+            cases = validated_cases(self.single_case, datalist=self.datalist, main_key="field",
+                                    outputs_of=lambda field: [output_path(self.output_dir, field, OUTPUT_SUFFIX)],
+                                    validate=lambda case: load_case(case, self.output_dir))
         written = []
         for i, case in enumerate(cases):
             loaded = load_case(case, self.output_dir)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
+from lightning_modules.bundle_app import load_network
 from lightning_modules.io import InputError
 from lightning_modules.qsm.learned_ndi import LearnedNdi
 from lightning_modules.qsm.solvers import Ndi, Tkd
@@ -55,9 +55,5 @@ def load_weights(network: nn.Module, method: str, bundle_root: str | None) -> nn
     """Load the shipped ``state_dict`` of ``method`` into ``network`` (``torch.load(weights_only=True)``)."""
     if bundle_root is None:
         raise InputError(f"--method {method} needs the bundle folder to find its weights; pass --bundle_root")
-    path = Path(bundle_root) / WEIGHTS[method]
-    if not path.is_file():
-        raise InputError(f"the weights of --method {method} ({str(path)!r}) are missing; train them with "
-                         f"configs/train.json or use --method ndi")
-    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return network
+    return load_network(network, Path(bundle_root) / WEIGHTS[method],
+                        hint="train them with configs/train.json or use --method ndi")

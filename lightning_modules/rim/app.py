@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from lightning_modules.bundle_app import (
-    case_list,
-    check_distinct_outputs,
     exit_on_input_error,
     is_given,
+    load_network,
     output_path,
     report_progress,
+    validated_cases,
 )
 from lightning_modules.io import InputError, load_nifti, save_nifti_atomic, voxel_sizes_mm, write_text_atomic
 from lightning_modules.rim.lesions import (
@@ -120,15 +120,6 @@ def load_case(case: dict, output_dir: str | os.PathLike) -> RimCase:
                    output_path(output_dir, qsm_path, LABELS_SUFFIX))
 
 
-def load_network(network: QsmRimNet, model_path: str | os.PathLike) -> QsmRimNet:
-    """Load the shipped ``state_dict`` (``weights_only=True``) and put the network in eval mode."""
-    path = Path(model_path)
-    if not path.is_file():
-        raise InputError(f"weights file {str(path)!r} does not exist; train them with configs/train.json")
-    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return network.eval()
-
-
 def lesion_table(lesions: list, probabilities: np.ndarray, threshold: float) -> str:
     """The CSV text: one row per lesion with DESIGN.md's columns (centroids in RAS mm)."""
     out = io.StringIO()
@@ -179,10 +170,9 @@ class RimLesionDetectionApp:
     def run(self) -> list[Path]:
         """Validate every case, then classify each lesion and write the table and labelmap; returns the paths."""
         with exit_on_input_error():
-            cases = case_list(self.single_case, datalist=self.datalist, main_key="qsm")
-            check_distinct_outputs([output_path(self.output_dir, c["qsm"], TABLE_SUFFIX) for c in cases])
-            for case in cases:  # validate all before writing anything
-                load_case(case, self.output_dir)
+            cases = validated_cases(self.single_case, datalist=self.datalist, main_key="qsm",
+                                    outputs_of=lambda qsm: [output_path(self.output_dir, qsm, TABLE_SUFFIX)],
+                                    validate=lambda case: load_case(case, self.output_dir))
             network = load_network(self.network, self.model_path).to(self.device)
             threshold = self._threshold(network)
             standardiser = FeatureStandardiser.load(self.stats_path)

@@ -18,11 +18,11 @@ import torch
 
 from lightning_modules import physics as ph
 from lightning_modules.bundle_app import (
-    case_list,
-    check_distinct_outputs,
     exit_on_input_error,
+    load_network,
     output_path,
     report_progress,
+    validated_cases,
 )
 from lightning_modules.io import InputError, load_nifti, save_nifti_atomic, voxel_sizes_mm
 from lightning_modules.spio.networks import DeepSpio
@@ -77,19 +77,6 @@ def load_case(case: dict, output_dir: str | os.PathLike) -> SpioCase:
     return SpioCase(path, image, affine, header, output_path(output_dir, path, OUTPUT_SUFFIX))
 
 
-def load_network(network: DeepSpio, model_path: str | os.PathLike) -> DeepSpio:
-    """Load the shipped ``state_dict`` into ``network`` (``weights_only=True``) and put it in eval mode.
-
-    Raises:
-        InputError: the weights file is missing.
-    """
-    path = Path(model_path)
-    if not path.is_file():
-        raise InputError(f"weights file {str(path)!r} does not exist; train them with configs/train.json")
-    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return network.eval()
-
-
 def predict_concentration(network: DeepSpio, image: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
     """Concentration map (nx, nz) in µg Fe/mm³ (≥ 0) of a View Line image (2, nx, nz) in any intensity units."""
     x = torch.as_tensor(np.asarray(image), dtype=torch.float32, device=device)[None]
@@ -119,10 +106,9 @@ class SpioQuantificationApp:
     def run(self) -> list[Path]:
         """Validate every case, then predict and write each; returns the written paths."""
         with exit_on_input_error():
-            cases = case_list(self.single_case, datalist=self.datalist, main_key="image")
-            check_distinct_outputs([output_path(self.output_dir, c["image"], OUTPUT_SUFFIX) for c in cases])
-            for case in cases:  # validate all before writing anything
-                load_case(case, self.output_dir)
+            cases = validated_cases(self.single_case, datalist=self.datalist, main_key="image",
+                                    outputs_of=lambda image: [output_path(self.output_dir, image, OUTPUT_SUFFIX)],
+                                    validate=lambda case: load_case(case, self.output_dir))
             network = load_network(self.network, self.model_path).to(self.device)
         written = []
         for i, case in enumerate(cases):
