@@ -25,8 +25,8 @@ from lightning_modules.bundle_app import (
 )
 from lightning_modules.io import InputError, check_same_grid, load_nifti, save_nifti_atomic, voxel_sizes_mm
 from lightning_modules.physics import field_scale_to_ppm
-from lightning_modules.qsm.dipole import b0_direction_from_affine, dipole_kernel, normalise_direction
-from lightning_modules.qsm.methods import DEFAULT_METHOD, build_network
+from lightning_modules.qsm.dipole import b0_direction_from_affine, normalise_direction
+from lightning_modules.qsm.methods import DEFAULT_METHOD, build_network, invert_field
 
 OUTPUT_SUFFIX = "chi.nii.gz"
 
@@ -104,10 +104,7 @@ def invert(case: QsmCase, network: torch.nn.Module, device: torch.device) -> np.
     """χ (ppm) of one case with the given solver/network module, 0 outside the mask."""
     field = torch.as_tensor(case.field_ppm, dtype=torch.float32, device=device)
     mask = torch.as_tensor(case.mask, dtype=torch.float32, device=device)
-    kernel = dipole_kernel(field.shape, case.voxel_size_mm, case.b0_direction, device=device)
-    with torch.no_grad():
-        chi = network(field, kernel, mask)
-    return chi.cpu().numpy()
+    return invert_field(network, field, mask, case.voxel_size_mm, case.b0_direction).cpu().numpy()
 
 
 class QsmInversionApp:

@@ -17,10 +17,15 @@ from lightning_modules.qsm.simulate import random_training_case
 
 
 class SimulatedQsmDataset(Dataset):
-    """``n_samples`` random brain-like cases of ``patch_size``³ voxels (see ``random_training_case``)."""
+    """``n_samples`` random brain-like cases of ``patch_size``³ voxels (see ``random_training_case``); a given
+    ``voxel_size_mm`` / ``b0_direction`` fixes that part of the geometry (else it is random per sample)."""
 
-    def __init__(self, *, n_samples: int, patch_size: int = 32, seed: int = 0) -> None:
+    def __init__(
+        self, *, n_samples: int, patch_size: int = 32, seed: int = 0, voxel_size_mm: list[float] | None = None,
+        b0_direction: list[float] | None = None,
+    ) -> None:
         self.n_samples, self.patch_size, self.seed = int(n_samples), int(patch_size), int(seed)
+        self.voxel_size_mm, self.b0_direction = voxel_size_mm, b0_direction
 
     def __len__(self) -> int:
         return self.n_samples
@@ -28,7 +33,7 @@ class SimulatedQsmDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, int(index)])
         shape = (self.patch_size,) * 3
-        case = random_training_case(shape, rng)
+        case = random_training_case(shape, rng, voxel_size_mm=self.voxel_size_mm, b0_direction=self.b0_direction)
         return {
             "field": torch.as_tensor(case.field_ppm, dtype=torch.float32),
             "chi": torch.as_tensor(case.chi_ppm, dtype=torch.float32),
@@ -43,12 +48,14 @@ class SimulatedQsmDataModule(pl.LightningDataModule):
 
     def __init__(
         self, *, train_samples: int = 20000, val_samples: int = 16, patch_size: int = 32, batch_size: int = 4,
-        num_workers: int = 0, seed: int = 0,
+        num_workers: int = 0, seed: int = 0, voxel_size_mm: list[float] | None = None,
+        b0_direction: list[float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.train_set = SimulatedQsmDataset(n_samples=train_samples, patch_size=patch_size, seed=seed)
-        self.val_set = SimulatedQsmDataset(n_samples=val_samples, patch_size=patch_size, seed=seed + 1)
+        geometry = {"patch_size": patch_size, "voxel_size_mm": voxel_size_mm, "b0_direction": b0_direction}
+        self.train_set = SimulatedQsmDataset(n_samples=train_samples, seed=seed, **geometry)
+        self.val_set = SimulatedQsmDataset(n_samples=val_samples, seed=seed + 1, **geometry)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=self.hparams.batch_size, shuffle=True,

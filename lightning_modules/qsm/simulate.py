@@ -177,12 +177,14 @@ def brain_like_chi(
 
 def random_training_case(
     shape: Sequence[int], rng: np.random.Generator, *, max_noise_ppm: float = 3e-3,
-    max_background_ppm: float = 5e-3,
+    max_background_ppm: float = 5e-3, voxel_size_mm: Sequence[float] | None = None,
+    b0_direction: Sequence[float] | None = None,
 ) -> SimulatedCase:
     """A training sample for learned inversion: random anatomy, voxel size, B0 direction, noise level and
-    a smooth residual background field (imperfect background removal), with the field 0 outside the mask."""
-    voxel_size = random_voxel_size(rng)
-    b0 = random_b0_direction(rng)
+    a smooth residual background field (imperfect background removal), with the field 0 outside the mask.
+    A given ``voxel_size_mm`` or ``b0_direction`` is used instead of a random one (fixed-geometry networks)."""
+    voxel_size = random_voxel_size(rng) if voxel_size_mm is None else np.asarray(voxel_size_mm, dtype=float)
+    b0 = random_b0_direction(rng) if b0_direction is None else np.asarray(b0_direction, dtype=float)
     chi, brain = brain_like_chi(shape, voxel_size, rng)
     case = simulate_field(chi, brain, voxel_size, b0, noise_std_ppm=rng.uniform(0.0, max_noise_ppm),
                           seed=int(rng.integers(2**31)))
