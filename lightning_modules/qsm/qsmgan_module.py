@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from lightning_modules.qsm.qsmgan import CHI_SCALE, QsmganCritic, gradient_penalty, generator_input
+from lightning_modules.qsm.qsmgan import CHI_SCALE, QsmganCritic, generator_input, gradient_penalty
 from lightning_modules.qsm.qsmgan_inference import QsmganInversion
 
 

@@ -1,0 +1,140 @@
+"""QSMGAN: generator and critic shapes, the gradient penalty, training steps, whole-volume inference, bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from monai.bundle import run as bundle_run
+from torch.utils.data import DataLoader
+
+from lightning_modules.bundle_app import bundle_root
+from lightning_modules.metrics import nrmse
+from lightning_modules.qsm.data import SimulatedQsmDataset
+from lightning_modules.qsm.dipole import forward_field
+from lightning_modules.qsm.qsmgan import QsmganCritic, QsmganGenerator, generator_input, gradient_penalty
+from lightning_modules.qsm.qsmgan_inference import QsmganInversion, TrainingGrid, rotation_z_to
+from lightning_modules.qsm.qsmgan_module import QsmganModule
+from lightning_modules.qsm.simulate import head_phantom, simulate_field
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "monai_bundles" / "qsm_dipole_inversion"
+
+
+def test_generator_maps_a_64_patch_to_its_48_centre_and_the_critic_scores_each_sample():
+    generator = QsmganGenerator(channels=4)
+    x = generator_input(torch.randn(2, 64, 64, 64) * 0.01, torch.ones(2, 64, 64, 64))
+    assert x.shape == (2, 2, 64, 64, 64)
+    with torch.no_grad():
+        chi = generator(x)
+        assert chi.shape == (2, 1, 48, 48, 48)
+        assert QsmganCritic(channels=4)(chi, x[:, :1, 8:-8, 8:-8, 8:-8]).shape == (2,)
+
+
+class _LinearCritic(torch.nn.Module):
+    """critic(x) = Σ w·x: its gradient is w everywhere, so the penalty is exactly (‖w‖₂ − 1)²."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(weight)
+
+    def forward(self, chi: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        return (chi * self.weight).flatten(1).sum(1)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0.25, 1.0), (0.125, 0.0), (0.0, 1.0)])
+def test_gradient_penalty_of_a_linear_critic(value, expected):
+    critic = _LinearCritic(torch.full((1, 4, 4, 4), value))  # ‖w‖ = 8 · value
+    real, fake = torch.randn(3, 1, 4, 4, 4), torch.randn(3, 1, 4, 4, 4)
+    penalty = gradient_penalty(critic, real, fake, torch.zeros_like(real))
+    np.testing.assert_allclose(float(penalty.detach()), expected, atol=1e-6)
+    penalty.backward()  # differentiable with respect to the critic (double back-propagation)
+    assert critic.weight.grad is not None
+
+
+def test_a_few_training_steps_lower_the_l1_loss_and_the_critic_trains():
+    data = SimulatedQsmDataset(n_samples=2, patch_size=32, seed=7, voxel_size_mm=[1.0, 1.0, 1.0],
+                               b0_direction=[0.0, 0.0, 1.0])
+    samples = [{k: v for k, v in data[i].items() if k != "kernel"} for i in range(2)]
+    batch = {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+    module = QsmganModule(QsmganInversion(QsmganGenerator(channels=4)), QsmganCritic(channels=4),
+                          learning_rate=3e-3, adversarial_start_epoch=6, n_critic=2)
+    critic_before = [p.detach().clone() for p in module.critic.parameters()]
+
+    def l1() -> float:
+        module.eval()
+        with torch.no_grad():
+            chi, mask, _ = module.targets(batch)
+            value = float(module.l1_loss(module.generate(batch) * mask, chi, mask))
+        module.train()
+        return value
+
+    before = l1()
+    trainer = pl.Trainer(max_epochs=8, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, accelerator="cpu")
+    trainer.fit(module, DataLoader(samples, batch_size=2))
+    assert l1() < 0.8 * before
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, module.critic.parameters()))
+
+
+def test_one_window_is_the_generator_on_the_zero_padded_input():
+    """A 48³ volume on the training grid is one 64³ window: the blended result is the generator's centre."""
+    network = QsmganInversion(QsmganGenerator(channels=4), window_size=64).eval()
+    field, mask = torch.randn(48, 48, 48) * 0.01, torch.ones(48, 48, 48)
+    with torch.no_grad():
+        direct = network.generator(torch.nn.functional.pad(generator_input(field[None], mask[None]), (8,) * 6))
+        torch.testing.assert_close(network.predict_on_training_grid(field, mask), direct[0, 0] / 10.0)
+
+
+@pytest.mark.parametrize(("shape", "voxel", "b0"), [((50, 41, 30), (1.0, 1.0, 1.0), (0, 0, 1)),
+                                                    ((37, 30, 26), (1.2, 0.9, 1.5), (0.3, -0.2, 1.0))])
+def test_whole_volume_inference_returns_exactly_the_input_grid(shape, voxel, b0):
+    network = QsmganInversion(QsmganGenerator(channels=4), window_size=64).eval()
+    mask = torch.zeros(shape)
+    mask[4:-4, 4:-4, 3:-3] = 1
+    with torch.no_grad():
+        chi = network(torch.randn(shape) * 0.01 * mask, mask, voxel, b0)
+    assert chi.shape == shape and torch.isfinite(chi).all()
+    assert torch.all(chi[mask == 0] == 0) and chi[mask > 0].abs().sum() > 0
+
+
+def test_training_grid_puts_b0_on_its_k_axis_and_the_field_resamples_with_chi():
+    """The resampled field of χ equals the field of the resampled χ with B0 along k (the field is a scalar)."""
+    b0, voxel, shape = np.array([0.0, 0.34, 0.94]), (1.25, 1.0, 1.5), (40, 48, 32)
+    rotation = rotation_z_to(b0)
+    np.testing.assert_allclose(rotation @ [0, 0, 1], b0 / np.linalg.norm(b0), atol=1e-12)
+    np.testing.assert_allclose(rotation.T @ rotation, np.eye(3), atol=1e-12)
+    grid = TrainingGrid.for_input(shape, voxel, b0)
+    pos = np.stack(np.meshgrid(*[(np.arange(n) - (n - 1) / 2) * d for n, d in zip(shape, voxel)],
+                               indexing="ij"), -1)
+    chi = 0.1 * np.exp(-(((pos - [5, -6, 3]) / 6.0) ** 2).sum(-1)) - 0.05 * np.exp(
+        -(((pos + [6, 4, 2]) / 5.0) ** 2).sum(-1))
+    field = forward_field(chi, voxel, b0, pad_factor=2.0).numpy()
+    field_on_grid = forward_field(grid.to_grid(chi).astype(np.float64), (1.0, 1.0, 1.0), (0, 0, 1),
+                                  pad_factor=2.0).numpy()
+    inner = grid.to_grid(np.pad(np.ones([n - 8 for n in shape]), 4)) > 0.99
+    assert nrmse(grid.to_grid(field), field_on_grid, inner) < 0.05
+    assert nrmse(grid.from_grid(grid.to_grid(chi)), chi, np.ones(shape, bool)) < 0.05
+
+
+def test_bundle_runs_qsmgan_with_the_shipped_weights(tmp_path):
+    if not (BUNDLE / "models" / "qsmgan.pt").is_file():
+        pytest.skip("models/qsmgan.pt is not shipped in this checkout; train it with configs/train_qsmgan.json")
+    voxel = (1.0, 1.0, 1.0)
+    chi, brain = head_phantom((56, 56, 48), voxel, seed=3)
+    case = simulate_field(chi, brain, voxel, (0, 0, 1))
+    affine = np.diag([*voxel, 1.0])
+    nib.save(nib.Nifti1Image(case.field_ppm.astype(np.float32), affine), tmp_path / "f.nii.gz")
+    nib.save(nib.Nifti1Image(brain.astype(np.uint8), affine), tmp_path / "m.nii.gz")
+    bundle_run(config_file=str(BUNDLE / "configs" / "inference.json"), field=str(tmp_path / "f.nii.gz"),
+               mask=str(tmp_path / "m.nii.gz"), method="qsmgan", output_dir=str(tmp_path / "out"),
+               bundle_root=str(bundle_root("qsm_dipole_inversion")))
+    out = nib.load(tmp_path / "out" / "f_chi.nii.gz")
+    estimate = np.asarray(out.dataobj, dtype=np.float64)
+    assert estimate.shape == chi.shape and np.allclose(out.affine, affine)
+    assert np.all(estimate[~brain] == 0) and np.all(np.isfinite(estimate))
+    assert nrmse(estimate, chi, brain) < 1.0
