@@ -9,9 +9,11 @@ by the rotation. When the input already has the training geometry nothing is int
 
 Sliding windows: the generator is trained on 64³ field patches of which it returns the valid 48³ centre
 (8 voxels cut on each side). Being fully convolutional it runs on larger windows with the same 8-voxel
-margin: 96³ windows (80³ valid) need 2.2× fewer operations per valid voxel than 64³ (48³ valid), which is
-what brings a 160³ volume under 30 s on two CPU cores. MONAI's ``sliding_window_inference`` blends the
-overlapping windows with constant weights restricted to each window's valid centre (see
+margin, which wastes fewer operations on margins: per axis, the fewest windows of at most
+``max_window_size`` voxels whose valid centres tile the axis (a 160³ volume: 2 × 2 × 2 windows of 96³ with
+80³ valid, 2.2× fewer operations per valid voxel than 64³ windows). This is what brings a 160³ volume
+under 30 s on two CPU cores. MONAI's ``sliding_window_inference`` blends the overlapping windows with
+constant weights restricted to each window's valid centre (see
 :meth:`QsmganInversion.predict_on_training_grid`).
 """
 
@@ -99,28 +101,23 @@ class QsmganInversion(nn.Module):
 
     Args:
         generator: the U-Net (default: :class:`QsmganGenerator` of width 8, three levels).
-        window_size: window edge in voxels (≥ the training patch of 64, a multiple of 4).
-        overlap: window overlap fraction of MONAI's ``sliding_window_inference``; None: the smallest that
-            leaves no gaps between the windows' valid centres (the step ``window_size · (1 − overlap)`` must
-            not exceed the valid centre, ``window_size − 16``).
+        max_window_size: largest window edge in voxels (a multiple of 4); per axis the window is the
+            smallest multiple of 4, at least ``min_window_size``, whose valid centres tile the axis with the
+            fewest windows.
+        min_window_size: smallest window edge (the training patch, 64).
         windows_per_batch: windows evaluated together.
         training_voxel_mm: isotropic voxel size the generator was trained at.
     """
 
     def __init__(
-        self, generator: nn.Module | None = None, *, window_size: int = 96, overlap: float | None = None,
+        self, generator: nn.Module | None = None, *, max_window_size: int = 128, min_window_size: int = 64,
         windows_per_batch: int = 2, training_voxel_mm: float = TRAINING_VOXEL_MM,
     ) -> None:
         super().__init__()
         self.generator = generator if generator is not None else QsmganGenerator()
-        self.window_size = int(window_size)
+        self.max_window_size, self.min_window_size = int(max_window_size), int(min_window_size)
         self.windows_per_batch = int(windows_per_batch)
         self.training_voxel_mm = float(training_voxel_mm)
-        valid = self.window_size - 2 * self.generator.crop_voxels
-        self.overlap = 1.0 - (valid + 0.5) / self.window_size if overlap is None else float(overlap)
-        if int(self.window_size * (1 - self.overlap)) > valid:
-            raise ValueError(f"overlap {overlap} leaves gaps between the valid {valid}³ centres of "
-                             f"{self.window_size}³ windows")
 
     def forward(
         self, field_ppm: torch.Tensor, mask: torch.Tensor | None, voxel_size_mm: Sequence[float],
@@ -146,6 +143,14 @@ class QsmganInversion(nn.Module):
         chi = grid.from_grid((chi * torch.as_tensor(grid_mask, device=device)).cpu().numpy())
         return torch.as_tensor(chi, dtype=field_ppm.dtype, device=device) * mask
 
+    def window_size(self, length: int) -> int:
+        """Window edge for an axis of ``length`` voxels: the fewest windows (each at most ``max_window_size``)
+        whose valid centres (window − 2 · margin) cover the axis, each as small as that allows."""
+        valid_max = self.max_window_size - 2 * self.generator.crop_voxels
+        count = -(-int(length) // valid_max)
+        window = -(-int(length) // count) + 2 * self.generator.crop_voxels
+        return max(self.min_window_size, 4 * -(-window // 4))
+
     def predict_on_training_grid(self, field_ppm: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """χ (ppm) of a field already on the training grid (i, j, k), by overlapping windows.
 
@@ -163,8 +168,11 @@ class QsmganInversion(nn.Module):
             chi = self.generator(window.contiguous(memory_format=torch.channels_last_3d)).contiguous()
             return F.pad(torch.cat([chi, torch.ones_like(chi)], dim=1), (margin,) * 6)
 
-        blended = sliding_window_inference(x, self.window_size, self.windows_per_batch, predictor,
-                                           overlap=self.overlap, mode="constant")
+        windows = [self.window_size(n) for n in field_ppm.shape]
+        # MONAI's window step is int(window · (1 − overlap)); this overlap makes it exactly the valid centre.
+        overlap = [1.0 - (w - 2 * margin + 0.5) / w for w in windows]
+        blended = sliding_window_inference(x, windows, self.windows_per_batch, predictor, overlap=overlap,
+                                           mode="constant")
         chi = blended[0, 0] / blended[0, 1].clamp_min(1e-6)
         n = field_ppm.shape
         return chi[margin:margin + n[0], margin:margin + n[1], margin:margin + n[2]] / CHI_SCALE

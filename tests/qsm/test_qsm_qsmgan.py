@@ -83,7 +83,8 @@ def test_a_few_training_steps_lower_the_l1_loss_and_the_critic_trains():
 
 def test_one_window_is_the_generator_on_the_zero_padded_input():
     """A 48³ volume on the training grid is one 64³ window: the blended result is the generator's centre."""
-    network = QsmganInversion(QsmganGenerator(channels=4), window_size=64).eval()
+    assert [QsmganInversion(max_window_size=128).window_size(n) for n in (20, 160, 170, 237)] == [64, 96, 104, 96]
+    network = QsmganInversion(QsmganGenerator(channels=4), max_window_size=64).eval()
     field, mask = torch.randn(48, 48, 48) * 0.01, torch.ones(48, 48, 48)
     with torch.no_grad():
         direct = network.generator(torch.nn.functional.pad(generator_input(field[None], mask[None]), (8,) * 6))
@@ -93,7 +94,7 @@ def test_one_window_is_the_generator_on_the_zero_padded_input():
 @pytest.mark.parametrize(("shape", "voxel", "b0"), [((50, 41, 30), (1.0, 1.0, 1.0), (0, 0, 1)),
                                                     ((37, 30, 26), (1.2, 0.9, 1.5), (0.3, -0.2, 1.0))])
 def test_whole_volume_inference_returns_exactly_the_input_grid(shape, voxel, b0):
-    network = QsmganInversion(QsmganGenerator(channels=4), window_size=64).eval()
+    network = QsmganInversion(QsmganGenerator(channels=4), max_window_size=64).eval()
     mask = torch.zeros(shape)
     mask[4:-4, 4:-4, 3:-3] = 1
     with torch.no_grad():
@@ -122,6 +123,8 @@ def test_training_grid_puts_b0_on_its_k_axis_and_the_field_resamples_with_chi():
 
 
 def test_bundle_runs_qsmgan_with_the_shipped_weights(tmp_path):
+    """``--method qsmgan`` end to end. The shipped CPU-trained weights do NOT beat TKD (NRMSE 0.72 here against
+    0.38, see docs/README.md); the bound only guards against a broken pipeline (untrained: ≈ 1)."""
     if not (BUNDLE / "models" / "qsmgan.pt").is_file():
         pytest.skip("models/qsmgan.pt is not shipped in this checkout; train it with configs/train_qsmgan.json")
     voxel = (1.0, 1.0, 1.0)
@@ -137,4 +140,4 @@ def test_bundle_runs_qsmgan_with_the_shipped_weights(tmp_path):
     estimate = np.asarray(out.dataobj, dtype=np.float64)
     assert estimate.shape == chi.shape and np.allclose(out.affine, affine)
     assert np.all(estimate[~brain] == 0) and np.all(np.isfinite(estimate))
-    assert nrmse(estimate, chi, brain) < 1.0
+    assert nrmse(estimate, chi, brain) < 0.85
