@@ -13,6 +13,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torch.optim import swa_utils
 
 from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.networks import IvimNet
@@ -21,6 +22,10 @@ from lightning_modules.ivim.networks import IvimNet
 #: of 128), so 10 epochs are 640,000 voxels — about the ~90 epochs of 56 batches that FIELD_NOTES found necessary,
 #: not the 10 × 56 batches of the published code that stops too early on study-sized data.
 DEFAULT_PATIENCE_EPOCHS = 10
+#: Adam weight decay (IVIM-NET's published code uses 1e-4; off here: see the bundle docs for the measured effect).
+DEFAULT_WEIGHT_DECAY = 0.0
+#: Decay of the moving average of the weights (0 disables it).
+DEFAULT_EMA_DECAY = 0.0
 
 
 class IvimNetModule(pl.LightningModule):
@@ -29,12 +34,21 @@ class IvimNetModule(pl.LightningModule):
     Args:
         network: the :class:`IvimNet` to train (the bundle's ``network_def``).
         learning_rate: Adam learning rate.
+        weight_decay: Adam's L2 weight decay (IVIM-NET's code: 1e-4).
+        ema_decay: decay of an exponential moving average of the weights (0: off); validation, early stopping
+            and the returned network then use the averaged weights.
     """
 
-    def __init__(self, network: IvimNet, *, learning_rate: float = 1e-3) -> None:
+    def __init__(self, network: IvimNet, *, learning_rate: float = 1e-3,
+                 weight_decay: float = DEFAULT_WEIGHT_DECAY, ema_decay: float = DEFAULT_EMA_DECAY) -> None:
         super().__init__()
         self.network = network
         self.learning_rate = float(learning_rate)
+        self.weight_decay = float(weight_decay)
+        self.averaged = None
+        if ema_decay > 0:
+            self.averaged = swa_utils.AveragedModel(network, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(ema_decay),
+                                                    use_buffers=True)
         self.best_val_loss = float("inf")
         self.best_state: dict[str, torch.Tensor] | None = None
         self._val_sums = torch.zeros(2, dtype=torch.float64)
@@ -42,16 +56,26 @@ class IvimNetModule(pl.LightningModule):
     def forward(self, signal: torch.Tensor) -> torch.Tensor:
         return self.network(signal)
 
-    def _loss(self, signal: torch.Tensor) -> torch.Tensor:
-        return nn.functional.mse_loss(self.network.decode(self.network(signal)), signal)
+    @property
+    def evaluated_network(self) -> IvimNet:
+        """The weights validated and returned: the moving average if there is one, else the trained network."""
+        return self.averaged.module if self.averaged is not None else self.network
+
+    @staticmethod
+    def _loss(network: IvimNet, signal: torch.Tensor) -> torch.Tensor:
+        return nn.functional.mse_loss(network.decode(network(signal)), signal)
 
     def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._loss(batch[0])
+        loss = self._loss(self.network, batch[0])
         self.log("train_loss", loss, prog_bar=True)
         return loss
 
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.network)
+
     def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
-        loss = self._loss(batch[0])
+        loss = self._loss(self.evaluated_network, batch[0])
         self._val_sums += torch.tensor([float(loss) * batch[0].shape[0], batch[0].shape[0]], dtype=torch.float64)
         self.log("val_loss", loss, prog_bar=True, batch_size=batch[0].shape[0])
 
@@ -62,14 +86,14 @@ class IvimNetModule(pl.LightningModule):
         val_loss = float(self._val_sums[0] / self._val_sums[1].clamp_min(1))
         if not self.trainer.sanity_checking and val_loss < self.best_val_loss:
             self.best_val_loss = val_loss
-            self.best_state = copy.deepcopy(self.network.state_dict())
+            self.best_state = copy.deepcopy(self.evaluated_network.state_dict())
 
     def on_fit_end(self) -> None:
         if self.best_state is not None:
             self.network.load_state_dict(self.best_state)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.network.parameters(), lr=self.learning_rate)
+        return torch.optim.Adam(self.network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
 
 
 class ProgressLines(pl.Callback):
@@ -88,7 +112,8 @@ class ProgressLines(pl.Callback):
 
 def train_ivim_net(
     datamodule: IvimDataModule, network: IvimNet, *, max_epochs: int = 100,
-    patience_epochs: int = DEFAULT_PATIENCE_EPOCHS, learning_rate: float = 1e-3, seed: int = 0,
+    patience_epochs: int = DEFAULT_PATIENCE_EPOCHS, learning_rate: float = 1e-3,
+    weight_decay: float = DEFAULT_WEIGHT_DECAY, ema_decay: float = DEFAULT_EMA_DECAY, seed: int = 0,
     progress_bar: bool = True, callbacks: list[pl.Callback] | None = None,
 ) -> IvimNet:
     """Train ``network`` on ``datamodule`` with early stopping on the validation loss; returns the best network."""
@@ -99,7 +124,8 @@ def train_ivim_net(
         enable_progress_bar=progress_bar, enable_checkpointing=False, logger=False, enable_model_summary=False,
         deterministic=True,
     )
-    trainer.fit(IvimNetModule(network, learning_rate=learning_rate), datamodule=datamodule)
+    module = IvimNetModule(network, learning_rate=learning_rate, weight_decay=weight_decay, ema_decay=ema_decay)
+    trainer.fit(module, datamodule=datamodule)
     return network.eval()
 
 

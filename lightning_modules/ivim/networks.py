@@ -22,10 +22,12 @@ from lightning_modules.ivim.signal import PARAMETER_NAMES, model_signal
 BOUND_WIDENING = 0.3
 
 
-def _parameter_mlp(n_b: int, *, depth: int, dropout: float) -> nn.Sequential:
+def _parameter_mlp(n_b: int, *, depth: int, dropout: float, last_dropout: bool) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for _ in range(depth):
-        layers += [nn.Linear(n_b, n_b), nn.BatchNorm1d(n_b), nn.ELU(), nn.Dropout(dropout)]
+    for i in range(depth):
+        keep = last_dropout or i < depth - 1  # an Identity in its place keeps the state-dict layout either way
+        layers += [nn.Linear(n_b, n_b), nn.BatchNorm1d(n_b), nn.ELU(),
+                   nn.Dropout(dropout) if keep else nn.Identity()]
     return nn.Sequential(*layers, nn.Linear(n_b, 1))
 
 
@@ -38,6 +40,8 @@ class IvimNet(nn.Module):
         bounds: bounds preset of :data:`lightning_modules.ivim.lsq.BOUNDS` before widening.
         depth: hidden layers per parameter network.
         dropout: dropout probability.
+        last_dropout: dropout also after the last hidden layer (False: only between hidden layers, as in
+            IVIM-NET's published code).
 
     Input: ``(n_voxels, n_b)`` signals divided by S(b_min). Output of :meth:`forward`: ``(n_voxels, n_params)``
     parameters in the order of :data:`lightning_modules.ivim.signal.PARAMETER_NAMES` (D, D* in mm²/s).
@@ -45,7 +49,7 @@ class IvimNet(nn.Module):
 
     def __init__(
         self, b_values_s_per_mm2: Sequence[float], *, model: str = "biexp", bounds: str = "body", depth: int = 2,
-        dropout: float = 0.1,
+        dropout: float = 0.1, last_dropout: bool = True,
     ) -> None:
         super().__init__()
         self.model = model
@@ -58,7 +62,8 @@ class IvimNet(nn.Module):
         self.register_buffer("lower", lower)
         self.register_buffer("upper", limits[:, 1] + margin)
         self.parameter_nets = nn.ModuleList(
-            _parameter_mlp(b.numel(), depth=depth, dropout=dropout) for _ in PARAMETER_NAMES[model]
+            _parameter_mlp(b.numel(), depth=depth, dropout=dropout, last_dropout=last_dropout)
+            for _ in PARAMETER_NAMES[model]
         )
 
     def forward(self, signal: torch.Tensor) -> torch.Tensor:

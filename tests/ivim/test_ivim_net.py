@@ -65,3 +65,14 @@ def test_pretrained_net_passes_osipi_deep_learning_rules_on_generic_dl(osipi_dir
             npt.assert_allclose(est[i, 0], truth["D"][i], rtol=0.3, atol=8e-4, err_msg=name)
         if truth["f"][i] > 0.03:
             npt.assert_allclose(est[i, 2], truth["Dp"][i], rtol=0.4, atol=8e-2, err_msg=name)
+
+
+def test_weight_decay_and_weight_average_options_still_learn_d_and_f() -> None:
+    signals, truth = simulate_ivim(B, 20_000, snr=30, seed=13)
+    data = IvimDataModule(signals, b_values_s_per_mm2=B, batch_size=512, batches_per_epoch=50, seed=0)
+    net = train_ivim_net(data, IvimNet(B), max_epochs=4, learning_rate=3e-3, weight_decay=1e-4, ema_decay=0.9,
+                         progress_bar=False)
+    assert not net.training
+    est = predict_ivim_net(net, signals)
+    assert np.sqrt(np.mean((est[:, 0] - truth[:, 0]) ** 2)) / truth[:, 0].mean() < 0.35
+    assert np.sqrt(np.mean((est[:, 1] - truth[:, 1]) ** 2)) / truth[:, 1].mean() < 0.35
