@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench bench-qsm bench-ivim bench-spio bench-rim train-qsm train-ivim train-spio train-rim lint clean
+.PHONY: install demo test test-fast bench bench-qsm bench-ivim bench-spio bench-rim train-qsm train-qsmgan train-ivim train-spio train-rim lint clean
 
 install: $(STAMP)
 
@@ -39,6 +39,9 @@ bench-rim: $(STAMP)
 # $(PY) -m monai.bundle run --config_file monai_bundles/qsm_dipole_inversion/configs/train.json --trainer#devices 4 --trainer#strategy ddp
 train-qsm: $(STAMP)
 	$(PY) -m monai.bundle run --config_file monai_bundles/qsm_dipole_inversion/configs/train.json
+
+train-qsmgan: $(STAMP)
+	$(PY) -m monai.bundle run --config_file monai_bundles/qsm_dipole_inversion/configs/train_qsmgan.json
 
 # The other bundles' training recipes (options and wall times in each bundle's docs/README.md)
 train-ivim: $(STAMP)

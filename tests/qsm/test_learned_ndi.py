@@ -90,9 +90,11 @@ def test_shipped_weights_run_on_a_whole_head_phantom():
     assert nrmse(estimate, chi, brain) < 0.6
 
 
-@pytest.mark.parametrize("bad", ["qsmgan"])
-def test_methods_without_weights_say_so(bad):
+@pytest.mark.parametrize("method", ["learned_ndi", "qsmgan"])
+def test_learned_methods_without_their_weights_say_so(method, tmp_path):
     from lightning_modules.io import InputError
 
     with pytest.raises(InputError, match="not available"):
-        build_network(bad)
+        build_network(method)  # no bundle folder
+    with pytest.raises(InputError, match="configs/train.json or use --method ndi"):
+        build_network(method, str(tmp_path))  # a bundle folder without the weights file
