@@ -1,4 +1,4 @@
-"""The shipped QSMRim-Net weights beat the radiomics-only baseline on a fresh synthetic subject."""
+"""The shipped QSMRim-Net weights on fresh synthetic subjects (90 lesions), and against the radiomics-only branch."""
 
 from __future__ import annotations
 
@@ -21,25 +21,42 @@ WEIGHTS = {"qsmrim_net": (BUNDLE / "models" / "model.pt", {}),
                               {"use_patch": False, "smote_k": 0})}
 
 
-@pytest.mark.slow
-def test_shipped_weights_beat_radiomics_only_on_a_synthetic_subject() -> None:
+@pytest.fixture(scope="module")
+def quality() -> dict[str, tuple[float, float]]:
+    """(ROC AUC, PR AUC) of each model on three fresh synthetic subjects (seeds never used in training)."""
     missing = [str(path) for path, _ in WEIGHTS.values() if not path.is_file()]
     if missing:
         pytest.skip(f"trained weights not found: {missing}")
-    subject = make_subject(424242, n_lesions=(30, 30), rim_fraction=(0.3, 0.3))
-    arrays = subject_arrays(subject, make_extractor(BUNDLE / "configs" / "radiomics_qsm.yaml"))
+    extractor = make_extractor(BUNDLE / "configs" / "radiomics_qsm.yaml")
     standardiser = FeatureStandardiser.load(BUNDLE / "models" / "radiomics_standardisation.json")
-    index = {n: i for i, n in enumerate(arrays["feature_names"].tolist())}
-    features = standardiser(np.stack([arrays["features"][:, index[n]] for n in standardiser.names], 1))
-    labels = arrays["rim_positive"]
-    quality = {}
+    patches, features, labels = [], [], []
+    for seed in (424242, 424243, 424244):  # one subject has ~9 rim+ lesions: too few to rank good models
+        arrays = subject_arrays(make_subject(seed, n_lesions=(30, 30), rim_fraction=(0.3, 0.3)), extractor)
+        index = {n: i for i, n in enumerate(arrays["feature_names"].tolist())}
+        patches.append(arrays["patches"])
+        features.append(standardiser(np.stack([arrays["features"][:, index[n]] for n in standardiser.names], 1)))
+        labels.append(arrays["rim_positive"])
+    labels = np.concatenate(labels)
+    assert labels.sum() >= 15
+    out = {}
     for name, (path, options) in WEIGHTS.items():
         network = QsmRimNet(len(standardiser.names), **options)
         network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         with torch.no_grad():
-            scores = torch.sigmoid(network.eval()(torch.as_tensor(arrays["patches"], dtype=torch.float32),
-                                                  torch.as_tensor(features))).numpy()
-        quality[name] = (roc_auc(labels, scores), pr_auc(labels, scores))
-    assert labels.sum() >= 5
-    assert quality["qsmrim_net"][0] >= 0.9, quality
+            scores = torch.sigmoid(network.eval()(torch.as_tensor(np.concatenate(patches), dtype=torch.float32),
+                                                  torch.as_tensor(np.concatenate(features)))).numpy()
+        out[name] = (roc_auc(labels, scores), pr_auc(labels, scores))
+    return out
+
+
+@pytest.mark.slow
+def test_shipped_weights_find_rim_lesions_on_fresh_subjects(quality) -> None:
+    roc, pr = quality["qsmrim_net"]
+    assert roc >= 0.9 and pr >= 0.8, quality  # rim+ prevalence here is 0.3: a random ranking has PR AUC ≈ 0.3
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="issue 6, not met: on these 90 lesions QSMRim-Net and its radiomics branch "
+                   "alone are tied within noise (narrowly ahead on both held-out benchmark sets, behind here)")
+def test_shipped_weights_beat_radiomics_only_on_fresh_subjects(quality) -> None:
     assert sum(quality["qsmrim_net"]) > sum(quality["radiomics_only"]), quality
