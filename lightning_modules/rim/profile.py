@@ -33,11 +33,14 @@ SECTOR_QUANTILES = (0.2, 1.0 / 3.0, 0.5)
 
 
 def _dilate(mask: torch.Tensor) -> torch.Tensor:
-    return F.max_pool3d(mask, 3, stride=1, padding=1)
+    """Dilation by the 3×3×3 cube, as three 1-D max filters (the same result, a ninth of the work)."""
+    for kernel, padding in (((3, 1, 1), (1, 0, 0)), ((1, 3, 1), (0, 1, 0)), ((1, 1, 3), (0, 0, 1))):
+        mask = F.max_pool3d(mask, kernel, stride=1, padding=padding)
+    return mask
 
 
 def _erode(mask: torch.Tensor) -> torch.Tensor:
-    return 1.0 - F.max_pool3d(1.0 - mask, 3, stride=1, padding=1)
+    return 1.0 - _dilate(1.0 - mask)
 
 
 def _masked_mean(values: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,10 +113,9 @@ class RimProfile(nn.Module):
         coords = torch.stack(grids)[None]  # (1, 3, n, n, n)
         total = mask.sum(dim=(2, 3, 4), keepdim=True).clamp_min(1.0)
         centroid = (coords * mask).sum(dim=(2, 3, 4), keepdim=True) / total  # (B, 3, 1, 1, 1)
-        offset = coords - centroid
-        azimuth = torch.atan2(offset[:, 1], offset[:, 0])
-        radius = offset.norm(dim=1).clamp_min(1e-6)
-        sin_elevation = offset[:, 2] / radius
+        x, y, z = (coords[:, axis] - centroid[:, axis] for axis in range(3))
+        azimuth = torch.atan2(y, x)
+        sin_elevation = z / torch.sqrt(x * x + y * y + z * z).clamp_min(1e-6)
         a = ((azimuth + math.pi) / (2 * math.pi) * self.n_azimuth).long().clamp(0, self.n_azimuth - 1)
         e = ((sin_elevation + 1.0) / 2.0 * self.n_elevation).long().clamp(0, self.n_elevation - 1)
         return (a * self.n_elevation + e)[:, None]
