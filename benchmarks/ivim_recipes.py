@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--weight_decay", type=float, default=0.0)
     parser.add_argument("--ema_decay", type=float, default=0.0)
+    parser.add_argument("--decayed_parameters", nargs="+", default=None,
+                        help="parameter networks that get the weight decay (default: all), e.g. Dstar")
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--ivimnet_dropout", action="store_true",
                         help="dropout only between hidden layers, as IVIM-NET's code (default: after each)")
@@ -49,7 +51,8 @@ def main() -> None:
     network = IvimNet(b, depth=args.depth, last_dropout=not args.ivimnet_dropout)
     network = train_ivim_net(data, network, seed=0, max_epochs=args.max_epochs,
                              patience_epochs=args.patience_epochs, learning_rate=args.learning_rate,
-                             weight_decay=args.weight_decay, ema_decay=args.ema_decay, progress_bar=False)
+                             weight_decay=args.weight_decay, ema_decay=args.ema_decay,
+                             decayed_parameters=args.decayed_parameters, progress_bar=False)
     seconds = time.perf_counter() - start
     limits = bounds_array("biexp", "body")
     estimates = np.clip(predict_ivim_net(network, signals), limits[:, 0], limits[:, 1])

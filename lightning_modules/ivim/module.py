@@ -17,6 +17,7 @@ from torch.optim import swa_utils
 
 from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.networks import IvimNet
+from lightning_modules.ivim.signal import PARAMETER_NAMES
 
 #: Epochs without validation improvement before stopping. One epoch is 64,000 voxels (IVIM-NET_optim's 500 batches
 #: of 128), so 10 epochs are 640,000 voxels — about the ~90 epochs of 56 batches that FIELD_NOTES found necessary,
@@ -35,16 +36,24 @@ class IvimNetModule(pl.LightningModule):
         network: the :class:`IvimNet` to train (the bundle's ``network_def``).
         learning_rate: Adam learning rate.
         weight_decay: Adam's L2 weight decay (IVIM-NET's code: 1e-4).
+        decayed_parameters: names (of :data:`~lightning_modules.ivim.signal.PARAMETER_NAMES`) whose networks get
+            the weight decay; None: all of them.
         ema_decay: decay of an exponential moving average of the weights (0: off); validation, early stopping
             and the returned network then use the averaged weights.
     """
 
     def __init__(self, network: IvimNet, *, learning_rate: float = 1e-3,
-                 weight_decay: float = DEFAULT_WEIGHT_DECAY, ema_decay: float = DEFAULT_EMA_DECAY) -> None:
+                 weight_decay: float = DEFAULT_WEIGHT_DECAY, ema_decay: float = DEFAULT_EMA_DECAY,
+                 decayed_parameters: tuple[str, ...] | None = None) -> None:
         super().__init__()
         self.network = network
         self.learning_rate = float(learning_rate)
         self.weight_decay = float(weight_decay)
+        names = PARAMETER_NAMES[network.model]
+        unknown = set(decayed_parameters or ()) - set(names)
+        if unknown:
+            raise ValueError(f"unknown IVIM parameters {sorted(unknown)}; use some of {', '.join(names)}")
+        self.decayed = [decayed_parameters is None or name in decayed_parameters for name in names]
         self.averaged = None
         if ema_decay > 0:
             self.averaged = swa_utils.AveragedModel(network, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(ema_decay),
@@ -93,7 +102,11 @@ class IvimNetModule(pl.LightningModule):
             self.network.load_state_dict(self.best_state)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        nets = self.network.parameter_nets
+        groups = [{"params": [p for net, decay in zip(nets, self.decayed, strict=True) if decay == flag
+                              for p in net.parameters()], "weight_decay": self.weight_decay if flag else 0.0}
+                  for flag in (True, False)]
+        return torch.optim.Adam([g for g in groups if g["params"]], lr=self.learning_rate)
 
 
 class ProgressLines(pl.Callback):
@@ -113,7 +126,8 @@ class ProgressLines(pl.Callback):
 def train_ivim_net(
     datamodule: IvimDataModule, network: IvimNet, *, max_epochs: int = 100,
     patience_epochs: int = DEFAULT_PATIENCE_EPOCHS, learning_rate: float = 1e-3,
-    weight_decay: float = DEFAULT_WEIGHT_DECAY, ema_decay: float = DEFAULT_EMA_DECAY, seed: int = 0,
+    weight_decay: float = DEFAULT_WEIGHT_DECAY, ema_decay: float = DEFAULT_EMA_DECAY,
+    decayed_parameters: tuple[str, ...] | None = None, seed: int = 0,
     progress_bar: bool = True, callbacks: list[pl.Callback] | None = None,
 ) -> IvimNet:
     """Train ``network`` on ``datamodule`` with early stopping on the validation loss; returns the best network."""
@@ -124,7 +138,8 @@ def train_ivim_net(
         enable_progress_bar=progress_bar, enable_checkpointing=False, logger=False, enable_model_summary=False,
         deterministic=True,
     )
-    module = IvimNetModule(network, learning_rate=learning_rate, weight_decay=weight_decay, ema_decay=ema_decay)
+    module = IvimNetModule(network, learning_rate=learning_rate, weight_decay=weight_decay, ema_decay=ema_decay,
+                           decayed_parameters=decayed_parameters)
     trainer.fit(module, datamodule=datamodule)
     return network.eval()
 

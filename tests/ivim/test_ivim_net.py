@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.testing as npt
+import pytest
 import torch
 
 from lightning_modules.ivim.app import PRETRAINED_SCHEMES, PRETRAINED_WEIGHTS, pretrained_network
 from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.lsq import IvimLsq
-from lightning_modules.ivim.module import predict_ivim_net, train_ivim_net
+from lightning_modules.ivim.module import IvimNetModule, predict_ivim_net, train_ivim_net
 from lightning_modules.ivim.networks import IvimNet
 from lightning_modules.ivim.signal import normalise_signal
 from lightning_modules.ivim.simulate import IVIMNET_B_VALUES, simulate_ivim
@@ -76,3 +77,14 @@ def test_weight_decay_and_weight_average_options_still_learn_d_and_f() -> None:
     est = predict_ivim_net(net, signals)
     assert np.sqrt(np.mean((est[:, 0] - truth[:, 0]) ** 2)) / truth[:, 0].mean() < 0.35
     assert np.sqrt(np.mean((est[:, 1] - truth[:, 1]) ** 2)) / truth[:, 1].mean() < 0.35
+
+
+def test_weight_decay_can_be_limited_to_named_parameter_networks() -> None:
+    net = IvimNet(B)
+    module = IvimNetModule(net, weight_decay=1e-4, decayed_parameters=("Dstar",))
+    decayed, plain = module.configure_optimizers().param_groups
+    assert decayed["weight_decay"] == 1e-4 and plain["weight_decay"] == 0.0
+    assert {id(p) for p in decayed["params"]} == {id(p) for p in net.parameter_nets[2].parameters()}
+    assert len(plain["params"]) == 3 * len(decayed["params"])
+    with pytest.raises(ValueError, match="unknown IVIM parameters"):
+        IvimNetModule(net, decayed_parameters=("Dstar1",))
