@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ivim_accuracy import NAMES, paper_nrmse  # same folder: the benchmark's own NRMSE
 
 from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.lsq import bounds_array
@@ -56,8 +57,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     limits = bounds_array("biexp", "body")
     estimates = np.clip(predict_ivim_net(network, signals), limits[:, 0], limits[:, 1])
-    nrmse = {name: float(np.sqrt(np.mean((estimates[:, k] - truth[:, k]) ** 2)) / truth[:, k].mean())
-             for k, name in enumerate(("D", "f", "Dstar"))}
+    nrmse = {name: paper_nrmse(estimates[:, k], truth[:, k]) for k, name in enumerate(NAMES)}
     row = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, **nrmse, "train_s": seconds}
     print(json.dumps(row), flush=True)
     with args.output.open("a", encoding="utf-8") as stream:
