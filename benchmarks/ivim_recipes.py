@@ -23,7 +23,7 @@ from ivim_accuracy import NAMES, paper_nrmse  # same folder: the benchmark's own
 from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.lsq import bounds_array
 from lightning_modules.ivim.module import predict_ivim_net, train_ivim_net
-from lightning_modules.ivim.networks import IvimNet
+from lightning_modules.ivim.networks import IVIMNET_OPTIM_BOUNDS, IvimNet
 from lightning_modules.ivim.simulate import IVIMNET_B_VALUES, simulate_ivim
 
 
@@ -34,9 +34,14 @@ def main() -> None:
     parser.add_argument("--ema_decay", type=float, default=0.0)
     parser.add_argument("--decayed_parameters", nargs="+", default=None,
                         help="parameter networks that get the weight decay (default: all), e.g. Dstar")
+    parser.add_argument("--refine_dstar_weight_decay", type=float, default=None,
+                        help="after training, retrain only the D* network with this Adam weight decay (others frozen)")
+    parser.add_argument("--refine_learning_rate", type=float, default=1e-3)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--ivimnet_dropout", action="store_true",
                         help="dropout only between hidden layers, as IVIM-NET's code (default: after each)")
+    parser.add_argument("--output_bounds", choices=("widened", "ivimnet", "ivimnet_positive"), default="widened",
+                        help="sigmoid bounds: our widened body preset, IVIM-NET_optim's, or those with D, D* >= 0")
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--patience_epochs", type=int, default=10)
     parser.add_argument("--max_epochs", type=int, default=200)
@@ -49,11 +54,19 @@ def main() -> None:
     start = time.perf_counter()
     data = IvimDataModule(signals, b_values_s_per_mm2=b, seed=0, batch_size=args.batch_size,
                           batches_per_epoch=64_000 // args.batch_size)
-    network = IvimNet(b, depth=args.depth, last_dropout=not args.ivimnet_dropout)
+    bounds = {"widened": None, "ivimnet": IVIMNET_OPTIM_BOUNDS,
+              "ivimnet_positive": [(max(lo, 0.0) if k in (0, 2) else lo, hi)
+                                   for k, (lo, hi) in enumerate(IVIMNET_OPTIM_BOUNDS)]}[args.output_bounds]
+    network = IvimNet(b, depth=args.depth, last_dropout=not args.ivimnet_dropout, output_bounds=bounds)
     network = train_ivim_net(data, network, seed=0, max_epochs=args.max_epochs,
                              patience_epochs=args.patience_epochs, learning_rate=args.learning_rate,
                              weight_decay=args.weight_decay, ema_decay=args.ema_decay,
                              decayed_parameters=args.decayed_parameters, progress_bar=False)
+    if args.refine_dstar_weight_decay is not None:
+        network = train_ivim_net(data, network, seed=1, max_epochs=args.max_epochs,
+                                 patience_epochs=args.patience_epochs, learning_rate=args.refine_learning_rate,
+                                 weight_decay=args.refine_dstar_weight_decay, trained_parameters=("Dstar",),
+                                 progress_bar=False)
     seconds = time.perf_counter() - start
     limits = bounds_array("biexp", "body")
     estimates = np.clip(predict_ivim_net(network, signals), limits[:, 0], limits[:, 1])

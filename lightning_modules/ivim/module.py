@@ -40,20 +40,26 @@ class IvimNetModule(pl.LightningModule):
             the weight decay; None: all of them.
         ema_decay: decay of an exponential moving average of the weights (0: off); validation, early stopping
             and the returned network then use the averaged weights.
+        trained_parameters: names whose networks are trained; the others stay frozen (weights and batch-norm
+            statistics), e.g. to refine the D* network of an already trained IVIM-NET. None: all.
     """
 
     def __init__(self, network: IvimNet, *, learning_rate: float = 1e-3,
                  weight_decay: float = DEFAULT_WEIGHT_DECAY, ema_decay: float = DEFAULT_EMA_DECAY,
-                 decayed_parameters: tuple[str, ...] | None = None) -> None:
+                 decayed_parameters: tuple[str, ...] | None = None,
+                 trained_parameters: tuple[str, ...] | None = None) -> None:
         super().__init__()
         self.network = network
         self.learning_rate = float(learning_rate)
         self.weight_decay = float(weight_decay)
         names = PARAMETER_NAMES[network.model]
-        unknown = set(decayed_parameters or ()) - set(names)
+        unknown = (set(decayed_parameters or ()) | set(trained_parameters or ())) - set(names)
         if unknown:
             raise ValueError(f"unknown IVIM parameters {sorted(unknown)}; use some of {', '.join(names)}")
         self.decayed = [decayed_parameters is None or name in decayed_parameters for name in names]
+        self.trained = [trained_parameters is None or name in trained_parameters for name in names]
+        for net, trained in zip(network.parameter_nets, self.trained, strict=True):
+            net.requires_grad_(trained)
         self.averaged = None
         if ema_decay > 0:
             self.averaged = swa_utils.AveragedModel(network, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(ema_decay),
@@ -73,6 +79,11 @@ class IvimNetModule(pl.LightningModule):
     @staticmethod
     def _loss(network: IvimNet, signal: torch.Tensor) -> torch.Tensor:
         return nn.functional.mse_loss(network.decode(network(signal)), signal)
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        for net, trained in zip(self.network.parameter_nets, self.trained, strict=True):
+            if not trained:
+                net.eval()  # frozen: keep its batch-norm statistics and switch its dropout off
 
     def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._loss(self.network, batch[0])
@@ -102,10 +113,10 @@ class IvimNetModule(pl.LightningModule):
             self.network.load_state_dict(self.best_state)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        nets = self.network.parameter_nets
-        groups = [{"params": [p for net, decay in zip(nets, self.decayed, strict=True) if decay == flag
-                              for p in net.parameters()], "weight_decay": self.weight_decay if flag else 0.0}
-                  for flag in (True, False)]
+        nets = [(net, decay) for net, decay, trained in zip(self.network.parameter_nets, self.decayed, self.trained,
+                                                             strict=True) if trained]
+        groups = [{"params": [p for net, decay in nets if decay == flag for p in net.parameters()],
+                   "weight_decay": self.weight_decay if flag else 0.0} for flag in (True, False)]
         return torch.optim.Adam([g for g in groups if g["params"]], lr=self.learning_rate)
 
 
@@ -127,7 +138,8 @@ def train_ivim_net(
     datamodule: IvimDataModule, network: IvimNet, *, max_epochs: int = 100,
     patience_epochs: int = DEFAULT_PATIENCE_EPOCHS, learning_rate: float = 1e-3,
     weight_decay: float = DEFAULT_WEIGHT_DECAY, ema_decay: float = DEFAULT_EMA_DECAY,
-    decayed_parameters: tuple[str, ...] | None = None, seed: int = 0,
+    decayed_parameters: tuple[str, ...] | None = None, trained_parameters: tuple[str, ...] | None = None,
+    seed: int = 0,
     progress_bar: bool = True, callbacks: list[pl.Callback] | None = None,
 ) -> IvimNet:
     """Train ``network`` on ``datamodule`` with early stopping on the validation loss; returns the best network."""
@@ -139,7 +151,7 @@ def train_ivim_net(
         deterministic=True,
     )
     module = IvimNetModule(network, learning_rate=learning_rate, weight_decay=weight_decay, ema_decay=ema_decay,
-                           decayed_parameters=decayed_parameters)
+                           decayed_parameters=decayed_parameters, trained_parameters=trained_parameters)
     trainer.fit(module, datamodule=datamodule)
     return network.eval()
 

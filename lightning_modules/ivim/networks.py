@@ -20,6 +20,8 @@ from lightning_modules.ivim.signal import PARAMETER_NAMES, model_signal
 
 #: Fraction of each bound's range added on both sides of the sigmoid output (Kaandorp et al. 2021).
 BOUND_WIDENING = 0.3
+#: The sigmoid bounds of IVIM-NET_optim's published code (D, f, D* in mm²/s, S0), for comparison runs.
+IVIMNET_OPTIM_BOUNDS = ((-0.0001, 0.005), (-0.05, 0.7), (-0.05, 0.3), (0.7, 1.3))
 
 
 def _parameter_mlp(n_b: int, *, depth: int, dropout: float, last_dropout: bool) -> nn.Sequential:
@@ -42,6 +44,8 @@ class IvimNet(nn.Module):
         dropout: dropout probability.
         last_dropout: dropout also after the last hidden layer (False: only between hidden layers, as in
             IVIM-NET's published code).
+        output_bounds: explicit ``(lower, upper)`` of each output instead of the widened preset, e.g.
+            :data:`IVIMNET_OPTIM_BOUNDS`.
 
     Input: ``(n_voxels, n_b)`` signals divided by S(b_min). Output of :meth:`forward`: ``(n_voxels, n_params)``
     parameters in the order of :data:`lightning_modules.ivim.signal.PARAMETER_NAMES` (D, D* in mm²/s).
@@ -50,6 +54,7 @@ class IvimNet(nn.Module):
     def __init__(
         self, b_values_s_per_mm2: Sequence[float], *, model: str = "biexp", bounds: str = "body", depth: int = 2,
         dropout: float = 0.1, last_dropout: bool = True,
+        output_bounds: Sequence[tuple[float, float]] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -58,9 +63,15 @@ class IvimNet(nn.Module):
         margin = BOUND_WIDENING * (limits[:, 1] - limits[:, 0])
         diffusivity = torch.tensor(["D" in name for name in PARAMETER_NAMES[model]])
         lower = torch.where(diffusivity, (limits[:, 0] - margin).clamp_min(0.0), limits[:, 0] - margin)
+        upper = limits[:, 1] + margin
+        if output_bounds is not None:
+            explicit = torch.as_tensor(output_bounds, dtype=torch.float32)
+            if explicit.shape != limits.shape or bool((explicit[:, 0] >= explicit[:, 1]).any()):
+                raise ValueError(f"output_bounds must be {len(limits)} (lower, upper) pairs with lower < upper")
+            lower, upper = explicit[:, 0], explicit[:, 1]
         self.register_buffer("b_values", b)
         self.register_buffer("lower", lower)
-        self.register_buffer("upper", limits[:, 1] + margin)
+        self.register_buffer("upper", upper)
         self.parameter_nets = nn.ModuleList(
             _parameter_mlp(b.numel(), depth=depth, dropout=dropout, last_dropout=last_dropout)
             for _ in PARAMETER_NAMES[model]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from lightning_modules.bundle_app import (
     exit_on_input_error,
@@ -34,7 +35,6 @@ from lightning_modules.rim.lesions import (
     lesion_patches,
     normalise_flair,
 )
-from lightning_modules.rim.networks import QsmRimNet
 from lightning_modules.rim.radiomics import FeatureStandardiser, feature_matrix, lesion_features, make_extractor
 
 TABLE_SUFFIX, LABELS_SUFFIX = "lesions.csv", "rim_labels.nii.gz"
@@ -132,10 +132,11 @@ def lesion_table(lesions: list, probabilities: np.ndarray, threshold: float) -> 
 
 
 class RimLesionDetectionApp:
-    """The bundle's workflow: ``RimLesionDetectionApp(network=QsmRimNet(), qsm=..., flair=..., ...).run()``.
+    """The bundle's workflow: ``RimLesionDetectionApp(network=QsmRimNetEnsemble(), qsm=..., flair=..., ...).run()``.
 
     Args:
-        network: QSMRim-Net (the bundle's ``network_def``); weights from ``model_path``.
+        network: the QSMRim-Net ensemble (the bundle's ``network_def``; any module with ``forward(patches,
+            radiomics) → logits`` and a ``threshold`` buffer); weights from ``model_path``.
         model_path: the shipped ``state_dict`` (holds the validated threshold).
         stats_path: radiomic feature standardisation statistics (JSON).
         radiomics_params: pyradiomics YAML.
@@ -146,7 +147,7 @@ class RimLesionDetectionApp:
         device: torch device.
     """
 
-    def __init__(self, network: QsmRimNet, *, model_path: str, stats_path: str, radiomics_params: str,
+    def __init__(self, network: nn.Module, *, model_path: str, stats_path: str, radiomics_params: str,
                  qsm: str | None = None, flair: str | None = None, lesion_mask: str | None = None,
                  threshold: float | str | None = None, datalist: str | None = None, output_dir: str = "output",
                  device: str | torch.device = "cpu") -> None:
@@ -156,7 +157,7 @@ class RimLesionDetectionApp:
         self.threshold, self.datalist = threshold, datalist
         self.output_dir, self.device = output_dir, torch.device(device)
 
-    def _threshold(self, network: QsmRimNet) -> float:
+    def _threshold(self, network: nn.Module) -> float:
         if not is_given(self.threshold):
             return float(network.threshold)
         try:
@@ -187,7 +188,7 @@ class RimLesionDetectionApp:
         report_progress(1.0, "done")
         return written
 
-    def process(self, case: RimCase, network: QsmRimNet, standardiser: FeatureStandardiser, extractor,
+    def process(self, case: RimCase, network: nn.Module, standardiser: FeatureStandardiser, extractor,
                 threshold: float, *, progress: tuple[float, float] = (0.0, 1.0)) -> list[Path]:
         """Lesions → radiomics and patches → QSMRim-Net probabilities → table and labelmap of one case."""
         voxel_mm = voxel_sizes_mm(case.affine)

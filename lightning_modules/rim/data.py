@@ -118,12 +118,15 @@ class RimLesionDataModule(pl.LightningDataModule):
         batch_size: lesions per batch.
         seed: split seed.
         workers: processes used to build the cache.
+        stats_from: standardisation statistics to reuse instead of fitting them on this split's training lesions
+            (so that the members of a cross-validation ensemble share one standardisation); copied to ``stats_path``.
     """
 
     def __init__(self, *, cache_dir: str, params: str, stats_path: str, n_subjects: int = 48, n_folds: int = 5,
-                 val_fold: int = 0, batch_size: int = 64, seed: int = 0, workers: int = 1) -> None:
+                 val_fold: int = 0, batch_size: int = 64, seed: int = 0, workers: int = 1,
+                 stats_from: str | None = None) -> None:
         super().__init__()
-        self.cache_dir, self.params, self.stats_path = cache_dir, params, stats_path
+        self.cache_dir, self.params, self.stats_path, self.stats_from = cache_dir, params, stats_path, stats_from
         self.n_subjects, self.n_folds, self.val_fold = n_subjects, n_folds, val_fold
         self.batch_size, self.seed, self.workers = batch_size, seed, workers
         self.feature_names: list[str] = []
@@ -133,13 +136,23 @@ class RimLesionDataModule(pl.LightningDataModule):
         data = load_cache(paths)
         folds = stratified_folds(data["rim_positive"], n_folds=self.n_folds, seed=self.seed)
         train, val = folds != self.val_fold, folds == self.val_fold
-        self.feature_names = data["feature_names"].tolist()
-        standardiser = FeatureStandardiser.fit(self.feature_names, data["features"][train])
+        names = data["feature_names"].tolist()
+        if self.stats_from:
+            standardiser = FeatureStandardiser.load(self.stats_from)
+            missing = sorted(set(standardiser.names) - set(names))
+            if missing:
+                raise ValueError(f"{self.stats_from} standardises {len(missing)} features the cache lacks, e.g. "
+                                 f"{missing[0]}")
+            column = {n: i for i, n in enumerate(names)}
+            features = data["features"][:, [column[n] for n in standardiser.names]]
+        else:
+            standardiser, features = FeatureStandardiser.fit(names, data["features"][train]), data["features"]
         standardiser.save(self.stats_path)
+        self.feature_names = standardiser.names
 
         def tensors(index: np.ndarray) -> TensorDataset:
             return TensorDataset(torch.as_tensor(data["patches"][index], dtype=torch.float32),
-                                 torch.as_tensor(standardiser(data["features"][index])),
+                                 torch.as_tensor(standardiser(features[index])),
                                  torch.as_tensor(data["rim_positive"][index], dtype=torch.float32))
 
         self.train_set, self.val_set = tensors(train), tensors(val)

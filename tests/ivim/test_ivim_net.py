@@ -88,3 +88,28 @@ def test_weight_decay_can_be_limited_to_named_parameter_networks() -> None:
     assert len(plain["params"]) == 3 * len(decayed["params"])
     with pytest.raises(ValueError, match="unknown IVIM parameters"):
         IvimNetModule(net, decayed_parameters=("Dstar1",))
+
+
+def test_training_only_named_parameter_networks_leaves_the_others_untouched() -> None:
+    signals, _ = simulate_ivim(B, 4_000, snr=30, seed=14)
+    data = IvimDataModule(signals, b_values_s_per_mm2=B, batch_size=256, batches_per_epoch=10, seed=0)
+    net = IvimNet(B)
+    before = [{k: v.clone() for k, v in sub.state_dict().items()} for sub in net.parameter_nets]
+    train_ivim_net(data, net, max_epochs=2, patience_epochs=5, weight_decay=1e-3, trained_parameters=("Dstar",),
+                   progress_bar=False)
+    for k, sub in enumerate(net.parameter_nets):  # D, f, D*, S0: weights and batch-norm statistics
+        changed = any(not torch.equal(v, before[k][name]) for name, v in sub.state_dict().items()
+                      if not name.endswith("num_batches_tracked"))
+        assert changed == (k == 2), k
+    with pytest.raises(ValueError, match="unknown IVIM parameters"):
+        IvimNetModule(IvimNet(B), trained_parameters=("S1",))
+
+
+def test_explicit_output_bounds_replace_the_widened_preset() -> None:
+    from lightning_modules.ivim.networks import IVIMNET_OPTIM_BOUNDS
+
+    net = IvimNet(B, output_bounds=IVIMNET_OPTIM_BOUNDS)
+    npt.assert_allclose(net.lower.numpy(), [b[0] for b in IVIMNET_OPTIM_BOUNDS], rtol=1e-6)
+    npt.assert_allclose(net.upper.numpy(), [b[1] for b in IVIMNET_OPTIM_BOUNDS], rtol=1e-6)
+    with pytest.raises(ValueError, match="output_bounds"):
+        IvimNet(B, output_bounds=IVIMNET_OPTIM_BOUNDS[:3])

@@ -1,0 +1,110 @@
+"""The shipped rim classifier: a cross-validation ensemble of QSMRim-Net members.
+
+Each member is the same :class:`~lightning_modules.rim.networks.QsmRimNet` that ``configs/train.json`` trains,
+with a different stratified fold held out for validation (``--val_fold k``, k = 0…n_folds−1) and one shared
+radiomics standardisation (``--datamodule#stats_from``). The ensemble's rim+ logit is the mean of the members'
+logits, which removes much of the seed-to-seed scatter of a single network trained on a few hundred rim+
+lesions. Its operating threshold is the F1-optimal one on the out-of-fold probabilities: every training lesion
+scored by the member that did not train on it.
+
+Assemble trained members into the bundle's ``models/model.pt``::
+
+    python -m lightning_modules.rim.ensemble --members m0.pt m1.pt m2.pt m3.pt m4.pt \\
+        --cache_dir ~/.cache/qsm_slicer_extension/rim/lesions \\
+        --output monai_bundles/rim_lesion_detection/models/model.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from lightning_modules.rim.networks import QsmRimNet
+from lightning_modules.rim.scores import best_f1_threshold, pr_auc, roc_auc
+
+
+class QsmRimNetEnsemble(nn.Module):
+    """Mean rim+ logit of ``n_members`` QSMRim-Net members (keyword arguments are passed to each member).
+
+    Like a single :class:`QsmRimNet` it has a ``threshold`` buffer (the validated operating point) and
+    ``forward(patches, radiomics) → logits (B,)``; it is for inference only (DeepSMOTE is a training-time layer of
+    each member).
+    """
+
+    def __init__(self, n_members: int = 5, **member_kwargs) -> None:
+        super().__init__()
+        if n_members < 1:
+            raise ValueError(f"an ensemble needs at least one member, got n_members={n_members}")
+        self.members = nn.ModuleList(QsmRimNet(**member_kwargs) for _ in range(n_members))
+        self.register_buffer("threshold", torch.tensor(0.5))
+
+    def forward(self, patches: torch.Tensor, radiomics: torch.Tensor | None = None) -> torch.Tensor:
+        """Rim+ logits (B,): the mean of the members' logits."""
+        return torch.stack([member(patches, radiomics) for member in self.members]).mean(0)
+
+    @classmethod
+    def from_member_files(cls, paths: Sequence[str | os.PathLike], **member_kwargs) -> QsmRimNetEnsemble:
+        """An ensemble whose members hold the ``state_dict`` files ``paths`` (as written by training)."""
+        ensemble = cls(len(paths), **member_kwargs)
+        for member, path in zip(ensemble.members, paths):
+            member.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return ensemble.eval()
+
+
+@torch.no_grad()
+def out_of_fold_probabilities(members: Sequence[nn.Module], patches: np.ndarray, features: np.ndarray,
+                              folds: np.ndarray, *, batch: int = 256) -> np.ndarray:
+    """Rim+ probability of every lesion from the member that held its fold out (member k ↔ fold k)."""
+    probabilities = np.full(len(folds), np.nan)
+    for k, member in enumerate(members):
+        index = np.flatnonzero(folds == k)
+        for start in range(0, len(index), batch):
+            rows = index[start:start + batch]
+            logits = member.eval()(torch.as_tensor(patches[rows], dtype=torch.float32),
+                                   torch.as_tensor(features[rows], dtype=torch.float32))
+            probabilities[rows] = torch.sigmoid(logits).numpy()
+    return probabilities
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from lightning_modules.rim.data import load_cache, stratified_folds
+    from lightning_modules.rim.radiomics import FeatureStandardiser
+
+    parser = argparse.ArgumentParser(description="Assemble fold members into the shipped QSMRim-Net ensemble.")
+    parser.add_argument("--members", nargs="+", required=True, help="member k's weights (trained with --val_fold k)")
+    parser.add_argument("--cache_dir", required=True, help="the training lesion cache (subject_000000.npz, ...)")
+    parser.add_argument("--n_subjects", type=int, default=56)
+    parser.add_argument("--n_folds", type=int, default=5, help="the folds used in training (one member per fold)")
+    parser.add_argument("--seed", type=int, default=0, help="the split seed used in training")
+    parser.add_argument("--stats", default=None, help="shared standardisation (default: next to --output)")
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args(argv)
+    if len(args.members) != args.n_folds:
+        parser.error(f"give one member per fold: {len(args.members)} members for {args.n_folds} folds")
+    output = Path(args.output)
+    stats = Path(args.stats) if args.stats else output.with_name("radiomics_standardisation.json")
+    standardiser = FeatureStandardiser.load(stats)
+    data = load_cache([str(Path(args.cache_dir) / f"subject_{s:06d}.npz") for s in range(args.n_subjects)])
+    column = {n: i for i, n in enumerate(data["feature_names"].tolist())}
+    features = standardiser(data["features"][:, [column[n] for n in standardiser.names]])
+    labels = data["rim_positive"]
+    folds = stratified_folds(labels, n_folds=args.n_folds, seed=args.seed)
+    ensemble = QsmRimNetEnsemble.from_member_files(args.members, n_radiomics=len(standardiser.names))
+    oof = out_of_fold_probabilities(ensemble.members, data["patches"], features, folds)
+    threshold, f1 = best_f1_threshold(labels, oof)
+    ensemble.threshold.fill_(threshold)
+    tmp = output.with_suffix(".tmp")
+    torch.save(ensemble.state_dict(), tmp)
+    os.replace(tmp, output)
+    print(f"{len(args.members)} members; out-of-fold ROC AUC {roc_auc(labels, oof):.4f}, PR AUC "
+          f"{pr_auc(labels, oof):.4f}, threshold {threshold:.3f} (F1 {f1:.3f}); wrote {output}")
+
+
+if __name__ == "__main__":
+    main()
