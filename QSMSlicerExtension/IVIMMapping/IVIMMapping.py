@@ -1,32 +1,25 @@
 # ruff: noqa: N999  (Slicer module files are named after the module)
 """IVIMMapping: 4-D diffusion series + b-values → D, f, D* and S0 maps with the ``ivim_mapping`` bundle.
 
-Thin Slicer layer: the parameter node, the panel and the Logic glue. Running the bundle, progress, cancel and
-output collection are plain Python in ``QSMSlicerCommon`` (tested by pytest outside Slicer).
+Thin Slicer layer: the parameter node, the panel and what this bundle needs staged. The panel behaviour and
+the bundle run are shared by the four modules (``QSMSlicerCommon.slicer_module``); command building, the child
+process, progress, cancel and output collection are plain Python in ``QSMSlicerCommon``. The maps are loaded
+with their unit in the node name (``<series>_D_mm2_per_s``, ``_f_fraction``, ``_Dstar_mm2_per_s``, ``_S0``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Union
 
 import slicer
-import vtk
-from IVIMMappingLib.options import (
-    FRAME_LABELS_ATTRIBUTE,
-    METHODS,
-    MODELS,
-    MODES,
-    ivim_options,
-    parse_b_values,
-    write_bvals,
-)
-from QSMSlicerCommon.job import BundleJob, JobResult, JobStatus
+from IVIMMappingLib.options import METHODS, MODELS, MODES, choose_b_values, ivim_options, write_bvals
+from IVIMMappingLib.series import series_b_value_labels, write_series
 from QSMSlicerCommon.options import IvimOptions
-from QSMSlicerCommon.runner import BundleRunner, stage_volumes
-from QSMSlicerCommon.slicer_nodes import load_job_outputs, slicer_bundle_runner, write_volume
-from QSMSlicerCommon.slicer_panel import BundleRunPanel
+from QSMSlicerCommon.runner import stage_volumes
+from QSMSlicerCommon.slicer_module import BundleLogicMixin, BundleWidgetMixin
 from QSMSlicerCommon.workspace import TemporaryWorkspace
-from slicer import vtkMRMLScalarVolumeNode
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -58,168 +51,59 @@ class IVIMMapping(ScriptedLoadableModule):
 class IVIMMappingParameterNode:
     """Panel state saved with the scene.
 
-    input_dwi: 4-D diffusion-weighted series. input_mask: optional mask. b_values: b-values (s/mm²) as text;
-    empty means the node's MultiVolume frame labels. model / mode / method: the bundle's options.
+    input_dwi: the DWI series, a 4-D volume (MultiVolume, vector volume) or a sequence of 3-D volumes.
+    input_mask: optional mask. b_values_file: FSL-style .bval file; b_values: b-values (s/mm²) typed instead;
+    with neither, the b-values stored with the series. model / mode / method: the bundle's options.
     """
 
-    input_dwi: vtkMRMLScalarVolumeNode
+    input_dwi: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode]  # noqa: UP007  (parameterNodeWrapper needs Union)
     input_mask: vtkMRMLScalarVolumeNode
+    b_values_file: Path
     b_values: str = ""
     model: Annotated[str, Choice(MODELS)] = MODELS[0]
     mode: Annotated[str, Choice(MODES)] = MODES[0]
     method: Annotated[str, Choice(METHODS)] = METHODS[0]
 
 
-class IVIMMappingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The module panel: inputs, parameters, Apply/Cancel, progress and log."""
+class IVIMMappingWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The module panel: inputs, parameters, Apply/Cancel, progress and log (behaviour in BundleWidgetMixin)."""
+
+    APPLY_TOOLTIP = "Fit the IVIM maps"
+    PRESELECT = {"input_dwi": "vtkMRMLMultiVolumeNode"}
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic: IVIMMappingLogic | None = None
-        self.panel: BundleRunPanel | None = None
-        self._parameterNode: IVIMMappingParameterNode | None = None
-        self._parameterNodeGuiTag = None
 
     def setup(self) -> None:
-        """Load the .ui file, connect it to the parameter node and the run panel."""
+        """Load the .ui file and connect it to the parameter node and the run panel."""
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/IVIMMapping.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = IVIMMappingLogic()
-        self.panel = BundleRunPanel(self.ui)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.initializeParameterNode()
-
-    def cleanup(self) -> None:
-        """Stop a running job and observers when the module is destroyed."""
-        self.panel.cancel()
-        self.removeObservers()
-
-    def enter(self) -> None:
-        """Module opened."""
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        """Another module opened: stop updating the GUI from the parameter node."""
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        """Scene about to close: forget the parameter node."""
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        """Scene closed: make a new parameter node if the module is shown."""
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        """Use the logic's parameter node; preselect the first multi-frame volume as DWI series."""
-        self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.input_dwi:
-            self._parameterNode.input_dwi = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLMultiVolumeNode")
-
-    def setParameterNode(self, inputParameterNode: IVIMMappingParameterNode | None) -> None:
-        """Connect the GUI to a parameter node (or to none)."""
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            self._checkCanApply()
-
-    def _checkCanApply(self, caller=None, event=None) -> None:
-        ready = bool(self._parameterNode and self._parameterNode.input_dwi) and not self.panel.busy
-        self.ui.applyButton.enabled = ready
-        self.ui.applyButton.toolTip = "Fit the IVIM maps" if ready else "Select a DWI series"
-
-    def onApplyButton(self) -> None:
-        """Write the inputs, start the bundle and follow it in the panel."""
-        self.ui.logTextBox.clear()
-        with slicer.util.tryWithErrorDisplay("Failed to start the IVIM mapping.", waitCursor=True):
-            job = self.logic.start(self._parameterNode, onLine=self.panel.on_line, onProgress=self.panel.on_progress)
-            if job is not None:
-                self.panel.track(job, self.onJobFinished)
-
-    def onJobFinished(self, job: BundleJob, result: JobResult) -> None:
-        """Load the IVIM maps, or show the bundle's one-line error."""
-        if result.succeeded:
-            with slicer.util.tryWithErrorDisplay("Failed to load the IVIM maps."):
-                self.logic.loadResults(job, self._parameterNode.input_dwi.GetName())
-        elif result.status is JobStatus.FAILED:
-            slicer.util.errorDisplay(result.message)
-        self._checkCanApply()
+        self.setupBundlePanel(IVIMMappingLogic())
 
 
-class IVIMMappingLogic(ScriptedLoadableModuleLogic):
-    """Runs the ``ivim_mapping`` bundle on nodes; usable without the GUI.
+class IVIMMappingLogic(BundleLogicMixin, ScriptedLoadableModuleLogic):
+    """Runs the ``ivim_mapping`` bundle on nodes; usable without the GUI (see BundleLogicMixin)."""
 
-    Args:
-        runner: runs the bundle (default: PythonSlicer, the shipped bundles, Slicer's installer), created on
-            first use so that opening the module never installs or probes anything.
-    """
-
-    def __init__(self, runner: BundleRunner | None = None) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
-        self._runner = runner
-
-    @property
-    def runner(self) -> BundleRunner:
-        """The bundle runner."""
-        if self._runner is None:
-            self._runner = slicer_bundle_runner(IvimOptions.BUNDLE)
-        return self._runner
-
-    def getParameterNode(self) -> IVIMMappingParameterNode:
-        """The module's parameter node, wrapped."""
-        return IVIMMappingParameterNode(super().getParameterNode())
+    BUNDLE = IvimOptions.BUNDLE
+    PARAMETER_NODE_CLASS = IVIMMappingParameterNode
+    REQUIRED_INPUTS = {"input_dwi": "a DWI series"}
+    REQUIREMENTS_FILE = Path(__file__).parent / "Resources" / "Requirements" / "IVIMMapping.txt"
 
     def stage(self, parameters: IVIMMappingParameterNode, workspace: TemporaryWorkspace) -> IvimOptions:
         """Write the series, mask and b-value file into ``workspace`` and return the bundle options."""
-        if not parameters.input_dwi:
-            raise ValueError("select a DWI series")
-        if parameters.b_values.strip():
-            b_values = parse_b_values(parameters.b_values, source="the b-values field")
-        else:
-            labels = parameters.input_dwi.GetAttribute(FRAME_LABELS_ATTRIBUTE) or ""
-            b_values = parse_b_values(labels, source=f"the frame labels of {parameters.input_dwi.GetName()!r}")
-        staged = stage_volumes(workspace, {"dwi": parameters.input_dwi, "mask": parameters.input_mask},
-                               write_volume, main="dwi", name_of=lambda node: node.GetName())
-        bvals = write_bvals(b_values, workspace.input_path(parameters.input_dwi.GetName(), ".bval"))
+        self.checkInputs(parameters)
+        series = parameters.input_dwi
+        b_values = choose_b_values(file_path=parameters.b_values_file, typed=parameters.b_values,
+                                   series_labels=series_b_value_labels(series), series_name=series.GetName())
+        staged = stage_volumes(workspace, {"dwi": series, "mask": parameters.input_mask}, write_series, main="dwi",
+                               name_of=lambda node: node.GetName())  # write_series writes a mask as a volume
+        bvals = write_bvals(b_values, workspace.input_path(series.GetName(), ".bval"))
         return ivim_options(staged["dwi"], bvals, staged["mask"], model=parameters.model, mode=parameters.mode,
                             method=parameters.method)
-
-    def start(self, parameters: IVIMMappingParameterNode, onLine=None, onProgress=None) -> BundleJob | None:
-        """Start the bundle; ``None`` if the user declined installing its Python packages."""
-        return self.runner.start(lambda workspace: self.stage(parameters, workspace), on_line=onLine,
-                                 on_progress=onProgress)
-
-    def loadResults(self, job: BundleJob, namePrefix: str) -> dict:
-        """Load the parameter maps with their colour tables and ranges; remove the job's temporary files."""
-        return load_job_outputs(job, IvimOptions.BUNDLE, namePrefix)
-
-    def process(self, parameters: IVIMMappingParameterNode, timeoutSeconds: float | None = None) -> dict:
-        """Run to completion without GUI and load the outputs.
-
-        Raises:
-            RuntimeError: the user declined installing dependencies, or the bundle failed (its message).
-        """
-        job = self.start(parameters)
-        if job is None:
-            raise RuntimeError("the Python packages needed by the IVIM bundle are not installed")
-        result = job.wait(timeout_s=timeoutSeconds)
-        if not result.succeeded:
-            raise RuntimeError(result.message)
-        return self.loadResults(job, parameters.input_dwi.GetName())
 
 
 class IVIMMappingTest(ScriptedLoadableModuleTest):
@@ -252,5 +136,6 @@ class IVIMMappingTest(ScriptedLoadableModuleTest):
         parameters.method = "lsq"
         outputs = logic.process(parameters, timeoutSeconds=600)
         self.assertEqual(set(outputs), {"D", "f", "Dstar", "S0"})
+        self.assertEqual(outputs["D"].GetName(), "ivim_phantom_D_mm2_per_s")
         self.assertEqual(slicer.util.arrayFromVolume(outputs["D"]).shape, series.shape[:3])
         self.delayDisplay("Test passed")

@@ -1,22 +1,22 @@
 # ruff: noqa: N999  (Slicer module files are named after the module)
 """QSMInversion: local field map (+ mask) → susceptibility map χ (ppm) with the ``qsm_dipole_inversion`` bundle.
 
-Thin Slicer layer: the parameter node, the panel and the Logic glue. Running the bundle, progress, cancel and
-output collection are plain Python in ``QSMSlicerCommon`` (tested by pytest outside Slicer).
+Thin Slicer layer: the parameter node, the panel and what this bundle needs staged. The panel behaviour and
+the bundle run are shared by the four modules (``QSMSlicerCommon.slicer_module``); command building, the child
+process, progress, cancel and output collection are plain Python in ``QSMSlicerCommon``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import slicer
-import vtk
 from QSMInversionLib.options import FIELD_UNITS, METHOD_CHOICES, qsm_options
-from QSMSlicerCommon.job import BundleJob, JobResult, JobStatus
 from QSMSlicerCommon.options import QsmOptions
-from QSMSlicerCommon.runner import BundleRunner, stage_volumes
-from QSMSlicerCommon.slicer_nodes import load_job_outputs, slicer_bundle_runner, write_volume
-from QSMSlicerCommon.slicer_panel import BundleRunPanel
+from QSMSlicerCommon.runner import stage_volumes
+from QSMSlicerCommon.slicer_module import BundleLogicMixin, BundleWidgetMixin
+from QSMSlicerCommon.slicer_nodes import write_volume
 from QSMSlicerCommon.workspace import TemporaryWorkspace
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
@@ -61,150 +61,41 @@ class QSMInversionParameterNode:
     method: Annotated[str, Choice(METHOD_CHOICES)] = METHOD_CHOICES[0]
 
 
-class QSMInversionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The module panel: inputs, parameters, Apply/Cancel, progress and log."""
+class QSMInversionWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The module panel: inputs, parameters, Apply/Cancel, progress and log (behaviour in BundleWidgetMixin)."""
+
+    APPLY_TOOLTIP = "Run the dipole inversion"
+    PRESELECT = {"input_field": "vtkMRMLScalarVolumeNode"}
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic: QSMInversionLogic | None = None
-        self.panel: BundleRunPanel | None = None
-        self._parameterNode: QSMInversionParameterNode | None = None
-        self._parameterNodeGuiTag = None
 
     def setup(self) -> None:
-        """Load the .ui file, connect it to the parameter node and the run panel."""
+        """Load the .ui file and connect it to the parameter node and the run panel."""
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/QSMInversion.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = QSMInversionLogic()
-        self.panel = BundleRunPanel(self.ui)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.initializeParameterNode()
-
-    def cleanup(self) -> None:
-        """Stop a running job and observers when the module is destroyed."""
-        self.panel.cancel()
-        self.removeObservers()
-
-    def enter(self) -> None:
-        """Module opened."""
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        """Another module opened: stop updating the GUI from the parameter node."""
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        """Scene about to close: forget the parameter node."""
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        """Scene closed: make a new parameter node if the module is shown."""
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        """Use the logic's parameter node; preselect the first volume as field map."""
-        self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.input_field:
-            self._parameterNode.input_field = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-
-    def setParameterNode(self, inputParameterNode: QSMInversionParameterNode | None) -> None:
-        """Connect the GUI to a parameter node (or to none)."""
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            self._checkCanApply()
-
-    def _checkCanApply(self, caller=None, event=None) -> None:
-        ready = bool(self._parameterNode and self._parameterNode.input_field) and not self.panel.busy
-        self.ui.applyButton.enabled = ready
-        self.ui.applyButton.toolTip = "Run the dipole inversion" if ready else "Select a field map"
-
-    def onApplyButton(self) -> None:
-        """Write the inputs, start the bundle and follow it in the panel."""
-        self.ui.logTextBox.clear()
-        with slicer.util.tryWithErrorDisplay("Failed to start the QSM inversion.", waitCursor=True):
-            job = self.logic.start(self._parameterNode, onLine=self.panel.on_line, onProgress=self.panel.on_progress)
-            if job is not None:
-                self.panel.track(job, self.onJobFinished)
-
-    def onJobFinished(self, job: BundleJob, result: JobResult) -> None:
-        """Load the χ map, or show the bundle's one-line error."""
-        if result.succeeded:
-            with slicer.util.tryWithErrorDisplay("Failed to load the susceptibility map."):
-                self.logic.loadResults(job, self._parameterNode.input_field.GetName())
-        elif result.status is JobStatus.FAILED:
-            slicer.util.errorDisplay(result.message)
-        self._checkCanApply()
+        self.setupBundlePanel(QSMInversionLogic())
 
 
-class QSMInversionLogic(ScriptedLoadableModuleLogic):
-    """Runs the ``qsm_dipole_inversion`` bundle on nodes; usable without the GUI.
+class QSMInversionLogic(BundleLogicMixin, ScriptedLoadableModuleLogic):
+    """Runs the ``qsm_dipole_inversion`` bundle on nodes; usable without the GUI (see BundleLogicMixin)."""
 
-    Args:
-        runner: runs the bundle (default: PythonSlicer, the shipped bundles, Slicer's installer), created on
-            first use so that opening the module never installs or probes anything.
-    """
-
-    def __init__(self, runner: BundleRunner | None = None) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
-        self._runner = runner
-
-    @property
-    def runner(self) -> BundleRunner:
-        """The bundle runner."""
-        if self._runner is None:
-            self._runner = slicer_bundle_runner(QsmOptions.BUNDLE)
-        return self._runner
-
-    def getParameterNode(self) -> QSMInversionParameterNode:
-        """The module's parameter node, wrapped."""
-        return QSMInversionParameterNode(super().getParameterNode())
+    BUNDLE = QsmOptions.BUNDLE
+    PARAMETER_NODE_CLASS = QSMInversionParameterNode
+    REQUIRED_INPUTS = {"input_field": "a local field map"}
+    REQUIREMENTS_FILE = Path(__file__).parent / "Resources" / "Requirements" / "QSMInversion.txt"
 
     def stage(self, parameters: QSMInversionParameterNode, workspace: TemporaryWorkspace) -> QsmOptions:
-        """Write the selected nodes into ``workspace`` and return the bundle options."""
-        if not parameters.input_field:
-            raise ValueError("select a local field map")
+        """Write field map and mask into ``workspace`` and return the bundle options."""
+        self.checkInputs(parameters)
         staged = stage_volumes(workspace, {"field": parameters.input_field, "mask": parameters.input_mask},
                                write_volume, main="field", name_of=lambda node: node.GetName())
         return qsm_options(staged["field"], staged["mask"], field_unit=parameters.field_unit,
                            b0_tesla=parameters.b0_tesla, te_ms=parameters.te_ms, method=parameters.method)
-
-    def start(self, parameters: QSMInversionParameterNode, onLine=None, onProgress=None) -> BundleJob | None:
-        """Start the bundle; ``None`` if the user declined installing its Python packages."""
-        return self.runner.start(lambda workspace: self.stage(parameters, workspace), on_line=onLine,
-                                 on_progress=onProgress)
-
-    def loadResults(self, job: BundleJob, namePrefix: str) -> dict:
-        """Load the χ map as a volume node (grey, ±0.15 ppm) and remove the job's temporary files."""
-        return load_job_outputs(job, QsmOptions.BUNDLE, namePrefix)
-
-    def process(self, parameters: QSMInversionParameterNode, timeoutSeconds: float | None = None) -> dict:
-        """Run to completion without GUI and load the outputs.
-
-        Raises:
-            RuntimeError: the user declined installing dependencies, or the bundle failed (its message).
-        """
-        job = self.start(parameters)
-        if job is None:
-            raise RuntimeError("the Python packages needed by the QSM bundle are not installed")
-        result = job.wait(timeout_s=timeoutSeconds)
-        if not result.succeeded:
-            raise RuntimeError(result.message)
-        return self.loadResults(job, parameters.input_field.GetName())
 
 
 class QSMInversionTest(ScriptedLoadableModuleTest):
@@ -220,7 +111,7 @@ class QSMInversionTest(ScriptedLoadableModuleTest):
         self.test_QSMInversionSphere()
 
     def test_QSMInversionSphere(self) -> None:
-        """Field of a magnetised sphere in → χ map of the same geometry out."""
+        """Field of a magnetised sphere in → χ map of the same geometry out, shown in diverging colours."""
         import numpy as np
 
         self.delayDisplay("Creating a sphere field map")
@@ -240,4 +131,7 @@ class QSMInversionTest(ScriptedLoadableModuleTest):
         chiArray = slicer.util.arrayFromVolume(outputs["chi"])
         self.assertEqual(chiArray.shape, field.shape)
         self.assertGreater(float(chiArray[12, 12, 12]), 0.0)
+        self.assertEqual(outputs["chi"].GetName(), "sphere_field_chi_ppm")
+        colorNodeId = outputs["chi"].GetDisplayNode().GetColorNodeID()
+        self.assertEqual(colorNodeId, "vtkMRMLColorTableNodeFileDivergingBlueRed.txt")
         self.delayDisplay("Test passed")

@@ -9,7 +9,7 @@ and pytest can drive everything outside 3D Slicer. The few functions that talk t
 from __future__ import annotations
 
 from QSMSlicerCommon.display import PRESETS, DisplayPreset, preset_for
-from QSMSlicerCommon.install import DependencyError, DependencyInstaller, requirements_for
+from QSMSlicerCommon.install import DependencyError, DependencyInstaller, read_requirements
 from QSMSlicerCommon.job import BundleJob, JobResult, JobStatus, prepare_job
 from QSMSlicerCommon.locations import ExtensionPaths, locate_extension_paths
 from QSMSlicerCommon.options import (
@@ -47,6 +47,6 @@ __all__ = [
     "parse_progress",
     "preset_for",
     "prepare_job",
-    "requirements_for",
+    "read_requirements",
     "stage_volumes",
 ]

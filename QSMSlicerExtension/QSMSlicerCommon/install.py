@@ -1,7 +1,8 @@
 """Python dependencies of the bundles, installed into Slicer's Python on first use, after asking.
 
 Nothing is installed at import time. A module calls :meth:`DependencyInstaller.ensure` when the user clicks
-Apply. PyTorch comes from the PyTorch Slicer extension (``EXTENSION_DEPENDS PyTorch``) through an injected
+Apply, with the pip requirements of its ``Resources/Requirements/<Module>.txt`` (:func:`read_requirements`).
+PyTorch comes from the PyTorch Slicer extension (``EXTENSION_DEPENDS PyTorch``) through an injected
 ``install_torch`` callable; the other packages go through a backend: ``slicer.packaging.pip_ensure`` on
 Slicer ≥ 5.11 (it shows its own confirmation and progress), ``slicer.util.pip_install`` before that (after
 our own confirmation dialog). ``lightning_modules`` is not pip-installed: it ships with the extension and is
@@ -10,58 +11,50 @@ put on the bundle process's ``PYTHONPATH`` (:mod:`QSMSlicerCommon.locations`).
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.metadata
+import os
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 #: Name shown in Slicer's install dialogs.
 REQUESTER = "QSMSlicerExtension"
+#: Distribution name of PyTorch (installed by the PyTorch extension, never by us).
+TORCH = "torch"
+
+_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
-@dataclass(frozen=True)
-class PythonRequirement:
-    """A package the bundles import.
+def read_requirements(path: str | os.PathLike) -> tuple[str, ...]:
+    """The pip requirement strings of a requirements file (one per line; ``#`` comments and blank lines skipped).
 
-    Attributes:
-        import_name: top-level module to check for (``importlib.util.find_spec``).
-        spec: pip requirement string, exactly as in the project's ``pyproject.toml``.
+    Raises:
+        FileNotFoundError: the file is missing (a broken installation).
     """
-
-    import_name: str
-    spec: str
-
-
-#: Needed by every bundle process (``pyproject.toml`` dependencies except torch, from the PyTorch extension,
-#: and SimpleITK, which Slicer ships).
-COMMON_REQUIREMENTS = (
-    PythonRequirement("numpy", "numpy>=1.24"),
-    PythonRequirement("scipy", "scipy>=1.10"),
-    PythonRequirement("monai", "monai>=1.4"),
-    PythonRequirement("pytorch_lightning", "pytorch-lightning>=2.2"),
-    PythonRequirement("ignite", "pytorch-ignite>=0.4.11"),
-    PythonRequirement("fire", "fire>=0.5"),
-    PythonRequirement("jsonschema", "jsonschema>=4"),
-    PythonRequirement("nibabel", "nibabel>=5"),
-    PythonRequirement("yaml", "pyyaml>=6"),
-    PythonRequirement("tqdm", "tqdm>=4.60"),
-)
-
-#: Extra packages per bundle.
-BUNDLE_REQUIREMENTS = {
-    "qsm_dipole_inversion": (),
-    "ivim_mapping": (),
-    "spio_quantification": (PythonRequirement("pywt", "PyWavelets>=1.4"),),
-    "rim_lesion_detection": (PythonRequirement("radiomics", "pyradiomics>=3.0"),
-                             PythonRequirement("skimage", "scikit-image>=0.21")),
-}
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return tuple(line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip())
 
 
-def requirements_for(bundle: str) -> tuple[PythonRequirement, ...]:
-    """Every pip requirement of one bundle's process (torch excluded)."""
-    if bundle not in BUNDLE_REQUIREMENTS:
-        raise KeyError(f"unknown bundle {bundle!r}; known: {', '.join(BUNDLE_REQUIREMENTS)}")
-    return COMMON_REQUIREMENTS + BUNDLE_REQUIREMENTS[bundle]
+def distribution_name(spec: str) -> str:
+    """The distribution a requirement names: ``"pytorch-lightning>=2.2"`` → ``"pytorch-lightning"``.
+
+    >>> distribution_name("PyWavelets>=1.4")
+    'PyWavelets'
+    """
+    match = _NAME.match(spec)
+    if match is None:
+        raise ValueError(f"{spec!r} is not a pip requirement; write it as name[>=version]")
+    return match.group(1)
+
+
+def distribution_installed(name: str) -> bool:
+    """True if a distribution of that name is installed in this Python (its metadata is found)."""
+    try:
+        importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 class DependencyError(RuntimeError):
@@ -125,11 +118,6 @@ def backend_for_version(
     return PipInstallBackend(pip_install)
 
 
-def module_available(name: str) -> bool:
-    """True if ``name`` can be imported in this Python (without importing it)."""
-    return importlib.util.find_spec(name) is not None
-
-
 class DependencyInstaller:
     """Checks the requirements of a bundle and installs the missing ones after the user agreed.
 
@@ -137,29 +125,29 @@ class DependencyInstaller:
         backend: installs pip requirements.
         confirm: asks the user (message → accepted); used when the backend does not ask itself.
         install_torch: installs PyTorch (the PyTorch extension's logic); returns True if torch is now usable.
-        is_available: checks an import name (tests inject fakes).
+        is_available: checks a distribution name (tests inject fakes).
     """
 
     def __init__(
         self, backend: InstallBackend, *, confirm: Callable[[str], bool],
-        install_torch: Callable[[], bool] | None = None, is_available: Callable[[str], bool] = module_available,
+        install_torch: Callable[[], bool] | None = None, is_available: Callable[[str], bool] = distribution_installed,
     ) -> None:
         self.backend = backend
         self.confirm = confirm
         self.install_torch = install_torch
         self.is_available = is_available
 
-    def missing(self, requirements: Sequence[PythonRequirement]) -> list[PythonRequirement]:
-        """The requirements whose module cannot be imported."""
-        return [r for r in requirements if not self.is_available(r.import_name)]
+    def missing(self, requirements: Sequence[str]) -> list[str]:
+        """The requirement strings whose distribution is not installed (versions are left to pip)."""
+        return [spec for spec in requirements if not self.is_available(distribution_name(spec))]
 
-    def ensure(self, requirements: Sequence[PythonRequirement]) -> bool:
-        """Make torch and ``requirements`` importable; False if the user declined.
+    def ensure(self, requirements: Sequence[str]) -> bool:
+        """Make torch and the pip ``requirements`` available; False if the user declined.
 
         Raises:
             DependencyError: torch cannot be installed here, or packages are missing after installing.
         """
-        if not self.is_available("torch"):
+        if not self.is_available(TORCH):
             if self.install_torch is None:
                 raise DependencyError("PyTorch is not installed; install the PyTorch extension from the "
                                       "Extensions Manager and restart Slicer")
@@ -168,16 +156,13 @@ class DependencyInstaller:
         missing = self.missing(requirements)
         if not missing:
             return True
-        specs = [r.spec for r in missing]
         if not self.backend.asks_user and not self.confirm(
-            f"{REQUESTER} needs these Python packages: {', '.join(specs)}. Download and install them now? "
+            f"{REQUESTER} needs these Python packages: {', '.join(missing)}. Download and install them now? "
             "This can take several minutes."
         ):
             return False
-        self.backend.install(specs)
+        self.backend.install(missing)
         still_missing = self.missing(requirements)
         if still_missing:
-            raise DependencyError(
-                f"{', '.join(r.spec for r in still_missing)} could not be installed; see the Python console log"
-            )
+            raise DependencyError(f"{', '.join(still_missing)} could not be installed; see the Python console log")
         return True

@@ -10,10 +10,10 @@ self-tests call ``job.wait()``. Inside Slicer
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from QSMSlicerCommon.install import DependencyInstaller, requirements_for
+from QSMSlicerCommon.install import DependencyInstaller
 from QSMSlicerCommon.job import BundleJob, prepare_job
 from QSMSlicerCommon.locations import ExtensionPaths
 from QSMSlicerCommon.options import BundleOptions
@@ -29,17 +29,19 @@ class BundleRunner:
         python: Python executable for the child (``PythonSlicer`` inside Slicer).
         paths: bundles and ``lightning_modules`` location.
         installer: installs missing packages on first use; ``None`` skips the check (e.g. a prepared venv).
+        requirements: pip requirement strings of the bundle process (the module's requirements file).
         workspace_dir: parent folder of the temporary workspaces (default: the system temp folder).
     """
 
     def __init__(
         self, bundle: str, *, python: str, paths: ExtensionPaths, installer: DependencyInstaller | None = None,
-        workspace_dir: str | os.PathLike | None = None,
+        requirements: Sequence[str] = (), workspace_dir: str | os.PathLike | None = None,
     ) -> None:
         self.bundle = bundle
         self.python = python
         self.paths = paths
         self.installer = installer
+        self.requirements = tuple(requirements)
         self.workspace_dir = workspace_dir
         self._dependencies_ready = installer is None
 
@@ -47,7 +49,7 @@ class BundleRunner:
         """Install what the bundle needs (once per session); False if the user declined."""
         if not self._dependencies_ready:
             assert self.installer is not None
-            self._dependencies_ready = self.installer.ensure(requirements_for(self.bundle))
+            self._dependencies_ready = self.installer.ensure(self.requirements)
         return self._dependencies_ready
 
     def new_workspace(self) -> TemporaryWorkspace:

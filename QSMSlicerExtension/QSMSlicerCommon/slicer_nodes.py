@@ -1,26 +1,48 @@
 """The only code of this package that calls Slicer: nodes to NIfTI, outputs back to nodes, Slicer collaborators.
 
 ``slicer`` (and ``vtk``, ``nibabel``) are imported inside the functions, so importing this file is free
-outside Slicer. Nothing here has been run inside Slicer by us (see QSMSlicerExtension/README.md).
+outside Slicer (numpy only). Nothing here has been run inside Slicer by us (see QSMSlicerExtension/README.md).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
 
-from QSMSlicerCommon.display import GREY, DisplayPreset, preset_for
-from QSMSlicerCommon.install import DependencyInstaller, backend_for_version
+import numpy as np
+
+from QSMSlicerCommon.display import GREY, DisplayPreset, output_node_name, preset_for
+from QSMSlicerCommon.install import DependencyInstaller, backend_for_version, read_requirements
 from QSMSlicerCommon.job import BundleJob
 from QSMSlicerCommon.locations import locate_extension_paths
 from QSMSlicerCommon.runner import BundleRunner
 
 
+def ijk_to_ras(node: object) -> np.ndarray:
+    """A volume node's IJK→RAS matrix as a 4×4 array (the NIfTI affine of its voxels)."""
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def write_array(array_kji: np.ndarray, affine: np.ndarray, path: Path) -> Path:
+    """Write a Slicer-ordered array, (k, j, i) or (k, j, i, c), as a NIfTI (i, j, k[, c]) float32 image."""
+    import nibabel
+
+    data = np.asarray(array_kji, dtype=np.float32)
+    data = np.ascontiguousarray(np.transpose(data, (2, 1, 0, *range(3, data.ndim))))
+    nibabel.save(nibabel.Nifti1Image(data, affine), str(path))
+    return path
+
+
 def write_volume(node: object, path: Path) -> Path:
     """Write a volume node as NIfTI: 3-D volumes with ``slicer.util.saveNode``, multi-frame ones with nibabel.
 
-    Multi-component and multi-frame nodes (DWI series, 2-channel View Line images) are written as
+    Multi-component and multi-frame nodes (MultiVolume DWI series, 2-channel View Line images) are written as
     (i, j, k, c) arrays with the node's IJK→RAS matrix as the NIfTI affine.
 
     Raises:
@@ -33,16 +55,7 @@ def write_volume(node: object, path: Path) -> Path:
         if not slicer.util.saveNode(node, str(path)):
             raise RuntimeError(f"could not write {node.GetName()!r} to {path}; check free disk space")
         return path
-    import nibabel
-    import numpy as np
-    import vtk
-
-    ijk_to_ras = vtk.vtkMatrix4x4()
-    node.GetIJKToRASMatrix(ijk_to_ras)
-    affine = np.array([[ijk_to_ras.GetElement(r, c) for c in range(4)] for r in range(4)])
-    data = np.ascontiguousarray(np.transpose(array, (2, 1, 0, 3)), dtype=np.float32)
-    nibabel.save(nibabel.Nifti1Image(data, affine), str(path))
-    return path
+    return write_array(array, ijk_to_ras(node), path)
 
 
 def apply_preset(volume_node: object, preset: DisplayPreset) -> None:
@@ -55,7 +68,8 @@ def apply_preset(volume_node: object, preset: DisplayPreset) -> None:
 
 
 def load_outputs(outputs: dict[str, Path], bundle: str, name_prefix: str) -> dict[str, object]:
-    """Load a job's outputs as nodes named ``{name_prefix}_{output}``: volumes with presets, CSV as tables.
+    """Load a job's outputs as nodes (:func:`~QSMSlicerCommon.display.output_node_name`): volumes with presets,
+    CSV files as tables.
 
     The first volume is shown in the slice views (a labelmap as the label layer).
     """
@@ -63,12 +77,13 @@ def load_outputs(outputs: dict[str, Path], bundle: str, name_prefix: str) -> dic
 
     nodes: dict[str, object] = {}
     for name, path in outputs.items():
-        node_name = f"{name_prefix}_{name}"
+        preset = preset_for(bundle, name)
+        node_name = output_node_name(name_prefix, name, preset)
         if path.suffix == ".csv":
             node = slicer.util.loadTable(str(path))
             node.SetName(node_name)
         else:
-            preset = preset_for(bundle, name) or DisplayPreset(GREY)
+            preset = preset or DisplayPreset(GREY)
             node = slicer.util.loadVolume(str(path), {"name": node_name, "labelmap": preset.labelmap,
                                                       "show": False})
             apply_preset(node, preset)
@@ -104,13 +119,18 @@ def slicer_installer() -> DependencyInstaller:
     return DependencyInstaller(backend, confirm=slicer.util.confirmOkCancelDisplay, install_torch=_install_torch)
 
 
-def slicer_bundle_runner(bundle: str) -> BundleRunner:
-    """A runner using ``PythonSlicer``, the extension's bundles, Slicer's temp folder and the Slicer installer."""
+def slicer_bundle_runner(bundle: str, requirements_file: str | os.PathLike) -> BundleRunner:
+    """A runner using ``PythonSlicer``, the extension's bundles, Slicer's temp folder and the Slicer installer.
+
+    Args:
+        bundle: bundle name.
+        requirements_file: the module's ``Resources/Requirements/<Module>.txt``.
+    """
     import slicer
 
     python = shutil.which("PythonSlicer") or sys.executable
     return BundleRunner(bundle, python=python, paths=locate_extension_paths(), installer=slicer_installer(),
-                        workspace_dir=slicer.app.temporaryPath)
+                        requirements=read_requirements(requirements_file), workspace_dir=slicer.app.temporaryPath)
 
 
 def load_job_outputs(job: BundleJob, bundle: str, name_prefix: str) -> dict[str, object]:

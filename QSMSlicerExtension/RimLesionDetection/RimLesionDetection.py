@@ -1,25 +1,31 @@
 # ruff: noqa: N999  (Slicer module files are named after the module)
 """RimLesionDetection: QSM + FLAIR + lesion mask → rim+ probability per lesion with ``rim_lesion_detection``.
 
-Thin Slicer layer: the parameter node, the panel and the Logic glue. Running the bundle, progress, cancel and
-output collection are plain Python in ``QSMSlicerCommon`` (tested by pytest outside Slicer). The lesion table
-is loaded as a ``vtkMRMLTableNode``, the rim labels (1 rim−, 2 rim+) as a labelmap.
+Thin Slicer layer: the parameter node, the panel and what this bundle needs staged. The panel behaviour and
+the bundle run are shared by the four modules (``QSMSlicerCommon.slicer_module``). The lesion table is loaded
+as a ``vtkMRMLTableNode`` linked to the rim labelmap (1 rim−, 2 rim+): clicking a row in the panel jumps the
+slice views to that lesion.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import RimLesionDetectionLib  # noqa: F401  (first: makes QSMSlicerCommon importable from a source checkout)
+
+# isort: split
+
+from pathlib import Path
+from typing import Annotated, Union
 
 import slicer
-import vtk
-from QSMSlicerCommon.job import BundleJob, JobResult, JobStatus
 from QSMSlicerCommon.options import RimOptions
-from QSMSlicerCommon.runner import BundleRunner, stage_volumes
-from QSMSlicerCommon.slicer_nodes import load_job_outputs, slicer_bundle_runner, write_volume
-from QSMSlicerCommon.slicer_panel import BundleRunPanel
+from QSMSlicerCommon.runner import stage_volumes
+from QSMSlicerCommon.slicer_module import BundleLogicMixin, BundleWidgetMixin
+from QSMSlicerCommon.slicer_nodes import write_volume
 from QSMSlicerCommon.workspace import TemporaryWorkspace
-from RimLesionDetectionLib.options import rim_options, summarize_lesions
-from slicer import vtkMRMLScalarVolumeNode
+from RimLesionDetectionLib.lesion_mask import write_lesion_mask
+from RimLesionDetectionLib.lesions import jump_to_lesion, link_table_to_labels, summarize_lesions, table_column
+from RimLesionDetectionLib.options import rim_options
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -51,164 +57,78 @@ class RimLesionDetection(ScriptedLoadableModule):
 class RimLesionDetectionParameterNode:
     """Panel state saved with the scene.
 
-    input_qsm: susceptibility map (ppm). input_flair: FLAIR image. input_lesion_mask: binary or labelled lesion
-    mask. threshold: rim+ probability threshold, 0 for the bundle's validated operating point.
+    input_qsm: susceptibility map (ppm). input_flair: FLAIR image. input_lesion_mask: lesion labelmap (binary or
+    one label per lesion) or a segmentation (one segment per lesion, or one segment of all lesions).
+    threshold: rim+ probability threshold, 0 for the bundle's validated operating point.
     """
 
     input_qsm: vtkMRMLScalarVolumeNode
     input_flair: vtkMRMLScalarVolumeNode
-    input_lesion_mask: vtkMRMLScalarVolumeNode
+    input_lesion_mask: Union[vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode]  # noqa: UP007  (the wrapper needs it)
     threshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.0
 
 
-class RimLesionDetectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The module panel: inputs, parameters, Apply/Cancel, progress and log."""
+class RimLesionDetectionWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The module panel: inputs, threshold, Apply/Cancel, progress, log and the clickable lesion table."""
+
+    APPLY_TOOLTIP = "Classify the lesions"
+    PRESELECT = {"input_lesion_mask": "vtkMRMLLabelMapVolumeNode"}
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic: RimLesionDetectionLogic | None = None
-        self.panel: BundleRunPanel | None = None
-        self._parameterNode: RimLesionDetectionParameterNode | None = None
-        self._parameterNodeGuiTag = None
 
     def setup(self) -> None:
-        """Load the .ui file, connect it to the parameter node and the run panel."""
+        """Load the .ui file and connect it to the parameter node, the run panel and the lesion table view."""
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/RimLesionDetection.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = RimLesionDetectionLogic()
-        self.panel = BundleRunPanel(self.ui)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.initializeParameterNode()
+        self.ui.lesionTableView.connect("clicked(QModelIndex)", self.onLesionClicked)
+        self.setupBundlePanel(RimLesionDetectionLogic())
 
-    def cleanup(self) -> None:
-        """Stop a running job and observers when the module is destroyed."""
-        self.panel.cancel()
-        self.removeObservers()
+    def onResultsLoaded(self, outputs: dict) -> None:
+        """Show the lesion table in the panel and its summary in the log."""
+        self.ui.lesionTableView.setMRMLTableNode(outputs["lesions"])
+        self.panel.log(summarize_lesions(table_column(outputs["lesions"], "rim_positive")))
 
-    def enter(self) -> None:
-        """Module opened."""
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        """Another module opened: stop updating the GUI from the parameter node."""
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        """Scene about to close: forget the parameter node."""
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        """Scene closed: make a new parameter node if the module is shown."""
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        """Use the logic's parameter node; preselect the first labelmap as lesion mask."""
-        self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.input_lesion_mask:
-            self._parameterNode.input_lesion_mask = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLLabelMapVolumeNode")
-
-    def setParameterNode(self, inputParameterNode: RimLesionDetectionParameterNode | None) -> None:
-        """Connect the GUI to a parameter node (or to none)."""
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            self._checkCanApply()
-
-    def _checkCanApply(self, caller=None, event=None) -> None:
-        parameters = self._parameterNode
-        ready = bool(parameters and parameters.input_qsm and parameters.input_flair
-                     and parameters.input_lesion_mask) and not self.panel.busy
-        self.ui.applyButton.enabled = ready
-        self.ui.applyButton.toolTip = "Classify the lesions" if ready else "Select QSM, FLAIR and lesion mask"
-
-    def onApplyButton(self) -> None:
-        """Write the inputs, start the bundle and follow it in the panel."""
-        self.ui.logTextBox.clear()
-        with slicer.util.tryWithErrorDisplay("Failed to start the rim lesion detection.", waitCursor=True):
-            job = self.logic.start(self._parameterNode, onLine=self.panel.on_line, onProgress=self.panel.on_progress)
-            if job is not None:
-                self.panel.track(job, self.onJobFinished)
-
-    def onJobFinished(self, job: BundleJob, result: JobResult) -> None:
-        """Load the lesion table and rim labels and log the summary, or show the bundle's one-line error."""
-        if result.succeeded:
-            with slicer.util.tryWithErrorDisplay("Failed to load the rim lesion results."):
-                self.panel.log(summarize_lesions(result.outputs["lesions"]))
-                self.logic.loadResults(job, self._parameterNode.input_qsm.GetName())
-        elif result.status is JobStatus.FAILED:
-            slicer.util.errorDisplay(result.message)
-        self._checkCanApply()
+    def onLesionClicked(self, index) -> None:
+        """A row of the lesion table was clicked: jump the slice views to that lesion."""
+        table = self.ui.lesionTableView.mrmlTableNode()
+        if table is not None:
+            jump_to_lesion(table, index.row())
 
 
-class RimLesionDetectionLogic(ScriptedLoadableModuleLogic):
-    """Runs the ``rim_lesion_detection`` bundle on nodes; usable without the GUI.
+class RimLesionDetectionLogic(BundleLogicMixin, ScriptedLoadableModuleLogic):
+    """Runs the ``rim_lesion_detection`` bundle on nodes; usable without the GUI (see BundleLogicMixin).
 
-    Args:
-        runner: runs the bundle (default: PythonSlicer, the shipped bundles, Slicer's installer), created on
-            first use so that opening the module never installs or probes anything.
+    Loads the lesion table as a ``vtkMRMLTableNode`` that refers to the rim labelmap (1 rim−, 2 rim+).
     """
 
-    def __init__(self, runner: BundleRunner | None = None) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
-        self._runner = runner
-
-    @property
-    def runner(self) -> BundleRunner:
-        """The bundle runner."""
-        if self._runner is None:
-            self._runner = slicer_bundle_runner(RimOptions.BUNDLE)
-        return self._runner
-
-    def getParameterNode(self) -> RimLesionDetectionParameterNode:
-        """The module's parameter node, wrapped."""
-        return RimLesionDetectionParameterNode(super().getParameterNode())
+    BUNDLE = RimOptions.BUNDLE
+    PARAMETER_NODE_CLASS = RimLesionDetectionParameterNode
+    REQUIRED_INPUTS = {"input_qsm": "a QSM map", "input_flair": "a FLAIR image",
+                       "input_lesion_mask": "a lesion labelmap or segmentation"}
+    REQUIREMENTS_FILE = Path(__file__).parent / "Resources" / "Requirements" / "RimLesionDetection.txt"
 
     def stage(self, parameters: RimLesionDetectionParameterNode, workspace: TemporaryWorkspace) -> RimOptions:
-        """Write QSM, FLAIR and lesion mask into ``workspace`` and return the bundle options."""
-        nodes = {"qsm": parameters.input_qsm, "flair": parameters.input_flair,
-                 "lesion_mask": parameters.input_lesion_mask}
-        unselected = [name for name, node in nodes.items() if not node]
-        if unselected:
-            raise ValueError(f"select the {', '.join(unselected)} input(s)")
-        staged = stage_volumes(workspace, nodes, write_volume, main="qsm", name_of=lambda node: node.GetName())
-        return rim_options(staged["qsm"], staged["flair"], staged["lesion_mask"], threshold=parameters.threshold)
+        """Write QSM, FLAIR and lesion mask (a segmentation on the QSM grid) and return the bundle options."""
+        self.checkInputs(parameters)
+        staged = stage_volumes(workspace, {"qsm": parameters.input_qsm, "flair": parameters.input_flair},
+                               write_volume, main="qsm", name_of=lambda node: node.GetName())
+        mask = stage_volumes(workspace, {"lesion_mask": parameters.input_lesion_mask},
+                             lambda node, path: write_lesion_mask(node, path, reference=parameters.input_qsm),
+                             main="qsm", name_of=lambda node: node.GetName())["lesion_mask"]
+        return rim_options(staged["qsm"], staged["flair"], mask, threshold=parameters.threshold)
 
-    def start(self, parameters: RimLesionDetectionParameterNode, onLine=None, onProgress=None) -> BundleJob | None:
-        """Start the bundle; ``None`` if the user declined installing its Python packages."""
-        return self.runner.start(lambda workspace: self.stage(parameters, workspace), on_line=onLine,
-                                 on_progress=onProgress)
+    def onOutputsLoaded(self, outputs: dict) -> None:
+        """Link the lesion table to the rim labelmap (clicking a row jumps to the lesion)."""
+        link_table_to_labels(outputs["lesions"], outputs["rim_labels"])
 
-    def loadResults(self, job: BundleJob, namePrefix: str) -> dict:
-        """Load the lesion table (``vtkMRMLTableNode``) and the rim labelmap; remove the job's temporary files."""
-        return load_job_outputs(job, RimOptions.BUNDLE, namePrefix)
-
-    def process(self, parameters: RimLesionDetectionParameterNode, timeoutSeconds: float | None = None) -> dict:
-        """Run to completion without GUI and load the outputs.
-
-        Raises:
-            RuntimeError: the user declined installing dependencies, or the bundle failed (its message).
-        """
-        job = self.start(parameters)
-        if job is None:
-            raise RuntimeError("the Python packages needed by the rim lesion bundle are not installed")
-        result = job.wait(timeout_s=timeoutSeconds)
-        if not result.succeeded:
-            raise RuntimeError(result.message)
-        return self.loadResults(job, parameters.input_qsm.GetName())
+    def jumpToLesion(self, tableNode, row: int) -> tuple[float, float, float]:
+        """Centre the slice views on the lesion of a table row, showing its rim labelmap; returns its RAS (mm)."""
+        return jump_to_lesion(tableNode, row)
 
 
 class RimLesionDetectionTest(ScriptedLoadableModuleTest):
@@ -248,4 +168,6 @@ class RimLesionDetectionTest(ScriptedLoadableModuleTest):
         outputs = logic.process(parameters, timeoutSeconds=600)
         self.assertEqual(outputs["lesions"].GetNumberOfRows(), 2)
         self.assertTrue(outputs["rim_labels"].IsA("vtkMRMLLabelMapVolumeNode"))
+        self.assertEqual(outputs["lesions"].GetNodeReference("rimLabels"), outputs["rim_labels"])
+        logic.jumpToLesion(outputs["lesions"], 0)
         self.delayDisplay("Test passed")

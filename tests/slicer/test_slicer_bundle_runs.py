@@ -1,7 +1,8 @@
 """Real bundle runs through the Slicer layer's runner, the way a module panel drives them (polling).
 
 Each bundle process needs ~10 s to start (MONAI imports), so there are few runs: one good and one bad QSM
-case, and one case per further bundle whose inference config (and, where needed, weights) exists.
+case and the SPIO case (when its weights exist) here; the IVIM and rim bundles run through their modules'
+Logic and Widget in ``test_slicer_modules_stand_in.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 from QSMSlicerCommon.job import BundleJob, JobResult, JobStatus
 from QSMSlicerCommon.locations import locate_extension_paths
-from QSMSlicerCommon.options import BundleOptions, IvimOptions, QsmOptions, RimOptions, SpioOptions
+from QSMSlicerCommon.options import BundleOptions, QsmOptions, SpioOptions
 from QSMSlicerCommon.runner import BundleRunner
 from QSMSlicerCommon.workspace import TemporaryWorkspace
 
@@ -91,32 +92,6 @@ def test_bad_input_surfaces_the_bundles_one_line_error(tmp_path: Path) -> None:
     assert not result.outputs and list(workspaces.iterdir()) == []
 
 
-def test_ivim_bundle_run(tmp_path: Path) -> None:
-    require_bundle(IvimOptions.BUNDLE, needs_weights=False)
-    b_values = np.array([0, 10, 20, 50, 100, 200, 400, 800], dtype=float)
-    signal = 1000 * (0.1 * np.exp(-b_values * 0.02) + 0.9 * np.exp(-b_values * 1.0e-3))
-    prepared = tmp_path / "prepared"
-    prepared.mkdir()
-    dwi = prepared / "ivim_dwi.nii.gz"
-    nib.save(nib.Nifti1Image(np.broadcast_to(signal, (6, 6, 3, 8)).astype(np.float32), np.diag([2.0, 2, 4, 1])),
-             str(dwi))
-
-    def options(dwi_path: Path, workspace: TemporaryWorkspace) -> IvimOptions:
-        bvals = workspace.input_path("ivim_dwi", ".bval")
-        bvals.write_text(" ".join(f"{b:g}" for b in b_values) + "\n")
-        return IvimOptions(dwi=dwi_path, bvals=bvals, method="lsq")
-
-    workspaces = tmp_path / "workspaces"
-    workspaces.mkdir()
-    job = runner(IvimOptions.BUNDLE, workspaces).start(copy_in(dwi, options))
-    result = poll_until_done(job)
-    assert result.succeeded, result.message
-    assert set(result.outputs) == {"D", "f", "Dstar", "S0"}
-    for path in result.outputs.values():
-        assert_same_grid(path, dwi, (6, 6, 3))
-    job.close()
-
-
 def test_spio_bundle_run(tmp_path: Path) -> None:
     require_bundle(SpioOptions.BUNDLE, needs_weights=True)
     image = np.ones((128, 128, 1, 2), dtype=np.float32)  # DESIGN.md: 128 × 128 pixels over 50 mm × 50 mm
@@ -131,38 +106,4 @@ def test_spio_bundle_run(tmp_path: Path) -> None:
     result = poll_until_done(job)
     assert result.succeeded, result.message
     assert_same_grid(result.outputs["concentration"], path, (128, 128, 1))
-    job.close()
-
-
-def test_rim_bundle_run(tmp_path: Path) -> None:
-    require_bundle(RimOptions.BUNDLE, needs_weights=True)
-    grid = np.indices((32, 32, 32)).astype(float)
-    qsm = np.zeros((32, 32, 32), dtype=np.float32)
-    mask = np.zeros((32, 32, 32), dtype=np.int16)
-    for label, centre in enumerate(((10, 10, 16), (22, 22, 16)), start=1):
-        radius = np.linalg.norm(grid - np.reshape(centre, (3, 1, 1, 1)), axis=0)
-        mask[radius <= 4] = label
-        if label == 1:
-            qsm[(radius > 3) & (radius <= 4)] = 0.06  # paramagnetic rim, ppm
-    prepared = tmp_path / "prepared"
-    prepared.mkdir()
-    files = {}
-    for name, data in (("rim_qsm", qsm), ("rim_flair", (mask > 0) * 2.0 + 1.0), ("rim_lesions", mask)):
-        files[name] = prepared / f"{name}.nii.gz"
-        nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.eye(4)), str(files[name]))
-
-    def options(qsm_path: Path, workspace: TemporaryWorkspace) -> RimOptions:
-        others = {n: Path(shutil.copy(files[n], workspace.inputs / files[n].name))
-                  for n in ("rim_flair", "rim_lesions")}
-        return RimOptions(qsm=qsm_path, flair=others["rim_flair"], lesion_mask=others["rim_lesions"])
-
-    workspaces = tmp_path / "workspaces"
-    workspaces.mkdir()
-    job = runner(RimOptions.BUNDLE, workspaces).start(copy_in(files["rim_qsm"], options))
-    result = poll_until_done(job)
-    assert result.succeeded, result.message
-    header = result.outputs["lesions"].read_text().splitlines()[0].split(",")
-    assert header == ["lesion_id", "n_voxels", "volume_mm3", "centroid_x", "centroid_y", "centroid_z",
-                      "rim_probability", "rim_positive"]
-    assert_same_grid(result.outputs["rim_labels"], files["rim_qsm"], (32, 32, 32))
     job.close()

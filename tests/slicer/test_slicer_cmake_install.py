@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from slicer_test_support import MODULES, REPO
+from slicer_test_support import EXTENSION_DIR, MODULES, REPO
 
 FAKE_SLICER = Path(__file__).resolve().parent / "fake_slicer"
 
@@ -27,9 +27,13 @@ def test_install_layout_runs_from_the_shipped_copy(tmp_path: Path) -> None:
                    timeout=120)
     modules_dir = prefix / "lib" / "Slicer-5.8" / "qt-scripted-modules"
     for module in MODULES:
-        for relative in (f"{module}.py", f"{module}Lib/options.py", f"Resources/UI/{module}.ui",
-                         f"Resources/Icons/{module}.png"):
-            assert (modules_dir / relative).is_file(), relative
+        source = EXTENSION_DIR / module
+        for path in (source / f"{module}.py", *(source / f"{module}Lib").glob("*.py"),
+                     *(p for p in (source / "Resources").rglob("*") if p.is_file())):
+            relative = path.relative_to(source)
+            installed = modules_dir / relative
+            assert installed.is_file(), relative
+            assert installed.read_bytes() == path.read_bytes(), f"{relative} was overwritten by another module"
     data = modules_dir / "QSMSlicerExtensionData"
     assert (data / "monai_bundles" / "qsm_dipole_inversion" / "configs" / "inference.json").is_file()
     assert (data / "lightning_modules" / "bundle_app.py").is_file()

@@ -12,11 +12,16 @@ from QSMSlicerCommon.install import (
     PipEnsureBackend,
     PipInstallBackend,
     backend_for_version,
-    requirements_for,
+    distribution_name,
+    read_requirements,
 )
 from QSMSlicerCommon.locations import locate_extension_paths
 from QSMSlicerCommon.options import SpioOptions
 from QSMSlicerCommon.runner import BundleRunner
+from slicer_test_support import EXTENSION_DIR
+
+SPIO_REQUIREMENTS = read_requirements(EXTENSION_DIR / "SPIOQuantification" / "Resources" / "Requirements"
+                                      / "SPIOQuantification.txt")
 
 
 class FakeBackend:
@@ -32,8 +37,8 @@ class FakeBackend:
 
 
 def make(asks_user: bool, *, installed: set[str], answer: bool = True, provides: dict[str, str] | None = None):
-    requirements = requirements_for("spio_quantification")
-    provides = provides if provides is not None else {r.spec: r.import_name for r in requirements}
+    requirements = SPIO_REQUIREMENTS
+    provides = provides if provides is not None else {spec: distribution_name(spec) for spec in requirements}
     backend = FakeBackend(asks_user, installed, provides)
     questions: list[str] = []
 
@@ -46,7 +51,7 @@ def make(asks_user: bool, *, installed: set[str], answer: bool = True, provides:
 
 
 def test_nothing_happens_when_everything_is_installed() -> None:
-    everything = {"torch"} | {r.import_name for r in requirements_for("spio_quantification")}
+    everything = {"torch"} | {distribution_name(spec) for spec in SPIO_REQUIREMENTS}
     installer, backend, questions, requirements = make(False, installed=everything)
     assert installer.ensure(requirements) is True
     assert backend.calls == [] and questions == []
@@ -56,7 +61,7 @@ def test_pip_install_backend_asks_first_and_installs_only_the_missing() -> None:
     installer, backend, questions, requirements = make(False, installed={"torch", "numpy", "scipy"})
     assert installer.ensure(requirements) is True
     assert len(questions) == 1 and "PyWavelets>=1.4" in questions[0] and "numpy" not in questions[0]
-    assert backend.calls == [[r.spec for r in requirements if r.import_name not in ("numpy", "scipy")]]
+    assert backend.calls == [[spec for spec in requirements if distribution_name(spec) not in ("numpy", "scipy")]]
 
 
 def test_declining_installs_nothing() -> None:
@@ -102,9 +107,21 @@ def test_backend_choice_by_slicer_version() -> None:
     assert installed == [["monai>=1.4", "fire>=0.5"]]
 
 
-def test_unknown_bundle() -> None:
-    with pytest.raises(KeyError, match="unknown bundle"):
-        requirements_for("dwi_denoising")
+def test_requirements_file_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "Example.txt"
+    path.write_text("# comment\n\nmonai>=1.4  # trailing comment\n  PyWavelets>=1.4\n")
+    assert read_requirements(path) == ("monai>=1.4", "PyWavelets>=1.4")
+    assert [distribution_name(s) for s in ("pytorch-lightning>=2.2", "scikit-image", "pyyaml>=6")] == [
+        "pytorch-lightning", "scikit-image", "pyyaml"]
+    with pytest.raises(ValueError, match="is not a pip requirement"):
+        distribution_name(">=1.0")
+
+
+def test_the_installer_checks_installed_distributions_for_real() -> None:
+    """Default check: distribution metadata (``pyyaml`` is imported as ``yaml``, so import names would not do)."""
+    installer = DependencyInstaller(PipInstallBackend(lambda specs: None), confirm=lambda message: False)
+    assert installer.missing(["pyyaml>=6", "numpy>=1.24", "no-such-distribution-qsm>=1"]) == [
+        "no-such-distribution-qsm>=1"]
 
 
 class CountingInstaller:
@@ -113,6 +130,7 @@ class CountingInstaller:
         self.calls = 0
 
     def ensure(self, requirements) -> bool:
+        assert requirements == ("monai>=1.4",), "the runner passes the module's requirements"
         self.calls += 1
         return self.answers.pop(0)
 
@@ -120,7 +138,7 @@ class CountingInstaller:
 def test_runner_installs_on_first_start_only_and_stops_when_declined(tmp_path: Path) -> None:
     installer = CountingInstaller([False, True])
     runner = BundleRunner("qsm_dipole_inversion", python=sys.executable, paths=locate_extension_paths(),
-                          installer=installer, workspace_dir=tmp_path)
+                          installer=installer, requirements=("monai>=1.4",), workspace_dir=tmp_path)
     assert installer.calls == 0, "creating the runner (module Logic) must not install anything"
     staged = []
     assert runner.start(lambda ws: staged.append(ws)) is None

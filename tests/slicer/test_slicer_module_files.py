@@ -6,10 +6,12 @@ Checked with ``ast`` and ``xml.etree`` since neither Slicer nor Qt is available 
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from slicer_test_support import EXTENSION_DIR, MODULES, REPO
@@ -37,6 +39,13 @@ def parameter_fields(module: str) -> set[str]:
     return {node.target.id for node in cls.body if isinstance(node, ast.AnnAssign)}
 
 
+def methods(cls: ast.ClassDef) -> set[str]:
+    return {f.name for f in cls.body if isinstance(f, ast.FunctionDef)}
+
+
+SHARED = classes(ast.parse((EXTENSION_DIR / "QSMSlicerCommon" / "slicer_module.py").read_text(encoding="utf-8")))
+
+
 @pytest.mark.parametrize("module", MODULES)
 def test_module_declares_template_classes(module: str) -> None:
     found = classes(module_tree(module))
@@ -51,10 +60,23 @@ def test_module_declares_template_classes(module: str) -> None:
         assert base in base_names(found[name]), f"{name} must derive from {base}"
     node_class = found[f"{module}ParameterNode"]
     assert [ast.unparse(d) for d in node_class.decorator_list] == ["parameterNodeWrapper"]
-    widget_methods = {f.name for f in found[f"{module}Widget"].body if isinstance(f, ast.FunctionDef)}
+    widget, logic = found[f"{module}Widget"], found[f"{module}Logic"]
+    assert {"BundleWidgetMixin", "VTKObservationMixin"} <= base_names(widget)
+    assert "BundleLogicMixin" in base_names(logic)
+    widget_methods = methods(widget) | methods(SHARED["BundleWidgetMixin"])
     assert {"setup", "cleanup", "enter", "exit", "onApplyButton", "setParameterNode"} <= widget_methods
-    logic_methods = {f.name for f in found[f"{module}Logic"].body if isinstance(f, ast.FunctionDef)}
+    assert {"__init__", "setup"} <= methods(widget), "the module's own widget loads its .ui"
+    logic_methods = methods(logic) | methods(SHARED["BundleLogicMixin"])
     assert {"getParameterNode", "stage", "start", "loadResults", "process"} <= logic_methods
+    assert "stage" in methods(logic), "each module stages its own inputs"
+    test_methods = {m for m in methods(found[f"{module}Test"]) if m.startswith("test_")}
+    assert test_methods, f"{module}Test has no test method"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_file_stays_short(module: str) -> None:
+    lines = (EXTENSION_DIR / module / f"{module}.py").read_text(encoding="utf-8").count("\n")
+    assert lines < 200, f"{module}.py has {lines} lines; move logic into {module}Lib/ or QSMSlicerCommon"
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -62,7 +84,9 @@ def test_ui_file_has_every_widget_the_code_names(module: str) -> None:
     widgets = ui_widgets(module)
     root_class = ET.parse(EXTENSION_DIR / module / "Resources" / "UI" / f"{module}.ui").getroot()
     assert root_class.find("widget").get("class") == "qMRMLWidget"
-    sources = [EXTENSION_DIR / module / f"{module}.py", EXTENSION_DIR / "QSMSlicerCommon" / "slicer_panel.py"]
+    common = EXTENSION_DIR / "QSMSlicerCommon"
+    sources = [EXTENSION_DIR / module / f"{module}.py", *(EXTENSION_DIR / module / f"{module}Lib").glob("*.py"),
+               common / "slicer_panel.py", common / "slicer_module.py"]
     referenced = set()
     for source in sources:
         referenced |= set(re.findall(r"\bui\.(\w+)", source.read_text(encoding="utf-8")))
@@ -72,6 +96,8 @@ def test_ui_file_has_every_widget_the_code_names(module: str) -> None:
     classes_used = {w.get("class") for w in widgets.values()}
     assert {"qMRMLNodeComboBox", "ctkCollapsibleButton", "QProgressBar", "QPlainTextEdit"} <= classes_used
     assert widgets["applyButton"].get("class") == widgets["cancelButton"].get("class") == "QPushButton"
+    declared = {c.findtext("class") for c in root_class.iter("customwidget")}
+    assert {c for c in classes_used if c.startswith(("qMRML", "ctk"))} <= declared, "undeclared custom widgets"
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -86,8 +112,15 @@ def test_ui_parameter_bindings_match_the_parameter_node(module: str) -> None:
     root = ET.parse(EXTENSION_DIR / module / "Resources" / "UI" / f"{module}.ui").getroot()
     scene_receivers = {c.findtext("receiver") for c in root.iter("connection")
                        if c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
-    combos = {n for n, w in widgets.items() if w.get("class") == "qMRMLNodeComboBox"}
-    assert combos and combos == scene_receivers, "every node combo box must receive the MRML scene"
+    mrml_widgets = {n for n, w in widgets.items() if w.get("class") in ("qMRMLNodeComboBox", "qMRMLTableView")}
+    assert mrml_widgets and mrml_widgets == scene_receivers, "every MRML widget must receive the MRML scene"
+
+
+def cmake_list(cmake: str, variable: str) -> list[str]:
+    """The items of ``set(<variable> ...)`` in a CMakeLists.txt."""
+    match = re.search(r"set\(" + variable + r"\s+(.*?)\)", cmake, re.S)
+    assert match, f"no set({variable} ...)"
+    return match.group(1).split()
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -97,23 +130,59 @@ def test_module_folder_layout_and_cmake(module: str) -> None:
     assert (folder / "Resources" / "Icons" / f"{module}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     cmake = (folder / "CMakeLists.txt").read_text(encoding="utf-8")
     assert f"set(MODULE_NAME {module})" in cmake and "slicerMacroBuildScriptedModule(" in cmake
-    for lib_file in sorted((folder / f"{module}Lib").glob("*.py")):
-        assert f"${{MODULE_NAME}}Lib/{lib_file.name}" in cmake, f"{lib_file.name} is not in MODULE_PYTHON_SCRIPTS"
-    for resource in ("Resources/Icons/${MODULE_NAME}.png", "Resources/UI/${MODULE_NAME}.ui"):
-        assert resource in cmake
+    assert re.search(r"slicerMacroBuildScriptedModule\(.*WITH_GENERIC_TESTS.*\)", cmake, re.S)
+    listed = {"scripts": {i.replace("${MODULE_NAME}", module) for i in cmake_list(cmake, "MODULE_PYTHON_SCRIPTS")},
+              "resources": {i.replace("${MODULE_NAME}", module) for i in cmake_list(cmake, "MODULE_PYTHON_RESOURCES")}}
+    on_disk = {"scripts": {f"{module}.py"} | {f"{module}Lib/{p.name}" for p in (folder / f"{module}Lib").glob("*.py")},
+               "resources": {str(p.relative_to(folder)) for p in (folder / "Resources").rglob("*") if p.is_file()}}
+    assert listed == on_disk, "CMake must list every script and resource that exists, and nothing else"
+    assert {f"Resources/Icons/{module}.png", f"Resources/UI/{module}.ui",
+            f"Resources/Requirements/{module}.txt"} <= listed["resources"]
+    # Slicer installs the resources of all scripted modules into one Resources/ folder: names must not collide
+    assert all(module in Path(r).name for r in listed["resources"])
 
 
-def test_top_level_cmake_builds_every_module_and_ships_the_bundles() -> None:
+def test_common_library_cmake_lists_exactly_its_files() -> None:
+    cmake = (EXTENSION_DIR / "QSMSlicerCommon" / "CMakeLists.txt").read_text(encoding="utf-8")
+    listed = set(cmake_list(cmake, "QSM_COMMON_PYTHON_SCRIPTS"))
+    on_disk = {f"QSMSlicerCommon/{p.name}" for p in (EXTENSION_DIR / "QSMSlicerCommon").glob("*.py")}
+    assert listed == on_disk
+
+
+def test_top_level_cmake_is_a_slicer_extension() -> None:
     cmake = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
     for needed in ("cmake_minimum_required", "project(QSMSlicerExtension)", 'EXTENSION_DEPENDS "PyTorch"',
-                   "find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})", "${Slicer_EXTENSION_CPACK}",
-                   "monai_bundles lightning_modules", "QSMSlicerExtensionData"):
+                   'EXTENSION_CATEGORY "Quantification"', "find_package(Slicer REQUIRED)",
+                   "include(${Slicer_USE_FILE})", "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
+                   "include(${Slicer_EXTENSION_CPACK})", "monai_bundles lightning_modules", "QSMSlicerExtensionData"):
         assert needed in cmake, needed
-    for folder in ("QSMSlicerCommon", *MODULES):
-        assert f"add_subdirectory(QSMSlicerExtension/{folder})" in cmake
-    common_cmake = (EXTENSION_DIR / "QSMSlicerCommon" / "CMakeLists.txt").read_text(encoding="utf-8")
-    for source in sorted((EXTENSION_DIR / "QSMSlicerCommon").glob("*.py")):
-        assert f"QSMSlicerCommon/{source.name}" in common_cmake, f"{source.name} is not installed"
+    values = dict(re.findall(r'set\((EXTENSION_\w+) "([^"]*)"\)', cmake))
+    for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL",
+                "EXTENSION_SCREENSHOTURLS"):
+        assert values.get(key), f"{key} is empty"
+    assert values["EXTENSION_HOMEPAGE"].startswith("https://")
+    raw = "https://raw.githubusercontent.com/"
+    for url in (values["EXTENSION_ICONURL"], *values["EXTENSION_SCREENSHOTURLS"].split()):
+        assert url.startswith(raw), url
+        relative = url.split("/", 6)[-1]  # after https://raw.githubusercontent.com/<owner>/<repo>/<branch>/
+        assert (REPO / relative).is_file(), f"{url} names {relative}, which is not in the repository"
+    subdirectories = re.findall(r"add_subdirectory\(QSMSlicerExtension/(\w+)\)", cmake)
+    assert sorted(subdirectories) == sorted(("QSMSlicerCommon", *MODULES))
+
+
+def test_extension_index_entry() -> None:
+    """The catalog entry for Slicer's ExtensionsIndex (schema v1.0.1 fields) agrees with the CMake metadata."""
+    entry = json.loads((EXTENSION_DIR / "QSMSlicerExtension.json").read_text(encoding="utf-8"))
+    assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.1.json#")
+    assert set(entry) == {"$schema", "scm_type", "scm_url", "scm_revision", "category", "build_dependencies",
+                          "build_subdirectory", "tier"}
+    cmake = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
+    values = dict(re.findall(r'set\((EXTENSION_\w+) "([^"]*)"\)', cmake))
+    assert entry["scm_type"] == "git" and entry["scm_url"] == values["EXTENSION_HOMEPAGE"] + ".git"
+    assert entry["category"] == values["EXTENSION_CATEGORY"]
+    assert entry["build_dependencies"] == values["EXTENSION_DEPENDS"].split()
+    assert (REPO / entry["build_subdirectory"] / "CMakeLists.txt").is_file()
+    assert entry["tier"] in (1, 3, 5)
 
 
 def test_common_package_imports_no_slicer_and_no_heavy_package_at_import() -> None:
@@ -127,9 +196,12 @@ def test_common_package_imports_no_slicer_and_no_heavy_package_at_import() -> No
                 top_level.add(node.module.split(".")[0])
         forbidden = top_level & {"slicer", "qt", "ctk", "vtk", "lightning_modules", "torch", "monai", "nibabel"}
         assert not forbidden, f"{source.name} imports {forbidden} at module level"
-    import QSMSlicerCommon  # noqa: F401  (the import itself is the test)
-
-    assert "slicer" not in sys.modules and "qt" not in sys.modules
+    code = ("import sys, QSMSlicerCommon, QSMSlicerCommon.slicer_module; "
+            "print(sorted({'slicer', 'qt', 'vtk', 'torch', 'monai', 'nibabel'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=EXTENSION_DIR)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("module", MODULES)

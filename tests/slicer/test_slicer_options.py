@@ -6,10 +6,16 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from IVIMMappingLib.options import parse_b_values, write_bvals
+from IVIMMappingLib.options import (
+    b_values_from_sequence_index,
+    choose_b_values,
+    parse_b_values,
+    stack_frames,
+    write_bvals,
+)
 from QSMInversionLib.options import FIELD_UNITS, METHODS, qsm_options
-from QSMSlicerCommon.display import PRESETS, preset_for
-from QSMSlicerCommon.install import BUNDLE_REQUIREMENTS, COMMON_REQUIREMENTS
+from QSMSlicerCommon.display import DIVERGING, PRESETS, output_node_name, preset_for
+from QSMSlicerCommon.install import read_requirements
 from QSMSlicerCommon.options import (
     IvimOptions,
     QsmOptions,
@@ -22,8 +28,9 @@ from QSMSlicerCommon.options import (
 from QSMSlicerCommon.process import ERROR_PREFIX, PROGRESS_PREFIX
 from QSMSlicerCommon.runner import stage_volumes
 from QSMSlicerCommon.workspace import TemporaryWorkspace
-from RimLesionDetectionLib.options import rim_options, summarize_lesions
-from slicer_test_support import REPO
+from RimLesionDetectionLib.lesions import lesion_centroid_ras, read_lesion_table, summarize_lesions
+from RimLesionDetectionLib.options import rim_options
+from slicer_test_support import EXTENSION_DIR, MODULES, REPO
 from SPIOQuantificationLib.options import view_line_layout_problem
 
 PY, BUNDLES, OUT = "PythonSlicer", Path("/ext/monai_bundles"), Path("/tmp/run/outputs")
@@ -93,12 +100,19 @@ def test_constants_repeated_for_slicer_equal_the_package_ones() -> None:
     assert FIELD_UNITS == tuple(physics.FIELD_UNITS)
 
 
-def test_requirements_are_the_pyproject_specs() -> None:
+def test_module_requirements_are_the_pyproject_specs() -> None:
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     declared = set(pyproject["project"]["dependencies"])
-    ours = {r.spec for r in COMMON_REQUIREMENTS} | {r.spec for rs in BUNDLE_REQUIREMENTS.values() for r in rs}
-    assert ours <= declared, f"not in pyproject.toml: {sorted(ours - declared)}"
-    left_out = {d.split(">")[0].split("=")[0] for d in declared - ours}
+    per_module = {m: set(read_requirements(EXTENSION_DIR / m / "Resources" / "Requirements" / f"{m}.txt"))
+                  for m in MODULES}
+    for module, specs in per_module.items():
+        assert specs <= declared, f"{module}: not in pyproject.toml: {sorted(specs - declared)}"
+        assert not any(s.startswith(("torch", "SimpleITK")) for s in specs), "Slicer provides torch and SimpleITK"
+    common = set.intersection(*per_module.values())
+    assert {"monai>=1.4", "nibabel>=5", "pytorch-lightning>=2.2", "fire>=0.5"} <= common
+    assert per_module["SPIOQuantification"] - common == {"PyWavelets>=1.4"}
+    assert per_module["RimLesionDetection"] - common == {"pyradiomics>=3.0", "scikit-image>=0.21"}
+    left_out = {d.split(">")[0].split("=")[0] for d in declared - set.union(*per_module.values())}
     assert left_out <= {"torch", "SimpleITK", "nilearn", "matplotlib"}, left_out
 
 
@@ -111,8 +125,18 @@ def test_every_volume_output_has_a_display_preset() -> None:
         assert set(PRESETS[bundle]) == set(names)
     assert preset_for("rim_lesion_detection", "rim_labels").labelmap
     assert preset_for("rim_lesion_detection", "lesions") is None
-    low, high = preset_for("qsm_dipole_inversion", "chi").display_range
-    assert low < 0 < high
+    chi = preset_for("qsm_dipole_inversion", "chi")
+    assert chi.color_node_id == DIVERGING and chi.display_range[0] == -chi.display_range[1] < 0
+    assert chi.unit == "ppm"
+
+
+def test_ivim_node_names_carry_units() -> None:
+    names = {o: output_node_name("dwi", o, preset_for("ivim_mapping", o))
+             for o in ("D", "f", "Dstar", "f1", "Dstar1", "f2", "Dstar2", "S0")}
+    assert names == {"D": "dwi_D_mm2_per_s", "f": "dwi_f_fraction", "Dstar": "dwi_Dstar_mm2_per_s",
+                     "f1": "dwi_f1_fraction", "Dstar1": "dwi_Dstar1_mm2_per_s", "f2": "dwi_f2_fraction",
+                     "Dstar2": "dwi_Dstar2_mm2_per_s", "S0": "dwi_S0"}
+    assert output_node_name("qsm", "rim_labels", preset_for("rim_lesion_detection", "rim_labels")) == "qsm_rim_labels"
 
 
 def test_qsm_panel_options() -> None:
@@ -143,8 +167,44 @@ def test_view_line_layout_and_rim_helpers(tmp_path: Path) -> None:
     assert rim_options(Path("q"), Path("f"), Path("l"), threshold=0.3).threshold == 0.3
     table = tmp_path / "qsm_lesions.csv"
     table.write_text("lesion_id,n_voxels,volume_mm3,centroid_x,centroid_y,centroid_z,rim_probability,rim_positive\n"
-                     "1,10,10.0,0,0,0,0.9,1\n2,12,12.0,1,1,1,0.1,0\n3,8,8.0,2,2,2,0.7,True\n")
-    assert summarize_lesions(table) == "3 lesion(s), 2 rim+"
+                     "1,10,10.0,0,0,0,0.9,1\n2,12,12.0,1.5,-2,3.25,0.1,0\n3,8,8.0,2,2,2,0.7,True\n")
+    cell_text, n_rows = read_lesion_table(table)
+    assert summarize_lesions([cell_text(r, "rim_positive") for r in range(n_rows)]) == "3 lesion(s), 2 rim+"
+    assert lesion_centroid_ras(cell_text, 1) == (1.5, -2.0, 3.25)
+    with pytest.raises(ValueError, match="row 0 of the lesion table has no numeric"):
+        lesion_centroid_ras(lambda row, column: "n/a", 0)
+    bad = tmp_path / "other.csv"
+    bad.write_text("lesion_id,rim_positive\n1,0\n")
+    with pytest.raises(ValueError, match="has no centroid_x, centroid_y, centroid_z column"):
+        read_lesion_table(bad)
+
+
+def test_b_values_come_from_the_file_then_the_typed_text_then_the_series(tmp_path: Path) -> None:
+    bval = tmp_path / "dwi.bval"
+    bval.write_text("0 50\n800\n")
+    assert choose_b_values(file_path=bval, typed="1 2 3", series_labels="4 5", series_name="dwi") == [0, 50, 800]
+    assert choose_b_values(file_path=Path(), typed="1, 2", series_labels="4 5", series_name="dwi") == [1, 2]
+    assert choose_b_values(file_path=None, typed=" ", series_labels="4 5", series_name="dwi") == [4, 5]
+    with pytest.raises(ValueError, match="'dwi' has no b-values stored with it; choose a b-value file"):
+        choose_b_values(file_path=Path(), typed="", series_labels=None, series_name="dwi")
+    with pytest.raises(ValueError, match="b-value file .*missing.bval' does not exist"):
+        choose_b_values(file_path=tmp_path / "missing.bval", typed="", series_labels=None, series_name="dwi")
+    assert b_values_from_sequence_index("bvalue", "", ["0", "800"]) == "0 800"
+    assert b_values_from_sequence_index("frame", "s/mm2", ["0", "800"]) == "0 800"
+    assert b_values_from_sequence_index("time", "s", ["0", "1"]) is None
+    assert b_values_from_sequence_index("frame", "", ["0", "1"]) is None
+
+
+def test_sequence_frames_stack_along_the_last_axis() -> None:
+    import numpy as np
+
+    frames = [np.full((2, 3, 4), b, dtype=np.float32) for b in (0.0, 1.0, 2.0)]
+    stacked = stack_frames(frames, "dwi")
+    assert stacked.shape == (2, 3, 4, 3) and stacked[1, 2, 3].tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(ValueError, match="have shapes"):
+        stack_frames([np.zeros((2, 3, 4)), np.zeros((2, 3, 5))], "dwi")
+    with pytest.raises(ValueError, match="has 1 frame"):
+        stack_frames([np.zeros((2, 3, 4))], "dwi")
 
 
 def test_stage_volumes_names_files_after_nodes(tmp_path: Path) -> None:
