@@ -1,4 +1,4 @@
-"""The only code of this package that calls Slicer: nodes to NIfTI, outputs back to nodes, Slicer collaborators.
+"""Slicer calls on nodes: nodes to NIfTI, outputs back to nodes (named with units, coloured), Slicer collaborators.
 
 ``slicer`` (and ``vtk``, ``nibabel``) are imported inside the functions, so importing this file is free
 outside Slicer (numpy only). Nothing here has been run inside Slicer by us (see QSMSlicerExtension/README.md).
