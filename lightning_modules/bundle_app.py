@@ -120,14 +120,20 @@ def load_network(
     """Load a shipped ``state_dict`` (``torch.load(..., weights_only=True)``) into ``network``, in eval mode.
 
     Raises:
-        InputError: the weights file is missing (the message ends with ``hint``).
+        InputError: the weights file is missing or holds another architecture's weights (the message ends with
+            ``hint``).
     """
     import torch
 
     path = Path(model_path)
     if not path.is_file():
         raise InputError(f"weights file {str(path)!r} does not exist; {hint}")
-    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    try:
+        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except RuntimeError as error:  # a state_dict of another architecture: name the file, not a traceback
+        detail = str(error).strip().splitlines()[-1].strip() if str(error).strip() else type(error).__name__
+        raise InputError(f"weights file {str(path)!r} does not fit {type(network).__name__} ({detail[:160]}); "
+                         f"{hint}") from None
     return network.eval()
 
 

@@ -88,3 +88,16 @@ def test_datamodule_reuses_given_standardisation_in_its_column_order(tmp_path) -
     with pytest.raises(ValueError, match="lacks"):
         RimLesionDataModule(cache_dir=str(tmp_path), params="unused.yaml", stats_path=str(tmp_path / "o2.json"),
                             n_subjects=2, stats_from=str(tmp_path / "missing.json")).setup()
+
+
+def test_weights_of_another_architecture_give_a_one_line_error(tmp_path) -> None:
+    from lightning_modules.bundle_app import load_network
+    from lightning_modules.io import InputError
+    from lightning_modules.rim.networks import QsmRimNet
+
+    path = tmp_path / "single.pt"
+    torch.save(QsmRimNet(n_radiomics=4).state_dict(), path)
+    with pytest.raises(InputError) as error:
+        load_network(QsmRimNetEnsemble(2, n_radiomics=4), path)
+    message = str(error.value)
+    assert "\n" not in message and "single.pt" in message and "QsmRimNetEnsemble" in message
