@@ -50,8 +50,22 @@ train-ivim: $(STAMP)
 train-spio: $(STAMP)
 	$(PY) -m monai.bundle run --config_file monai_bundles/spio_quantification/configs/train.json
 
+# The shipped rim classifier is a 5-fold ensemble: member k holds fold k out; fold 0 fits the radiomics
+# standardisation, the other members reuse it; then the out-of-fold threshold is chosen and models/model.pt written.
+RIM        := monai_bundles/rim_lesion_detection
+RIM_WORK   ?= $(HOME)/.cache/qsm_slicer_extension/rim
+RIM_TRAIN  := $(PY) -m monai.bundle run --config_file $(RIM)/configs/train.json --cache_dir $(RIM_WORK)/lesions
 train-rim: $(STAMP)
-	$(PY) -m monai.bundle run --config_file monai_bundles/rim_lesion_detection/configs/train.json
+	mkdir -p $(RIM_WORK)/members
+	$(RIM_TRAIN) --val_fold 0 --model_path $(RIM_WORK)/members/member0.pt
+	for k in 1 2 3 4; do \
+	  $(RIM_TRAIN) --val_fold $$k --model_path $(RIM_WORK)/members/member$$k.pt \
+	    --datamodule#stats_from $(RIM)/models/radiomics_standardisation.json \
+	    --stats_path $(RIM_WORK)/members/stats$$k.json || exit 1; \
+	done
+	$(PY) -m lightning_modules.rim.ensemble --cache_dir $(RIM_WORK)/lesions --output $(RIM)/models/model.pt \
+	  --members $(RIM_WORK)/members/member0.pt $(RIM_WORK)/members/member1.pt $(RIM_WORK)/members/member2.pt \
+	  $(RIM_WORK)/members/member3.pt $(RIM_WORK)/members/member4.pt
 
 lint: $(STAMP)
 	$(PY) -m ruff check lightning_modules tests benchmarks QSMSlicerExtension

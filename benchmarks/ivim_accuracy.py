@@ -27,7 +27,7 @@ from scipy.stats import spearmanr
 from lightning_modules.ivim.app import pretrained_network
 from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.lsq import IvimLsq, bounds_array
-from lightning_modules.ivim.module import predict_ivim_net, train_ivim_net
+from lightning_modules.ivim.module import fit_ivim_net, predict_ivim_net
 from lightning_modules.ivim.networks import IvimNet
 from lightning_modules.ivim.signal import model_signal, normalise_signal
 from lightning_modules.ivim.simulate import IVIMNET_B_VALUES, simulate_ivim
@@ -46,8 +46,8 @@ def paper_nrmse(estimate: np.ndarray, truth: np.ndarray) -> float:
 def fit_net(signals: np.ndarray, b: np.ndarray, *, seed: int, max_epochs: int) -> tuple[np.ndarray, float, float]:
     """IVIM-NET in fit mode: train on these signals, then infer; returns (params, train s, inference s)."""
     start = time.perf_counter()
-    network = train_ivim_net(IvimDataModule(signals, b_values_s_per_mm2=b, seed=seed), IvimNet(b), seed=seed,
-                             max_epochs=max_epochs, progress_bar=False)
+    network = fit_ivim_net(IvimDataModule(signals, b_values_s_per_mm2=b, seed=seed), IvimNet(b), seed=seed,
+                           max_epochs=max_epochs, progress_bar=False)
     trained = time.perf_counter()
     params = predict_ivim_net(network, signals)
     limits = bounds_array("biexp", "body")

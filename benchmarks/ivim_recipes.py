@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--refine_dstar_weight_decay", type=float, default=None,
                         help="after training, retrain only the D* network with this Adam weight decay (others frozen)")
     parser.add_argument("--refine_learning_rate", type=float, default=1e-3)
+    parser.add_argument("--refine_parameters", nargs="+", default=["Dstar"],
+                        help="parameter networks retrained in that second stage")
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--ivimnet_dropout", action="store_true",
                         help="dropout only between hidden layers, as IVIM-NET's code (default: after each)")
@@ -62,10 +64,11 @@ def main() -> None:
                              patience_epochs=args.patience_epochs, learning_rate=args.learning_rate,
                              weight_decay=args.weight_decay, ema_decay=args.ema_decay,
                              decayed_parameters=args.decayed_parameters, progress_bar=False)
-    if args.refine_dstar_weight_decay is not None:
+    if args.refine_dstar_weight_decay is not None:  # fit mode's second stage (fit_ivim_net), on its own
         network = train_ivim_net(data, network, seed=1, max_epochs=args.max_epochs,
                                  patience_epochs=args.patience_epochs, learning_rate=args.refine_learning_rate,
-                                 weight_decay=args.refine_dstar_weight_decay, trained_parameters=("Dstar",),
+                                 weight_decay=args.refine_dstar_weight_decay,
+                                 trained_parameters=tuple(args.refine_parameters),
                                  progress_bar=False)
     seconds = time.perf_counter() - start
     limits = bounds_array("biexp", "body")

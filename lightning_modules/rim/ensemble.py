@@ -17,6 +17,7 @@ Assemble trained members into the bundle's ``models/model.pt``::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--n_folds", type=int, default=5, help="the folds used in training (one member per fold)")
     parser.add_argument("--seed", type=int, default=0, help="the split seed used in training")
     parser.add_argument("--stats", default=None, help="shared standardisation (default: next to --output)")
+    parser.add_argument("--member_options", type=json.loads, default={},
+                        help='QsmRimNet options of the members as JSON, e.g. \'{"use_patch": false, "smote_k": 0}\'')
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
     if len(args.members) != args.n_folds:
@@ -95,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     features = standardiser(data["features"][:, [column[n] for n in standardiser.names]])
     labels = data["rim_positive"]
     folds = stratified_folds(labels, n_folds=args.n_folds, seed=args.seed)
-    ensemble = QsmRimNetEnsemble.from_member_files(args.members, n_radiomics=len(standardiser.names))
+    ensemble = QsmRimNetEnsemble.from_member_files(args.members, n_radiomics=len(standardiser.names),
+                                                   **args.member_options)
     oof = out_of_fold_probabilities(ensemble.members, data["patches"], features, folds)
     threshold, f1 = best_f1_threshold(labels, oof)
     ensemble.threshold.fill_(threshold)
