@@ -31,6 +31,7 @@ import torch
 
 from lightning_modules.bundle_app import bundle_root
 from lightning_modules.rim.data import build_cache, load_cache, stratified_folds
+from lightning_modules.rim.ensemble import QsmRimNetEnsemble
 from lightning_modules.rim.networks import QsmRimNet
 from lightning_modules.rim.radiomics import FeatureStandardiser
 from lightning_modules.rim.scores import (
@@ -49,21 +50,27 @@ RESULTS = Path(__file__).resolve().parent / "results" / "rim"
 TEST_SEED_START = 200000
 N_TEST_SUBJECTS = 12
 STATS = BUNDLE / "models" / "radiomics_standardisation.json"
-MODELS = {  # name → (weights, network options); all trained by configs/train.json on the same lesions and split
-    "QSMRim-Net (shipped; CNN + rim profile + radiomics + DeepSMOTE)": (BUNDLE / "models" / "model.pt", {}),
-    "radiomics only (radiomics branch, no DeepSMOTE)": (RESULTS / "radiomics_only.pt",
-                                                        {"use_patch": False, "smote_k": 0}),
+MODELS = {  # name → (weights, network options, ensemble members or None); all trained by configs/train.json on
+    # the same lesions and split (fold k held out for member k; single models: fold 0)
+    "QSMRim-Net (shipped; 5-fold ensemble of CNN + rim profile + radiomics + DeepSMOTE)":
+        (BUNDLE / "models" / "model.pt", {}, 5),
+    "QSMRim-Net, one network (fold 0; shipped before the ensemble)": (RESULTS / "qsmrim_net_fold0.pt", {}, None),
+    "radiomics only, 5-fold ensemble": (RESULTS / "radiomics_only_ensemble.pt", {"use_patch": False, "smote_k": 0}, 5),
+    "radiomics only (radiomics branch, no DeepSMOTE; fold 0)": (RESULTS / "radiomics_only.pt",
+                                                                {"use_patch": False, "smote_k": 0}, None),
     "image branch only (CNN + rim profile), no DeepSMOTE": (RESULTS / "image_branch_only_no_smote.pt",
-                                                            {"n_radiomics": 0, "smote_k": 0}),
+                                                            {"n_radiomics": 0, "smote_k": 0}, None),
     "CNN only (no rim profile), no DeepSMOTE": (RESULTS / "cnn_only_no_smote.pt",
-                                               {"n_radiomics": 0, "smote_k": 0, "use_profile": False}),
-    "QSMRim-Net without the rim profile": (RESULTS / "qsmrim_net_no_profile.pt", {"use_profile": False}),
+                                               {"n_radiomics": 0, "smote_k": 0, "use_profile": False}, None),
+    "QSMRim-Net without the rim profile": (RESULTS / "qsmrim_net_no_profile.pt", {"use_profile": False}, None),
 }
 
 
-def predict(weights: Path, options: dict, patches: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, float]:
-    """Rim+ probabilities of cached lesions and the model's stored threshold."""
-    network = QsmRimNet(**{"n_radiomics": features.shape[1], **options})
+def predict(weights: Path, options: dict, members: int | None, patches: np.ndarray,
+            features: np.ndarray) -> tuple[np.ndarray, float]:
+    """Rim+ probabilities of cached lesions and the model's stored threshold (``members``: an ensemble's size)."""
+    options = {"n_radiomics": features.shape[1], **options}
+    network = QsmRimNet(**options) if members is None else QsmRimNetEnsemble(members, **options)
     network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     network.eval()
     out = []
@@ -116,7 +123,7 @@ def time_whole_brain(n_lesions: int, folder: Path) -> dict[str, float]:
     for key, data in (("qsm", subject.qsm_ppm), ("flair", subject.flair), ("lesion_mask", subject.labels)):
         files[key] = str(folder / f"timing_{key}.nii.gz")
         nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), subject.affine), files[key])
-    app = RimLesionDetectionApp(QsmRimNet(), model_path=str(BUNDLE / "models" / "model.pt"),
+    app = RimLesionDetectionApp(QsmRimNetEnsemble(5), model_path=str(BUNDLE / "models" / "model.pt"),
                                 stats_path=str(BUNDLE / "models" / "radiomics_standardisation.json"),
                                 radiomics_params=str(BUNDLE / "configs" / "radiomics_qsm.yaml"),
                                 output_dir=str(folder / "timing_out"), **files)
@@ -190,11 +197,11 @@ def main() -> None:
           f"{int(labels.sum())} rim+", flush=True)
 
     rows, curves = {}, {}
-    for name, (weights, options) in MODELS.items():
+    for name, (weights, options, members) in MODELS.items():
         if not weights.is_file():
             print(f"skipping {name}: {weights} not found (train it first)")
             continue
-        scores, threshold = predict(weights, options, data["patches"], features)
+        scores, threshold = predict(weights, options, members, data["patches"], features)
         rows[name] = {**detection_metrics(labels, scores, threshold=threshold), "threshold": threshold}
         curves[name] = (labels, scores)
     train, val = training_lesions(args.train_cache.expanduser(), args.n_train_subjects)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lightning_modules.rim.app import TABLE_COLUMNS, RimLesionDetectionApp
-from lightning_modules.rim.networks import QsmRimNet
+from lightning_modules.rim.ensemble import QsmRimNetEnsemble
 
 BUNDLE = Path(__file__).resolve().parents[2] / "monai_bundles" / "rim_lesion_detection"
 MODEL = BUNDLE / "models" / "model.pt"
@@ -48,7 +48,7 @@ def write_case(folder: Path, *, affine: np.ndarray | None = None, flair_affine: 
 
 
 def run_app(files: dict[str, str], output_dir: Path, **options) -> list[Path]:
-    app = RimLesionDetectionApp(QsmRimNet(), model_path=str(MODEL), stats_path=str(STATS),
+    app = RimLesionDetectionApp(QsmRimNetEnsemble(), model_path=str(MODEL), stats_path=str(STATS),
                                 radiomics_params=str(BUNDLE / "configs" / "radiomics_qsm.yaml"),
                                 output_dir=str(output_dir), **files, **options)
     return app.run()
