@@ -26,7 +26,7 @@ from lightning_modules.bundle_app import (
 from lightning_modules.io import InputError, check_same_grid, load_nifti, save_nifti_atomic
 from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.lsq import IvimLsq, bounds_array
-from lightning_modules.ivim.module import DEFAULT_REFINE_WEIGHT_DECAY, fit_ivim_net, predict_ivim_net
+from lightning_modules.ivim.module import DEFAULT_REFINE_STRENGTH, fit_ivim_net, predict_ivim_net
 from lightning_modules.ivim.networks import IvimNet
 from lightning_modules.ivim.signal import PARAMETER_NAMES, average_repeats, normalise_signal
 from lightning_modules.ivim.simulate import IVIMNET_B_VALUES, OSIPI_B_VALUES
@@ -136,7 +136,7 @@ class IvimMappingApp:
     Args mirror the command-line options of DESIGN.md (``dwi``, ``bvals``, ``mask``, ``model``, ``mode``,
     ``method``, ``datalist``, ``output_dir``, ``device``) plus ``bounds`` (``body``/``brain``), the training
     budget of ``--mode fit`` (``max_epochs``, ``patience_epochs``, ``batches_per_epoch``), the weight decay of
-    its D* refinement stage (``refine_weight_decay``, 0: off; see :func:`fit_ivim_net`), ``seed`` and
+    its D* refinement stage (``refine_strength``, 0: off; see :func:`fit_ivim_net`), ``seed`` and
     ``num_threads``.
     """
 
@@ -145,7 +145,7 @@ class IvimMappingApp:
         mode: str = "fit", method: str = "net", datalist: str | None = None, output_dir: str = "output",
         device: str | torch.device = "cpu", bundle_root: str | None = None, bounds: str = "body",
         max_epochs: int = 60, patience_epochs: int = 10, batches_per_epoch: int = 250, seed: int = 0,
-        num_threads: int | None = None, refine_weight_decay: float = DEFAULT_REFINE_WEIGHT_DECAY,
+        num_threads: int | None = None, refine_strength: float = DEFAULT_REFINE_STRENGTH,
     ) -> None:
         self.single_case = {"dwi": dwi, "bvals": bvals, "mask": mask}
         self.model, self.mode, self.method, self.bounds = str(model), str(mode), str(method), str(bounds)
@@ -156,7 +156,7 @@ class IvimMappingApp:
         self.max_epochs, self.patience_epochs, self.seed = int(max_epochs), int(patience_epochs), int(seed)
         self.batches_per_epoch = int(batches_per_epoch)
         self.num_threads = num_threads
-        self.refine_weight_decay = float(refine_weight_decay)
+        self.refine_strength = float(refine_strength)
 
     def _check_options(self) -> None:
         choices = (("model", self.model, ("biexp", "triexp")), ("mode", self.mode, ("fit", "pretrained")),
@@ -191,7 +191,7 @@ class IvimMappingApp:
             data = IvimDataModule(signals, b_values_s_per_mm2=case.b_values, batches_per_epoch=self.batches_per_epoch,
                                   seed=self.seed)
             network = fit_ivim_net(data, network, max_epochs=self.max_epochs, patience_epochs=self.patience_epochs,
-                                   refine_weight_decay=self.refine_weight_decay, seed=self.seed,
+                                   refine_strength=self.refine_strength, seed=self.seed,
                                    progress=(0.05, 0.9)).to(self.device)
         limits = bounds_array(self.model, self.bounds)
         params[valid] = np.clip(predict_ivim_net(network, signals), limits[:, 0], limits[:, 1])

@@ -120,14 +120,14 @@ def test_fit_mode_refinement_changes_only_dstar_and_shrinks_its_spread() -> None
 
     signals, truth = simulate_ivim(B, 6_000, snr=20, seed=15)
 
-    def fit(refine_weight_decay: float) -> np.ndarray:
+    def fit(refine_strength: float) -> np.ndarray:
         data = IvimDataModule(signals, b_values_s_per_mm2=B, batch_size=256, batches_per_epoch=20, seed=0)
         torch.manual_seed(0)  # the same initial weights, so both runs share stage 1
         net = fit_ivim_net(data, IvimNet(B), max_epochs=3, patience_epochs=3, learning_rate=3e-3,
-                           refine_weight_decay=refine_weight_decay, progress_bar=False)
+                           refine_strength=refine_strength, progress_bar=False)
         return predict_ivim_net(net, signals)
 
-    plain, refined = fit(0.0), fit(1e-2)
+    plain, refined = fit(0.0), fit(5.0)
     npt.assert_allclose(refined[:, [0, 1, 3]], plain[:, [0, 1, 3]], rtol=1e-5, atol=1e-7)  # D, f, S0 frozen
     assert not np.allclose(refined[:, 2], plain[:, 2])
     assert np.std(refined[:, 2]) < np.std(plain[:, 2])  # weight decay pulls D* towards typical values

@@ -62,9 +62,9 @@ def test_shipped_weights_find_rim_lesions_on_fresh_subjects(quality) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="issue 6, not met: on these 90 lesions the 5-fold QSMRim-Net ensemble (ROC + PR "
-                   "AUC 1.862) is narrowly behind the radiomics-only model (1.867) and its ensemble (1.879), well "
-                   "within sampling noise; it is ahead on both 370-lesion held-out benchmark sets")
+@pytest.mark.xfail(strict=False, reason="issue 6, not met: on these 90 lesions the 5-fold QSMRim-Net ensemble "
+                   "(ROC + PR AUC 1.862) is narrowly behind the radiomics-only model (1.867) and its ensemble "
+                   "(1.879), well within sampling noise; it is ahead on both 370-lesion held-out benchmark sets")
 def test_shipped_weights_beat_radiomics_only_on_fresh_subjects(quality) -> None:
     ours = sum(quality["qsmrim_net"])  # ROC AUC + PR AUC
     assert ours > sum(quality["radiomics_only"]) and ours > sum(quality["radiomics_only_ensemble"]), quality
