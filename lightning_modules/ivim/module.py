@@ -143,19 +143,12 @@ class ProgressLines(pl.Callback):
                         f"{self.message}: epoch {trainer.current_epoch + 1}")
 
 
-def train_ivim_net(
-    datamodule: IvimDataModule, network: IvimNet, *, max_epochs: int = 100,
-    patience_epochs: int = DEFAULT_PATIENCE_EPOCHS, learning_rate: float = 1e-3,
-    weight_decay: float = DEFAULT_WEIGHT_DECAY, ema_decay: float = DEFAULT_EMA_DECAY,
-    decayed_parameters: tuple[str, ...] | None = None, trained_parameters: tuple[str, ...] | None = None,
-    seed: int = 0,
-    progress_bar: bool = True, callbacks: list[pl.Callback] | None = None,
-) -> IvimNet:
-    """Train ``network`` on ``datamodule`` with early stopping on the validation loss; returns the best network."""
-    return train_ivim_net_with_loss(
-        datamodule, network, max_epochs=max_epochs, patience_epochs=patience_epochs, learning_rate=learning_rate,
-        weight_decay=weight_decay, ema_decay=ema_decay, decayed_parameters=decayed_parameters,
-        trained_parameters=trained_parameters, seed=seed, progress_bar=progress_bar, callbacks=callbacks)[0]
+def train_ivim_net(datamodule: IvimDataModule, network: IvimNet, **options) -> IvimNet:
+    """Train ``network`` on ``datamodule`` with early stopping on the validation loss; returns the best network.
+
+    ``options`` are those of :func:`train_ivim_net_with_loss`.
+    """
+    return train_ivim_net_with_loss(datamodule, network, **options)[0]
 
 
 def train_ivim_net_with_loss(
@@ -166,7 +159,8 @@ def train_ivim_net_with_loss(
     seed: int = 0,
     progress_bar: bool = True, callbacks: list[pl.Callback] | None = None,
 ) -> tuple[IvimNet, float]:
-    """:func:`train_ivim_net`, also returning the best validation loss (mean squared signal error)."""
+    """Train ``network`` on ``datamodule`` with early stopping on the validation loss (the epoch with the lowest
+    one is kept); returns the network in eval mode and that loss (mean squared signal error)."""
     pl.seed_everything(seed, workers=True, verbose=False)
     trainer = pl.Trainer(
         max_epochs=max_epochs, accelerator="cpu" if not torch.cuda.is_available() else "auto", devices=1,
