@@ -47,6 +47,7 @@ def fit_net(signals: np.ndarray, b: np.ndarray, *, seed: int, max_epochs: int,
             refine_strength: float = DEFAULT_REFINE_STRENGTH) -> tuple[np.ndarray, float, float]:
     """IVIM-NET in fit mode: train on these signals, then infer; returns (params, train s, inference s)."""
     start = time.perf_counter()
+    torch.manual_seed(seed)  # the same initial weights for every SNR and option, so runs compare like for like
     network = fit_ivim_net(IvimDataModule(signals, b_values_s_per_mm2=b, seed=seed), IvimNet(b), seed=seed,
                            max_epochs=max_epochs, refine_strength=refine_strength, progress_bar=False)
     trained = time.perf_counter()
