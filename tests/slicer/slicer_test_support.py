@@ -6,6 +6,7 @@ and each ``<Module>Lib`` are put on ``sys.path`` the way Slicer does (module fol
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,3 +17,11 @@ MODULES = ("QSMInversion", "IVIMMapping", "SPIOQuantification", "RimLesionDetect
 for folder in (EXTENSION_DIR, *(EXTENSION_DIR / m for m in MODULES)):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
+
+
+def run_with_only(paths: list[Path], statement: str, *, drop: tuple[str, ...]) -> subprocess.CompletedProcess:
+    """Run ``statement`` in a fresh interpreter whose ``sys.path`` is ``paths`` followed by this interpreter's
+    entries that contain none of ``drop`` (how Slicer imports a module: only its folder added)."""
+    keep = f"[p for p in sys.path if p and not any(d in p for d in {drop!r})]"
+    code = f"import sys; sys.path[:] = {[str(p) for p in paths]!r} + {keep}; {statement}"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO.parent)

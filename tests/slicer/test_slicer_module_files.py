@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from slicer_test_support import EXTENSION_DIR, MODULES, REPO
+from slicer_test_support import EXTENSION_DIR, MODULES, REPO, run_with_only
 
 
 def module_tree(module: str) -> ast.Module:
@@ -207,9 +207,8 @@ def test_common_package_imports_no_slicer_and_no_heavy_package_at_import() -> No
 @pytest.mark.parametrize("module", MODULES)
 def test_lib_finds_the_common_package_from_a_source_checkout(module: str) -> None:
     """With only the module folder on sys.path (as Slicer sets it), <Module>Lib makes QSMSlicerCommon importable."""
-    keep = "[p for p in sys.path if p and 'QSMSlicerExtension' not in p]"
-    code = (f"import sys; sys.path[:] = [{str(EXTENSION_DIR / module)!r}] + {keep}; "
-            f"import {module}Lib.options, QSMSlicerCommon; print(QSMSlicerCommon.__file__)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO.parent)
+    done = run_with_only([EXTENSION_DIR / module],
+                         f"import {module}Lib.options, QSMSlicerCommon; print(QSMSlicerCommon.__file__)",
+                         drop=("QSMSlicerExtension",))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(EXTENSION_DIR / "QSMSlicerCommon" / "__init__.py")

@@ -10,14 +10,13 @@ coloured, linked nodes. What it cannot prove: that real Slicer behaves like the 
 from __future__ import annotations
 
 import importlib
-import subprocess
 import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-from slicer_test_support import EXTENSION_DIR, MODULES, REPO
+from slicer_test_support import EXTENSION_DIR, MODULES, run_with_only
 
 STAND_IN = Path(__file__).resolve().parent / "stand_in"
 TIMEOUT_S = 180
@@ -82,10 +81,8 @@ def new_widget(name: str):
 @pytest.mark.parametrize("name", MODULES)
 def test_module_file_imports_like_slicer_imports_it(name: str) -> None:
     """Only the module's folder and the stand-in on sys.path (Slicer adds the module folder): imports succeed."""
-    keep = "[p for p in sys.path if p and 'QSMSlicerExtension' not in p and 'tests' not in p]"
-    code = (f"import sys; sys.path[:] = [{str(STAND_IN)!r}, {str(EXTENSION_DIR / name)!r}] + {keep}; "
-            f"import {name}; print({name}.{name}Logic.BUNDLE)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO.parent)
+    done = run_with_only([STAND_IN, EXTENSION_DIR / name], f"import {name}; print({name}.{name}Logic.BUNDLE)",
+                         drop=("QSMSlicerExtension", "tests"))
     assert done.returncode == 0, done.stderr
 
 
