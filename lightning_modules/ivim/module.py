@@ -29,7 +29,7 @@ DEFAULT_WEIGHT_DECAY = 0.0
 DEFAULT_EMA_DECAY = 0.0
 #: Fit mode's optional second stage retrains only the D* network(s) with Adam weight decay = strength × the first
 #: stage's best validation loss. Off by default (IVIM-NET's single stage): it lowers D*'s NRMSE on uniformly drawn
-#: parameters at SNR ≤ 20 but raises it on OSIPI's tissues and at SNR ≥ 30 (bundle docs).
+#: parameters at SNR ≤ 20 but raises it on OSIPI's tissues and at SNR 50 (bundle docs).
 DEFAULT_REFINE_STRENGTH = 0.0
 #: The strength measured in the bundle docs: 1e-3 / 0.00182, i.e. a weight decay of 1e-3 (chosen among 1e-4…1e-2 on a
 #: separate simulated draw, seed 99) for IVIM-NET's example-2 data at SNR 20, whose validation loss is 0.00182.
