@@ -78,10 +78,7 @@ class IVIMMappingWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, VTKObse
     def setup(self) -> None:
         """Load the .ui file and connect it to the parameter node and the run panel."""
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/IVIMMapping.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.loadBundleUI("UI/IVIMMapping.ui")
         self.setupBundlePanel(IVIMMappingLogic())
 
 

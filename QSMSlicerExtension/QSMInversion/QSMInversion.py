@@ -74,10 +74,7 @@ class QSMInversionWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, VTKObs
     def setup(self) -> None:
         """Load the .ui file and connect it to the parameter node and the run panel."""
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/QSMInversion.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.loadBundleUI("UI/QSMInversion.ui")
         self.setupBundlePanel(QSMInversionLogic())
 
 

@@ -109,13 +109,22 @@ class BundleLogicMixin:
 class BundleWidgetMixin:
     """The module panel's behaviour: parameter node ↔ GUI, Apply/Cancel, progress and log, loading results.
 
-    The module's ``setup()`` loads its ``.ui`` and calls :meth:`setupBundlePanel`. Class attributes a module sets:
-    ``APPLY_TOOLTIP`` (what Apply does) and ``PRESELECT`` (parameter name → node class preselected from the
-    scene when the parameter is empty). A module may override :meth:`onResultsLoaded`.
+    The module's ``setup()`` loads its ``.ui`` (:meth:`loadBundleUI`) and calls :meth:`setupBundlePanel`. Class
+    attributes a module sets: ``APPLY_TOOLTIP`` (what Apply does) and ``PRESELECT`` (parameter name → node class
+    preselected from the scene when the parameter is empty). A module may override :meth:`onResultsLoaded`.
     """
 
     APPLY_TOOLTIP = "Run the bundle"
     PRESELECT: Mapping[str, str] = {}
+
+    def loadBundleUI(self, ui_file: str) -> None:
+        """Load ``Resources/<ui_file>`` into the panel, expose its widgets as ``self.ui`` and give them the scene."""
+        import slicer
+
+        uiWidget = slicer.util.loadUI(self.resourcePath(ui_file))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
 
     def setupBundlePanel(self, logic: BundleLogicMixin) -> None:
         """Connect the loaded ``.ui`` (``self.ui``) to the logic, the run panel and the scene."""

@@ -81,10 +81,7 @@ class RimLesionDetectionWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, 
     def setup(self) -> None:
         """Load the .ui file and connect it to the parameter node, the run panel and the lesion table view."""
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/RimLesionDetection.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.loadBundleUI("UI/RimLesionDetection.ui")
         self.ui.lesionTableView.connect("clicked(QModelIndex)", self.onLesionClicked)
         self.setupBundlePanel(RimLesionDetectionLogic())
 

@@ -73,10 +73,7 @@ class SPIOQuantificationWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, 
     def setup(self) -> None:
         """Load the .ui file and connect it to the parameter node and the run panel."""
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SPIOQuantification.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.loadBundleUI("UI/SPIOQuantification.ui")
         self.setupBundlePanel(SPIOQuantificationLogic())
 
 
