@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 from numpy.testing import assert_allclose
 
-from lightning_modules.spio.module import DeepSpioModule, relative_l1_per_subband, sample_nmae
+from lightning_modules.spio.module import (
+    DeepSpioModule,
+    relative_l1_image,
+    relative_l1_per_subband,
+    relative_l2_per_subband,
+    sample_nmae,
+)
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.wavelets import Dwt2
 
@@ -58,3 +64,26 @@ def test_loss_is_relative_per_subband_and_training_reduces_it():
         optimiser.step()
         losses.append(float(loss))
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_image_loss_is_the_damped_map_nmae_added_after_the_warm_up():
+    torch.manual_seed(0)
+    target = torch.rand(3, 1, 16, 16)
+    predicted = target + 0.3 * torch.randn_like(target)
+    assert_allclose(float(relative_l1_image(predicted, target, eps=0.0)),
+                    float(sample_nmae(predicted, target).mean()), rtol=1e-6)
+    assert_allclose(float(relative_l1_image(torch.zeros_like(target), target, eps=0.0)), 1.0, rtol=1e-6)
+    assert float(relative_l1_image(predicted, target, eps=50.0)) < float(relative_l1_image(predicted, target, eps=0.0))
+
+    network = DeepSpio(encoder_widths=(4, 8, 8), bottleneck_channels=8, decoder_widths=(4,))
+    image, concentration = torch.rand(2, 2, 32, 32), torch.zeros(2, 1, 32, 32)
+    concentration[:, :, 10:20, 8:16] = 5.0
+    subbands = network.subbands(image)
+    band_only = float(relative_l1_per_subband(subbands, Dwt2()(concentration)).sum())
+    map_nmae = float(relative_l1_image(network.inverse_dwt(subbands), concentration))
+    warm_up_loss = float(relative_l2_per_subband(subbands, Dwt2()(concentration)).sum())  # map term off
+    for weight, warm_up, expected in [(0.0, 0, band_only), (2.0, 0, band_only + 2.0 * map_nmae),
+                                      (2.0, 5, warm_up_loss)]:
+        module = DeepSpioModule(network=network, image_loss_weight=weight, l2_warmup_epochs=warm_up)
+        module.log = lambda *args, **kwargs: None
+        assert_allclose(float(module.training_step((image, concentration), 0)), expected, rtol=1e-5)
