@@ -136,8 +136,8 @@ class IvimMappingApp:
     Args mirror the command-line options of DESIGN.md (``dwi``, ``bvals``, ``mask``, ``model``, ``mode``,
     ``method``, ``datalist``, ``output_dir``, ``device``) plus ``bounds`` (``body``/``brain``), the training
     budget of ``--mode fit`` (``max_epochs``, ``patience_epochs``, ``batches_per_epoch``), the weight decay of
-    its D* refinement stage (``refine_strength``, 0: off; see :func:`fit_ivim_net`), ``seed`` and
-    ``num_threads``.
+    its D* refinement stage (``refine_strength``, 0: off; see :func:`fit_ivim_net`), the number of networks it
+    trains and averages (``n_ensemble``, 1: one network), ``seed`` and ``num_threads``.
     """
 
     def __init__(
@@ -145,7 +145,7 @@ class IvimMappingApp:
         mode: str = "fit", method: str = "net", datalist: str | None = None, output_dir: str = "output",
         device: str | torch.device = "cpu", bundle_root: str | None = None, bounds: str = "body",
         max_epochs: int = 60, patience_epochs: int = 10, batches_per_epoch: int = 250, seed: int = 0,
-        num_threads: int | None = None, refine_strength: float = DEFAULT_REFINE_STRENGTH,
+        num_threads: int | None = None, refine_strength: float = DEFAULT_REFINE_STRENGTH, n_ensemble: int = 1,
     ) -> None:
         self.single_case = {"dwi": dwi, "bvals": bvals, "mask": mask}
         self.model, self.mode, self.method, self.bounds = str(model), str(mode), str(method), str(bounds)
@@ -157,6 +157,7 @@ class IvimMappingApp:
         self.batches_per_epoch = int(batches_per_epoch)
         self.num_threads = num_threads
         self.refine_strength = float(refine_strength)
+        self.n_ensemble = int(n_ensemble)
 
     def _check_options(self) -> None:
         choices = (("model", self.model, ("biexp", "triexp")), ("mode", self.mode, ("fit", "pretrained")),
@@ -164,6 +165,8 @@ class IvimMappingApp:
         for name, value, allowed in choices:
             if value not in allowed:
                 raise InputError(f"unknown --{name} {value!r}; use one of {', '.join(allowed)}")
+        if self.n_ensemble < 1:
+            raise InputError(f"--n_ensemble must be at least 1 (one network), not {self.n_ensemble}; use 1 or more")
 
     def _validate(self, case: dict) -> None:
         loaded = load_case(case, model=self.model)
@@ -191,7 +194,7 @@ class IvimMappingApp:
             data = IvimDataModule(signals, b_values_s_per_mm2=case.b_values, batches_per_epoch=self.batches_per_epoch,
                                   seed=self.seed)
             network = fit_ivim_net(data, network, max_epochs=self.max_epochs, patience_epochs=self.patience_epochs,
-                                   refine_strength=self.refine_strength, seed=self.seed,
+                                   refine_strength=self.refine_strength, n_ensemble=self.n_ensemble, seed=self.seed,
                                    progress=(0.05, 0.9)).to(self.device)
         limits = bounds_array(self.model, self.bounds)
         params[valid] = np.clip(predict_ivim_net(network, signals), limits[:, 0], limits[:, 1])

@@ -16,6 +16,7 @@ from torch import nn
 from torch.optim import swa_utils
 
 from lightning_modules.ivim.data import IvimDataModule
+from lightning_modules.ivim.ensemble import IvimNetEnsemble, ensemble_members
 from lightning_modules.ivim.networks import IvimNet
 from lightning_modules.ivim.signal import PARAMETER_NAMES
 
@@ -178,9 +179,9 @@ def fit_ivim_net(
     datamodule: IvimDataModule, network: IvimNet, *, max_epochs: int = 100,
     patience_epochs: int = DEFAULT_PATIENCE_EPOCHS, learning_rate: float = 1e-3,
     refine_strength: float = DEFAULT_REFINE_STRENGTH,
-    refine_learning_rate: float = DEFAULT_REFINE_LEARNING_RATE, seed: int = 0, progress_bar: bool = True,
-    progress: tuple[float, float] | None = None,
-) -> IvimNet:
+    refine_learning_rate: float = DEFAULT_REFINE_LEARNING_RATE, n_ensemble: int = 1, seed: int = 0,
+    progress_bar: bool = True, progress: tuple[float, float] | None = None,
+) -> IvimNet | IvimNetEnsemble:
     """Fit mode's self-supervised training in two stages; returns the trained network (eval mode).
 
     1. All parameter networks, as IVIM-NET (:func:`train_ivim_net`).
@@ -192,8 +193,23 @@ def fit_ivim_net(
        cannot absorb the change, which is what happens when weight decay is applied during the joint training
        (f gets worse).
 
-    ``progress``: fractions of the ``[progress]`` lines printed for the two stages together (None: none).
+    ``n_ensemble`` > 1: trains ``network`` and n_ensemble − 1 re-initialised copies alike, one after the other
+    (:func:`~lightning_modules.ivim.ensemble.ensemble_members`), and returns their
+    :class:`~lightning_modules.ivim.ensemble.IvimNetEnsemble` (per-voxel mean of the estimates): n_ensemble times
+    the training time.
+
+    ``progress``: fractions of the ``[progress]`` lines printed for the whole training (None: none).
     """
+    if n_ensemble != 1:
+        share = None if progress is None else (progress[1] - progress[0]) / n_ensemble
+        return IvimNetEnsemble([
+            fit_ivim_net(datamodule, member, max_epochs=max_epochs, patience_epochs=patience_epochs,
+                         learning_rate=learning_rate, refine_strength=refine_strength,
+                         refine_learning_rate=refine_learning_rate, seed=member_seed, progress_bar=progress_bar,
+                         progress=None if share is None else (progress[0] + k * share, progress[0] + (k + 1) * share))
+            for k, (member, member_seed) in enumerate(ensemble_members(network, n_ensemble, seed=seed))
+        ]).eval()
+
     def lines(start: float, end: float, message: str) -> list[pl.Callback]:
         if progress is None:
             return []
@@ -213,7 +229,8 @@ def fit_ivim_net(
     return network
 
 
-def predict_ivim_net(network: IvimNet, signals: np.ndarray, *, batch_size: int = 65536) -> np.ndarray:
+def predict_ivim_net(network: IvimNet | IvimNetEnsemble, signals: np.ndarray, *,
+                     batch_size: int = 65536) -> np.ndarray:
     """Parameters ``(n_voxels, n_params)`` of normalised signals ``(n_voxels, n_b)`` (network in eval mode)."""
     network = network.eval()
     device = network.b_values.device
@@ -222,4 +239,4 @@ def predict_ivim_net(network: IvimNet, signals: np.ndarray, *, batch_size: int =
         for start in range(0, signals.shape[0], batch_size):
             chunk = torch.as_tensor(signals[start : start + batch_size], dtype=torch.float32, device=device)
             out.append(network(chunk).cpu().numpy())
-    return np.concatenate(out, axis=0) if out else np.zeros((0, len(network.parameter_nets)))
+    return np.concatenate(out, axis=0) if out else np.zeros((0, len(PARAMETER_NAMES[network.model])))
