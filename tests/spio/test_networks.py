@@ -32,7 +32,7 @@ def test_architecture_follows_deepspio():
     assert len(net.decoders) == 4
     assert len(net.bottleneck) == 4 and all(hasattr(b, "shortcut") for b in net.bottleneck)
     strides = [m.stride[0] for m in net.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert strides == [1, 2, 2, 2]
+    assert strides == [1, 2, 2]  # 128² → 32² bottleneck, one ×2 decoder stage to the 64² sub-bands
     assert not any(isinstance(m, torch.nn.MaxPool2d | torch.nn.AvgPool2d) for m in net.modules())
     slopes = {m.negative_slope for m in net.decoders.modules() if isinstance(m, torch.nn.LeakyReLU)}
     assert slopes == {0.01}
