@@ -47,8 +47,16 @@ train-qsmgan: $(STAMP)
 train-ivim: $(STAMP)
 	$(PY) -m monai.bundle run --config_file monai_bundles/ivim_mapping/configs/train.json
 
+# SPIO: stage 1 from scratch, then restarts of the one-cycle schedule from the previous stage's best weights
+SPIO       := monai_bundles/spio_quantification
+SPIO_WORK  ?= $(HOME)/.cache/qsm_slicer_extension/spio
+SPIO_TRAIN := $(PY) -m monai.bundle run --config_file $(SPIO)/configs/train.json
 train-spio: $(STAMP)
-	$(PY) -m monai.bundle run --config_file monai_bundles/spio_quantification/configs/train.json
+	mkdir -p $(SPIO_WORK)
+	$(SPIO_TRAIN) --model_path $(SPIO_WORK)/stage1.pt
+	$(SPIO_TRAIN) --model_path $(SPIO_WORK)/stage2.pt --init_weights $(SPIO_WORK)/stage1.pt \
+	  --l2_warmup_epochs 0 --learning_rate 0.001 --trainer#max_epochs 12
+	cp $(SPIO_WORK)/stage2.pt $(SPIO)/models/model.pt
 
 # The shipped rim classifier is a 5-fold ensemble: member k holds fold k out; fold 0 fits the radiomics
 # standardisation, the other members reuse it; then the out-of-fold threshold is chosen and models/model.pt written.
