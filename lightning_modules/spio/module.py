@@ -52,13 +52,13 @@ def relative_l1_image(predicted: torch.Tensor, target: torch.Tensor, *, eps: flo
     The evaluation metric itself (the wavelet-band loss weights errors by band, not by pixel); ``eps`` as in
     :func:`relative_l1_per_subband`, in µg Fe/mm³ summed over pixels.
     """
-    error = (predicted - target).abs().flatten(1).sum(-1)
-    return (error / (target.abs().flatten(1).sum(-1) + eps)).mean()
+    return sample_nmae(predicted, target, eps=eps).mean()
 
 
-def sample_nmae(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """NMAE ``‖Ĉ − C‖₁ / ‖C‖₁`` of each sample, shape (B,)."""
-    return (predicted - target).abs().flatten(1).sum(-1) / target.abs().flatten(1).sum(-1).clamp_min(1e-6)
+def sample_nmae(predicted: torch.Tensor, target: torch.Tensor, *, eps: float = 0.0) -> torch.Tensor:
+    """NMAE ``‖Ĉ − C‖₁ / (‖C‖₁ + eps)`` of each sample, shape (B,); ``eps`` 0 is the plain NMAE."""
+    norm = target.abs().flatten(1).sum(-1) + eps
+    return (predicted - target).abs().flatten(1).sum(-1) / norm.clamp_min(1e-6)
 
 
 class DeepSpioModule(pl.LightningModule):
