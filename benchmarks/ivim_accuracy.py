@@ -45,12 +45,13 @@ def paper_nrmse(estimate: np.ndarray, truth: np.ndarray) -> float:
 
 def fit_net(signals: np.ndarray, b: np.ndarray, *, seed: int, max_epochs: int,
             refine_strength: float = DEFAULT_REFINE_STRENGTH,
-            n_ensemble: int = 1) -> tuple[np.ndarray, float, float]:
+            n_ensemble: int = 1, posterior_mean: bool = False) -> tuple[np.ndarray, float, float]:
     """IVIM-NET in fit mode: train on these signals, then infer; returns (params, train s, inference s)."""
     start = time.perf_counter()
     torch.manual_seed(seed)  # the same initial weights for every SNR and option, so runs compare like for like
     network = fit_ivim_net(IvimDataModule(signals, b_values_s_per_mm2=b, seed=seed), IvimNet(b), seed=seed,
                            max_epochs=max_epochs, refine_strength=refine_strength, n_ensemble=n_ensemble,
+                           posterior_mean=posterior_mean,
                            progress_bar=False)
     trained = time.perf_counter()
     params = predict_ivim_net(network, signals)
@@ -89,7 +90,8 @@ def simulation_study(args: argparse.Namespace) -> list[dict]:
     for snr in args.snr:
         signals, truth = simulate_ivim(b, args.n_voxels, snr=snr, seed=args.seed + int(snr), rician=args.rician)
         net, train_s, infer_s = fit_net(signals, b, seed=args.seed, max_epochs=args.max_epochs,
-                                        refine_strength=args.refine_strength, n_ensemble=args.n_ensemble)
+                                        refine_strength=args.refine_strength, n_ensemble=args.n_ensemble,
+                                        posterior_mean=args.posterior_mean)
         start = time.perf_counter()
         lsq = IvimLsq(b).fit(signals).params
         lsq_s = time.perf_counter() - start
@@ -122,7 +124,7 @@ def osipi_study(args: argparse.Namespace) -> tuple[list[dict], str]:
     noisy = np.hypot(clean + sigma * rng.standard_normal(clean.shape), sigma * rng.standard_normal(clean.shape))
     signals = normalise_signal(noisy, b)[0]
     net, _, _ = fit_net(signals, b, seed=args.seed, max_epochs=args.max_epochs, refine_strength=args.refine_strength,
-                        n_ensemble=args.n_ensemble)
+                        n_ensemble=args.n_ensemble, posterior_mean=args.posterior_mean)
     pretrained = predict_ivim_net(pretrained_network("biexp", b, REPO / "monai_bundles" / "ivim_mapping"), signals)
     lsq = IvimLsq(b).fit(signals).params
     n_dipy = min(len(signals), 14 * args.osipi_dipy_copies)
@@ -151,7 +153,7 @@ def write_report(sim_rows: list[dict], osipi_rows: list[dict], osipi_note: str, 
     lines = ["# IVIM accuracy: IVIM-NET vs least squares vs dipy", "",
              f"Command: `.venv/bin/python benchmarks/ivim_accuracy.py {' '.join(sys.argv[1:])}` "
              f"(n_voxels={args.n_voxels}, n_dipy={args.n_dipy}, seed={args.seed}, max_epochs={args.max_epochs}, "
-             f"n_ensemble={args.n_ensemble}, "
+             f"n_ensemble={args.n_ensemble}, posterior_mean={args.posterior_mean}, "
              f"{'Rician' if args.rician else 'Gaussian'} noise, torch threads 1).", "",
              "NRMSE = RMSE / mean(truth) as in IVIM-NET; ρ = Spearman correlation between estimates "
              "(truth uncorrelated). Time: fit (net: inference only) per voxel; the speed ratio is dipy's time per "
@@ -211,6 +213,8 @@ def main() -> None:
     parser.add_argument("--n_ensemble", type=int, default=1,
                         help="fit mode trains this many networks from different initial weights and averages their "
                              "estimates (1, the default: one network)")
+    parser.add_argument("--posterior_mean", action="store_true",
+                        help="fit mode's empirical-Bayes posterior-mean stage (lightning_modules/ivim/posterior.py)")
     parser.add_argument("--rician", action="store_true", help="Rician instead of IVIM-NET's Gaussian noise")
     parser.add_argument("--no_osipi", action="store_true", help="skip the OSIPI tissue part")
     parser.add_argument("--output_dir", default=str(REPO / "benchmarks" / "results" / "ivim"))

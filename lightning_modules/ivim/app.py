@@ -137,7 +137,8 @@ class IvimMappingApp:
     ``method``, ``datalist``, ``output_dir``, ``device``) plus ``bounds`` (``body``/``brain``), the training
     budget of ``--mode fit`` (``max_epochs``, ``patience_epochs``, ``batches_per_epoch``), the weight decay of
     its D* refinement stage (``refine_strength``, 0: off; see :func:`fit_ivim_net`), the number of networks it
-    trains and averages (``n_ensemble``, 1: one network), ``seed`` and ``num_threads``.
+    trains and averages (``n_ensemble``, 1: one network), its empirical-Bayes posterior-mean stage
+    (``posterior_mean``; :mod:`lightning_modules.ivim.posterior`), ``seed`` and ``num_threads``.
     """
 
     def __init__(
@@ -146,6 +147,7 @@ class IvimMappingApp:
         device: str | torch.device = "cpu", bundle_root: str | None = None, bounds: str = "body",
         max_epochs: int = 60, patience_epochs: int = 10, batches_per_epoch: int = 250, seed: int = 0,
         num_threads: int | None = None, refine_strength: float = DEFAULT_REFINE_STRENGTH, n_ensemble: int = 1,
+        posterior_mean: bool = False,
     ) -> None:
         self.single_case = {"dwi": dwi, "bvals": bvals, "mask": mask}
         self.model, self.mode, self.method, self.bounds = str(model), str(mode), str(method), str(bounds)
@@ -158,6 +160,7 @@ class IvimMappingApp:
         self.num_threads = num_threads
         self.refine_strength = float(refine_strength)
         self.n_ensemble = int(n_ensemble)
+        self.posterior_mean = posterior_mean
 
     def _check_options(self) -> None:
         choices = (("model", self.model, ("biexp", "triexp")), ("mode", self.mode, ("fit", "pretrained")),
@@ -167,6 +170,10 @@ class IvimMappingApp:
                 raise InputError(f"unknown --{name} {value!r}; use one of {', '.join(allowed)}")
         if self.n_ensemble < 1:
             raise InputError(f"--n_ensemble must be at least 1 (one network), not {self.n_ensemble}; use 1 or more")
+        flag = str(self.posterior_mean).strip().lower()  # the command line may hand over "true" as a string
+        if flag not in ("true", "false", "1", "0"):
+            raise InputError(f"--posterior_mean must be true or false, not {self.posterior_mean!r}")
+        self.posterior_mean = flag in ("true", "1")
 
     def _validate(self, case: dict) -> None:
         loaded = load_case(case, model=self.model)
@@ -194,7 +201,8 @@ class IvimMappingApp:
             data = IvimDataModule(signals, b_values_s_per_mm2=case.b_values, batches_per_epoch=self.batches_per_epoch,
                                   seed=self.seed)
             network = fit_ivim_net(data, network, max_epochs=self.max_epochs, patience_epochs=self.patience_epochs,
-                                   refine_strength=self.refine_strength, n_ensemble=self.n_ensemble, seed=self.seed,
+                                   refine_strength=self.refine_strength, n_ensemble=self.n_ensemble,
+                                   posterior_mean=self.posterior_mean, bounds=self.bounds, seed=self.seed,
                                    progress=(0.05, 0.9)).to(self.device)
         limits = bounds_array(self.model, self.bounds)
         params[valid] = np.clip(predict_ivim_net(network, signals), limits[:, 0], limits[:, 1])
