@@ -28,6 +28,7 @@ from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.lsq import IvimLsq, bounds_array
 from lightning_modules.ivim.module import DEFAULT_REFINE_STRENGTH, fit_ivim_net, predict_ivim_net
 from lightning_modules.ivim.networks import IvimNet
+from lightning_modules.ivim.posterior import DEFAULT_N_SIMULATED
 from lightning_modules.ivim.signal import PARAMETER_NAMES, average_repeats, normalise_signal
 from lightning_modules.ivim.simulate import IVIMNET_B_VALUES, OSIPI_B_VALUES
 
@@ -138,7 +139,8 @@ class IvimMappingApp:
     budget of ``--mode fit`` (``max_epochs``, ``patience_epochs``, ``batches_per_epoch``), the weight decay of
     its D* refinement stage (``refine_strength``, 0: off; see :func:`fit_ivim_net`), the number of networks it
     trains and averages (``n_ensemble``, 1: one network), its empirical-Bayes posterior-mean stage
-    (``posterior_mean``; :mod:`lightning_modules.ivim.posterior`), ``seed`` and ``num_threads``.
+    (``posterior_mean``, on by default, and the number of signals it simulates, ``posterior_simulations``;
+    :mod:`lightning_modules.ivim.posterior`), ``seed`` and ``num_threads``.
     """
 
     def __init__(
@@ -147,7 +149,7 @@ class IvimMappingApp:
         device: str | torch.device = "cpu", bundle_root: str | None = None, bounds: str = "body",
         max_epochs: int = 60, patience_epochs: int = 10, batches_per_epoch: int = 250, seed: int = 0,
         num_threads: int | None = None, refine_strength: float = DEFAULT_REFINE_STRENGTH, n_ensemble: int = 1,
-        posterior_mean: bool = False,
+        posterior_mean: bool | str = True, posterior_simulations: int = DEFAULT_N_SIMULATED,
     ) -> None:
         self.single_case = {"dwi": dwi, "bvals": bvals, "mask": mask}
         self.model, self.mode, self.method, self.bounds = str(model), str(mode), str(method), str(bounds)
@@ -161,6 +163,7 @@ class IvimMappingApp:
         self.refine_strength = float(refine_strength)
         self.n_ensemble = int(n_ensemble)
         self.posterior_mean = posterior_mean
+        self.posterior_simulations = int(posterior_simulations)
 
     def _check_options(self) -> None:
         choices = (("model", self.model, ("biexp", "triexp")), ("mode", self.mode, ("fit", "pretrained")),
@@ -174,6 +177,8 @@ class IvimMappingApp:
         if flag not in ("true", "false", "1", "0"):
             raise InputError(f"--posterior_mean must be true or false, not {self.posterior_mean!r}")
         self.posterior_mean = flag in ("true", "1")
+        if self.posterior_simulations < 1:
+            raise InputError(f"--posterior_simulations must be at least 1, not {self.posterior_simulations}")
 
     def _validate(self, case: dict) -> None:
         loaded = load_case(case, model=self.model)
@@ -202,7 +207,8 @@ class IvimMappingApp:
                                   seed=self.seed)
             network = fit_ivim_net(data, network, max_epochs=self.max_epochs, patience_epochs=self.patience_epochs,
                                    refine_strength=self.refine_strength, n_ensemble=self.n_ensemble,
-                                   posterior_mean=self.posterior_mean, bounds=self.bounds, seed=self.seed,
+                                   posterior_mean=self.posterior_mean,
+                                   posterior_simulations=self.posterior_simulations, bounds=self.bounds, seed=self.seed,
                                    progress=(0.05, 0.9)).to(self.device)
         limits = bounds_array(self.model, self.bounds)
         params[valid] = np.clip(predict_ivim_net(network, signals), limits[:, 0], limits[:, 1])

@@ -18,7 +18,7 @@ from torch.optim import swa_utils
 from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.ensemble import IvimNetEnsemble, ensemble_members
 from lightning_modules.ivim.networks import IvimNet
-from lightning_modules.ivim.posterior import posterior_mean_stage
+from lightning_modules.ivim.posterior import DEFAULT_N_SIMULATED, posterior_mean_stage
 from lightning_modules.ivim.signal import PARAMETER_NAMES
 
 #: Epochs without validation improvement before stopping. One epoch is 64,000 voxels (IVIM-NET_optim's 500 batches
@@ -181,7 +181,8 @@ def fit_ivim_net(
     patience_epochs: int = DEFAULT_PATIENCE_EPOCHS, learning_rate: float = 1e-3,
     refine_strength: float = DEFAULT_REFINE_STRENGTH,
     refine_learning_rate: float = DEFAULT_REFINE_LEARNING_RATE, n_ensemble: int = 1,
-    posterior_mean: bool = False, bounds: str = "body", seed: int = 0,
+    posterior_mean: bool = False, posterior_simulations: int = DEFAULT_N_SIMULATED, bounds: str = "body",
+    seed: int = 0,
     progress_bar: bool = True, progress: tuple[float, float] | None = None,
 ) -> IvimNet | IvimNetEnsemble:
     """Fit mode's self-supervised training in two stages; returns the trained network (eval mode).
@@ -196,7 +197,8 @@ def fit_ivim_net(
        (f gets worse).
     3. If ``posterior_mean``: the empirical-Bayes stage of :mod:`lightning_modules.ivim.posterior` (prior and noise
        read from stage 1–2's estimates of this study, then supervised training on simulations from them), which
-       needs the study's signals in ``datamodule.signals``; ``bounds`` is its least-squares preset.
+       needs the study's signals in ``datamodule.signals``; it trains on ``posterior_simulations`` simulated
+       signals, and ``bounds`` is its least-squares preset.
 
     ``n_ensemble`` > 1: trains ``network`` and n_ensemble − 1 re-initialised copies alike, one after the other
     (:func:`~lightning_modules.ivim.ensemble.ensemble_members`), and returns their
@@ -210,7 +212,8 @@ def fit_ivim_net(
         return IvimNetEnsemble([
             fit_ivim_net(datamodule, member, max_epochs=max_epochs, patience_epochs=patience_epochs,
                          learning_rate=learning_rate, refine_strength=refine_strength,
-                         refine_learning_rate=refine_learning_rate, posterior_mean=posterior_mean, bounds=bounds, seed=member_seed,
+                         refine_learning_rate=refine_learning_rate, posterior_mean=posterior_mean,
+                         posterior_simulations=posterior_simulations, bounds=bounds, seed=member_seed,
                          progress_bar=progress_bar,
                          progress=None if share is None else (progress[0] + k * share, progress[0] + (k + 1) * share))
             for k, (member, member_seed) in enumerate(ensemble_members(network, n_ensemble, seed=seed))
@@ -237,7 +240,8 @@ def fit_ivim_net(
                                  trained_parameters=dstar, seed=seed + 1, progress_bar=progress_bar,
                                  callbacks=lines(ends[0], ends[1], "IVIM-NET D* refinement"))
     if posterior_mean:
-        network = posterior_mean_stage(network, np.asarray(datamodule.signals), bounds=bounds, seed=seed + 2,
+        network = posterior_mean_stage(network, np.asarray(datamodule.signals), n_simulated=posterior_simulations,
+                                       bounds=bounds, seed=seed + 2,
                                        progress_bar=progress_bar,
                                        callbacks=lines(ends[1], ends[2], "IVIM-NET posterior-mean stage"))
     return network
