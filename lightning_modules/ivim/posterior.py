@@ -137,7 +137,7 @@ def posterior_mean_stage(
     simulated, params = simulate_from_prior(network, prior, sigma, int(n_simulated), rng)
     data = DataLoader(TensorDataset(torch.as_tensor(simulated, dtype=torch.float32),
                                     torch.as_tensor(params, dtype=torch.float32)),
-                      batch_size=POSTERIOR_BATCH_SIZE, shuffle=True, drop_last=True,
+                      batch_size=min(POSTERIOR_BATCH_SIZE, len(simulated)), shuffle=True, drop_last=True,
                       generator=torch.Generator().manual_seed(seed))
     student = copy.deepcopy(network).train()
     pl.seed_everything(seed, workers=True, verbose=False)
