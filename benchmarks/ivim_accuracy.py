@@ -213,9 +213,9 @@ def main() -> None:
     parser.add_argument("--n_ensemble", type=int, default=1,
                         help="fit mode trains this many networks from different initial weights and averages their "
                              "estimates (1, the default: one network)")
-    parser.add_argument("--posterior_mean", action=argparse.BooleanOptionalAction, default=True,
-                        help="fit mode's empirical-Bayes posterior-mean stage (lightning_modules/ivim/posterior.py; "
-                             "on by default, as in the bundle; --no_posterior_mean: IVIM-NET alone)")
+    parser.add_argument("--no_posterior_mean", dest="posterior_mean", action="store_false",
+                        help="without fit mode's empirical-Bayes posterior-mean stage (lightning_modules/ivim/"
+                             "posterior.py), i.e. IVIM-NET alone; by default the stage runs, as in the bundle")
     parser.add_argument("--rician", action="store_true", help="Rician instead of IVIM-NET's Gaussian noise")
     parser.add_argument("--no_osipi", action="store_true", help="skip the OSIPI tissue part")
     parser.add_argument("--output_dir", default=str(REPO / "benchmarks" / "results" / "ivim"))
