@@ -29,6 +29,7 @@ from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.lsq import IvimLsq, bounds_array
 from lightning_modules.ivim.module import DEFAULT_REFINE_STRENGTH, fit_ivim_net, predict_ivim_net
 from lightning_modules.ivim.networks import IvimNet
+from lightning_modules.ivim.posterior import DEFAULT_N_SIMULATED
 from lightning_modules.ivim.signal import model_signal, normalise_signal
 from lightning_modules.ivim.simulate import IVIMNET_B_VALUES, simulate_ivim
 
@@ -45,13 +46,14 @@ def paper_nrmse(estimate: np.ndarray, truth: np.ndarray) -> float:
 
 def fit_net(signals: np.ndarray, b: np.ndarray, *, seed: int, max_epochs: int,
             refine_strength: float = DEFAULT_REFINE_STRENGTH,
-            n_ensemble: int = 1, posterior_mean: bool = False) -> tuple[np.ndarray, float, float]:
+            n_ensemble: int = 1, posterior_mean: bool = False,
+            posterior_simulations: int = DEFAULT_N_SIMULATED) -> tuple[np.ndarray, float, float]:
     """IVIM-NET in fit mode: train on these signals, then infer; returns (params, train s, inference s)."""
     start = time.perf_counter()
     torch.manual_seed(seed)  # the same initial weights for every SNR and option, so runs compare like for like
     network = fit_ivim_net(IvimDataModule(signals, b_values_s_per_mm2=b, seed=seed), IvimNet(b), seed=seed,
                            max_epochs=max_epochs, refine_strength=refine_strength, n_ensemble=n_ensemble,
-                           posterior_mean=posterior_mean,
+                           posterior_mean=posterior_mean, posterior_simulations=posterior_simulations,
                            progress_bar=False)
     trained = time.perf_counter()
     params = predict_ivim_net(network, signals)
@@ -91,7 +93,8 @@ def simulation_study(args: argparse.Namespace) -> list[dict]:
         signals, truth = simulate_ivim(b, args.n_voxels, snr=snr, seed=args.seed + int(snr), rician=args.rician)
         net, train_s, infer_s = fit_net(signals, b, seed=args.seed, max_epochs=args.max_epochs,
                                         refine_strength=args.refine_strength, n_ensemble=args.n_ensemble,
-                                        posterior_mean=args.posterior_mean)
+                                        posterior_mean=args.posterior_mean,
+                                        posterior_simulations=args.posterior_simulations)
         start = time.perf_counter()
         lsq = IvimLsq(b).fit(signals).params
         lsq_s = time.perf_counter() - start
@@ -124,7 +127,8 @@ def osipi_study(args: argparse.Namespace) -> tuple[list[dict], str]:
     noisy = np.hypot(clean + sigma * rng.standard_normal(clean.shape), sigma * rng.standard_normal(clean.shape))
     signals = normalise_signal(noisy, b)[0]
     net, _, _ = fit_net(signals, b, seed=args.seed, max_epochs=args.max_epochs, refine_strength=args.refine_strength,
-                        n_ensemble=args.n_ensemble, posterior_mean=args.posterior_mean)
+                        n_ensemble=args.n_ensemble, posterior_mean=args.posterior_mean,
+                        posterior_simulations=args.posterior_simulations)
     pretrained = predict_ivim_net(pretrained_network("biexp", b, REPO / "monai_bundles" / "ivim_mapping"), signals)
     lsq = IvimLsq(b).fit(signals).params
     n_dipy = min(len(signals), 14 * args.osipi_dipy_copies)
@@ -154,6 +158,7 @@ def write_report(sim_rows: list[dict], osipi_rows: list[dict], osipi_note: str, 
              f"Command: `.venv/bin/python benchmarks/ivim_accuracy.py {' '.join(sys.argv[1:])}` "
              f"(n_voxels={args.n_voxels}, n_dipy={args.n_dipy}, seed={args.seed}, max_epochs={args.max_epochs}, "
              f"n_ensemble={args.n_ensemble}, posterior_mean={args.posterior_mean}, "
+             f"posterior_simulations={args.posterior_simulations}, "
              f"{'Rician' if args.rician else 'Gaussian'} noise, torch threads 1).", "",
              "NRMSE = RMSE / mean(truth) as in IVIM-NET; ρ = Spearman correlation between estimates "
              "(truth uncorrelated). Time: fit (net: inference only) per voxel; the speed ratio is dipy's time per "
@@ -216,6 +221,8 @@ def main() -> None:
     parser.add_argument("--no_posterior_mean", dest="posterior_mean", action="store_false",
                         help="without fit mode's empirical-Bayes posterior-mean stage (lightning_modules/ivim/"
                              "posterior.py), i.e. IVIM-NET alone; by default the stage runs, as in the bundle")
+    parser.add_argument("--posterior_simulations", type=int, default=DEFAULT_N_SIMULATED,
+                        help="signals the posterior-mean stage simulates and trains on")
     parser.add_argument("--rician", action="store_true", help="Rician instead of IVIM-NET's Gaussian noise")
     parser.add_argument("--no_osipi", action="store_true", help="skip the OSIPI tissue part")
     parser.add_argument("--output_dir", default=str(REPO / "benchmarks" / "results" / "ivim"))

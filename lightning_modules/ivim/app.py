@@ -162,7 +162,9 @@ class IvimMappingApp:
         self.num_threads = num_threads
         self.refine_strength = float(refine_strength)
         self.n_ensemble = int(n_ensemble)
-        self.posterior_mean = posterior_mean
+        # the command line may hand over "true"/"false" as strings; anything else is refused by _check_options
+        flag = {"true": True, "1": True, "false": False, "0": False}.get(str(posterior_mean).strip().lower())
+        self.posterior_mean = posterior_mean if flag is None else flag
         self.posterior_simulations = int(posterior_simulations)
 
     def _check_options(self) -> None:
@@ -173,10 +175,8 @@ class IvimMappingApp:
                 raise InputError(f"unknown --{name} {value!r}; use one of {', '.join(allowed)}")
         if self.n_ensemble < 1:
             raise InputError(f"--n_ensemble must be at least 1 (one network), not {self.n_ensemble}; use 1 or more")
-        flag = str(self.posterior_mean).strip().lower()  # the command line may hand over "true" as a string
-        if flag not in ("true", "false", "1", "0"):
+        if not isinstance(self.posterior_mean, bool):
             raise InputError(f"--posterior_mean must be true or false, not {self.posterior_mean!r}")
-        self.posterior_mean = flag in ("true", "1")
         if self.posterior_simulations < 1:
             raise InputError(f"--posterior_simulations must be at least 1, not {self.posterior_simulations}")
 

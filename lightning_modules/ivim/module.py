@@ -185,7 +185,7 @@ def fit_ivim_net(
     seed: int = 0,
     progress_bar: bool = True, progress: tuple[float, float] | None = None,
 ) -> IvimNet | IvimNetEnsemble:
-    """Fit mode's self-supervised training in two stages; returns the trained network (eval mode).
+    """Fit mode's training in up to three stages; returns the trained network (eval mode).
 
     1. All parameter networks, as IVIM-NET (:func:`train_ivim_net`).
     2. If ``refine_strength`` > 0: only the D* network(s), with Adam weight decay ``refine_strength`` × the first

@@ -104,3 +104,4 @@ def test_posterior_mean_needs_the_studys_signals_and_a_true_or_false_flag() -> N
     app = IvimMappingApp(dwi="x.nii.gz", posterior_mean="true")
     app._check_options()
     assert app.posterior_mean is True
+    assert IvimMappingApp(dwi="x.nii.gz", posterior_mean="false").posterior_mean is False  # parsed on construction
