@@ -25,8 +25,8 @@ from ivim_accuracy import NAMES, paper_nrmse  # same folder: the benchmark's own
 from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.ensemble import COMBINES, IvimNetEnsemble, ensemble_members
 from lightning_modules.ivim.lsq import bounds_array
-from lightning_modules.ivim.module import predict_ivim_net, train_ivim_net
-from lightning_modules.ivim.networks import IVIMNET_OPTIM_BOUNDS, IvimNet
+from lightning_modules.ivim.module import train_ivim_net
+from lightning_modules.ivim.networks import IVIMNET_OPTIM_BOUNDS, IvimNet, predict_ivim_net
 from lightning_modules.ivim.simulate import IVIMNET_B_VALUES, simulate_ivim
 
 

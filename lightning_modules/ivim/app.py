@@ -26,8 +26,8 @@ from lightning_modules.bundle_app import (
 from lightning_modules.io import InputError, check_same_grid, load_nifti, save_nifti_atomic
 from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.lsq import IvimLsq, bounds_array
-from lightning_modules.ivim.module import DEFAULT_REFINE_STRENGTH, fit_ivim_net, predict_ivim_net
-from lightning_modules.ivim.networks import IvimNet
+from lightning_modules.ivim.module import DEFAULT_REFINE_STRENGTH, fit_ivim_net
+from lightning_modules.ivim.networks import IvimNet, predict_ivim_net
 from lightning_modules.ivim.posterior import DEFAULT_N_SIMULATED
 from lightning_modules.ivim.signal import PARAMETER_NAMES, average_repeats, normalise_signal
 from lightning_modules.ivim.simulate import IVIMNET_B_VALUES, OSIPI_B_VALUES

@@ -245,16 +245,3 @@ def fit_ivim_net(
                                        progress_bar=progress_bar,
                                        callbacks=lines(ends[1], ends[2], "IVIM-NET posterior-mean stage"))
     return network
-
-
-def predict_ivim_net(network: IvimNet | IvimNetEnsemble, signals: np.ndarray, *,
-                     batch_size: int = 65536) -> np.ndarray:
-    """Parameters ``(n_voxels, n_params)`` of normalised signals ``(n_voxels, n_b)`` (network in eval mode)."""
-    network = network.eval()
-    device = network.b_values.device
-    out = []
-    with torch.no_grad():
-        for start in range(0, signals.shape[0], batch_size):
-            chunk = torch.as_tensor(signals[start : start + batch_size], dtype=torch.float32, device=device)
-            out.append(network(chunk).cpu().numpy())
-    return np.concatenate(out, axis=0) if out else np.zeros((0, len(PARAMETER_NAMES[network.model])))

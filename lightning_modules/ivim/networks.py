@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -85,3 +86,17 @@ class IvimNet(nn.Module):
     def decode(self, params: torch.Tensor) -> torch.Tensor:
         """The physics decoder: IVIM signal ``(n_voxels, n_b)`` of parameters ``(n_voxels, n_params)``."""
         return model_signal(self.model, self.b_values, params)
+
+
+def predict_ivim_net(network: nn.Module, signals: np.ndarray, *,
+                     batch_size: int = 65536) -> np.ndarray:
+    """Parameters ``(n_voxels, n_params)`` of normalised signals ``(n_voxels, n_b)`` by an :class:`IvimNet` or an
+    :class:`~lightning_modules.ivim.ensemble.IvimNetEnsemble`, in batches (network in eval mode)."""
+    network = network.eval()
+    device = network.b_values.device
+    out = []
+    with torch.no_grad():
+        for start in range(0, signals.shape[0], batch_size):
+            chunk = torch.as_tensor(signals[start : start + batch_size], dtype=torch.float32, device=device)
+            out.append(network(chunk).cpu().numpy())
+    return np.concatenate(out, axis=0) if out else np.zeros((0, len(PARAMETER_NAMES[network.model])))

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules.ivim.lsq import IvimLsq
-from lightning_modules.ivim.networks import IvimNet
+from lightning_modules.ivim.networks import IvimNet, predict_ivim_net
 from lightning_modules.ivim.signal import model_signal, normalise_signal
 
 #: Simulated signals the posterior-mean stage trains on.
@@ -42,15 +42,9 @@ PRIOR_ITERATIONS = 4
 PRIOR_SAMPLES = 50_000
 
 
-def _predict(network: IvimNet, signals: np.ndarray) -> np.ndarray:
-    network.eval()
-    with torch.no_grad():
-        return network(torch.as_tensor(signals, dtype=torch.float32, device=network.b_values.device)).cpu().numpy()
-
-
 def noise_sigma(network: IvimNet, signals: np.ndarray) -> float:
     """Noise σ of normalised ``signals`` from the network's residuals, corrected for the fitted parameters."""
-    params = _predict(network, signals)
+    params = predict_ivim_net(network, signals)
     with torch.no_grad():
         fitted = network.decode(torch.as_tensor(params, device=network.b_values.device)).cpu().numpy()
     n_b, n_params = signals.shape[1], params.shape[1]
@@ -87,7 +81,7 @@ def deconvolved_prior(network: IvimNet, signals: np.ndarray, sigma: float, rng: 
     subset = signals[rng.permutation(signals.shape[0])[:n_samples]]
     levels = np.linspace(0.005, 0.995, 199)
     target = np.quantile(lsq.fit(subset).params, levels, axis=0)
-    prior = _predict(network, signals).astype(np.float64)
+    prior = predict_ivim_net(network, signals).astype(np.float64)
     for _ in range(iterations):
         simulated, _ = simulate_from_prior(network, prior, sigma, subset.shape[0], rng)
         shift = target - np.quantile(lsq.fit(simulated).params, levels, axis=0)

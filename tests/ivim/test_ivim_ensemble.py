@@ -11,8 +11,8 @@ from lightning_modules.io import InputError
 from lightning_modules.ivim.app import IvimMappingApp
 from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.ensemble import IvimNetEnsemble, ensemble_members
-from lightning_modules.ivim.module import fit_ivim_net, predict_ivim_net
-from lightning_modules.ivim.networks import IvimNet
+from lightning_modules.ivim.module import fit_ivim_net
+from lightning_modules.ivim.networks import IvimNet, predict_ivim_net
 from lightning_modules.ivim.simulate import IVIMNET_B_VALUES, simulate_ivim
 
 B = np.array(IVIMNET_B_VALUES)
