@@ -18,14 +18,17 @@ from lightning_modules.qsm.simulate import random_training_case
 
 class SimulatedQsmDataset(Dataset):
     """``n_samples`` random brain-like cases of ``patch_size``³ voxels (see ``random_training_case``); a given
-    ``voxel_size_mm`` / ``b0_direction`` fixes that part of the geometry (else it is random per sample)."""
+    ``voxel_size_mm`` / ``b0_direction`` fixes that part of the geometry (else it is random per sample);
+    ``min_noise_ppm``, ``enclosed`` and ``large_shapes`` are passed on to ``random_training_case``."""
 
     def __init__(
         self, *, n_samples: int, patch_size: int = 32, seed: int = 0, voxel_size_mm: list[float] | None = None,
-        b0_direction: list[float] | None = None,
+        b0_direction: list[float] | None = None, min_noise_ppm: float = 0.0, enclosed: bool = False,
+        large_shapes: bool = False,
     ) -> None:
         self.n_samples, self.patch_size, self.seed = int(n_samples), int(patch_size), int(seed)
         self.voxel_size_mm, self.b0_direction = voxel_size_mm, b0_direction
+        self.min_noise_ppm, self.enclosed, self.large_shapes = float(min_noise_ppm), bool(enclosed), bool(large_shapes)
 
     def __len__(self) -> int:
         return self.n_samples
@@ -33,7 +36,9 @@ class SimulatedQsmDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, int(index)])
         shape = (self.patch_size,) * 3
-        case = random_training_case(shape, rng, voxel_size_mm=self.voxel_size_mm, b0_direction=self.b0_direction)
+        case = random_training_case(shape, rng, voxel_size_mm=self.voxel_size_mm, b0_direction=self.b0_direction,
+                                    min_noise_ppm=self.min_noise_ppm, enclosed=self.enclosed,
+                                    large_shapes=self.large_shapes)
         return {
             "field": torch.as_tensor(case.field_ppm, dtype=torch.float32),
             "chi": torch.as_tensor(case.chi_ppm, dtype=torch.float32),
@@ -49,11 +54,13 @@ class SimulatedQsmDataModule(pl.LightningDataModule):
     def __init__(
         self, *, train_samples: int = 20000, val_samples: int = 16, patch_size: int = 32, batch_size: int = 4,
         num_workers: int = 0, seed: int = 0, voxel_size_mm: list[float] | None = None,
-        b0_direction: list[float] | None = None,
+        b0_direction: list[float] | None = None, min_noise_ppm: float = 0.0, enclosed: bool = False,
+        large_shapes: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        geometry = {"patch_size": patch_size, "voxel_size_mm": voxel_size_mm, "b0_direction": b0_direction}
+        geometry = {"patch_size": patch_size, "voxel_size_mm": voxel_size_mm, "b0_direction": b0_direction,
+                    "min_noise_ppm": min_noise_ppm, "enclosed": enclosed, "large_shapes": large_shapes}
         self.train_set = SimulatedQsmDataset(n_samples=train_samples, seed=seed, **geometry)
         self.val_set = SimulatedQsmDataset(n_samples=val_samples, seed=seed + 1, **geometry)
 

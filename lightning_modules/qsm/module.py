@@ -8,20 +8,27 @@ from torch import nn
 
 
 class LearnedInversionModule(pl.LightningModule):
-    """Supervised training of ``network(field, kernel, mask) -> χ`` with an L1 loss inside the mask.
+    """Supervised training of ``network(field, kernel, mask) -> χ`` on the error inside the mask.
 
     Args:
         network: the inversion network (the bundle's ``network_def``), e.g.
             :class:`lightning_modules.qsm.learned_ndi.LearnedNdi`.
         learning_rate: Adam learning rate.
         l2_weight: weight of an additional L2 term (0: pure L1).
+        loss: ``"l1"`` (mean absolute error in ppm, plus the L2 term) or ``"nrmse"`` (the batch mean of each
+            case's NRMSE, the metric the benchmarks report; every case counts alike whatever its χ range).
     """
 
-    def __init__(self, network: nn.Module, *, learning_rate: float = 1e-3, l2_weight: float = 0.0) -> None:
+    def __init__(
+        self, network: nn.Module, *, learning_rate: float = 1e-3, l2_weight: float = 0.0, loss: str = "l1"
+    ) -> None:
         super().__init__()
+        if loss not in ("l1", "nrmse"):
+            raise ValueError(f"loss must be 'l1' or 'nrmse'; got {loss!r}")
         self.network = network
         self.learning_rate = float(learning_rate)
         self.l2_weight = float(l2_weight)
+        self.loss = loss
 
     def forward(self, field: torch.Tensor, kernel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.network(field, kernel, mask)
@@ -30,9 +37,11 @@ class LearnedInversionModule(pl.LightningModule):
         chi = self(batch["field"], batch["kernel"], batch["mask"])
         error = (chi - batch["chi"]) * batch["mask"]
         voxels = batch["mask"].sum().clamp_min(1.0)
-        loss = error.abs().sum() / voxels + self.l2_weight * error.pow(2).sum() / voxels
         dims = (-3, -2, -1)
         nrmse = error.pow(2).sum(dims).sqrt() / (batch["chi"] * batch["mask"]).pow(2).sum(dims).sqrt().clamp_min(1e-9)
+        if self.loss == "nrmse":
+            return nrmse.mean(), nrmse.mean()
+        loss = error.abs().sum() / voxels + self.l2_weight * error.pow(2).sum() / voxels
         return loss, nrmse.mean()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -132,7 +132,8 @@ def random_voxel_size(rng: np.random.Generator, *, low_mm: float = 0.6, high_mm:
 
 
 def brain_like_chi(
-    shape: Sequence[int], voxel_size_mm: Sequence[float], rng: np.random.Generator
+    shape: Sequence[int], voxel_size_mm: Sequence[float], rng: np.random.Generator, *, enclosed: bool = False,
+    large_shapes: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A random brain-like χ (ppm) and brain mask on a grid: MNI grey/white matter crop + random sources.
 
@@ -140,6 +141,13 @@ def brain_like_chi(
     position on the requested grid); deep-grey-like nuclei +0.05…0.2 ppm, random ellipsoids/boxes of either
     sign (DeepQSM-style), vessels as thin tubes +0.2…0.45 ppm in any orientation, calcification-like −0.1…−0.3
     spots and haemorrhage-like +0.3…0.6 blobs. A third of the masks are the whole box (no brain edge).
+
+    ``enclosed``: the mask is cut to an ellipsoid with semi-axes of 30–40 % of the box, centred, so every source
+    and its whole field lie inside the box, as a brain does inside a head volume (without it, sources touch the
+    box faces and their fields are cut off by the box).
+    ``large_shapes``: first adds 1–5 overlapping DeepQSM-style shapes (ellipsoids, boxes and finite cylinders in
+    any orientation, half-sizes 8–35 % of the box, −0.15…+0.2 ppm each, summed where they overlap), so that
+    sources much larger than the nuclei, whose field vanishes inside, are part of the training distribution.
     """
     from scipy import ndimage
 
@@ -156,6 +164,8 @@ def brain_like_chi(
     if rng.random() < 0.33 or brain.mean() < 0.3:
         brain = np.ones(shape, bool)
     pos = _coordinates(shape, voxel_size_mm)
+    for _ in range(rng.integers(1, 6) if large_shapes else 0):
+        chi += rng.uniform(-0.15, 0.2) * _large_shape(pos, extent, rng)
     for _ in range(rng.integers(2, 10)):
         centre_mm = rng.uniform(-0.45, 0.45, 3) * extent
         radii = rng.uniform(1.5, 8.0, 3)
@@ -171,22 +181,44 @@ def brain_like_chi(
             rng.uniform(-0.3, -0.1)
     if rng.random() < 0.2:
         chi[_ellipsoid(pos, rng.uniform(-0.4, 0.4, 3) * extent, rng.uniform(2.0, 5.0, 3))] = rng.uniform(0.3, 0.6)
+    if enclosed:
+        brain &= _ellipsoid(pos, (0, 0, 0), rng.uniform(0.30, 0.40, 3) * extent)
     chi[~brain] = 0.0
     return chi, brain
+
+
+def _large_shape(pos: np.ndarray, extent: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random ellipsoid, box or finite cylinder (any orientation), half-sizes 8–35 % of ``extent``."""
+    centre = rng.uniform(-0.3, 0.3, 3) * extent
+    half = rng.uniform(0.08, 0.35, 3) * extent
+    kind = rng.integers(3)
+    if kind == 0:
+        return _ellipsoid(pos, centre, half)
+    if kind == 1:
+        return np.all(np.abs(pos - centre) <= half, axis=-1)
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    return _tube(pos, centre, axis, half[0]) & (np.abs((pos - centre) @ axis) <= half[1])
 
 
 def random_training_case(
     shape: Sequence[int], rng: np.random.Generator, *, max_noise_ppm: float = 3e-3,
     max_background_ppm: float = 5e-3, voxel_size_mm: Sequence[float] | None = None,
-    b0_direction: Sequence[float] | None = None,
+    b0_direction: Sequence[float] | None = None, min_noise_ppm: float = 0.0, enclosed: bool = False,
+    large_shapes: bool = False,
 ) -> SimulatedCase:
     """A training sample for learned inversion: random anatomy, voxel size, B0 direction, noise level and
     a smooth residual background field (imperfect background removal), with the field 0 outside the mask.
-    A given ``voxel_size_mm`` or ``b0_direction`` is used instead of a random one (fixed-geometry networks)."""
+    A given ``voxel_size_mm`` or ``b0_direction`` is used instead of a random one (fixed-geometry networks).
+    The noise σ is uniform in [0, ``max_noise_ppm``], or log-uniform in [``min_noise_ppm``, ``max_noise_ppm``]
+    when ``min_noise_ppm`` > 0 (so that low-noise fields are as common as noisy ones); ``enclosed`` and
+    ``large_shapes``: see :func:`brain_like_chi`."""
     voxel_size = random_voxel_size(rng) if voxel_size_mm is None else np.asarray(voxel_size_mm, dtype=float)
     b0 = random_b0_direction(rng) if b0_direction is None else np.asarray(b0_direction, dtype=float)
-    chi, brain = brain_like_chi(shape, voxel_size, rng)
-    case = simulate_field(chi, brain, voxel_size, b0, noise_std_ppm=rng.uniform(0.0, max_noise_ppm),
+    chi, brain = brain_like_chi(shape, voxel_size, rng, enclosed=enclosed, large_shapes=large_shapes)
+    noise = (np.exp(rng.uniform(np.log(min_noise_ppm), np.log(max_noise_ppm))) if min_noise_ppm > 0
+             else rng.uniform(0.0, max_noise_ppm))
+    case = simulate_field(chi, brain, voxel_size, b0, noise_std_ppm=noise,
                           seed=int(rng.integers(2**31)))
     if rng.random() < 0.5:
         pos = _coordinates(shape, voxel_size) / (np.asarray(shape) * voxel_size)

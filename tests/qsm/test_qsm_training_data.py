@@ -1,0 +1,69 @@
+"""The learned-inversion training simulator's options: enclosed brains, large shapes, log-uniform noise, and the
+NRMSE loss of the training module."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_modules.metrics import nrmse
+from lightning_modules.qsm.data import SimulatedQsmDataset
+from lightning_modules.qsm.dipole import forward_field
+from lightning_modules.qsm.learned_ndi import LearnedNdi
+from lightning_modules.qsm.module import LearnedInversionModule
+from lightning_modules.qsm.simulate import random_training_case
+
+SHAPE = (32, 32, 32)
+
+
+def test_enclosed_cases_keep_every_source_and_the_field_away_from_the_box_faces():
+    margin = 3  # semi-axes ≤ 40 % of the box leave ≥ 10 % (3.2 voxels) free on every side
+    for seed in range(6):
+        case = random_training_case(SHAPE, np.random.default_rng(seed), enclosed=True, large_shapes=True)
+        inner = np.zeros(SHAPE, bool)
+        inner[margin:-margin, margin:-margin, margin:-margin] = True
+        assert case.mask.any() and not case.mask[~inner].any()
+        assert np.all(case.chi_ppm[~inner] == 0) and np.all(case.field_ppm[~inner] == 0)
+
+
+def test_large_shapes_cover_much_of_the_brain_with_sources():
+    """Tissue is within ±0.03 ppm and the small sources cover little of the brain; the large shapes
+    (half-sizes 8–35 % of the box, |χ| mostly > 0.04 ppm) cover a large part of it."""
+
+    def covered(large: bool) -> float:
+        shares = []
+        for seed in range(8):
+            case = random_training_case(SHAPE, np.random.default_rng(seed), enclosed=True, large_shapes=large)
+            shares.append(np.mean(np.abs(case.chi_ppm[case.mask]) > 0.04))
+        return float(np.median(shares))
+
+    with_large, without = covered(True), covered(False)
+    assert with_large > 0.3 and with_large > 3 * without, (with_large, without)
+
+
+def test_noise_is_log_uniform_within_the_requested_range():
+    sigmas = []
+    for seed in range(24):
+        case = random_training_case((24, 24, 24), np.random.default_rng(seed), min_noise_ppm=1e-4,
+                                    max_noise_ppm=3e-3, max_background_ppm=0.0, voxel_size_mm=(1, 1, 1))
+        clean = forward_field(torch.as_tensor(case.chi_ppm, dtype=torch.float64), case.voxel_size_mm,
+                              case.b0_direction).numpy()
+        sigmas.append(float(np.std((case.field_ppm - clean)[case.mask])))
+    sigmas = np.asarray(sigmas)
+    assert sigmas.min() > 0.8e-4 and sigmas.max() < 3.3e-3
+    # log-uniform on [1e-4, 3e-3]: a third of the draws below 3e-4 (a uniform draw would give a tenth)
+    assert 0.15 < np.mean(sigmas < 3e-4) < 0.55, sigmas
+
+
+def test_the_nrmse_loss_is_the_mean_case_nrmse_and_bad_names_are_refused():
+    data = SimulatedQsmDataset(n_samples=2, patch_size=16, seed=4, enclosed=True)
+    batch = {k: torch.stack([data[i][k] for i in range(2)]) for k in ("field", "chi", "mask", "kernel")}
+    module = LearnedInversionModule(LearnedNdi(iterations=3, channels=0), loss="nrmse")
+    loss, reported = module._errors(batch)
+    with torch.no_grad():
+        chi = module(batch["field"], batch["kernel"], batch["mask"]).numpy()
+    expected = np.mean([nrmse(chi[i], batch["chi"][i].numpy(), batch["mask"][i].numpy() > 0) for i in range(2)])
+    assert float(loss) == pytest.approx(expected, rel=1e-4) and float(reported) == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match="loss must be"):
+        LearnedInversionModule(LearnedNdi(iterations=1, channels=0), loss="mse")
