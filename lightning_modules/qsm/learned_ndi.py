@@ -10,6 +10,13 @@ of iterations and the step act as the regulariser) and of learned proximal / var
 
 with the exact dipole kernel D of the input (any voxel size and B0 direction), so the same weights apply at
 any resolution and orientation. The interface is that of :class:`lightning_modules.qsm.solvers.Ndi`.
+
+Data weighting W: ``"uniform"`` (W = 1, the field outside the mask taken as a measured zero, as the classical
+NDI) or ``"mask"`` (W = mask and χ kept 0 outside the mask at every iteration: the local-field formulation with
+a support constraint). A local field is cut at the brain edge; fitting that cut as a zero field biases χ low
+(on brain-like simulations our NDI and TKD recover about 0.45 of χ, NDI with W = mask and support about 0.75,
+the same as with the full field), so a network unrolled with W = 1 learns to scale χ up, which is wrong where the
+field is complete. With a whole-volume mask both formulations are the same.
 """
 
 from __future__ import annotations
@@ -48,13 +55,17 @@ class LearnedNdi(nn.Module):
             CPU; the early iterations are cheap FFT-only NDI steps).
         initial_step: initial τ_k (4 is about twice NDI's τ = 2 and still stable, τ < 4.5).
         initial_regularization: initial λ_k.
+        weighting: ``"uniform"`` or ``"mask"`` (see the module docstring).
     """
 
     def __init__(
         self, *, iterations: int = 24, channels: int = 8, cnn_iterations: int = 2, initial_step: float = 4.0,
-        initial_regularization: float = 1e-3,
+        initial_regularization: float = 1e-3, weighting: str = "uniform",
     ) -> None:
         super().__init__()
+        if weighting not in ("uniform", "mask"):
+            raise ValueError(f"weighting must be 'uniform' or 'mask'; got {weighting!r}")
+        self.weighting = weighting
         self.iterations = int(iterations)
         self.raw_step = nn.Parameter(torch.full((iterations,), _softplus_inverse(initial_step)))
         self.raw_regularization = nn.Parameter(torch.full((iterations,), _softplus_inverse(initial_regularization)))
@@ -85,11 +96,16 @@ class LearnedNdi(nn.Module):
         phase = field * mask_b
         shape = tuple(field.shape[-3:])
         dims = (-3, -2, -1)
+        local = self.weighting == "mask"
         chi = torch.zeros_like(phase)
         for k in range(self.iterations):
             residual = torch.sin(torch.fft.irfftn(torch.fft.rfftn(chi, dim=dims) * kernel, s=shape, dim=dims) - phase)
+            if local:
+                residual = residual * mask_b
             gradient = torch.fft.irfftn(torch.fft.rfftn(residual, dim=dims) * kernel, s=shape, dim=dims)
             chi = chi - self.step_sizes[k] * (gradient + self.regularizations[k] * chi)
+            if local:
+                chi = chi * mask_b
             j = k - (self.iterations - self.cnn_iterations)
             if self.cnn is not None and j >= 0:
                 chi = chi + self.gate[j] * self.cnn(chi, phase) * mask_b

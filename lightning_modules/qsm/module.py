@@ -17,14 +17,18 @@ class LearnedInversionModule(pl.LightningModule):
         l2_weight: weight of an additional L2 term (0: pure L1).
         loss: ``"l1"`` (mean absolute error in ppm, plus the L2 term) or ``"nrmse"`` (the batch mean of each
             case's NRMSE, the metric the benchmarks report; every case counts alike whatever its χ range).
+        init_weights: a network ``state_dict`` file to start from (fine-tuning), or None.
     """
 
     def __init__(
-        self, network: nn.Module, *, learning_rate: float = 1e-3, l2_weight: float = 0.0, loss: str = "l1"
+        self, network: nn.Module, *, learning_rate: float = 1e-3, l2_weight: float = 0.0, loss: str = "l1",
+        init_weights: str | None = None,
     ) -> None:
         super().__init__()
         if loss not in ("l1", "nrmse"):
             raise ValueError(f"loss must be 'l1' or 'nrmse'; got {loss!r}")
+        if init_weights:
+            network.load_state_dict(torch.load(init_weights, map_location="cpu", weights_only=True))
         self.network = network
         self.learning_rate = float(learning_rate)
         self.l2_weight = float(l2_weight)

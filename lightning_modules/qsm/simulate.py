@@ -212,10 +212,14 @@ def random_training_case(
     A given ``voxel_size_mm`` or ``b0_direction`` is used instead of a random one (fixed-geometry networks).
     The noise σ is uniform in [0, ``max_noise_ppm``], or log-uniform in [``min_noise_ppm``, ``max_noise_ppm``]
     when ``min_noise_ppm`` > 0 (so that low-noise fields are as common as noisy ones); ``enclosed`` and
-    ``large_shapes``: see :func:`brain_like_chi`."""
+    ``large_shapes``: see :func:`brain_like_chi`. With ``enclosed``, two thirds of the cases are local fields cut
+    at the brain edge (0 outside, as after background-field removal in vivo) and a third keep the field of the
+    whole box with a whole-box mask (a phantom whose field is known everywhere)."""
     voxel_size = random_voxel_size(rng) if voxel_size_mm is None else np.asarray(voxel_size_mm, dtype=float)
     b0 = random_b0_direction(rng) if b0_direction is None else np.asarray(b0_direction, dtype=float)
     chi, brain = brain_like_chi(shape, voxel_size, rng, enclosed=enclosed, large_shapes=large_shapes)
+    if enclosed and rng.random() < 1 / 3:
+        brain = np.ones_like(brain)  # the field is known everywhere (a full-FOV phantom), not cut at the brain edge
     noise = (np.exp(rng.uniform(np.log(min_noise_ppm), np.log(max_noise_ppm))) if min_noise_ppm > 0
              else rng.uniform(0.0, max_noise_ppm))
     case = simulate_field(chi, brain, voxel_size, b0, noise_std_ppm=noise,

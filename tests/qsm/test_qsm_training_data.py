@@ -17,14 +17,23 @@ from lightning_modules.qsm.simulate import random_training_case
 SHAPE = (32, 32, 32)
 
 
-def test_enclosed_cases_keep_every_source_and_the_field_away_from_the_box_faces():
+def test_enclosed_cases_keep_every_source_away_from_the_box_faces():
+    """Sources stay ≥ 10 % of the box from its faces; a local field is 0 outside its brain mask, and a
+    whole-box case carries the complete field of the enclosed sources, non-zero up to the faces."""
     margin = 3  # semi-axes ≤ 40 % of the box leave ≥ 10 % (3.2 voxels) free on every side
-    for seed in range(6):
+    inner = np.zeros(SHAPE, bool)
+    inner[margin:-margin, margin:-margin, margin:-margin] = True
+    kinds = []
+    for seed in range(12):
         case = random_training_case(SHAPE, np.random.default_rng(seed), enclosed=True, large_shapes=True)
-        inner = np.zeros(SHAPE, bool)
-        inner[margin:-margin, margin:-margin, margin:-margin] = True
-        assert case.mask.any() and not case.mask[~inner].any()
-        assert np.all(case.chi_ppm[~inner] == 0) and np.all(case.field_ppm[~inner] == 0)
+        assert np.all(case.chi_ppm[~inner] == 0)
+        if case.mask.all():
+            kinds.append("whole box")
+            assert np.abs(case.field_ppm[~inner]).max() > 1e-3
+        else:
+            kinds.append("local")
+            assert case.mask.any() and not case.mask[~inner].any() and np.all(case.field_ppm[~case.mask] == 0)
+    assert 2 <= kinds.count("whole box") <= 8, kinds
 
 
 def test_large_shapes_cover_much_of_the_brain_with_sources():
