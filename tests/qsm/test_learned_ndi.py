@@ -98,3 +98,38 @@ def test_learned_methods_without_their_weights_say_so(method, tmp_path):
         build_network(method)  # no bundle folder
     with pytest.raises(InputError, match="configs/train.json or use --method ndi"):
         build_network(method, str(tmp_path))  # a bundle folder without the weights file
+
+
+def test_mask_weighting_equals_uniform_on_a_whole_volume_and_fixes_the_cut_local_field_bias():
+    """With a whole-volume mask both data weightings are the same; on local fields cut at the brain edge the
+    support-constrained, mask-weighted iterations recover χ with a slope near that of the complete field, where
+    fitting the cut as a zero field recovers less than half of it (slopes 0.67 and 0.43 against 0.81 here)."""
+    from lightning_modules.qsm.simulate import brain_like_chi
+    from lightning_modules.qsm.dipole import forward_field
+
+    def slope(estimate, chi, region):
+        x, y = estimate[region], chi[region]
+        return float(x @ y / (y @ y))
+
+    kernel = dipole_kernel((40, 40, 40))
+    uniform = LearnedNdi(iterations=60, channels=0, initial_step=3.0)
+    local = LearnedNdi(iterations=60, channels=0, initial_step=3.0, weighting="mask")
+    slopes = {"uniform": [], "mask": [], "complete field": []}
+    for seed in range(3):
+        chi, brain = brain_like_chi((40, 40, 40), (1.0, 1.0, 1.0), np.random.default_rng(seed), enclosed=True,
+                                    large_shapes=True)
+        full = forward_field(torch.as_tensor(chi), (1, 1, 1), (0, 0, 1)).float()
+        mask = torch.as_tensor(brain, dtype=torch.float32)
+        with torch.no_grad():
+            ones = torch.ones_like(mask)
+            torch.testing.assert_close(local(full, kernel, ones), uniform(full, kernel, ones))
+            slopes["complete field"].append(slope(uniform(full, kernel, ones).numpy(), chi, brain))
+            for name, net in (("uniform", uniform), ("mask", local)):
+                estimate = net(full * mask, kernel, mask).numpy()
+                assert np.all(estimate[~brain] == 0)
+                slopes[name].append(slope(estimate, chi, brain))
+    mean = {k: float(np.mean(v)) for k, v in slopes.items()}
+    assert mean["uniform"] < 0.5 and mean["mask"] > 1.4 * mean["uniform"], mean
+    assert mean["mask"] > 0.75 * mean["complete field"], mean
+    with pytest.raises(ValueError, match="weighting"):
+        LearnedNdi(weighting="magnitude")
