@@ -62,7 +62,9 @@ train-spio: $(STAMP)
 	  --l2_warmup_epochs 0 --learning_rate 0.001 --trainer#max_epochs 10
 	$(SPIO_TRAIN) --model_path $(SPIO_WORK)/stage5.pt --init_weights $(SPIO_WORK)/stage4.pt \
 	  --l2_warmup_epochs 0 --learning_rate 0.001 --trainer#max_epochs 12
-	cp $(SPIO_WORK)/stage5.pt $(SPIO)/models/model.pt
+	$(SPIO_TRAIN) --model_path $(SPIO_WORK)/stage6.pt --init_weights $(SPIO_WORK)/stage5.pt \
+	  --l2_warmup_epochs 0 --learning_rate 0.001 --trainer#max_epochs 12
+	cp $(SPIO_WORK)/stage6.pt $(SPIO)/models/model.pt
 
 # The shipped rim classifier is a 5-fold ensemble: member k holds fold k out; fold 0 fits the radiomics
 # standardisation, the other members reuse it; then the out-of-fold threshold is chosen and models/model.pt written.

@@ -51,8 +51,9 @@ def build_network(method: str = DEFAULT_METHOD, bundle_root: str | None = None) 
 
 
 def learned_ndi_network() -> LearnedNdi:
-    """The shipped learned-NDI architecture (``train.json`` builds its ``network_def`` here too)."""
-    return LearnedNdi(iterations=24, channels=8, cnn_iterations=2)
+    """The shipped learned-NDI architecture (``train.json`` builds its ``network_def`` here too): 32 unrolled
+    iterations, the CNN in the last two, data weighted by the mask with χ kept inside it (local fields)."""
+    return LearnedNdi(iterations=32, channels=8, cnn_iterations=2, weighting="mask")
 
 
 def qsmgan_network() -> QsmganInversion:
