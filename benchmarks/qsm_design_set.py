@@ -31,8 +31,10 @@ def design_cases(n: int, snr: float) -> dict[str, tuple]:
     cylinders = qf.generate_susceptibility_phantom(resolution=[n] * 3, background=0, large_cylinder_val=-0.02,
                                                    small_cylinder_radii=[3, 5, 6, 8],
                                                    small_cylinder_vals=[0.3, 0.08, -0.05, 0.15])
-    src5 = simulate_susceptibility_sources(simulation_dim=n, rectangles_total=25, spheres_total=35, sus_std=0.08, seed=5)
-    src6 = simulate_susceptibility_sources(simulation_dim=n, rectangles_total=40, spheres_total=20, sus_std=0.08, seed=6)
+    src5 = simulate_susceptibility_sources(simulation_dim=n, rectangles_total=25, spheres_total=35, sus_std=0.08,
+                                           seed=5)
+    src6 = simulate_susceptibility_sources(simulation_dim=n, rectangles_total=40, spheres_total=20, sus_std=0.08,
+                                           seed=6)
     tilt = np.radians(15.0)
     oblique = (float(np.sin(tilt)), 0.0, float(np.cos(tilt)))
     whole = np.ones((n,) * 3, bool)

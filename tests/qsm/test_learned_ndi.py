@@ -134,8 +134,8 @@ def test_mask_weighting_equals_uniform_on_a_whole_volume_and_fixes_the_cut_local
     """With a whole-volume mask both data weightings are the same; on local fields cut at the brain edge the
     support-constrained, mask-weighted iterations recover χ with a slope near that of the complete field, where
     fitting the cut as a zero field recovers less than half of it (slopes 0.67 and 0.43 against 0.81 here)."""
-    from lightning_modules.qsm.simulate import brain_like_chi
     from lightning_modules.qsm.dipole import forward_field
+    from lightning_modules.qsm.simulate import brain_like_chi
 
     def slope(estimate, chi, region):
         x, y = estimate[region], chi[region]
