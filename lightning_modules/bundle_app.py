@@ -48,6 +48,15 @@ def is_given(value: object) -> bool:
     return value is not None and not (isinstance(value, str) and value.strip() in ("", "None", "none", "null"))
 
 
+def parse_flag(value: object) -> object:
+    """A command-line boolean: ``True``/``False`` and the strings "true"/"false"/"1"/"0" (any case) become a bool;
+    anything else comes back unchanged for the caller to refuse (fire hands ``--x false`` over as the string
+    "false", and ``bool("false")`` is True)."""
+    if isinstance(value, bool):
+        return value
+    return {"true": True, "1": True, "false": False, "0": False}.get(str(value).strip().lower(), value)
+
+
 def case_list(single_case: dict, *, datalist: str | os.PathLike | None, main_key: str) -> list[dict]:
     """The cases to process: the single case given on the command line, or every entry of ``--datalist``.
 

@@ -20,6 +20,7 @@ from lightning_modules.bundle_app import (
     exit_on_input_error,
     is_given,
     output_path,
+    parse_flag,
     report_progress,
     validated_cases,
 )
@@ -163,8 +164,7 @@ class IvimMappingApp:
         self.refine_strength = float(refine_strength)
         self.n_ensemble = int(n_ensemble)
         # the command line may hand over "true"/"false" as strings; anything else is refused by _check_options
-        flag = {"true": True, "1": True, "false": False, "0": False}.get(str(posterior_mean).strip().lower())
-        self.posterior_mean = posterior_mean if flag is None else flag
+        self.posterior_mean = parse_flag(posterior_mean)
         self.posterior_simulations = int(posterior_simulations)
 
     def _check_options(self) -> None:

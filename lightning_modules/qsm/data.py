@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lightning_modules.bundle_app import parse_flag
 from lightning_modules.qsm.dipole import dipole_kernel
 from lightning_modules.qsm.simulate import random_training_case
 
@@ -28,7 +29,8 @@ class SimulatedQsmDataset(Dataset):
     ) -> None:
         self.n_samples, self.patch_size, self.seed = int(n_samples), int(patch_size), int(seed)
         self.voxel_size_mm, self.b0_direction = voxel_size_mm, b0_direction
-        self.min_noise_ppm, self.enclosed, self.large_shapes = float(min_noise_ppm), bool(enclosed), bool(large_shapes)
+        self.min_noise_ppm = float(min_noise_ppm)
+        self.enclosed, self.large_shapes = _flag("enclosed", enclosed), _flag("large_shapes", large_shapes)
 
     def __len__(self) -> int:
         return self.n_samples
@@ -45,6 +47,13 @@ class SimulatedQsmDataset(Dataset):
             "mask": torch.as_tensor(case.mask, dtype=torch.float32),
             "kernel": dipole_kernel(shape, case.voxel_size_mm, case.b0_direction),
         }
+
+
+def _flag(name: str, value: object) -> bool:
+    flag = parse_flag(value)
+    if not isinstance(flag, bool):
+        raise ValueError(f"{name} must be true or false; got {value!r}")
+    return flag
 
 
 class SimulatedQsmDataModule(pl.LightningDataModule):

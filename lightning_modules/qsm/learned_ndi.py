@@ -15,8 +15,8 @@ Data weighting W: ``"uniform"`` (W = 1, the field outside the mask taken as a me
 NDI) or ``"mask"`` (W = mask and χ kept 0 outside the mask at every iteration: the local-field formulation with
 a support constraint). A local field is cut at the brain edge; fitting that cut as a zero field biases χ low
 (on brain-like simulations our NDI and TKD recover about 0.45 of χ, NDI with W = mask and support about 0.75,
-the same as with the full field), so a network unrolled with W = 1 learns to scale χ up, which is wrong where the
-field is complete. With a whole-volume mask both formulations are the same.
+close to the 0.82 of the complete field), so a network unrolled with W = 1 learns to scale χ up, which is wrong
+where the field is complete. With a whole-volume mask both formulations are the same.
 """
 
 from __future__ import annotations

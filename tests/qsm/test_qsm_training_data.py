@@ -76,3 +76,20 @@ def test_the_nrmse_loss_is_the_mean_case_nrmse_and_bad_names_are_refused():
     assert float(loss) == pytest.approx(expected, rel=1e-4) and float(reported) == pytest.approx(expected, rel=1e-4)
     with pytest.raises(ValueError, match="loss must be"):
         LearnedInversionModule(LearnedNdi(iterations=1, channels=0), loss="mse")
+
+
+def test_command_line_flags_parse_and_bad_ones_are_refused(tmp_path):
+    """fire hands ``--datamodule#enclosed false`` over as the string "false", which must not switch it on."""
+    assert SimulatedQsmDataset(n_samples=1, enclosed="false", large_shapes="True").enclosed is False
+    assert SimulatedQsmDataset(n_samples=1, enclosed="false", large_shapes="True").large_shapes is True
+    with pytest.raises(ValueError, match="enclosed must be true or false"):
+        SimulatedQsmDataset(n_samples=1, enclosed="maybe")
+
+
+def test_the_module_starts_from_init_weights(tmp_path):
+    source = LearnedNdi(iterations=3, channels=4, cnn_iterations=1, initial_step=2.5)
+    torch.save(source.state_dict(), tmp_path / "start.pt")
+    module = LearnedInversionModule(LearnedNdi(iterations=3, channels=4, cnn_iterations=1),
+                                    init_weights=str(tmp_path / "start.pt"))
+    for name, value in source.state_dict().items():
+        torch.testing.assert_close(module.network.state_dict()[name], value)
