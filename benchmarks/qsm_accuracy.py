@@ -59,11 +59,18 @@ def cases(n: int) -> dict[str, tuple[np.ndarray, np.ndarray, tuple, tuple, np.nd
         out[name] = (chi, field, voxel, b0, region, np.ones(chi.shape, bool))
     axes = [np.arange(n) - (n - 1) / 2 for _ in range(3)]
     brain = sum(a**2 for a in np.meshgrid(*axes, indexing="ij")) <= (0.4 * n) ** 2
-    local_chi = np.where(brain, sources, 0.0)
-    field = qf.generate_field(local_chi, voxel_size=[1.0, 1.0, 1.0], B0_dir=[0, 0, 1])
-    field = np.where(brain, field + rng.normal(0, NOISE_PPM, field.shape), 0.0)
+    local_chi, field = local_field(sources, brain, NOISE_PPM, rng)
     out["sources 1 mm, local field in a brain mask"] = (local_chi, field, (1.0, 1.0, 1.0), (0, 0, 1), brain, brain)
     return out
+
+
+def local_field(chi: np.ndarray, brain: np.ndarray, noise_ppm: float,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """χ inside ``brain`` and its 1 mm, B0-along-z qsm-forward field with noise, cut to 0 outside ``brain`` (as
+    after a perfect background-field removal)."""
+    local_chi = np.where(brain, chi, 0.0)
+    field = qf.generate_field(local_chi, voxel_size=[1.0, 1.0, 1.0], B0_dir=[0, 0, 1])
+    return local_chi, np.where(brain, field + rng.normal(0, noise_ppm, field.shape), 0.0)
 
 
 def invert(network: torch.nn.Module, field: np.ndarray, voxel: tuple, b0: tuple,

@@ -15,6 +15,7 @@ import argparse
 import numpy as np
 import qsm_forward as qf
 import torch
+from qsm_accuracy import local_field  # benchmarks/ is on the path when this runs as a script
 from qsm_forward.qsm_forward import simulate_susceptibility_sources
 
 from lightning_modules.bundle_app import bundle_root, load_network
@@ -49,9 +50,7 @@ def design_cases(n: int, snr: float) -> dict[str, tuple]:
         out[name] = (chi, field, voxel, b0, region, whole)
     x, y, z = np.meshgrid(*[np.arange(n) - (n - 1) / 2] * 3, indexing="ij")
     brain = (x / (0.42 * n)) ** 2 + (y / (0.36 * n)) ** 2 + (z / (0.33 * n)) ** 2 <= 1
-    local = np.where(brain, src6, 0.0)
-    field = qf.generate_field(local, voxel_size=[1.0, 1.0, 1.0], B0_dir=[0, 0, 1])
-    field = np.where(brain, field + rng.normal(0, noise, field.shape), 0.0)
+    local, field = local_field(src6, brain, noise, rng)
     out["sources seed 6, local field in a brain mask"] = (local, field, (1.0, 1.0, 1.0), (0, 0, 1), brain, brain)
     return out
 
