@@ -30,10 +30,17 @@ CNN_INPUT_SCALE = 10.0
 
 
 class RegulariserCnn(nn.Module):
-    """Three 3×3×3 convolutions with LeakyReLU: 2 channels (χ, φ) in, a χ update out."""
+    """Three 3×3×3 convolutions with LeakyReLU: 2 channels (χ, φ) in, a χ update out.
 
-    def __init__(self, *, channels: int = 16) -> None:
+    ``odd=True`` makes the update an odd function of its input, ``(f(χ, φ) − f(−χ, −φ)) / 2``: the forward
+    model is linear, so the field −φ comes from −χ, and an odd update keeps the whole unrolled network odd
+    (negating the field negates χ exactly). It cannot learn a constant offset or favour one sign of χ, as an
+    unconstrained CNN does from brain-like training data whose mean χ is positive.
+    """
+
+    def __init__(self, *, channels: int = 16, odd: bool = False) -> None:
         super().__init__()
+        self.odd = bool(odd)
         self.layers = nn.Sequential(
             nn.Conv3d(2, channels, 3, padding=1), nn.LeakyReLU(0.1),
             nn.Conv3d(channels, channels, 3, padding=1), nn.LeakyReLU(0.1),
@@ -42,7 +49,10 @@ class RegulariserCnn(nn.Module):
 
     def forward(self, chi: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
         x = torch.stack([chi, field], dim=1) * CNN_INPUT_SCALE
-        return self.layers(x)[:, 0] / CNN_INPUT_SCALE
+        if not self.odd:
+            return self.layers(x)[:, 0] / CNN_INPUT_SCALE
+        positive, negative = self.layers(torch.cat([x, -x])).chunk(2)
+        return (positive - negative)[:, 0] / (2 * CNN_INPUT_SCALE)
 
 
 class LearnedNdi(nn.Module):
@@ -56,11 +66,17 @@ class LearnedNdi(nn.Module):
         initial_step: initial τ_k (4 is about twice NDI's τ = 2 and still stable, τ < 4.5).
         initial_regularization: initial λ_k.
         weighting: ``"uniform"`` or ``"mask"`` (see the module docstring).
+        odd_cnn: make the CNN update odd (see :class:`RegulariserCnn`); the parameters are the same either way.
+        final_data_iterations: plain NDI iterations after the last CNN update (counted within ``iterations``).
+            They undo the part of the CNN's change that the field contradicts, fast where |D| is large, and
+            keep what lies near the magic-angle cone (D ≈ 0), which the data cannot determine; without them
+            the CNN has the last word everywhere, e.g. it shrinks large uniform low-contrast regions.
     """
 
     def __init__(
         self, *, iterations: int = 24, channels: int = 8, cnn_iterations: int = 2, initial_step: float = 4.0,
-        initial_regularization: float = 1e-3, weighting: str = "uniform",
+        initial_regularization: float = 1e-3, weighting: str = "uniform", odd_cnn: bool = False,
+        final_data_iterations: int = 0,
     ) -> None:
         super().__init__()
         if weighting not in ("uniform", "mask"):
@@ -69,8 +85,12 @@ class LearnedNdi(nn.Module):
         self.iterations = int(iterations)
         self.raw_step = nn.Parameter(torch.full((iterations,), _softplus_inverse(initial_step)))
         self.raw_regularization = nn.Parameter(torch.full((iterations,), _softplus_inverse(initial_regularization)))
-        self.cnn_iterations = min(int(cnn_iterations), self.iterations) if channels > 0 else 0
-        self.cnn = RegulariserCnn(channels=channels) if self.cnn_iterations else None
+        self.final_data_iterations = int(final_data_iterations)
+        if not 0 <= self.final_data_iterations <= self.iterations:
+            raise ValueError(f"final_data_iterations must be in 0..{iterations}; got {final_data_iterations}")
+        available = self.iterations - self.final_data_iterations
+        self.cnn_iterations = min(int(cnn_iterations), available) if channels > 0 else 0
+        self.cnn = RegulariserCnn(channels=channels, odd=odd_cnn) if self.cnn_iterations else None
         self.gate = nn.Parameter(torch.full((self.cnn_iterations,), 0.1)) if self.cnn_iterations else None
 
     @property
@@ -106,8 +126,8 @@ class LearnedNdi(nn.Module):
             chi = chi - self.step_sizes[k] * (gradient + self.regularizations[k] * chi)
             if local:
                 chi = chi * mask_b
-            j = k - (self.iterations - self.cnn_iterations)
-            if self.cnn is not None and j >= 0:
+            j = k - (self.iterations - self.final_data_iterations - self.cnn_iterations)
+            if self.cnn is not None and 0 <= j < self.cnn_iterations:
                 chi = chi + self.gate[j] * self.cnn(chi, phase) * mask_b
         chi = chi * mask_b
         return chi[0] if unbatched else chi

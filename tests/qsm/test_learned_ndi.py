@@ -37,6 +37,57 @@ def test_forward_shapes_batched_and_unbatched():
     assert net(field[0], kernel, None).shape == (12, 10, 8)
 
 
+def test_odd_cnn_makes_the_whole_network_odd_and_keeps_the_parameters():
+    """Negating the field negates χ exactly (the forward model is linear); an unconstrained CNN does not."""
+    torch.manual_seed(3)
+    kernel = dipole_kernel((14, 12, 10), (1.0, 1.0, 1.5), (0.1, 0.0, 1.0))
+    field = torch.randn(14, 12, 10) * 0.02
+    mask = (torch.rand(14, 12, 10) > 0.2).float()
+    odd = LearnedNdi(iterations=4, channels=4, cnn_iterations=2, weighting="mask", odd_cnn=True)
+    plain = LearnedNdi(iterations=4, channels=4, cnn_iterations=2, weighting="mask")
+    plain.load_state_dict(odd.state_dict())  # the same parameters
+    with torch.no_grad():
+        odd.gate.fill_(1.0)
+        plain.gate.fill_(1.0)
+        torch.testing.assert_close(odd(-field, kernel, mask), -odd(field, kernel, mask), atol=1e-7, rtol=1e-5)
+        asymmetry = (plain(-field, kernel, mask) + plain(field, kernel, mask)).abs().max()
+    assert asymmetry > 1e-4
+
+
+def test_final_data_iterations_come_after_the_cnn_and_undo_what_the_field_contradicts():
+    """The CNN acts in the iterations before the final plain NDI ones (all plain: NDI with learned steps). A zero
+    field and a CNN that adds +0.05 ppm in a slab perpendicular to B0 (whose own field, −2/3 · 0.05 ppm, the
+    zero field contradicts): without data iterations after it the slab stays at 0.05; with six only the part the
+    field cannot determine is left, the volume mean (D(0) = 0): 0.05 · 4 / 24 spread over the slab."""
+    shape = (16, 16, 24)
+    kernel = dipole_kernel(shape)
+    field = torch.zeros(shape)
+    slab = torch.zeros(shape)
+    slab[..., 10:14] = 1.0
+
+    def network(final_data_iterations: int) -> LearnedNdi:
+        net = LearnedNdi(iterations=12, channels=2, cnn_iterations=1, initial_step=3.0,
+                         final_data_iterations=final_data_iterations)
+        if net.cnn is None:
+            return net
+        with torch.no_grad():  # a CNN whose update is a constant +0.05 ppm
+            for layer in net.cnn.layers:
+                if isinstance(layer, torch.nn.Conv3d):
+                    layer.weight.zero_()
+                    layer.bias.zero_()
+            net.cnn.layers[-1].bias.fill_(0.05 * 10.0)  # network units: ppm × CNN_INPUT_SCALE
+            net.gate.fill_(1.0)
+        return net
+
+    with torch.no_grad():
+        assert network(12).cnn_iterations == 0
+        assert float(network(12)(field, kernel, slab).abs().max()) == 0.0
+        last = network(0)(field, kernel, slab)[slab > 0]
+        before_data = network(6)(field, kernel, slab)[slab > 0]
+    torch.testing.assert_close(last, torch.full_like(last, 0.05))  # the CNN had the last word
+    torch.testing.assert_close(before_data, torch.full_like(before_data, 0.05 * 4 / 24), rtol=0.03, atol=0.0)
+
+
 def test_dataset_is_reproducible_and_carries_the_sample_kernel():
     data = SimulatedQsmDataset(n_samples=3, patch_size=16, seed=3)
     a, b = data[1], data[1]
