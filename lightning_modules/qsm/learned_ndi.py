@@ -104,11 +104,14 @@ class LearnedNdi(nn.Module):
         return F.softplus(self.raw_regularization)
 
     def forward(
-        self, field_ppm: torch.Tensor, kernel: torch.Tensor, mask: torch.Tensor | None = None
+        self, field_ppm: torch.Tensor, kernel: torch.Tensor, mask: torch.Tensor | None = None,
+        initial: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """χ (ppm) from a local field (ppm), shape (n_i, n_j, n_k) or (batch, n_i, n_j, n_k).
 
         ``kernel``: half-spectrum dipole kernel of the input (broadcastable, e.g. (batch, ..)).
+        ``initial``: χ (ppm) to start the iterations from (default 0), e.g. a network's estimate that the
+        iterations make consistent with the field.
         """
         unbatched = field_ppm.dim() == 3
         field = field_ppm[None] if unbatched else field_ppm
@@ -117,7 +120,10 @@ class LearnedNdi(nn.Module):
         shape = tuple(field.shape[-3:])
         dims = (-3, -2, -1)
         local = self.weighting == "mask"
-        chi = torch.zeros_like(phase)
+        if initial is None:
+            chi = torch.zeros_like(phase)
+        else:
+            chi = (initial[None] if unbatched else initial) * (mask_b if local else 1.0)
         for k in range(self.iterations):
             residual = torch.sin(torch.fft.irfftn(torch.fft.rfftn(chi, dim=dims) * kernel, s=shape, dim=dims) - phase)
             if local:

@@ -58,8 +58,12 @@ def learned_ndi_network() -> LearnedNdi:
 
 def qsmgan_network() -> QsmganInversion:
     """The shipped QSMGAN architecture (``train_qsmgan.json`` builds its ``network_def`` here too): a U-Net of
-    width 8 and three levels, sized so that a 160³ volume is inverted in well under 30 s on two CPU cores."""
-    return QsmganInversion(QsmganGenerator(channels=8, levels=3))
+    width 8 and three levels that corrects a mask-weighted NDI estimate (28 iterations), followed by 4 NDI
+    data-consistency iterations (see :mod:`lightning_modules.qsm.qsmgan_inference`); sized so that a 160³
+    volume is inverted in well under 30 s on two CPU cores."""
+    return QsmganInversion(QsmganGenerator(channels=8, levels=3, in_channels=3),
+                           prior=LearnedNdi(iterations=28, channels=0, weighting="mask"),
+                           data_consistency=LearnedNdi(iterations=4, channels=0, weighting="mask"))
 
 
 def invert_field(

@@ -7,8 +7,9 @@ far-reaching context); it is trained with L1 first and then refined with a Wasse
 penalty (Gulrajani et al., NeurIPS 2017). Sized here for CPU inference (default width 8, three levels).
 
 Tensors are (batch, channel, i, j, k) in *network units*: :func:`generator_input` scales the field (ppm) by
-:data:`FIELD_SCALE` and adds the mask as a second channel; the generator's output divided by
-:data:`CHI_SCALE` is χ in ppm.
+:data:`FIELD_SCALE` and adds the mask as a second channel (and, for the physics-informed generator of
+:mod:`lightning_modules.qsm.qsmgan_inference`, a prior χ estimate scaled by :data:`CHI_SCALE` as a third); the
+generator's output divided by :data:`CHI_SCALE` is χ in ppm (or, with a prior, a correction to it).
 """
 
 from __future__ import annotations
@@ -23,10 +24,16 @@ FIELD_SCALE = 10.0
 CHI_SCALE = 10.0
 
 
-def generator_input(field_ppm: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Stack ``field_ppm · FIELD_SCALE · mask`` and ``mask`` (both (batch, i, j, k)) into (batch, 2, i, j, k)."""
+def generator_input(
+    field_ppm: torch.Tensor, mask: torch.Tensor, prior_ppm: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Stack ``field_ppm · FIELD_SCALE · mask``, ``mask`` and, if given, ``prior_ppm · CHI_SCALE · mask`` (each
+    (batch, i, j, k)) into (batch, 2 or 3, i, j, k)."""
     mask = mask.to(field_ppm.dtype)
-    return torch.stack([field_ppm * mask * FIELD_SCALE, mask], dim=1)
+    channels = [field_ppm * mask * FIELD_SCALE, mask]
+    if prior_ppm is not None:
+        channels.append(prior_ppm * mask * CHI_SCALE)
+    return torch.stack(channels, dim=1)
 
 
 def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -45,7 +52,8 @@ class QsmganGenerator(nn.Module):
         channels: width of the finest level.
         levels: number of resolutions; input sizes must be multiples of ``2^(levels − 1)``.
         crop_voxels: voxels cut from each side of the output (8: a 64³ patch gives a 48³ centre).
-        in_channels: input channels (field and mask, see :func:`generator_input`).
+        in_channels: input channels (field and mask, plus the prior for a physics-informed generator; see
+            :func:`generator_input`).
 
     Input (batch, in_channels, n_i, n_j, n_k); output (batch, 1, n_i − 2c, n_j − 2c, n_k − 2c), c = crop_voxels.
     """

@@ -15,6 +15,14 @@ margin, which wastes fewer operations on margins: per axis, the fewest windows o
 under 30 s on two CPU cores. MONAI's ``sliding_window_inference`` blends the overlapping windows with
 constant weights restricted to each window's valid centre (see
 :meth:`QsmganInversion.predict_on_training_grid`).
+
+Physics-informed generator (``prior`` and ``data_consistency`` given; the shipped form): Chen et al.'s
+generator learns the whole deconvolution from the field, which takes days of GPU training (trained for 45 min
+on one CPU thread it shrank χ to a third). Here the generator instead corrects a physics estimate, as learned
+proximal networks do: (1) a mask-weighted NDI ``prior`` on the input grid with its exact dipole kernel,
+(2) the U-Net, given field, mask and prior on the training grid, returns a correction that is resampled back
+and added, (3) a few NDI ``data_consistency`` iterations from that estimate undo what the field contradicts.
+The generator's last layer starts at zero, so before training the method is NDI.
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lightning_modules.qsm.dipole import normalise_direction
+from lightning_modules.qsm.dipole import dipole_kernel, normalise_direction
+from lightning_modules.qsm.learned_ndi import LearnedNdi
 from lightning_modules.qsm.qsmgan import CHI_SCALE, QsmganGenerator, generator_input
 
 #: Voxel size (mm, isotropic) of the shipped generator's training data; in vivo data are often ~1.0–1.1 mm.
@@ -97,10 +106,14 @@ class TrainingGrid:
 class QsmganInversion(nn.Module):
     """Whole-volume QSMGAN: ``QsmganInversion()(field_ppm, mask, voxel_size_mm, b0_direction) → χ (ppm)``.
 
-    Its ``state_dict`` (the shipped ``models/qsmgan.pt``) is that of the generator, under ``generator.``.
+    Its ``state_dict`` (the shipped ``models/qsmgan.pt``) is that of the generator, under ``generator.``, and
+    of the NDI parts (their fixed step sizes and weights).
 
     Args:
         generator: the U-Net (default: :class:`QsmganGenerator` of width 8, three levels).
+        prior: NDI (no CNN) whose estimate the generator corrects (None: the generator maps the field to χ
+            alone, as in Chen et al.); its parameters are fixed. The generator then needs 3 input channels.
+        data_consistency: NDI iterations (no CNN) run from the corrected estimate; parameters fixed.
         max_window_size: largest window edge in voxels (a multiple of 4); per axis the window is the
             smallest multiple of 4, at least ``min_window_size``, whose valid centres tile the axis with the
             fewest windows.
@@ -110,11 +123,22 @@ class QsmganInversion(nn.Module):
     """
 
     def __init__(
-        self, generator: nn.Module | None = None, *, max_window_size: int = 128, min_window_size: int = 64,
+        self, generator: nn.Module | None = None, *, prior: LearnedNdi | None = None,
+        data_consistency: LearnedNdi | None = None, max_window_size: int = 128, min_window_size: int = 64,
         windows_per_batch: int = 2, training_voxel_mm: float = TRAINING_VOXEL_MM,
     ) -> None:
         super().__init__()
         self.generator = generator if generator is not None else QsmganGenerator()
+        self.prior, self.data_consistency = prior, data_consistency
+        for part in (prior, data_consistency):
+            if part is not None:
+                if part.cnn is not None:
+                    raise ValueError("the NDI parts of a physics-informed QSMGAN have no CNN (channels=0)")
+                part.requires_grad_(False)
+        if prior is not None:
+            with torch.no_grad():  # the correction starts at zero: before training the method is NDI
+                self.generator.head.weight.zero_()
+                self.generator.head.bias.zero_()
         self.max_window_size, self.min_window_size = int(max_window_size), int(min_window_size)
         self.windows_per_batch = int(windows_per_batch)
         self.training_voxel_mm = float(training_voxel_mm)
@@ -133,15 +157,46 @@ class QsmganInversion(nn.Module):
         """
         device = field_ppm.device
         mask = torch.ones_like(field_ppm) if mask is None else mask.to(field_ppm.dtype)
+        field_ppm = field_ppm * mask
+        physics = self.prior is not None or self.data_consistency is not None
+        kernel = dipole_kernel(field_ppm.shape, voxel_size_mm, b0_direction, device=device) if physics else None
+        prior = None if self.prior is None else self.prior(field_ppm, kernel, mask)
         grid = TrainingGrid.for_input(field_ppm.shape, voxel_size_mm, b0_direction,
                                       training_voxel_mm=self.training_voxel_mm)
-        field_np, mask_np = (field_ppm * mask).cpu().numpy(), mask.cpu().numpy()
-        grid_mask = grid.to_grid(mask_np) > 0.5
-        grid_field = np.where(grid_mask, grid.to_grid(field_np), 0.0).astype(np.float32)
-        chi = self.predict_on_training_grid(torch.as_tensor(grid_field, device=device),
-                                            torch.as_tensor(grid_mask, dtype=torch.float32, device=device))
-        chi = grid.from_grid((chi * torch.as_tensor(grid_mask, device=device)).cpu().numpy())
-        return torch.as_tensor(chi, dtype=field_ppm.dtype, device=device) * mask
+
+        def on_grid(volume: torch.Tensor | None, grid_mask: np.ndarray) -> torch.Tensor | None:
+            if volume is None:
+                return None
+            resampled = np.where(grid_mask, grid.to_grid(volume.cpu().numpy()), 0.0).astype(np.float32)
+            return torch.as_tensor(resampled, device=device)
+
+        grid_mask = grid.to_grid(mask.cpu().numpy()) > 0.5
+        out = self.predict_on_training_grid(on_grid(field_ppm, grid_mask),
+                                            torch.as_tensor(grid_mask, dtype=torch.float32, device=device),
+                                            on_grid(prior, grid_mask))
+        out = grid.from_grid((out * torch.as_tensor(grid_mask, device=device)).cpu().numpy())
+        chi = torch.as_tensor(out, dtype=field_ppm.dtype, device=device) * mask
+        if prior is not None:
+            chi = prior + chi
+        if self.data_consistency is not None:
+            chi = self.data_consistency(field_ppm, kernel, mask, initial=chi)
+        return chi * mask
+
+    def refine_patch(
+        self, field_ppm: torch.Tensor, mask: torch.Tensor, kernel: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Training form on whole patches (batch, i, j, k) already on the training grid: χ (ppm) on the valid
+        centre (batch, i − 2c, j − 2c, k − 2c). With a prior, the correction is 0 on the patch margin."""
+        margin = self.generator.crop_voxels
+        if self.prior is None:
+            return self.generator(generator_input(field_ppm, mask))[:, 0] / CHI_SCALE
+        with torch.no_grad():
+            prior = self.prior(field_ppm, kernel, mask)
+        correction = self.generator(generator_input(field_ppm, mask, prior))[:, 0] / CHI_SCALE
+        chi = prior + F.pad(correction, (margin,) * 6) * mask
+        if self.data_consistency is not None:
+            chi = self.data_consistency(field_ppm, kernel, mask, initial=chi)
+        return chi[..., margin:-margin, margin:-margin, margin:-margin] if margin else chi
 
     def window_size(self, length: int) -> int:
         """Window edge for an axis of ``length`` voxels: the fewest windows (each at most ``max_window_size``)
@@ -151,8 +206,11 @@ class QsmganInversion(nn.Module):
         window = -(-int(length) // count) + 2 * self.generator.crop_voxels
         return max(self.min_window_size, 4 * -(-window // 4))
 
-    def predict_on_training_grid(self, field_ppm: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """χ (ppm) of a field already on the training grid (i, j, k), by overlapping windows.
+    def predict_on_training_grid(
+        self, field_ppm: torch.Tensor, mask: torch.Tensor, prior_ppm: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """χ (ppm; with a prior, the correction to it) of a field already on the training grid (i, j, k), by
+        overlapping windows.
 
         The volume is zero-padded by the crop margin so that the windows' valid centres cover every voxel.
         The predictor returns two channels on the full window, ``[χ·w, w]`` with w = 1 on the valid centre
@@ -162,7 +220,8 @@ class QsmganInversion(nn.Module):
         from monai.inferers import sliding_window_inference
 
         margin = self.generator.crop_voxels
-        x = F.pad(generator_input(field_ppm[None], mask[None]), (margin,) * 6)
+        prior = None if prior_ppm is None else prior_ppm[None]
+        x = F.pad(generator_input(field_ppm[None], mask[None], prior), (margin,) * 6)
 
         def predictor(window: torch.Tensor) -> torch.Tensor:
             chi = self.generator(window.contiguous(memory_format=torch.channels_last_3d)).contiguous()

@@ -8,7 +8,8 @@ Reusing the generated χ for the critic steps saves ``n_critic − 1`` generator
 makes the adversarial phase affordable on a CPU.
 
 Batches are those of :class:`lightning_modules.qsm.data.SimulatedQsmDataModule` with 64³ patches on the
-generator's fixed training geometry; losses and metrics use the 48³ centre that the generator returns.
+generator's fixed training geometry; losses and metrics use the 48³ centre that the generator returns. Only
+the generator is trained; the NDI parts of a physics-informed network keep their fixed parameters.
 """
 
 from __future__ import annotations
@@ -68,8 +69,9 @@ class QsmganModule(pl.LightningModule):
         return self.current_epoch >= self.adversarial_start_epoch
 
     def generate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Generated χ in network units, (batch, 1, centre³)."""
-        return self.network.generator(generator_input(batch["field"], batch["mask"]))
+        """Generated χ in network units, (batch, 1, centre³) (for a physics-informed network: prior, generator
+        correction and data-consistency iterations, see :meth:`QsmganInversion.refine_patch`)."""
+        return self.network.refine_patch(batch["field"], batch["mask"], batch.get("kernel"))[:, None] * CHI_SCALE
 
     def targets(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """True χ (network units), mask and field condition (network units) on the centre, (batch, 1, ...)."""
@@ -120,5 +122,5 @@ class QsmganModule(pl.LightningModule):
             self.log("val_nrmse_adversarial", nrmse.mean())
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.network.parameters(), lr=self.learning_rate),
+        return [torch.optim.Adam(self.network.generator.parameters(), lr=self.learning_rate),
                 torch.optim.Adam(self.critic.parameters(), lr=self.critic_learning_rate, betas=(0.5, 0.9))]

@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader
 from lightning_modules.bundle_app import bundle_root
 from lightning_modules.metrics import nrmse
 from lightning_modules.qsm.data import SimulatedQsmDataset
-from lightning_modules.qsm.dipole import forward_field
+from lightning_modules.qsm.dipole import dipole_kernel, forward_field
+from lightning_modules.qsm.learned_ndi import LearnedNdi
 from lightning_modules.qsm.methods import build_network, invert_field
 from lightning_modules.qsm.qsmgan import QsmganCritic, QsmganGenerator, generator_input, gradient_penalty
 from lightning_modules.qsm.qsmgan_inference import QsmganInversion, TrainingGrid, rotation_z_to
@@ -80,6 +81,51 @@ def test_a_few_training_steps_lower_the_l1_loss_and_the_critic_trains():
     trainer.fit(module, DataLoader(samples, batch_size=2))
     assert l1() < 0.8 * before
     assert any(not torch.equal(a, b) for a, b in zip(critic_before, module.critic.parameters()))
+
+
+def _physics_informed(channels: int = 4, max_window_size: int = 128) -> QsmganInversion:
+    return QsmganInversion(QsmganGenerator(channels=channels, in_channels=3),
+                           prior=LearnedNdi(iterations=5, channels=0, weighting="mask"),
+                           data_consistency=LearnedNdi(iterations=3, channels=0, weighting="mask"),
+                           max_window_size=max_window_size)
+
+
+@pytest.mark.parametrize(("shape", "voxel", "b0"), [((40, 36, 32), (1.0, 1.0, 1.0), (0, 0, 1)),
+                                                    ((37, 30, 26), (1.2, 0.9, 1.5), (0.3, -0.2, 1.0))])
+def test_untrained_physics_informed_qsmgan_is_ndi_on_the_input_grid(shape, voxel, b0):
+    """The generator's correction starts at zero, so prior (5 iterations) + data consistency (3) is exactly an
+    8-iteration mask-weighted NDI on the input grid, whatever resampling the generator's grid needs."""
+    chi, brain = head_phantom(shape, voxel, seed=4)
+    case = simulate_field(chi, brain, voxel, b0, noise_std_ppm=1e-3, seed=2)
+    field, mask = torch.as_tensor(case.field_ppm, dtype=torch.float32), torch.as_tensor(brain, dtype=torch.float32)
+    network = _physics_informed(max_window_size=64).eval()
+    ndi = LearnedNdi(iterations=8, channels=0, weighting="mask")
+    with torch.no_grad():
+        expected = ndi(field, dipole_kernel(shape, voxel, b0), mask)
+        torch.testing.assert_close(invert_field(network, field, mask, voxel, b0), expected, atol=1e-6, rtol=1e-4)
+    assert float(expected.abs().max()) > 0.01
+    assert not any(p.requires_grad for p in (*network.prior.parameters(), *network.data_consistency.parameters()))
+    with pytest.raises(ValueError, match="no CNN"):
+        QsmganInversion(QsmganGenerator(in_channels=3), prior=LearnedNdi(iterations=2, channels=2))
+
+
+def test_physics_informed_qsmgan_trains_its_generator_only():
+    data = SimulatedQsmDataset(n_samples=2, patch_size=32, seed=7, voxel_size_mm=[1.0, 1.0, 1.0],
+                               b0_direction=[0.0, 0.0, 1.0])
+    batch = {k: torch.stack([data[i][k] for i in range(2)]) for k in ("field", "chi", "mask", "kernel")}
+    module = QsmganModule(_physics_informed(), QsmganCritic(channels=4), learning_rate=3e-3,
+                          adversarial_start_epoch=100)
+    chi, mask, _ = module.targets(batch)
+    optimiser = torch.optim.Adam(module.network.generator.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(12):
+        loss = module.l1_loss(module.generate(batch) * mask, chi, mask)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert all(p.grad is None for p in module.network.prior.parameters())
 
 
 def test_one_window_is_the_generator_on_the_zero_padded_input():
