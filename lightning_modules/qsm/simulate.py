@@ -187,10 +187,30 @@ def brain_like_chi(
     return chi, brain
 
 
-def _large_shape(pos: np.ndarray, extent: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random ellipsoid, box or finite cylinder (any orientation), half-sizes 8–35 % of ``extent``."""
+def shapes_chi(shape: Sequence[int], voxel_size_mm: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+    """A piecewise-constant phantom (ppm) on a zero background, as test phantoms are: 1–3 large low-contrast
+    regions (ellipsoids, boxes, finite cylinders in any orientation, half-sizes up to 60 % of the box, so they
+    may run out of it; |χ| log-uniform in 0.005–0.05 ppm, either sign) and 2–8 smaller shapes inside or across
+    them (half-sizes 3–15 % of the box, −0.1…+0.35 ppm); overlapping values add up."""
+    shape = tuple(int(s) for s in shape)
+    extent = np.asarray(shape) * np.asarray(voxel_size_mm)
+    pos = _coordinates(shape, voxel_size_mm)
+    chi = np.zeros(shape)
+    for _ in range(rng.integers(1, 4)):
+        value = rng.choice([-1.0, 1.0]) * np.exp(rng.uniform(np.log(0.005), np.log(0.05)))
+        chi += value * _large_shape(pos, extent, rng, half_range=(0.15, 0.6))
+    for _ in range(rng.integers(2, 9)):
+        chi += rng.uniform(-0.1, 0.35) * _large_shape(pos, extent, rng, half_range=(0.03, 0.15))
+    return chi
+
+
+def _large_shape(
+    pos: np.ndarray, extent: np.ndarray, rng: np.random.Generator, *, half_range: tuple[float, float] = (0.08, 0.35)
+) -> np.ndarray:
+    """A random ellipsoid, box or finite cylinder (any orientation), half-sizes in ``half_range`` (default
+    8–35 %) of ``extent``."""
     centre = rng.uniform(-0.3, 0.3, 3) * extent
-    half = rng.uniform(0.08, 0.35, 3) * extent
+    half = rng.uniform(*half_range, 3) * extent
     kind = rng.integers(3)
     if kind == 0:
         return _ellipsoid(pos, centre, half)
@@ -205,7 +225,7 @@ def random_training_case(
     shape: Sequence[int], rng: np.random.Generator, *, max_noise_ppm: float = 3e-3,
     max_background_ppm: float = 5e-3, voxel_size_mm: Sequence[float] | None = None,
     b0_direction: Sequence[float] | None = None, min_noise_ppm: float = 0.0, enclosed: bool = False,
-    large_shapes: bool = False,
+    large_shapes: bool = False, phantom_fraction: float = 0.0,
 ) -> SimulatedCase:
     """A training sample for learned inversion: random anatomy, voxel size, B0 direction, noise level and
     a smooth residual background field (imperfect background removal), with the field 0 outside the mask.
@@ -214,14 +234,23 @@ def random_training_case(
     when ``min_noise_ppm`` > 0 (so that low-noise fields are as common as noisy ones); ``enclosed`` and
     ``large_shapes``: see :func:`brain_like_chi`. With ``enclosed``, two thirds of the cases are local fields cut
     at the brain edge (0 outside, as after background-field removal in vivo) and a third keep the field of the
-    whole box with a whole-box mask (a phantom whose field is known everywhere)."""
+    whole box with a whole-box mask (a phantom whose field is known everywhere). A ``phantom_fraction`` of the
+    cases are instead piecewise-constant phantoms (:func:`shapes_chi`) with the complete field of the whole box,
+    its mean removed in half of them (a field known up to a constant), and no background field."""
     voxel_size = random_voxel_size(rng) if voxel_size_mm is None else np.asarray(voxel_size_mm, dtype=float)
     b0 = random_b0_direction(rng) if b0_direction is None else np.asarray(b0_direction, dtype=float)
+    if phantom_fraction > 0 and rng.random() < phantom_fraction:
+        chi = shapes_chi(shape, voxel_size, rng)
+        noise = _noise_std(rng, min_noise_ppm, max_noise_ppm)
+        case = simulate_field(chi, np.ones(chi.shape, bool), voxel_size, b0, noise_std_ppm=noise,
+                              seed=int(rng.integers(2**31)))
+        if rng.random() < 0.5:
+            case.field_ppm = case.field_ppm - case.field_ppm.mean()
+        return case
     chi, brain = brain_like_chi(shape, voxel_size, rng, enclosed=enclosed, large_shapes=large_shapes)
     if enclosed and rng.random() < 1 / 3:
         brain = np.ones_like(brain)  # the field is known everywhere (a full-FOV phantom), not cut at the brain edge
-    noise = (np.exp(rng.uniform(np.log(min_noise_ppm), np.log(max_noise_ppm))) if min_noise_ppm > 0
-             else rng.uniform(0.0, max_noise_ppm))
+    noise = _noise_std(rng, min_noise_ppm, max_noise_ppm)
     case = simulate_field(chi, brain, voxel_size, b0, noise_std_ppm=noise,
                           seed=int(rng.integers(2**31)))
     if rng.random() < 0.5:
@@ -229,3 +258,10 @@ def random_training_case(
         coefficients = rng.uniform(-1, 1, 3) * rng.uniform(0, max_background_ppm)
         case.field_ppm = case.field_ppm + np.where(brain, pos @ coefficients, 0.0)
     return case
+
+
+def _noise_std(rng: np.random.Generator, min_noise_ppm: float, max_noise_ppm: float) -> float:
+    """Uniform in [0, max], or log-uniform in [min, max] when min > 0."""
+    if min_noise_ppm > 0:
+        return float(np.exp(rng.uniform(np.log(min_noise_ppm), np.log(max_noise_ppm))))
+    return float(rng.uniform(0.0, max_noise_ppm))

@@ -51,6 +51,32 @@ def test_large_shapes_cover_much_of_the_brain_with_sources():
     assert with_large > 0.3 and with_large > 3 * without, (with_large, without)
 
 
+def test_phantom_cases_are_piecewise_constant_with_the_complete_field_of_the_whole_box():
+    """A ``phantom_fraction`` of the cases are shape phantoms on a zero background: whole-box mask, a few distinct
+    χ values, large low-contrast regions, and the field of the forward model (its mean removed in about half)."""
+    from lightning_modules.qsm.simulate import shapes_chi
+
+    phantoms, mean_removed = 0, 0
+    for seed in range(16):
+        case = random_training_case(SHAPE, np.random.default_rng(seed), enclosed=True, large_shapes=True,
+                                    phantom_fraction=0.5)
+        if not case.mask.all():
+            continue
+        values = np.unique(np.round(case.chi_ppm, 9))
+        if len(values) > 40:  # a whole-box brain-like case (MNI texture), not a phantom
+            continue
+        phantoms += 1
+        assert np.any(case.chi_ppm == 0) and -0.5 < case.chi_ppm.min() and case.chi_ppm.max() < 1.2
+        exact = forward_field(torch.as_tensor(case.chi_ppm), case.voxel_size_mm, case.b0_direction).numpy()
+        difference = case.field_ppm - exact
+        assert difference.std() < 3.5e-3  # only noise (σ ≤ 0.003 ppm) and perhaps a constant
+        mean_removed += abs(case.field_ppm.mean()) < 1e-9
+    assert 4 <= phantoms <= 12 and 1 <= mean_removed < phantoms, (phantoms, mean_removed)
+    chi = shapes_chi((40, 40, 40), (1.0, 1.0, 1.0), np.random.default_rng(0))
+    small = (np.abs(chi) > 0) & (np.abs(chi) <= 0.05)
+    assert small.mean() > 0.1  # large low-contrast regions cover much of the box
+
+
 def test_noise_is_log_uniform_within_the_requested_range():
     sigmas = []
     for seed in range(24):
