@@ -71,12 +71,16 @@ class LearnedNdi(nn.Module):
             They undo the part of the CNN's change that the field contradicts, fast where |D| is large, and
             keep what lies near the magic-angle cone (D ≈ 0), which the data cannot determine; without them
             the CNN has the last word everywhere, e.g. it shrinks large uniform low-contrast regions.
+        zero_mean_cnn: remove the mean (over the mask) of every CNN update. The mean of χ is the part of χ the
+            field does not determine (D(0) = 0 on a complete field; nearly so inside an ellipsoidal brain); an
+            unconstrained CNN learns to guess it from the training anatomy (brain-like χ has a positive mean)
+            and guesses wrong on phantoms of another make-up.
     """
 
     def __init__(
         self, *, iterations: int = 24, channels: int = 8, cnn_iterations: int = 2, initial_step: float = 4.0,
         initial_regularization: float = 1e-3, weighting: str = "uniform", odd_cnn: bool = False,
-        final_data_iterations: int = 0,
+        final_data_iterations: int = 0, zero_mean_cnn: bool = False,
     ) -> None:
         super().__init__()
         if weighting not in ("uniform", "mask"):
@@ -86,6 +90,7 @@ class LearnedNdi(nn.Module):
         self.raw_step = nn.Parameter(torch.full((iterations,), _softplus_inverse(initial_step)))
         self.raw_regularization = nn.Parameter(torch.full((iterations,), _softplus_inverse(initial_regularization)))
         self.final_data_iterations = int(final_data_iterations)
+        self.zero_mean_cnn = bool(zero_mean_cnn)
         if not 0 <= self.final_data_iterations <= self.iterations:
             raise ValueError(f"final_data_iterations must be in 0..{iterations}; got {final_data_iterations}")
         available = self.iterations - self.final_data_iterations
@@ -134,7 +139,11 @@ class LearnedNdi(nn.Module):
                 chi = chi * mask_b
             j = k - (self.iterations - self.final_data_iterations - self.cnn_iterations)
             if self.cnn is not None and 0 <= j < self.cnn_iterations:
-                chi = chi + self.gate[j] * self.cnn(chi, phase) * mask_b
+                update = self.cnn(chi, phase) * mask_b
+                if self.zero_mean_cnn:
+                    mean = update.sum(dims, keepdim=True) / mask_b.sum(dims, keepdim=True).clamp_min(1.0)
+                    update = (update - mean) * mask_b
+                chi = chi + self.gate[j] * update
         chi = chi * mask_b
         return chi[0] if unbatched else chi
 

@@ -88,6 +88,27 @@ def test_final_data_iterations_come_after_the_cnn_and_undo_what_the_field_contra
     torch.testing.assert_close(before_data, torch.full_like(before_data, 0.05 * 4 / 24), rtol=0.03, atol=0.0)
 
 
+def test_zero_mean_cnn_updates_cannot_shift_the_mean_of_chi():
+    """With ``zero_mean_cnn`` a CNN update has zero mean over the mask: a constant update vanishes, and any
+    update leaves the mean of χ over the mask where the NDI steps put it."""
+    chi, brain = head_phantom((24, 24, 20), (1.5, 1.5, 1.5), seed=2)
+    case = simulate_field(chi, brain, (1.5, 1.5, 1.5))
+    field = torch.as_tensor(case.field_ppm, dtype=torch.float32)
+    mask = torch.as_tensor(brain, dtype=torch.float32)
+    kernel = dipole_kernel(field.shape, (1.5, 1.5, 1.5))
+    torch.manual_seed(0)
+    net = LearnedNdi(iterations=6, channels=4, cnn_iterations=1, weighting="mask", zero_mean_cnn=True)
+    reference = LearnedNdi(iterations=6, channels=0, weighting="mask")
+    with torch.no_grad():
+        net.gate.fill_(1.0)
+        random_update = net(field, kernel, mask) - reference(field, kernel, mask)
+        assert float(random_update.abs().max()) > 1e-4
+        assert abs(float(random_update[mask > 0].mean())) < 1e-7
+        net.cnn.layers[-1].weight.zero_()
+        net.cnn.layers[-1].bias.fill_(0.5)  # a constant update of 0.05 ppm
+        torch.testing.assert_close(net(field, kernel, mask), reference(field, kernel, mask))
+
+
 def test_dataset_is_reproducible_and_carries_the_sample_kernel():
     data = SimulatedQsmDataset(n_samples=3, patch_size=16, seed=3)
     a, b = data[1], data[1]
