@@ -52,18 +52,21 @@ def build_network(method: str = DEFAULT_METHOD, bundle_root: str | None = None) 
 
 def learned_ndi_network() -> LearnedNdi:
     """The shipped learned-NDI architecture (``train.json`` builds its ``network_def`` here too): 32 unrolled
-    iterations, the CNN in the last two, data weighted by the mask with χ kept inside it (local fields)."""
-    return LearnedNdi(iterations=32, channels=8, cnn_iterations=2, weighting="mask")
+    iterations, data weighted by the mask with χ kept inside it (local fields); an odd, zero-mean CNN update in
+    iterations 23 and 24, then 8 plain NDI iterations (see :class:`LearnedNdi`)."""
+    return LearnedNdi(iterations=32, channels=8, cnn_iterations=2, weighting="mask", odd_cnn=True,
+                      final_data_iterations=8, zero_mean_cnn=True)
 
 
 def qsmgan_network() -> QsmganInversion:
     """The shipped QSMGAN architecture (``train_qsmgan.json`` builds its ``network_def`` here too): a U-Net of
-    width 8 and three levels that corrects a mask-weighted NDI estimate (28 iterations), followed by 4 NDI
+    width 8 and three levels that corrects a mask-weighted NDI estimate (28 iterations), followed by 12 NDI
     data-consistency iterations (see :mod:`lightning_modules.qsm.qsmgan_inference`); sized so that a 160³
     volume is inverted in well under 30 s on two CPU cores."""
     return QsmganInversion(QsmganGenerator(channels=8, levels=3, in_channels=3),
                            prior=LearnedNdi(iterations=28, channels=0, weighting="mask"),
-                           data_consistency=LearnedNdi(iterations=4, channels=0, weighting="mask"))
+                           data_consistency=LearnedNdi(iterations=12, channels=0, weighting="mask"),
+                           zero_mean_correction=True)
 
 
 def invert_field(

@@ -114,6 +114,8 @@ class QsmganInversion(nn.Module):
         prior: NDI (no CNN) whose estimate the generator corrects (None: the generator maps the field to χ
             alone, as in Chen et al.); its parameters are fixed. The generator then needs 3 input channels.
         data_consistency: NDI iterations (no CNN) run from the corrected estimate; parameters fixed.
+        zero_mean_correction: remove the mean (over the mask) of the generator's correction, so that it
+            cannot guess the mean of χ, which the field does not determine (see ``LearnedNdi(zero_mean_cnn)``).
         max_window_size: largest window edge in voxels (a multiple of 4); per axis the window is the
             smallest multiple of 4, at least ``min_window_size``, whose valid centres tile the axis with the
             fewest windows.
@@ -125,10 +127,11 @@ class QsmganInversion(nn.Module):
     def __init__(
         self, generator: nn.Module | None = None, *, prior: LearnedNdi | None = None,
         data_consistency: LearnedNdi | None = None, max_window_size: int = 128, min_window_size: int = 64,
-        windows_per_batch: int = 2, training_voxel_mm: float = TRAINING_VOXEL_MM,
+        windows_per_batch: int = 2, training_voxel_mm: float = TRAINING_VOXEL_MM, zero_mean_correction: bool = False,
     ) -> None:
         super().__init__()
         self.generator = generator if generator is not None else QsmganGenerator()
+        self.zero_mean_correction = bool(zero_mean_correction)
         self.prior, self.data_consistency = prior, data_consistency
         for part in (prior, data_consistency):
             if part is not None:
@@ -177,7 +180,7 @@ class QsmganInversion(nn.Module):
         out = grid.from_grid((out * torch.as_tensor(grid_mask, device=device)).cpu().numpy())
         chi = torch.as_tensor(out, dtype=field_ppm.dtype, device=device) * mask
         if prior is not None:
-            chi = prior + chi
+            chi = prior + self._centred(chi, mask)
         if self.data_consistency is not None:
             chi = self.data_consistency(field_ppm, kernel, mask, initial=chi)
         return chi * mask
@@ -193,10 +196,18 @@ class QsmganInversion(nn.Module):
         with torch.no_grad():
             prior = self.prior(field_ppm, kernel, mask)
         correction = self.generator(generator_input(field_ppm, mask, prior))[:, 0] / CHI_SCALE
-        chi = prior + F.pad(correction, (margin,) * 6) * mask
+        chi = prior + self._centred(F.pad(correction, (margin,) * 6) * mask, mask)
         if self.data_consistency is not None:
             chi = self.data_consistency(field_ppm, kernel, mask, initial=chi)
         return chi[..., margin:-margin, margin:-margin, margin:-margin] if margin else chi
+
+    def _centred(self, correction: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The correction (0 outside the mask), less its mean over the mask if ``zero_mean_correction``."""
+        if not self.zero_mean_correction:
+            return correction
+        dims = (-3, -2, -1)
+        mean = correction.sum(dims, keepdim=True) / mask.sum(dims, keepdim=True).clamp_min(1.0)
+        return (correction - mean) * mask
 
     def window_size(self, length: int) -> int:
         """Window edge for an axis of ``length`` voxels: the fewest windows (each at most ``max_window_size``)
