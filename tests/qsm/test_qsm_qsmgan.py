@@ -176,7 +176,7 @@ def test_bundle_runs_qsmgan_with_the_shipped_weights_and_beats_tkd(tmp_path):
         pytest.skip("models/qsmgan.pt is not shipped in this checkout; train it with configs/train_qsmgan.json")
     voxel = (1.0, 1.0, 1.0)
     chi, brain = head_phantom((56, 56, 48), voxel, seed=3)
-    b0 = (0.0, np.sin(np.radians(10.0)), np.cos(np.radians(10.0)))
+    b0 = (0.0, float(np.sin(np.radians(10.0))), float(np.cos(np.radians(10.0))))
     case = simulate_field(chi, brain, voxel, b0, noise_std_ppm=5e-4, seed=4)
     affine = np.diag([*voxel, 1.0])
     nib.save(nib.Nifti1Image(case.field_ppm.astype(np.float32), affine), tmp_path / "f.nii.gz")
@@ -197,10 +197,10 @@ def test_bundle_runs_qsmgan_with_the_shipped_weights_and_beats_tkd(tmp_path):
                                                     ((64, 64, 44), (1.0, 1.0, 1.5), (0.0, 0.342, 0.940)),
                                                     ((52, 70, 44), (1.2, 0.9, 1.5), (0.3, -0.2, 1.0))])
 def test_shipped_weights_recover_a_small_sphere_on_the_ppm_scale_in_every_geometry(shape, voxel, b0):
-    """Known truth: a sphere of radius 3 mm and χ = 0.2 ppm. The shipped generator shrinks large uniform sources
-    (docs/README.md: the interior of an 8 mm sphere comes out at ~5 %), but the core of a small one comes out at
-    1.2–1.3 × the truth, with and without resampling. A scale bug anywhere on the path (field or χ scaling,
-    ppm vs Hz or radians, resampling, window blending) would move this ratio by a large factor."""
+    """Known truth: a sphere of radius 3 mm and χ = 0.2 ppm, with and without resampling to the generator's grid.
+    A scale bug anywhere on the path (field or χ scaling, ppm vs Hz or radians, resampling, window blending,
+    adding the correction to the NDI prior) would move the ratio of its core's mean to the truth by a large
+    factor."""
     if not (BUNDLE / "models" / "qsmgan.pt").is_file():
         pytest.skip("models/qsmgan.pt is not shipped in this checkout; train it with configs/train_qsmgan.json")
     network = build_network("qsmgan", str(bundle_root("qsm_dipole_inversion"))).eval()
