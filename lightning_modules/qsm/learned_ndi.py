@@ -141,11 +141,17 @@ class LearnedNdi(nn.Module):
             if self.cnn is not None and 0 <= j < self.cnn_iterations:
                 update = self.cnn(chi, phase) * mask_b
                 if self.zero_mean_cnn:
-                    mean = update.sum(dims, keepdim=True) / mask_b.sum(dims, keepdim=True).clamp_min(1.0)
-                    update = (update - mean) * mask_b
+                    update = without_mask_mean(update, mask_b)
                 chi = chi + self.gate[j] * update
         chi = chi * mask_b
         return chi[0] if unbatched else chi
+
+
+def without_mask_mean(volume: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``volume`` (..., i, j, k) less its mean over ``mask`` (0/1, broadcastable), 0 outside the mask."""
+    dims = (-3, -2, -1)
+    mean = (volume * mask).sum(dims, keepdim=True) / mask.sum(dims, keepdim=True).clamp_min(1.0)
+    return (volume - mean) * mask
 
 
 def _softplus_inverse(value: float) -> float:

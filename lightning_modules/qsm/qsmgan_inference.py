@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lightning_modules.qsm.dipole import dipole_kernel, normalise_direction
-from lightning_modules.qsm.learned_ndi import LearnedNdi
+from lightning_modules.qsm.learned_ndi import LearnedNdi, without_mask_mean
 from lightning_modules.qsm.qsmgan import CHI_SCALE, QsmganGenerator, generator_input
 
 #: Voxel size (mm, isotropic) of the shipped generator's training data; in vivo data are often ~1.0–1.1 mm.
@@ -203,11 +203,7 @@ class QsmganInversion(nn.Module):
 
     def _centred(self, correction: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The correction (0 outside the mask), less its mean over the mask if ``zero_mean_correction``."""
-        if not self.zero_mean_correction:
-            return correction
-        dims = (-3, -2, -1)
-        mean = correction.sum(dims, keepdim=True) / mask.sum(dims, keepdim=True).clamp_min(1.0)
-        return (correction - mean) * mask
+        return without_mask_mean(correction, mask) if self.zero_mean_correction else correction
 
     def window_size(self, length: int) -> int:
         """Window edge for an axis of ``length`` voxels: the fewest windows (each at most ``max_window_size``)
