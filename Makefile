@@ -46,7 +46,7 @@ QSM_TRAIN := OMP_NUM_THREADS=1 $(PY) -m monai.bundle run --config_file $(QSM)/co
 QSM_NDI   := \$$lightning_modules.qsm.learned_ndi.LearnedNdi(iterations=32, channels=8, cnn_iterations=2, weighting='mask'
 train-qsm: $(STAMP)
 	mkdir -p $(QSM_WORK)
-	$(QSM_TRAIN) --model_path $(QSM_WORK)/stage1.pt --network_def "$(QSM_NDI))"
+	$(QSM_TRAIN) --model_path $(QSM_WORK)/stage1.pt --network_def "$(QSM_NDI))" --phantom_fraction 0.0
 	$(QSM_TRAIN) --model_path $(QSM_WORK)/stage2.pt --network_def "$(QSM_NDI), odd_cnn=True, final_data_iterations=8)" \
 	    --init_weights $(QSM_WORK)/stage1.pt --learning_rate 0.001 --phantom_fraction 0.3 --trainer#max_epochs 11
 	$(QSM_TRAIN) --model_path $(QSM_WORK)/stage3.pt --init_weights $(QSM_WORK)/stage2.pt --learning_rate 0.001 \
