@@ -1,4 +1,4 @@
-"""The design set on which learned-NDI candidates were chosen, kept apart from the benchmark (qsm_accuracy.py).
+"""The design set on which learned-method candidates (learned NDI, QSMGAN) are chosen, kept apart from the benchmark.
 
 qsm-forward draws that the benchmark does not use: its cylinder phantom with other radii and values, its random
 sources with seeds 5 and 6, voxels of 1.5×1.5×1 mm and 1×1×1.6 mm with B0 tilted 15°, and a local field (sources
