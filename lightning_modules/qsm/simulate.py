@@ -204,12 +204,31 @@ def shapes_chi(shape: Sequence[int], voxel_size_mm: Sequence[float], rng: np.ran
     return chi
 
 
+def sources_chi(shape: Sequence[int], voxel_size_mm: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+    """A dense DeepQSM-style source phantom (ppm) that fills the box: 20–60 boxes, ellipsoids and finite cylinders
+    (any orientation) placed anywhere, so many run out of the box, drawn from large (half-sizes up to 30 % of
+    the box) to small; each takes one value N(0, σ²), σ log-uniform in 0.03–0.12 ppm, and later shapes cover
+    earlier ones (piecewise constant, no tissue background)."""
+    shape = tuple(int(s) for s in shape)
+    extent = np.asarray(shape) * np.asarray(voxel_size_mm)
+    pos = _coordinates(shape, voxel_size_mm)
+    chi = np.zeros(shape)
+    sigma = np.exp(rng.uniform(np.log(0.03), np.log(0.12)))
+    total = int(rng.integers(20, 61))
+    for i in range(total):
+        shrink = 1.0 / (1.0 + i / total)
+        region = _large_shape(pos, extent, rng, half_range=(0.02 * shrink, 0.3 * shrink), centre_range=0.5)
+        chi[region] = rng.normal(0.0, sigma)
+    return chi
+
+
 def _large_shape(
-    pos: np.ndarray, extent: np.ndarray, rng: np.random.Generator, *, half_range: tuple[float, float] = (0.08, 0.35)
+    pos: np.ndarray, extent: np.ndarray, rng: np.random.Generator, *, half_range: tuple[float, float] = (0.08, 0.35),
+    centre_range: float = 0.3,
 ) -> np.ndarray:
     """A random ellipsoid, box or finite cylinder (any orientation), half-sizes in ``half_range`` (default
-    8–35 %) of ``extent``."""
-    centre = rng.uniform(-0.3, 0.3, 3) * extent
+    8–35 %) of ``extent``, centred within ±``centre_range`` of ``extent`` from the box centre."""
+    centre = rng.uniform(-centre_range, centre_range, 3) * extent
     half = rng.uniform(*half_range, 3) * extent
     kind = rng.integers(3)
     if kind == 0:
@@ -225,7 +244,7 @@ def random_training_case(
     shape: Sequence[int], rng: np.random.Generator, *, max_noise_ppm: float = 3e-3,
     max_background_ppm: float = 5e-3, voxel_size_mm: Sequence[float] | None = None,
     b0_direction: Sequence[float] | None = None, min_noise_ppm: float = 0.0, enclosed: bool = False,
-    large_shapes: bool = False, phantom_fraction: float = 0.0,
+    large_shapes: bool = False, phantom_fraction: float = 0.0, sources_fraction: float = 0.0,
 ) -> SimulatedCase:
     """A training sample for learned inversion: random anatomy, voxel size, B0 direction, noise level and
     a smooth residual background field (imperfect background removal), with the field 0 outside the mask.
@@ -236,11 +255,13 @@ def random_training_case(
     at the brain edge (0 outside, as after background-field removal in vivo) and a third keep the field of the
     whole box with a whole-box mask (a phantom whose field is known everywhere). A ``phantom_fraction`` of the
     cases are instead piecewise-constant phantoms (:func:`shapes_chi`) with the complete field of the whole box,
-    its mean removed in half of them (a field known up to a constant), and no background field."""
+    its mean removed in half of them (a field known up to a constant), and no background field; a further
+    ``sources_fraction`` are dense source phantoms (:func:`sources_chi`) simulated the same way."""
     voxel_size = random_voxel_size(rng) if voxel_size_mm is None else np.asarray(voxel_size_mm, dtype=float)
     b0 = random_b0_direction(rng) if b0_direction is None else np.asarray(b0_direction, dtype=float)
-    if phantom_fraction > 0 and rng.random() < phantom_fraction:
-        chi = shapes_chi(shape, voxel_size, rng)
+    draw = rng.random() if phantom_fraction + sources_fraction > 0 else 1.0
+    if draw < phantom_fraction + sources_fraction:
+        chi = (shapes_chi if draw < phantom_fraction else sources_chi)(shape, voxel_size, rng)
         noise = _noise_std(rng, min_noise_ppm, max_noise_ppm)
         case = simulate_field(chi, np.ones(chi.shape, bool), voxel_size, b0, noise_std_ppm=noise,
                               seed=int(rng.integers(2**31)))

@@ -77,6 +77,27 @@ def test_phantom_cases_are_piecewise_constant_with_the_complete_field_of_the_who
     assert small.mean() > 0.1  # large low-contrast regions cover much of the box
 
 
+def test_source_cases_fill_the_box_with_many_overlapping_shapes_and_carry_the_forward_field():
+    """``sources_fraction`` cases are dense DeepQSM-style phantoms: whole-box mask, many distinct values drawn
+    around 0, shapes cut by the box faces, later shapes covering earlier ones, and the forward model's field."""
+    from lightning_modules.qsm.simulate import sources_chi
+
+    for seed in range(4):
+        case = random_training_case(SHAPE, np.random.default_rng(seed), sources_fraction=1.0, max_noise_ppm=1e-3)
+        chi = case.chi_ppm
+        assert case.mask.all()
+        assert 0.05 < (chi != 0).mean() < 0.7 and len(np.unique(chi)) >= 10
+        assert (chi[0] != 0).any() or (chi[-1] != 0).any()  # sources run out of the box
+        exact = forward_field(torch.as_tensor(chi), case.voxel_size_mm, case.b0_direction).numpy()
+        assert (case.field_ppm - exact).std() < 1.2e-3  # noise and perhaps a constant, nothing else
+    values = np.concatenate([np.unique(sources_chi(SHAPE, (1, 1, 1), np.random.default_rng(s))) for s in range(8)])
+    assert abs(np.median(values)) < 0.02 and (values < 0).mean() > 0.3 and (values > 0).mean() > 0.3
+    # covering, not summing: every value of the map is one shape's draw, so no value exceeds ~5 σ (0.6 ppm)
+    assert np.abs(values).max() < 0.6
+    with pytest.raises(ValueError, match="sum ≤ 1"):
+        SimulatedQsmDataset(n_samples=1, phantom_fraction=0.6, sources_fraction=0.5)
+
+
 def test_noise_is_log_uniform_within_the_requested_range():
     sigmas = []
     for seed in range(24):
