@@ -53,8 +53,19 @@ train-qsm: $(STAMP)
 	    --phantom_fraction 0.3 --trainer#max_time 00:00:35:00
 	cp $(QSM_WORK)/stage3.pt $(QSM)/models/model.pt
 
+# QSMGAN (bundle 0.5.0): stage 1 from scratch with 4 data-consistency iterations and no mean removal (L1),
+# stage 2 adds the zero-mean correction (L1), stage 3 is the shipped architecture with the critic from epoch 8.
+QSMGAN_TRAIN := OMP_NUM_THREADS=1 $(PY) -m monai.bundle run --config_file $(QSM)/configs/train_qsmgan.json
+QSMGAN_NET   := \$$lightning_modules.qsm.methods.qsmgan_network
 train-qsmgan: $(STAMP)
-	$(PY) -m monai.bundle run --config_file monai_bundles/qsm_dipole_inversion/configs/train_qsmgan.json
+	mkdir -p $(QSM_WORK)
+	$(QSMGAN_TRAIN) --model_path $(QSM_WORK)/qsmgan1.pt --saver#monitor val_nrmse --trainer#max_epochs 15 \
+	    --network_def "$(QSMGAN_NET)(data_iterations=4, zero_mean_correction=False)"
+	$(QSMGAN_TRAIN) --model_path $(QSM_WORK)/qsmgan2.pt --saver#monitor val_nrmse --trainer#max_epochs 9 \
+	    --network_def "$(QSMGAN_NET)(data_iterations=4, generator_weights='$(QSM_WORK)/qsmgan1.pt')"
+	$(QSMGAN_TRAIN) --model_path $(QSM_WORK)/qsmgan3.pt --adversarial_start_epoch 8 --trainer#max_time 00:00:35:00 \
+	    --network_def "$(QSMGAN_NET)(generator_weights='$(QSM_WORK)/qsmgan2.pt')"
+	cp $(QSM_WORK)/qsmgan3.pt $(QSM)/models/qsmgan.pt
 
 # The other bundles' training recipes (options and wall times in each bundle's docs/README.md)
 train-ivim: $(STAMP)

@@ -58,15 +58,24 @@ def learned_ndi_network() -> LearnedNdi:
                       final_data_iterations=8, zero_mean_cnn=True)
 
 
-def qsmgan_network() -> QsmganInversion:
+def qsmgan_network(
+    *, data_iterations: int = 12, zero_mean_correction: bool = True, generator_weights: str | None = None,
+) -> QsmganInversion:
     """The shipped QSMGAN architecture (``train_qsmgan.json`` builds its ``network_def`` here too): a U-Net of
     width 8 and three levels that corrects a mask-weighted NDI estimate (28 iterations), followed by 12 NDI
     data-consistency iterations (see :mod:`lightning_modules.qsm.qsmgan_inference`); sized so that a 160³
-    volume is inverted in well under 30 s on two CPU cores."""
-    return QsmganInversion(QsmganGenerator(channels=8, levels=3, in_channels=3),
-                           prior=LearnedNdi(iterations=28, channels=0, weighting="mask"),
-                           data_consistency=LearnedNdi(iterations=12, channels=0, weighting="mask"),
-                           zero_mean_correction=True)
+    volume is inverted in well under 30 s on two CPU cores. The arguments give the variants of the early
+    training stages (``make train-qsmgan``); ``generator_weights`` starts the U-Net from the generator of a saved
+    QSMGAN ``state_dict`` of any of these variants (the NDI parts are fixed and keep their own values)."""
+    network = QsmganInversion(QsmganGenerator(channels=8, levels=3, in_channels=3),
+                              prior=LearnedNdi(iterations=28, channels=0, weighting="mask"),
+                              data_consistency=LearnedNdi(iterations=data_iterations, channels=0, weighting="mask"),
+                              zero_mean_correction=zero_mean_correction)
+    if generator_weights is not None:
+        state = torch.load(generator_weights, map_location="cpu", weights_only=True)
+        network.generator.load_state_dict({k.removeprefix("generator."): v for k, v in state.items()
+                                           if k.startswith("generator.")})
+    return network
 
 
 def invert_field(

@@ -128,6 +128,25 @@ def test_physics_informed_qsmgan_trains_its_generator_only():
     assert all(p.grad is None for p in module.network.prior.parameters())
 
 
+def test_a_later_training_stage_starts_from_an_earlier_stages_generator(tmp_path):
+    """``qsmgan_network(generator_weights=…)`` takes the U-Net of a saved variant with other NDI parts (4 data
+    iterations, as in the first training stages) and leaves its own NDI parts as built."""
+    from lightning_modules.qsm.methods import qsmgan_network
+    from lightning_modules.training import save_state_dict
+
+    early = qsmgan_network(data_iterations=4, zero_mean_correction=False)
+    with torch.no_grad():
+        for p in early.generator.parameters():
+            p.add_(torch.randn_like(p))
+        early.data_consistency.raw_step.fill_(0.123)
+    save_state_dict(early.state_dict(), tmp_path / "stage.pt")
+    late, fresh = qsmgan_network(generator_weights=str(tmp_path / "stage.pt")), qsmgan_network()
+    for (name, a), b in zip(late.generator.state_dict().items(), early.generator.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert torch.equal(late.data_consistency.raw_step, fresh.data_consistency.raw_step)
+    assert late.data_consistency.raw_step.shape == (12,) and late.zero_mean_correction
+
+
 def test_one_window_is_the_generator_on_the_zero_padded_input():
     """A 48³ volume on the training grid is one 64³ window: the blended result is the generator's centre."""
     assert [QsmganInversion(max_window_size=128).window_size(n) for n in (20, 160, 170, 237)] == [64, 96, 104, 96]
