@@ -35,11 +35,12 @@ bench-spio: $(STAMP)
 bench-rim: $(STAMP)
 	$(PY) benchmarks/rim_accuracy.py
 
-# Reproduce the shipped learned-NDI weights (CPU, ~35 min); scale out with e.g.
+# Reproduce the shipped learned-NDI weights (CPU, four stages, ≈ 2.3 h); scale out with e.g.
 # $(PY) -m monai.bundle run --config_file monai_bundles/qsm_dipole_inversion/configs/train.json --trainer#devices 4 --trainer#strategy ddp
-# QSM learned NDI (bundle 0.5.0): stage 1 is the 0.4.0 network (no odd/zero-mean CNN, no final data iterations)
+# QSM learned NDI (bundle 0.6.0): stage 1 is the 0.4.0 network (no odd/zero-mean CNN, no final data iterations)
 # from scratch; stage 2 adds the odd CNN, 8 final data iterations and shape phantoms; stage 3 (the shipped
-# architecture, train.json's network_def) adds the zero-mean CNN update. Wall times in the bundle's docs/README.md.
+# architecture, train.json's network_def) adds the zero-mean CNN update; stage 4 (0.6.0) adds dense source
+# phantoms to the training mix. Wall times in the bundle's docs/README.md.
 QSM       := monai_bundles/qsm_dipole_inversion
 QSM_WORK  ?= $(HOME)/.cache/qsm_slicer_extension/qsm
 QSM_TRAIN := OMP_NUM_THREADS=1 $(PY) -m monai.bundle run --config_file $(QSM)/configs/train.json
@@ -51,10 +52,13 @@ train-qsm: $(STAMP)
 	    --init_weights $(QSM_WORK)/stage1.pt --learning_rate 0.001 --phantom_fraction 0.3 --trainer#max_epochs 11
 	$(QSM_TRAIN) --model_path $(QSM_WORK)/stage3.pt --init_weights $(QSM_WORK)/stage2.pt --learning_rate 0.001 \
 	    --phantom_fraction 0.3 --trainer#max_time 00:00:35:00
-	cp $(QSM_WORK)/stage3.pt $(QSM)/models/model.pt
+	$(QSM_TRAIN) --model_path $(QSM_WORK)/stage4.pt --init_weights $(QSM_WORK)/stage3.pt --learning_rate 0.001 \
+	    --phantom_fraction 0.2 --sources_fraction 0.2 --trainer#max_time 00:00:45:00
+	cp $(QSM_WORK)/stage4.pt $(QSM)/models/model.pt
 
 # QSMGAN (bundle 0.5.0): stage 1 from scratch with 4 data-consistency iterations and no mean removal (L1),
-# stage 2 adds the zero-mean correction (L1), stage 3 is the shipped architecture with the critic from epoch 8.
+# stage 2 adds the zero-mean correction (L1), stage 3 is the shipped architecture with the critic from epoch 8,
+# stage 4 (0.6.0) adds dense source phantoms to the training mix.
 QSMGAN_TRAIN := OMP_NUM_THREADS=1 $(PY) -m monai.bundle run --config_file $(QSM)/configs/train_qsmgan.json
 QSMGAN_NET   := \$$lightning_modules.qsm.methods.qsmgan_network
 train-qsmgan: $(STAMP)
@@ -65,7 +69,9 @@ train-qsmgan: $(STAMP)
 	    --network_def "$(QSMGAN_NET)(data_iterations=4, generator_weights='$(QSM_WORK)/qsmgan1.pt')"
 	$(QSMGAN_TRAIN) --model_path $(QSM_WORK)/qsmgan3.pt --adversarial_start_epoch 8 --trainer#max_time 00:00:35:00 \
 	    --network_def "$(QSMGAN_NET)(generator_weights='$(QSM_WORK)/qsmgan2.pt')"
-	cp $(QSM_WORK)/qsmgan3.pt $(QSM)/models/qsmgan.pt
+	$(QSMGAN_TRAIN) --model_path $(QSM_WORK)/qsmgan4.pt --adversarial_start_epoch 3 --trainer#max_time 00:00:45:00 \
+	    --phantom_fraction 0.2 --sources_fraction 0.2 --network_def "$(QSMGAN_NET)(generator_weights='$(QSM_WORK)/qsmgan3.pt')"
+	cp $(QSM_WORK)/qsmgan4.pt $(QSM)/models/qsmgan.pt
 
 # The other bundles' training recipes (options and wall times in each bundle's docs/README.md)
 train-ivim: $(STAMP)

@@ -29,7 +29,7 @@ AVAILABLE_METHODS = ("qsmgan", "learned_ndi", "ndi", "tkd")
 #: Shipped weights of each learned method, relative to the bundle root.
 WEIGHTS = {"learned_ndi": "models/model.pt", "qsmgan": "models/qsmgan.pt"}
 #: Default method: the most accurate one measured (see the bundle's docs/README.md).
-DEFAULT_METHOD = "ndi"
+DEFAULT_METHOD = "learned_ndi"
 
 
 def build_network(method: str = DEFAULT_METHOD, bundle_root: str | None = None) -> nn.Module:
@@ -86,12 +86,28 @@ def invert_field(
 
     Kernel-based methods (TKD, NDI, learned NDI) are called with the exact dipole kernel of this grid;
     QSMGAN is called with the voxel size and B0 direction, since it resamples to its training geometry.
+    Learned NDI sees the volume with its array axes permuted so that the axis closest to B0 comes last (exact,
+    no interpolation; undone on the result): its CNN was trained with B0 within 30° of that axis, so sagittal
+    or coronal storage orders get the same answer as the equivalent axial one.
     """
     with torch.no_grad():
         if isinstance(network, QsmganInversion):
             return network(field_ppm, mask, voxel_size_mm, b0_direction)
+        order = b0_last_order(b0_direction) if isinstance(network, LearnedNdi) else (0, 1, 2)
+        if order != (0, 1, 2):
+            inverse = tuple(order.index(a) for a in range(3))
+            chi = invert_field(network, field_ppm.permute(order).contiguous(),
+                               None if mask is None else mask.permute(order).contiguous(),
+                               [voxel_size_mm[a] for a in order], [b0_direction[a] for a in order])
+            return chi.permute(inverse).contiguous()
         kernel = dipole_kernel(field_ppm.shape, voxel_size_mm, b0_direction, device=field_ppm.device)
         return network(field_ppm, kernel, mask)
+
+
+def b0_last_order(b0_direction: Sequence[float]) -> tuple[int, int, int]:
+    """Axis order that puts the array axis closest to the B0 direction last, the other two in their order."""
+    axis = max(range(3), key=lambda a: abs(float(b0_direction[a])))
+    return (*(a for a in range(3) if a != axis), axis)
 
 
 def load_weights(network: nn.Module, method: str, bundle_root: str | None) -> nn.Module:
