@@ -1,7 +1,7 @@
 """The README's main job: simulate a head phantom, run the qsm_dipole_inversion bundle on it, show the result.
 
 Writes into ``--output_dir``: the phantom's local field, brain mask and true χ (NIfTI), the bundle's χ maps
-for TKD and NDI (``{stem}_chi.nii.gz``, through ``python -m monai.bundle run`` exactly as a user calls it)
+for TKD, NDI and learned NDI, the default (``{stem}_chi.nii.gz``, through ``python -m monai.bundle run`` exactly as a user calls it)
 and ``qsm_demo.png`` (field, χ of each method, truth and error, side by side); prints NRMSE per method.
 
 Run:  python -m lightning_modules.qsm.demo --output_dir demo_output
@@ -79,12 +79,12 @@ def main(argv: list[str] | None = None) -> None:
           f"(phase SNR {PHASE_SNR:g} at {B0_TESLA:g} T, TE {TE_MS:g} ms)")
 
     results = {}
-    for method in ("tkd", "ndi"):
+    for method, name in (("tkd", "TKD"), ("ndi", "NDI"), ("learned_ndi", "learned NDI")):
         chi_path = run_bundle(field_path, mask_path, method, out / method)
-        results[method.upper()] = np.asarray(nib.load(chi_path).dataobj, dtype=np.float64)
-    print(f"{'method':8s} {'NRMSE %':>8s} {'HFEN %':>8s} {'XSIM':>6s}")
+        results[name] = np.asarray(nib.load(chi_path).dataobj, dtype=np.float64)
+    print(f"{'method':12s} {'NRMSE %':>8s} {'HFEN %':>8s} {'XSIM':>6s}")
     for name, estimate in results.items():
-        print(f"{name:8s} {100 * nrmse(estimate, chi, brain):8.1f} {100 * hfen(estimate, chi, brain):8.1f} "
+        print(f"{name:12s} {100 * nrmse(estimate, chi, brain):8.1f} {100 * hfen(estimate, chi, brain):8.1f} "
               f"{xsim(estimate, chi, brain):6.3f}")
     figure(case.field_ppm, chi, results, out / "qsm_demo.png")
     print(f"figure: {out / 'qsm_demo.png'}")
