@@ -58,7 +58,8 @@ train-qsm: $(STAMP)
 
 # QSMGAN (bundle 0.5.0): stage 1 from scratch with 4 data-consistency iterations and no mean removal (L1),
 # stage 2 adds the zero-mean correction (L1), stage 3 is the shipped architecture with the critic from epoch 8,
-# stage 4 (0.6.0) adds dense source phantoms to the training mix, stage 5 continues it with L1 only.
+# stage 4 (0.6.0) adds dense source phantoms to the training mix, stage 5 continues it with L1 only,
+# stage 6 with more shape phantoms.
 QSMGAN_TRAIN := OMP_NUM_THREADS=1 $(PY) -m monai.bundle run --config_file $(QSM)/configs/train_qsmgan.json
 QSMGAN_NET   := \$$lightning_modules.qsm.methods.qsmgan_network
 train-qsmgan: $(STAMP)
@@ -74,7 +75,10 @@ train-qsmgan: $(STAMP)
 	$(QSMGAN_TRAIN) --model_path $(QSM_WORK)/qsmgan5.pt --adversarial_start_epoch 1000 --saver#monitor val_nrmse \
 	    --trainer#max_time 00:00:30:00 --phantom_fraction 0.2 --sources_fraction 0.2 \
 	    --network_def "$(QSMGAN_NET)(generator_weights='$(QSM_WORK)/qsmgan4.pt')"
-	cp $(QSM_WORK)/qsmgan5.pt $(QSM)/models/qsmgan.pt
+	$(QSMGAN_TRAIN) --model_path $(QSM_WORK)/qsmgan6.pt --adversarial_start_epoch 1000 --saver#monitor val_nrmse \
+	    --trainer#max_time 00:00:24:00 --phantom_fraction 0.4 --sources_fraction 0.1 \
+	    --network_def "$(QSMGAN_NET)(generator_weights='$(QSM_WORK)/qsmgan5.pt')"
+	cp $(QSM_WORK)/qsmgan6.pt $(QSM)/models/qsmgan.pt
 
 # The other bundles' training recipes (options and wall times in each bundle's docs/README.md)
 train-ivim: $(STAMP)
