@@ -1,8 +1,9 @@
 """The README's main job: simulate a head phantom, run the qsm_dipole_inversion bundle on it, show the result.
 
 Writes into ``--output_dir``: the phantom's local field, brain mask and true χ (NIfTI), the bundle's χ maps
-for TKD, NDI and learned NDI, the default (``{stem}_chi.nii.gz``, through ``python -m monai.bundle run`` exactly as a user calls it)
-and ``qsm_demo.png`` (field, χ of each method, truth and error, side by side); prints NRMSE per method.
+for TKD, NDI and learned NDI, the default (``{stem}_chi.nii.gz``, through ``python -m monai.bundle run``
+exactly as a user calls it) and ``qsm_demo.png`` (field, χ of each method, truth and error, side by side);
+prints NRMSE per method.
 
 Run:  python -m lightning_modules.qsm.demo --output_dir demo_output
 """
