@@ -56,14 +56,23 @@ def random_sample(seed: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def simulate_pool(seed: int, n_samples: int, *, cache_dir: str | os.PathLike | None = None,
                   log_every: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-    """Samples ``0 … n_samples−1`` of ``seed`` stacked as float16 tensors, cached in ``cache_dir`` if given."""
+    """Samples ``0 … n_samples−1`` of ``seed`` stacked as float16 tensors, cached in ``cache_dir`` if given.
+
+    A cached smaller pool of the same seed is reused and extended (sample ``i`` does not depend on the pool size).
+    """
     path = Path(cache_dir) / f"spio_pool_seed{seed}_n{n_samples}.pt" if cache_dir else None
     if path is not None and path.is_file():
         pool = torch.load(path, weights_only=True)
         return pool["images"], pool["concentrations"]
     images = torch.empty(n_samples, 2, *ph.VIEWLINE_MATRIX, dtype=torch.float16)
     concentrations = torch.empty(n_samples, 1, *ph.VIEWLINE_MATRIX, dtype=torch.float16)
-    for i in range(n_samples):
+    start = 0
+    smaller = _largest_cached_pool(cache_dir, seed, n_samples)
+    if smaller is not None:
+        pool = torch.load(smaller, weights_only=True)
+        start = len(pool["images"])
+        images[:start], concentrations[:start] = pool["images"], pool["concentrations"]
+    for i in range(start, n_samples):
         images[i], concentrations[i] = random_sample(seed, i)
         if log_every and (i + 1) % log_every == 0:
             print(f"simulated {i + 1}/{n_samples} View Line samples (seed {seed})", flush=True)
@@ -73,6 +82,18 @@ def simulate_pool(seed: int, n_samples: int, *, cache_dir: str | os.PathLike | N
         torch.save({"images": images, "concentrations": concentrations}, tmp)
         os.replace(tmp, path)
     return images, concentrations
+
+
+def _largest_cached_pool(cache_dir: str | os.PathLike | None, seed: int, below: int) -> Path | None:
+    """The cached pool of ``seed`` with the most samples, fewer than ``below``, or None."""
+    if not cache_dir or not Path(cache_dir).is_dir():
+        return None
+    sizes = {}
+    for candidate in Path(cache_dir).glob(f"spio_pool_seed{seed}_n*.pt"):
+        n = candidate.stem.rsplit("_n", 1)[1]
+        if n.isdigit() and int(n) < below:
+            sizes[int(n)] = candidate
+    return sizes[max(sizes)] if sizes else None
 
 
 class PoolDataset(Dataset):

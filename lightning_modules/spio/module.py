@@ -13,6 +13,7 @@ import torch
 
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.wavelets import SUBBANDS, Dwt2
+from lightning_modules.spio.widen import widen_state_dict
 
 
 def relative_l1_per_subband(predicted: torch.Tensor, target: torch.Tensor, *, eps: float = 20.0) -> torch.Tensor:
@@ -61,6 +62,15 @@ def sample_nmae(predicted: torch.Tensor, target: torch.Tensor, *, eps: float = 0
     return (predicted - target).abs().flatten(1).sum(-1) / norm.clamp_min(1e-6)
 
 
+def initial_state(path: str, network: DeepSpio) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` in ``path`` for ``network``; a narrower DeepSPIO's weights are widened (Net2WiderNet)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    own = network.state_dict()
+    if set(state) == set(own) and any(state[k].shape != own[k].shape for k in own):
+        state = widen_state_dict(state, network)
+    return state
+
+
 class DeepSpioModule(pl.LightningModule):
     """Trains :class:`DeepSpio` (the same ``nn.Module`` the bundle's ``network_def`` builds).
 
@@ -69,7 +79,8 @@ class DeepSpioModule(pl.LightningModule):
         learning_rate: peak learning rate of the one-cycle schedule.
         weight_decay: AdamW weight decay.
         l2_warmup_epochs: epochs trained with :func:`relative_l2_per_subband` before switching to the L1 loss.
-        init_weights: a network ``state_dict`` file to start from (fine-tuning), or None.
+        init_weights: a network ``state_dict`` file to start from (fine-tuning), or None; the weights of a
+            narrower DeepSPIO of the same depth are widened first (:func:`initial_state`).
         image_loss_weight: weight of :func:`relative_l1_image` (the map's NMAE) added to the sub-band loss after
             the warm-up; 0 gives the paper's loss alone.
     """
@@ -80,7 +91,7 @@ class DeepSpioModule(pl.LightningModule):
         super().__init__()
         self.network = network if network is not None else DeepSpio()
         if init_weights:
-            self.network.load_state_dict(torch.load(init_weights, map_location="cpu", weights_only=True))
+            self.network.load_state_dict(initial_state(init_weights, self.network))
         self.learning_rate, self.weight_decay = learning_rate, weight_decay
         self.l2_warmup_epochs = l2_warmup_epochs
         self.image_loss_weight = image_loss_weight
