@@ -84,24 +84,31 @@ train-qsmgan: $(STAMP)
 train-ivim: $(STAMP)
 	$(PY) -m monai.bundle run --config_file monai_bundles/ivim_mapping/configs/train.json
 
-# SPIO: stage 1 from scratch, then restarts of the one-cycle schedule from the previous stage's best weights
+# SPIO: stages 1-6 train the 0.2 network (12-24-48 channels) from scratch and then restart the one-cycle schedule
+# from the previous stage's best weights; stage 7 (0.3.0) widens it to the shipped network (train.json's
+# network_def, Net2WiderNet: lightning_modules/spio/widen.py) and trains on a pool twice as large.
 SPIO       := monai_bundles/spio_quantification
 SPIO_WORK  ?= $(HOME)/.cache/qsm_slicer_extension/spio
 SPIO_TRAIN := $(PY) -m monai.bundle run --config_file $(SPIO)/configs/train.json
+SPIO_0_2   := --network_def "\$$lightning_modules.spio.networks.DeepSpio(encoder_widths=(12, 24, 48), \
+  bottleneck_channels=48, decoder_widths=(24,))"
+SPIO_AGAIN := --l2_warmup_epochs 0 --learning_rate 0.001
 train-spio: $(STAMP)
 	mkdir -p $(SPIO_WORK)
-	$(SPIO_TRAIN) --model_path $(SPIO_WORK)/stage1.pt
-	$(SPIO_TRAIN) --model_path $(SPIO_WORK)/stage2.pt --init_weights $(SPIO_WORK)/stage1.pt \
-	  --l2_warmup_epochs 0 --learning_rate 0.001 --trainer#max_epochs 12
-	$(SPIO_TRAIN) --model_path $(SPIO_WORK)/stage3.pt --init_weights $(SPIO_WORK)/stage2.pt \
-	  --l2_warmup_epochs 0 --learning_rate 0.001 --trainer#max_epochs 10
-	$(SPIO_TRAIN) --model_path $(SPIO_WORK)/stage4.pt --init_weights $(SPIO_WORK)/stage3.pt \
-	  --l2_warmup_epochs 0 --learning_rate 0.001 --trainer#max_epochs 10
-	$(SPIO_TRAIN) --model_path $(SPIO_WORK)/stage5.pt --init_weights $(SPIO_WORK)/stage4.pt \
-	  --l2_warmup_epochs 0 --learning_rate 0.001 --trainer#max_epochs 12
-	$(SPIO_TRAIN) --model_path $(SPIO_WORK)/stage6.pt --init_weights $(SPIO_WORK)/stage5.pt \
-	  --l2_warmup_epochs 0 --learning_rate 0.001 --trainer#max_epochs 12
-	cp $(SPIO_WORK)/stage6.pt $(SPIO)/models/model.pt
+	$(SPIO_TRAIN) $(SPIO_0_2) --model_path $(SPIO_WORK)/stage1.pt
+	$(SPIO_TRAIN) $(SPIO_0_2) --model_path $(SPIO_WORK)/stage2.pt --init_weights $(SPIO_WORK)/stage1.pt \
+	  $(SPIO_AGAIN) --trainer#max_epochs 12
+	$(SPIO_TRAIN) $(SPIO_0_2) --model_path $(SPIO_WORK)/stage3.pt --init_weights $(SPIO_WORK)/stage2.pt \
+	  $(SPIO_AGAIN) --trainer#max_epochs 10
+	$(SPIO_TRAIN) $(SPIO_0_2) --model_path $(SPIO_WORK)/stage4.pt --init_weights $(SPIO_WORK)/stage3.pt \
+	  $(SPIO_AGAIN) --trainer#max_epochs 10
+	$(SPIO_TRAIN) $(SPIO_0_2) --model_path $(SPIO_WORK)/stage5.pt --init_weights $(SPIO_WORK)/stage4.pt \
+	  $(SPIO_AGAIN) --trainer#max_epochs 12
+	$(SPIO_TRAIN) $(SPIO_0_2) --model_path $(SPIO_WORK)/stage6.pt --init_weights $(SPIO_WORK)/stage5.pt \
+	  $(SPIO_AGAIN) --trainer#max_epochs 12
+	$(SPIO_TRAIN) --model_path $(SPIO_WORK)/stage7.pt --init_weights $(SPIO_WORK)/stage6.pt \
+	  $(SPIO_AGAIN) --pool_size 7000 --trainer#max_epochs 13
+	cp $(SPIO_WORK)/stage7.pt $(SPIO)/models/model.pt
 
 # The shipped rim classifier is a 5-fold ensemble: member k holds fold k out; fold 0 fits the radiomics
 # standardisation, the other members reuse it; then the out-of-fold threshold is chosen and models/model.pt written.

@@ -76,8 +76,8 @@ class DeepSpio(nn.Module):
     """
 
     def __init__(
-        self, *, in_channels: int = 2, encoder_widths: tuple[int, ...] = (12, 24, 48),
-        bottleneck_channels: int = 48, n_residual_blocks: int = 4, decoder_widths: tuple[int, ...] = (24,),
+        self, *, in_channels: int = 2, encoder_widths: tuple[int, ...] = (16, 32, 64),
+        bottleneck_channels: int = 64, n_residual_blocks: int = 4, decoder_widths: tuple[int, ...] = (32,),
         output_scale_ug_per_mm3: float = 10.0, wavelet: str = "db4",
     ) -> None:
         super().__init__()
