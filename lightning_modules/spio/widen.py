@@ -38,7 +38,7 @@ class _Widener:
 
     def conv(self, key: str, source_in: tuple[torch.Tensor, torch.Tensor] | None,
              source_out: tuple[torch.Tensor, torch.Tensor] | None, *, transposed: bool = False) -> None:
-        """Conv weight ``key``: rows copied by ``source_out``, columns copied by ``source_in`` and divided."""
+        """Conv weight ``key``: rows copied by ``source_out``, columns copied by ``source_in`` and split."""
         weight = self.narrow[key]
         if transposed:  # ConvTranspose2d stores (in, out, kh, kw)
             weight = weight.transpose(0, 1)
