@@ -2,7 +2,7 @@
 
 Chen, Goodfellow & Shlens, "Net2Net: Accelerating Learning via Knowledge Transfer", ICLR 2016: every channel
 of the wider network copies a channel of the narrower one (the first ones copy themselves, the new ones a
-random one), and every layer that reads a copied channel divides the weights it reads by the number of copies.
+random one), and every layer that reads a copied channel splits the weights it reads among the copies.
 Convolution, BatchNorm (also in training mode: copies have equal batch statistics) and (Leaky) ReLU commute
 with the copying, so the widened network computes the same map. To let training make copies differ (Adam's
 updates do not depend on the gradient's scale, so equal copies would stay equal), the new copies' incoming
@@ -19,13 +19,13 @@ from lightning_modules.spio.networks import DeepSpio
 _BN_KEYS = ("weight", "bias", "running_mean", "running_var")
 
 
-def _channel_map(narrow: int, wide: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Source channel of each of ``wide`` channels (identity first, then random) and each source's copy count."""
+def _channel_map(narrow: int, wide: int, generator: torch.Generator) -> tuple[torch.Tensor, int]:
+    """Source channel of each of ``wide`` channels (identity first, then random), and ``narrow``."""
     if wide < narrow:
         raise ValueError(f"cannot widen {narrow} channels to {wide}: the new network must be at least as wide")
     extra = torch.randint(narrow, (wide - narrow,), generator=generator)
     source = torch.cat([torch.arange(narrow), extra])
-    return source, torch.bincount(source, minlength=narrow).float()
+    return source, narrow
 
 
 class _Widener:
@@ -36,8 +36,8 @@ class _Widener:
         self.narrow, self.wide, self.noise, self.generator = narrow, wide, noise, generator
         self.out: dict[str, torch.Tensor] = {}
 
-    def conv(self, key: str, source_in: tuple[torch.Tensor, torch.Tensor] | None,
-             source_out: tuple[torch.Tensor, torch.Tensor] | None, *, transposed: bool = False) -> None:
+    def conv(self, key: str, source_in: tuple[torch.Tensor, int] | None, source_out: tuple[torch.Tensor, int] | None,
+             *, transposed: bool = False) -> None:
         """Conv weight ``key``: rows copied by ``source_out``, columns copied by ``source_in`` and split."""
         weight = self.narrow[key]
         if transposed:  # ConvTranspose2d stores (in, out, kh, kw)
@@ -45,20 +45,20 @@ class _Widener:
         if source_out is not None:
             weight = weight[source_out[0]]
         if source_out is not None and self.noise:  # new copies: slightly different incoming weights
-            new = (torch.arange(len(source_out[0])) >= len(source_out[1])).view(-1, *([1] * (weight.dim() - 1)))
+            new = (torch.arange(len(source_out[0])) >= source_out[1]).view(-1, *([1] * (weight.dim() - 1)))
             weight = weight * (1.0 + self.noise * new * torch.randn(weight.shape, generator=self.generator))
         if source_in is not None:
             weight = weight[:, source_in[0]] * self.split(source_in).view(1, -1, *([1] * (weight.dim() - 2)))
         self.out[key] = weight.transpose(0, 1).contiguous() if transposed else weight.contiguous()
 
-    def split(self, source: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def split(self, source: tuple[torch.Tensor, int]) -> torch.Tensor:
         """Share of each copy in its source channel: random around 1/copies, summing to 1 over the copies."""
-        src, count = source
+        src, narrow = source
         share = torch.exp(self.noise * torch.randn(len(src), generator=self.generator))
-        total = torch.zeros(len(count)).index_add_(0, src, share)
+        total = torch.zeros(narrow).index_add_(0, src, share)
         return share / total[src]
 
-    def batch_norm(self, prefix: str, source_out: tuple[torch.Tensor, torch.Tensor]) -> None:
+    def batch_norm(self, prefix: str, source_out: tuple[torch.Tensor, int]) -> None:
         for name in _BN_KEYS:
             self.out[f"{prefix}.{name}"] = self.narrow[f"{prefix}.{name}"][source_out[0]].clone()
         self.out[f"{prefix}.num_batches_tracked"] = self.narrow[f"{prefix}.num_batches_tracked"].clone()
