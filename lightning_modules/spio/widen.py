@@ -118,6 +118,4 @@ def widen_state_dict(narrow: dict[str, torch.Tensor], network: DeepSpio, *, nois
         last = len(dec) - 1
         w.conv(f"decoders.{d}.{last}.weight", previous, None)
         w.out[f"decoders.{d}.{last}.bias"] = narrow[f"decoders.{d}.{last}.bias"].clone()
-    for key, value in wide.items():  # buffers that do not depend on the width (wavelet filters)
-        w.out.setdefault(key, narrow[key].clone() if narrow[key].shape == value.shape else value)
     return w.out
