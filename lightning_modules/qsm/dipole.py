@@ -9,6 +9,7 @@ which suffices because D is real and even.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -93,6 +94,14 @@ def padded_shape(shape: Sequence[int], pad_factor: float) -> tuple[int, ...]:
     return tuple(next_fast_len(int(np.ceil(pad_factor * s)), real=True) for s in shape)
 
 
+@functools.lru_cache(maxsize=2)
+def _cached_kernel(shape: tuple[int, ...], voxel_size_mm: tuple[float, ...], b0_direction: tuple[float, ...],
+                   dtype: torch.dtype, device: str) -> torch.Tensor:
+    """``dipole_kernel`` (half spectrum) of the last two grids used: simulators call ``forward_field`` on one grid
+    thousands of times, and the kernel costs as much as the two FFTs. Read only."""
+    return dipole_kernel(shape, voxel_size_mm, b0_direction, dtype=dtype, device=device)
+
+
 def forward_field(
     chi_ppm: torch.Tensor | np.ndarray,
     voxel_size_mm: Sequence[float] = (1.0, 1.0, 1.0),
@@ -116,7 +125,8 @@ def forward_field(
         chi = chi.float()
     shape = tuple(chi.shape[-3:])
     big = padded_shape(shape, pad_factor) if pad_factor > 1 else shape
-    kernel = dipole_kernel(big, voxel_size_mm, b0_direction, dtype=chi.dtype, device=chi.device)
+    kernel = _cached_kernel(big, tuple(float(v) for v in voxel_size_mm), tuple(float(b) for b in b0_direction),
+                            chi.dtype, str(chi.device))
     spectrum = torch.fft.rfftn(chi, s=big, dim=(-3, -2, -1))
     field = torch.fft.irfftn(spectrum * kernel, s=big, dim=(-3, -2, -1))
     return field[..., : shape[0], : shape[1], : shape[2]].contiguous()
