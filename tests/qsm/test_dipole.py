@@ -100,3 +100,18 @@ def test_b0_direction_from_oblique_affine():
     perm[0, 2] = perm[1, 0] = perm[2, 1] = 1.0
     perm[3, 3] = 1.0
     assert_allclose(b0_direction_from_affine(perm), [0, 1, 0], atol=1e-12)
+
+
+def test_forward_field_kernel_cache_follows_voxel_size_and_b0():
+    """forward_field keeps its last kernels; alternating grids, voxel sizes and B0 must still give the field of a
+    freshly computed kernel (and leave the cached kernels unchanged)."""
+    chi = torch.rand(6, 5, 7, generator=torch.Generator().manual_seed(3))
+    configs = [((6, 5, 7), (1.0, 1.0, 1.0), (0.0, 0.0, 1.0)), ((6, 5, 7), (1.0, 2.0, 0.5), (0.0, 0.0, 1.0)),
+               ((6, 5, 7), (1.0, 1.0, 1.0), (0.3, 0.1, 1.0)), ((4, 5, 7), (1.0, 1.0, 1.0), (0.0, 0.0, 1.0))]
+    for _ in range(2):
+        for shape, voxel, b0 in configs:
+            x = chi[: shape[0]]
+            field = forward_field(x, voxel, b0, pad_factor=1.0)
+            kernel = dipole_kernel(shape, voxel, b0)
+            expected = torch.fft.irfftn(torch.fft.rfftn(x) * kernel, s=shape)
+            assert_allclose(field.numpy(), expected.numpy(), atol=1e-6)
