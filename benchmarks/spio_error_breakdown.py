@@ -71,7 +71,8 @@ def group_lines(rows: np.ndarray, column: int, bins: tuple[float, ...], unit: st
             continue
         level = rows[pick, 2]
         label = f"≥ {lo:g} {unit}" if np.isinf(hi) else f"{lo:g}–{hi:g} {unit}"
-        lines.append(f"| {label} | {pick.sum()} | {100 * np.median(level):+.0f} | {100 * np.mean(np.abs(level)):.0f} "
+        median = round(100 * np.median(level))
+        lines.append(f"| {label} | {pick.sum()} | {median:+d} | {100 * np.mean(np.abs(level)):.0f} "
                      f"| {100 * rows[pick, 3].sum() / total:.0f} |")
     return lines
 
