@@ -21,15 +21,15 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from lightning_modules import physics as ph
 from lightning_modules.bundle_app import bundle_root
 from lightning_modules.io import write_text_atomic
 from lightning_modules.metrics import nmae
 from lightning_modules.spio.app import load_network, predict_concentration
 from lightning_modules.spio.data import simulate_pool
 from lightning_modules.spio.networks import DeepSpio
+from lightning_modules.spio.viewline import PIXEL_MM
 
-PIXEL_MM2 = (ph.VIEWLINE_FOV_MM[0] / ph.VIEWLINE_MATRIX[0]) * (ph.VIEWLINE_FOV_MM[1] / ph.VIEWLINE_MATRIX[1])
+PIXEL_MM2 = PIXEL_MM[0] * PIXEL_MM[1]
 AREA_BINS_MM2 = (0.0, 5.0, 15.0, 40.0, np.inf)
 LEVEL_BINS = (0.22, 0.87, 3.49, 13.95, 27.91)
 BLUR_SIGMAS_PX = (0.5, 1.0, 2.0)
