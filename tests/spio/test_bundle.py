@@ -14,7 +14,12 @@ import torch
 
 from lightning_modules.bundle_app import bundle_root
 from lightning_modules.metrics import nmae
-from lightning_modules.spio.app import SpioQuantificationApp, load_network, predict_concentration
+from lightning_modules.spio.app import (
+    CONCENTRATION_FLOOR_UG_PER_MM3,
+    SpioQuantificationApp,
+    load_network,
+    predict_concentration,
+)
 from lightning_modules.spio.baseline import TrainingMeanBaseline
 from lightning_modules.spio.data import random_sample
 from lightning_modules.spio.networks import DeepSpio
@@ -98,3 +103,19 @@ def test_shipped_weights_beat_the_no_learning_baseline_on_fresh_samples():
         baseline_errors.append(nmae(baseline.predict(image.numpy()), truth[0].numpy()))
     assert np.mean(net_errors) < 0.85 * min(np.mean(baseline_errors), 1.0)  # 1.0: the all-zero map
     assert torch.get_num_threads() == 1
+
+
+@needs_weights
+def test_prediction_is_flip_equivariant_and_floored_only_when_asked():
+    network = load_network(DeepSpio(), MODEL)
+    image = random_sample(987, 5)[0].numpy()
+    mirrored = image[:, ::-1].copy()
+    shipped = predict_concentration(network, image)
+    np.testing.assert_allclose(predict_concentration(network, mirrored)[::-1], shipped, atol=1e-5)
+    assert not np.any((shipped > 0) & (shipped < CONCENTRATION_FLOOR_UG_PER_MM3))
+    raw = predict_concentration(network, image, flip_average=False, floor_ug_per_mm3=0.0)
+    with torch.no_grad():
+        expected = network(torch.as_tensor(image)[None])[0, 0].clamp_min(0.0).numpy()
+    np.testing.assert_allclose(raw, expected, atol=1e-6)
+    assert np.any((raw > 0) & (raw < CONCENTRATION_FLOOR_UG_PER_MM3))  # the floor has something to remove
+    assert np.abs(predict_concentration(network, mirrored, flip_average=False)[::-1] - raw).max() > 1e-3
