@@ -120,6 +120,44 @@ def forward_field(
     Returns:
         Field in ppm, same shape, dtype and device as a tensor version of ``chi_ppm``.
     """
+    spectrum, big, shape = _field_spectrum(chi_ppm, voxel_size_mm, b0_direction, pad_factor)
+    field = torch.fft.irfftn(spectrum, s=big, dim=(-3, -2, -1))
+    return field[..., : shape[0], : shape[1], : shape[2]].contiguous()
+
+
+def forward_field_slice(
+    chi_ppm: torch.Tensor | np.ndarray,
+    voxel_size_mm: Sequence[float] = (1.0, 1.0, 1.0),
+    b0_direction: Sequence[float] = (0.0, 0.0, 1.0),
+    *,
+    axis: int,
+    index: int,
+    pad_factor: float = 1.5,
+) -> torch.Tensor:
+    """:func:`forward_field` on one slice only, ``forward_field(...).select(axis, index)`` to rounding, faster.
+
+    The inverse DFT along ``axis`` at one index is a weighted sum of the spectrum (weights
+    ``exp(2πi·m·index/n) / n``), so only the two remaining axes need an inverse FFT. ``axis`` is 0 or 1 of the
+    last three (the last axis holds the half spectrum).
+
+    Returns:
+        Field in ppm, shape (..., two remaining axes).
+    """
+    if axis not in (0, 1):
+        raise ValueError(f"forward_field_slice: axis must be 0 or 1 of (i, j, k), got {axis}")
+    spectrum, big, shape = _field_spectrum(chi_ppm, voxel_size_mm, b0_direction, pad_factor)
+    if not 0 <= index < shape[axis]:
+        raise IndexError(f"forward_field_slice: index {index} outside 0…{shape[axis] - 1} of axis {axis}")
+    m = torch.arange(big[axis], dtype=torch.float64, device=spectrum.device)
+    weights = (torch.exp(2j * np.pi * m * index / big[axis]) / big[axis]).to(spectrum.dtype)
+    plane = torch.movedim(spectrum, axis - 3, -1) @ weights
+    other = 1 - axis
+    field = torch.fft.irfftn(plane, s=(big[other], big[2]), dim=(-2, -1))
+    return field[..., : shape[other], : shape[2]].contiguous()
+
+
+def _field_spectrum(chi_ppm, voxel_size_mm, b0_direction, pad_factor):
+    """``D · rfftn(χ)`` on the zero-padded grid, the padded shape and χ's own (last three) shape."""
     chi = torch.as_tensor(chi_ppm)
     if not chi.is_floating_point():
         chi = chi.float()
@@ -127,6 +165,4 @@ def forward_field(
     big = padded_shape(shape, pad_factor) if pad_factor > 1 else shape
     kernel = _cached_kernel(big, tuple(float(v) for v in voxel_size_mm), tuple(float(b) for b in b0_direction),
                             chi.dtype, str(chi.device))
-    spectrum = torch.fft.rfftn(chi, s=big, dim=(-3, -2, -1))
-    field = torch.fft.irfftn(spectrum * kernel, s=big, dim=(-3, -2, -1))
-    return field[..., : shape[0], : shape[1], : shape[2]].contiguous()
+    return torch.fft.rfftn(chi, s=big, dim=(-3, -2, -1)) * kernel, big, shape

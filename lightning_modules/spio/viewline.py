@@ -18,7 +18,7 @@ import math
 import torch
 
 from lightning_modules import physics as ph
-from lightning_modules.qsm.dipole import forward_field
+from lightning_modules.qsm.dipole import forward_field_slice
 
 #: Pixel size of the image along x and z, mm.
 PIXEL_MM = (ph.VIEWLINE_FOV_MM[0] / ph.VIEWLINE_MATRIX[0], ph.VIEWLINE_FOV_MM[1] / ph.VIEWLINE_MATRIX[1])
@@ -57,8 +57,9 @@ def offresonance_tesla(
     chi_si = concentration_3d * ph.SPIO_CHI_SI_PER_UG_FE_PER_MM3
     if extra_chi_si_3d is not None:
         chi_si = chi_si + extra_chi_si_3d
-    field_ppm = forward_field(chi_si * 1e6, voxel_size_mm, (0.0, 0.0, 1.0), pad_factor=1.5)
-    return ph.VIEWLINE_B0_TESLA * 1e-6 * field_ppm[:, field_ppm.shape[1] // 2, :]
+    field_ppm = forward_field_slice(chi_si * 1e6, voxel_size_mm, (0.0, 0.0, 1.0), axis=1,
+                                    index=chi_si.shape[1] // 2, pad_factor=1.5)
+    return ph.VIEWLINE_B0_TESLA * 1e-6 * field_ppm
 
 
 def acquire(

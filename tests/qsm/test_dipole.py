@@ -12,7 +12,7 @@ import torch
 from numpy.testing import assert_allclose
 from scipy import special
 
-from lightning_modules.qsm.dipole import b0_direction_from_affine, dipole_kernel, forward_field
+from lightning_modules.qsm.dipole import b0_direction_from_affine, dipole_kernel, forward_field, forward_field_slice
 
 CHI_PPM = 1.0
 
@@ -115,3 +115,20 @@ def test_forward_field_kernel_cache_follows_voxel_size_and_b0():
             kernel = dipole_kernel(shape, voxel, b0)
             expected = torch.fft.irfftn(torch.fft.rfftn(x) * kernel, s=shape)
             assert_allclose(field.numpy(), expected.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+def test_forward_field_slice_equals_the_slice_of_the_full_field(dtype, rtol):
+    """The one-slice field (a weighted sum instead of the inverse FFT along the sliced axis) is the full field's
+    slice, for both allowed axes, edge and inner indices, a batch axis, anisotropic voxels and an oblique B0."""
+    chi = torch.randn(2, 20, 12, 18, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    voxel, b0 = (0.5, 1.2, 0.7), (0.3, 0.2, 0.93)
+    for axis, index in ((0, 0), (0, 7), (1, 11), (1, 6)):
+        full = forward_field(chi, voxel, b0).select(axis - 3, index)
+        one = forward_field_slice(chi, voxel, b0, axis=axis, index=index)
+        assert one.shape == full.shape and one.dtype == dtype
+        assert float((one - full).abs().max()) <= rtol * float(full.abs().max())
+    with pytest.raises(ValueError, match="axis must be 0 or 1"):
+        forward_field_slice(chi, voxel, b0, axis=2, index=0)
+    with pytest.raises(IndexError, match="outside"):
+        forward_field_slice(chi, voxel, b0, axis=1, index=12)
