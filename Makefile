@@ -111,7 +111,10 @@ train-spio: $(STAMP)
 	  $(SPIO_AGAIN) --pool_size 7000 --trainer#max_epochs 13
 	$(SPIO_TRAIN) --model_path $(SPIO_WORK)/stage8.pt --init_weights $(SPIO_WORK)/stage7.pt \
 	  --l2_warmup_epochs 0 --learning_rate 0.0005 --pool_size 14000 --trainer#max_epochs 6
-	cp $(SPIO_WORK)/stage8.pt $(SPIO)/models/model.pt
+	$(SPIO_TRAIN) --model_path $(SPIO_WORK)/stage9.pt --init_weights $(SPIO_WORK)/stage8.pt \
+	  --l2_warmup_epochs 0 --learning_rate 0.0003 --pool_size 21000 --trainer#max_epochs 5 \
+	  --trainer#limit_train_batches 1100
+	cp $(SPIO_WORK)/stage9.pt $(SPIO)/models/model.pt
 
 # The shipped rim classifier is a 5-fold ensemble: member k holds fold k out; fold 0 fits the radiomics
 # standardisation, the other members reuse it; then the out-of-fold threshold is chosen and models/model.pt written.
