@@ -20,7 +20,7 @@ import torch
 from lightning_modules.bundle_app import bundle_root
 from lightning_modules.io import write_text_atomic
 from lightning_modules.metrics import nmae
-from lightning_modules.spio.app import load_network, predict_concentration
+from lightning_modules.spio.app import apply_floor, load_network, predict_concentration
 from lightning_modules.spio.data import random_sample
 from lightning_modules.spio.networks import DeepSpio
 
@@ -40,9 +40,9 @@ def main() -> None:
     samples = [(image.numpy(), truth[0].numpy()) for image, truth in samples if truth.sum() > 0]
     table = {}
     for flip in (False, True):
+        maps = [predict_concentration(network, image, flip_average=flip, floor_ug_per_mm3=0.0) for image, _ in samples]
         for floor in FLOORS_UG_PER_MM3:
-            errors = [nmae(predict_concentration(network, image, flip_average=flip, floor_ug_per_mm3=floor), truth)
-                      for image, truth in samples]
+            errors = [nmae(apply_floor(m, floor), truth) for m, (_, truth) in zip(maps, samples, strict=True)]
             table[flip, floor] = (float(np.mean(errors)), float(np.std(errors)))
     best = min(m for m, _ in table.values())
     flip_best = min(table, key=lambda k: table[k][0])[0]

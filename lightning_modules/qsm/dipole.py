@@ -145,9 +145,10 @@ def forward_field_slice(
     """
     if axis not in (0, 1):
         raise ValueError(f"forward_field_slice: axis must be 0 or 1 of (i, j, k), got {axis}")
+    n_axis = chi_ppm.shape[axis - 3]
+    if not 0 <= index < n_axis:
+        raise IndexError(f"forward_field_slice: index {index} outside 0…{n_axis - 1} of axis {axis}")
     spectrum, big, shape = _field_spectrum(chi_ppm, voxel_size_mm, b0_direction, pad_factor)
-    if not 0 <= index < shape[axis]:
-        raise IndexError(f"forward_field_slice: index {index} outside 0…{shape[axis] - 1} of axis {axis}")
     m = torch.arange(big[axis], dtype=torch.float64, device=spectrum.device)
     weights = (torch.exp(2j * np.pi * m * index / big[axis]) / big[axis]).to(spectrum.dtype)
     plane = torch.movedim(spectrum, axis - 3, -1) @ weights
@@ -156,7 +157,9 @@ def forward_field_slice(
     return field[..., : shape[other], : shape[2]].contiguous()
 
 
-def _field_spectrum(chi_ppm, voxel_size_mm, b0_direction, pad_factor):
+def _field_spectrum(chi_ppm: torch.Tensor | np.ndarray, voxel_size_mm: Sequence[float],
+                    b0_direction: Sequence[float], pad_factor: float,
+                    ) -> tuple[torch.Tensor, tuple[int, ...], tuple[int, ...]]:
     """``D · rfftn(χ)`` on the zero-padded grid, the padded shape and χ's own (last three) shape."""
     chi = torch.as_tensor(chi_ppm)
     if not chi.is_floating_point():

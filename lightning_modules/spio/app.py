@@ -105,9 +105,12 @@ def predict_concentration(network: DeepSpio, image: np.ndarray, device: torch.de
             concentration = 0.5 * (both[0, 0] + both[1, 0].flip(-2))
         else:
             concentration = network(x)[0, 0]
-    concentration = concentration.clamp_min(0.0)
-    concentration = torch.where(concentration < floor_ug_per_mm3, 0.0, concentration)
-    return concentration.cpu().numpy()
+    return apply_floor(concentration.clamp_min(0.0).cpu().numpy(), floor_ug_per_mm3)
+
+
+def apply_floor(concentration: np.ndarray, floor_ug_per_mm3: float) -> np.ndarray:
+    """``concentration`` (µg Fe/mm³) with the values below ``floor_ug_per_mm3`` set to 0."""
+    return np.where(concentration < floor_ug_per_mm3, np.zeros((), concentration.dtype), concentration)
 
 
 class SpioQuantificationApp:
