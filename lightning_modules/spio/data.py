@@ -3,9 +3,10 @@
 Each sample is a random phantom (MNI T1 slice or agar disk, 1–5 SPIO metaballs / tori / cylinders of
 0.22–27.9 µg Fe/mm³, sometimes an air bubble as a confounder) run through the View Line simulator at a random
 SNR (della Maggiora et al., "DeepSPIO", IEEE TPAMI 2020, §3.2). Sample ``i`` of a seed is reproducible on its
-own (its random generator is seeded by ``(seed, i)``). On one CPU core simulation costs about as much as a
-training step, so training draws from a fixed pool of simulated samples (cached on disk, not in git) with a
-random x flip (the acquisition is symmetric under x → −x); ``pool_size=0`` simulates every batch afresh instead.
+own (its random generator is seeded by ``(seed, i)``). On one CPU core simulating a batch costs about a quarter
+of a training step, every epoch, so CPU training draws from a fixed pool of simulated samples (cached on disk,
+not in git) with a random x flip (the acquisition is symmetric under x → −x); ``pool_size=0`` simulates every
+batch afresh instead.
 """
 
 from __future__ import annotations
