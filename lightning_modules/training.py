@@ -38,9 +38,11 @@ class SaveBestNetwork(pl.Callback):
         self.best = float("inf")
         self.best_state: dict[str, torch.Tensor] | None = None
         self.network: torch.nn.Module | None = None
+        self.is_global_zero = True
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.network = pl_module.network
+        self.is_global_zero = trainer.is_global_zero
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)
@@ -52,6 +54,12 @@ class SaveBestNetwork(pl.Callback):
         print(f"epoch {trainer.current_epoch}: {self.monitor} {self.best:.4f}, wrote {self.path}", flush=True)
 
     def save(self) -> Path:
-        """Write the best validated weights (or the final ones) to ``path``; returns the path."""
+        """Write the best validated weights (or the final ones) to ``path``; returns the path.
+
+        Only global rank 0 writes: under DDP every rank runs the bundle's ``run`` list, and the other ranks, which
+        never hold the best weights, would overwrite them with their final ones.
+        """
+        if not self.is_global_zero:
+            return self.path
         state = self.best_state if self.best_state is not None else self.network.state_dict()
         return save_state_dict(state, self.path)

@@ -108,13 +108,16 @@ class IvimNetModule(pl.LightningModule):
     def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
         loss = self._loss(self.evaluated_network, batch[0])
         self._val_sums += torch.tensor([float(loss) * batch[0].shape[0], batch[0].shape[0]], dtype=torch.float64)
-        self.log("val_loss", loss, prog_bar=True, batch_size=batch[0].shape[0])
+        self.log("val_loss", loss, prog_bar=True, batch_size=batch[0].shape[0], sync_dist=True)
 
     def on_validation_epoch_start(self) -> None:
         self._val_sums.zero_()
 
     def on_validation_epoch_end(self) -> None:
-        val_loss = float(self._val_sums[0] / self._val_sums[1].clamp_min(1))
+        sums = self._val_sums
+        if self.trainer.world_size > 1:  # under DDP each rank validated a part: judge the whole validation set
+            sums = self.all_gather(sums.to(self.device)).reshape(-1, 2).sum(dim=0).cpu()
+        val_loss = float(sums[0] / sums[1].clamp_min(1))
         if not self.trainer.sanity_checking and val_loss < self.best_val_loss:
             self.best_val_loss = val_loss
             self.best_state = copy.deepcopy(self.evaluated_network.state_dict())

@@ -56,8 +56,8 @@ class LearnedInversionModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss, nrmse = self._errors(batch)
-        self.log("val_loss", loss, prog_bar=True)
-        self.log("val_nrmse", nrmse, prog_bar=True)
+        self.log("val_loss", loss, prog_bar=True, sync_dist=True)
+        self.log("val_nrmse", nrmse, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.learning_rate)

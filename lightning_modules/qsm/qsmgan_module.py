@@ -116,10 +116,10 @@ class QsmganModule(pl.LightningModule):
         fake = self.generate(batch) * mask
         dims = (-3, -2, -1)
         nrmse = (fake - chi).pow(2).sum(dims).sqrt() / chi.pow(2).sum(dims).sqrt().clamp_min(1e-9)
-        self.log("val_l1", self.l1_loss(fake, chi, mask), prog_bar=True)
-        self.log("val_nrmse", nrmse.mean(), prog_bar=True)
+        self.log("val_l1", self.l1_loss(fake, chi, mask), prog_bar=True, sync_dist=True)
+        self.log("val_nrmse", nrmse.mean(), prog_bar=True, sync_dist=True)
         if self.adversarial:
-            self.log("val_nrmse_adversarial", nrmse.mean())
+            self.log("val_nrmse_adversarial", nrmse.mean(), sync_dist=True)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.network.generator.parameters(), lr=self.learning_rate),

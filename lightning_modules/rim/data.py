@@ -53,7 +53,7 @@ def _build_one(args: tuple[int, str, str]) -> str:
     path = Path(cache_dir) / f"subject_{seed:06d}.npz"
     if not path.is_file():
         arrays = subject_arrays(make_subject(seed), make_extractor(params))
-        tmp = path.with_suffix(".tmp.npz")
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")  # several processes may build at once (DDP)
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
     return str(path)
@@ -130,6 +130,10 @@ class RimLesionDataModule(pl.LightningDataModule):
         self.n_subjects, self.n_folds, self.val_fold = n_subjects, n_folds, val_fold
         self.batch_size, self.seed, self.workers = batch_size, seed, workers
         self.feature_names: list[str] = []
+
+    def prepare_data(self) -> None:
+        """Build the lesion cache once per node (Lightning runs this on local rank 0 only, before ``setup``)."""
+        build_cache(list(range(self.n_subjects)), self.cache_dir, params=self.params, workers=self.workers)
 
     def setup(self, stage: str | None = None) -> None:
         paths = build_cache(list(range(self.n_subjects)), self.cache_dir, params=self.params, workers=self.workers)

@@ -9,7 +9,6 @@ validation lesions) is written into the network's ``threshold`` buffer when the 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
@@ -20,7 +19,7 @@ from lightning_modules.rim.data import augment_patches
 from lightning_modules.rim.networks import QsmRimNet
 from lightning_modules.rim.scores import best_f1_threshold, pr_auc, roc_auc
 from lightning_modules.rim.scores import partial_roc_auc as pauc
-from lightning_modules.training import save_state_dict
+from lightning_modules.training import SaveBestNetwork, save_state_dict
 
 
 class RimNetModule(pl.LightningModule):
@@ -52,8 +51,8 @@ class RimNetModule(pl.LightningModule):
             patches = augment_patches(patches)
         logits, targets = self.network(patches, radiomics, labels)
         loss = F.binary_cross_entropy_with_logits(logits, targets)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("train_samples", float(len(targets)), on_step=False, on_epoch=True)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log("train_samples", float(len(targets)), on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
@@ -62,10 +61,12 @@ class RimNetModule(pl.LightningModule):
         self._val_labels.append(labels.cpu())
 
     def on_validation_epoch_end(self) -> None:
-        scores = torch.cat(self._val_scores).numpy()
-        labels = torch.cat(self._val_labels).numpy()
+        scores, labels = torch.cat(self._val_scores), torch.cat(self._val_labels)
         self._val_scores.clear()
         self._val_labels.clear()
+        if self.trainer.world_size > 1:  # under DDP each rank validated a part: judge the whole validation set
+            scores, labels = (self.all_gather(t.to(self.device)).flatten().cpu() for t in (scores, labels))
+        scores, labels = scores.numpy(), labels.numpy()
         self.val_probabilities, self.val_labels = scores, labels
         if labels.min() == labels.max():
             return
@@ -79,20 +80,15 @@ class RimNetModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 
 
-class SaveBestRimNet(pl.Callback):
+class SaveBestRimNet(SaveBestNetwork):
     """Writes the network's ``state_dict`` (with the F1-optimal validation threshold) whenever ``monitor`` improves.
 
-    Ties of ``monitor`` (e.g. several epochs at PR AUC 1.0) are broken by the validation ROC AUC.
+    Ties of ``monitor`` (e.g. several epochs at PR AUC 1.0) are broken by the validation ROC AUC; higher is better.
     """
 
     def __init__(self, path: str | os.PathLike, *, monitor: str = "val_pr_auc") -> None:
-        self.path, self.monitor = Path(path), monitor
+        super().__init__(path, monitor=monitor)
         self.best: tuple[float, float] = (-np.inf, -np.inf)
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.network: torch.nn.Module | None = None
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.network = pl_module.network
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metrics = trainer.callback_metrics
@@ -108,8 +104,3 @@ class SaveBestRimNet(pl.Callback):
         save_state_dict(self.best_state, self.path)
         print(f"epoch {trainer.current_epoch}: {self.monitor} {value[0]:.4f} (ROC AUC {value[1]:.4f}), "
               f"threshold {threshold:.3f} (F1 {f1:.3f}), wrote {self.path}", flush=True)
-
-    def save(self) -> Path:
-        """Write the best validated weights (or the final ones) to ``path``; returns the path."""
-        state = self.best_state if self.best_state is not None else self.network.state_dict()
-        return save_state_dict(state, self.path)

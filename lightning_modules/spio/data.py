@@ -114,20 +114,48 @@ class PoolDataset(Dataset):
 
 
 class OnTheFlyDataset(IterableDataset):
-    """Endless fresh samples of ``seed`` (for GPU runs with data-loader workers); split across workers/ranks."""
+    """Fresh samples of ``seed`` every epoch (for GPU runs with data-loader workers), split across ranks and workers.
 
-    def __init__(self, seed: int, *, samples_per_epoch: int) -> None:
-        self.seed, self.samples_per_epoch, self.epoch = seed, samples_per_epoch, 0
+    Each epoch draws the next block of sample indices; the block is cut into equal runs, one per rank and worker,
+    of a whole number of batches: no sample recurs, no two ranks or workers draw the same sample, and every rank
+    sees the same number of full batches (its length). The epoch counts the calls of :meth:`__iter__` on this
+    copy, so with workers the data loader must keep them alive between epochs (``persistent_workers=True``, as
+    :class:`ViewLineDataModule` does); fresh worker copies would restart at epoch 0.
+
+    Args:
+        seed: seed of the samples (:func:`random_sample`).
+        samples_per_epoch: samples per epoch over all ranks (rounded up to whole batches per rank and worker).
+        batch_size, n_workers: the data loader's batch size and workers (0 counts as 1).
+        rank, world_size: this process's global rank and the number of processes (``Trainer.global_rank``,
+            ``Trainer.world_size``; Lightning's own launcher does not export ``RANK``).
+    """
+
+    def __init__(self, seed: int, *, samples_per_epoch: int, batch_size: int = 1, n_workers: int = 1,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0 … {world_size - 1}")
+        self.seed, self.rank, self.world_size, self.n_workers = seed, rank, world_size, max(n_workers, 1)
+        runs = world_size * self.n_workers
+        self.per_worker = math.ceil(samples_per_epoch / (runs * batch_size)) * batch_size
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        """Samples this rank draws per epoch."""
+        return self.per_worker * self.n_workers
+
+    def indices(self, epoch: int, worker: int = 0) -> range:
+        """The sample indices that worker ``worker`` of this rank draws in ``epoch``."""
+        run = (epoch * self.world_size + self.rank) * self.n_workers + worker
+        return range(run * self.per_worker, (run + 1) * self.per_worker)
 
     def __iter__(self):
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
-        rank = int(os.environ.get("RANK", 0))
-        world = int(os.environ.get("WORLD_SIZE", 1))
-        stride = n_workers * world
-        start = self.epoch * self.samples_per_epoch + rank * n_workers + worker
-        self.epoch += 1
-        for index in range(start, start + self.samples_per_epoch, stride):
+        if n_workers != self.n_workers:
+            raise RuntimeError(f"OnTheFlyDataset was built for {self.n_workers} loader worker(s) but runs in "
+                               f"{n_workers}")
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        for index in self.indices(epoch, worker):
             yield random_sample(self.seed, index)
 
 
@@ -137,7 +165,8 @@ class ViewLineDataModule(pl.LightningDataModule):
     Args:
         seed: seed of the training samples; validation uses ``seed + 1`` so the two never coincide.
         pool_size: training samples simulated once (and cached); 0 → fresh samples every epoch.
-        samples_per_epoch: samples per epoch when ``pool_size`` is 0.
+        samples_per_epoch: samples per epoch when ``pool_size`` is 0 (over all ranks; rounded up to whole batches
+            per rank and worker).
         n_val: validation samples.
         batch_size: batch size.
         num_workers: data-loader workers.
@@ -160,13 +189,17 @@ class ViewLineDataModule(pl.LightningDataModule):
                 self.train_set = PoolDataset(*simulate_pool(self.seed, self.pool_size, cache_dir=self.cache_dir),
                                              flip=True)
             else:
-                self.train_set = OnTheFlyDataset(self.seed, samples_per_epoch=self.samples_per_epoch)
+                rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+                self.train_set = OnTheFlyDataset(self.seed, samples_per_epoch=self.samples_per_epoch,
+                                                 batch_size=self.batch_size, n_workers=self.num_workers, rank=rank,
+                                                 world_size=world_size)
 
     def train_dataloader(self) -> DataLoader:
         shuffle = isinstance(self.train_set, PoolDataset)
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=shuffle, generator=generator,
-                          num_workers=self.num_workers, drop_last=shuffle)
+                          num_workers=self.num_workers, drop_last=shuffle,
+                          persistent_workers=not shuffle and self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers)

@@ -109,11 +109,11 @@ class DeepSpioModule(pl.LightningModule):
         loss = per_band.sum()
         if self.image_loss_weight and not warming_up:
             image_loss = relative_l1_image(self.network.inverse_dwt(subbands), concentration)
-            self.log("train_image_nmae", image_loss, on_step=False, on_epoch=True)
+            self.log("train_image_nmae", image_loss, on_step=False, on_epoch=True, sync_dist=True)
             loss = loss + self.image_loss_weight * image_loss
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
         for name, value in zip(SUBBANDS, per_band, strict=True):
-            self.log(f"train_{name}", value, on_step=False, on_epoch=True)
+            self.log(f"train_{name}", value, on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:

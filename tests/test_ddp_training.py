@@ -1,0 +1,115 @@
+"""Every bundle's ``configs/train.json`` scales by configuration: a real two-process DDP run on CPU (gloo).
+
+Each run trains for two tiny epochs with ``--trainer#accelerator cpu --trainer#devices 2 --trainer#strategy ddp``
+(Lightning re-launches the ``monai.bundle run`` command once per rank), and must write weights that load into the
+bundle's ``network_def`` (the inference one; for rim lesions one member of its ensemble), from rank 0 only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_modules.bundle_app import bundle_root
+
+DDP = ["--trainer#accelerator", "cpu", "--trainer#devices", "2", "--trainer#strategy", "ddp",
+       "--trainer#max_epochs", "2"]
+
+
+def _run_train(bundle: str, overrides: list[str], tmp_path: Path) -> str:
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file",
+               str(Path(bundle_root(bundle)) / "configs" / "train.json"), *overrides, *DDP]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "Starting with 2 processes" in result.stdout + result.stderr
+    return result.stdout
+
+
+def _network_def(bundle: str, config: str) -> torch.nn.Module:
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(Path(bundle_root(bundle)) / "configs" / config))
+    return parser.get_parsed_content("network_def")
+
+
+def _load_strict(bundle: str, path: Path, *, config: str = "inference.json") -> torch.nn.Module:
+    assert path.is_file(), f"{path} was not written"
+    network = _network_def(bundle, config)
+    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))  # strict: every key matches
+    return network.eval()
+
+
+def _improvements(stdout: str, metric: str) -> list[float]:
+    """The values in the saver's 'epoch N: <metric> X, ... wrote' lines; each epoch once (rank 0 only)."""
+    lines = re.findall(rf"epoch (\d+): {metric} ([0-9.]+).*wrote", stdout)
+    epochs = [int(e) for e, _ in lines]
+    assert lines and epochs == sorted(set(epochs)), stdout[-2000:]
+    return [float(v) for _, v in lines]
+
+
+def test_spio_ddp_writes_the_best_weights_validated_on_the_whole_validation_set(tmp_path):
+    from lightning_modules.spio.data import simulate_pool
+    from lightning_modules.spio.module import sample_nmae
+
+    model = tmp_path / "model.pt"
+    stdout = _run_train("spio_quantification", ["--work_dir", str(tmp_path / "work"), "--model_path", str(model),
+                                                "--pool_size", "0", "--samples_per_epoch", "8", "--batch_size", "2",
+                                                "--n_val", "4"], tmp_path)
+    best = min(_improvements(stdout, "val_nmae"))
+    network = _load_strict("spio_quantification", model)
+    images, truths = simulate_pool(1, 4, log_every=0)  # the validation set (seed 0 + 1), stored as in training
+    with torch.no_grad():
+        predicted = network(images.float()).clamp_min(0.0)
+    # each rank validated two of the four samples; the logged value is their mean over both ranks
+    assert float(sample_nmae(predicted, truths.float()).mean()) == pytest.approx(best, abs=6e-5 * best)
+
+
+def test_qsm_ddp_training_writes_loadable_weights(tmp_path):
+    model = tmp_path / "model.pt"
+    stdout = _run_train("qsm_dipole_inversion", ["--log_dir", str(tmp_path / "logs"), "--model_path", str(model),
+                                                 "--patch_size", "32", "--train_samples", "8", "--val_samples", "4",
+                                                 "--batch_size", "2", "--trainer#limit_train_batches", "2",
+                                                 "--trainer#max_time", "None"], tmp_path)
+    _improvements(stdout, "val_nrmse")
+    _load_strict("qsm_dipole_inversion", model)
+
+
+def test_ivim_ddp_training_writes_loadable_weights_once(tmp_path):
+    model = tmp_path / "model.pt"
+    stdout = _run_train("ivim_mapping", ["--output_file", str(model), "--n_simulated", "4000"], tmp_path)
+    assert stdout.count("wrote") == 1
+    network = _load_strict("ivim_mapping", model)
+    assert all(np.isfinite(p.detach().numpy()).all() for p in network.parameters())
+
+
+def test_rim_ddp_training_builds_the_cache_once_and_judges_the_whole_validation_fold(tmp_path):
+    model, stats = tmp_path / "model.pt", tmp_path / "radiomics_standardisation.json"
+    stdout = _run_train("rim_lesion_detection", ["--work_dir", str(tmp_path / "work"), "--model_path", str(model),
+                                                 "--stats_path", str(stats), "--n_subjects", "4", "--n_folds", "2",
+                                                 "--batch_size", "8", "--cache_workers", "1"], tmp_path)
+    _improvements(stdout, "val_pr_auc")
+    assert sorted(p.name for p in (tmp_path / "work" / "lesions").iterdir()) == [
+        f"subject_{i:06d}.npz" for i in range(4)]  # no temporary files left by two ranks building at once
+    assert stats.is_file()
+    _load_strict("rim_lesion_detection", model, config="train.json")  # one member of the inference ensemble
+
+
+@pytest.mark.parametrize("rank_zero", [True, False])
+def test_savers_write_only_on_global_rank_zero(tmp_path, rank_zero):
+    from types import SimpleNamespace
+
+    from lightning_modules.rim.module import SaveBestRimNet
+    from lightning_modules.training import SaveBestNetwork
+
+    for saver in (SaveBestNetwork(tmp_path / "a.pt", monitor="val_loss"), SaveBestRimNet(tmp_path / "b.pt")):
+        saver.on_fit_start(SimpleNamespace(is_global_zero=rank_zero), SimpleNamespace(network=torch.nn.Linear(2, 1)))
+        assert saver.save().is_file() == rank_zero
