@@ -19,13 +19,13 @@ import torch
 
 from lightning_modules.bundle_app import bundle_root
 
-DDP = ["--trainer#accelerator", "cpu", "--trainer#devices", "2", "--trainer#strategy", "ddp",
-       "--trainer#max_epochs", "2"]
+DDP = ["--trainer#accelerator", "cpu", "--trainer#devices", "2", "--trainer#max_epochs", "2"]
 
 
-def _run_train(bundle: str, overrides: list[str], tmp_path: Path) -> str:
+def _run_train(bundle: str, overrides: list[str], tmp_path: Path, *, config: str = "train.json",
+               strategy: str = "ddp") -> str:
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file",
-               str(Path(bundle_root(bundle)) / "configs" / "train.json"), *overrides, *DDP]
+               str(Path(bundle_root(bundle)) / "configs" / config), *overrides, *DDP, "--trainer#strategy", strategy]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
@@ -81,6 +81,19 @@ def test_qsm_ddp_training_writes_loadable_weights(tmp_path):
                                                  "--trainer#max_time", "None"], tmp_path)
     _improvements(stdout, "val_nrmse")
     _load_strict("qsm_dipole_inversion", model)
+
+
+def test_qsmgan_ddp_training_runs_both_phases(tmp_path):
+    # a GAN's generator and critic take turns, so DDP must be told that some parameters go unused in a backward pass
+    model = tmp_path / "qsmgan.pt"
+    stdout = _run_train("qsm_dipole_inversion", ["--log_dir", str(tmp_path / "logs"), "--model_path", str(model),
+                                                 "--patch_size", "32", "--train_samples", "8", "--val_samples", "4",
+                                                 "--batch_size", "2", "--adversarial_start_epoch", "1",
+                                                 "--n_critic", "2", "--trainer#limit_train_batches", "2",
+                                                 "--trainer#max_time", "None"], tmp_path,
+                        config="train_qsmgan.json", strategy="ddp_find_unused_parameters_true")
+    assert _improvements(stdout, "val_nrmse_adversarial")  # the adversarial phase (epoch 1) ran and was saved
+    _load_strict("qsm_dipole_inversion", model, config="train_qsmgan.json")
 
 
 def test_ivim_ddp_training_writes_loadable_weights_once(tmp_path):
