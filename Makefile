@@ -87,7 +87,8 @@ train-ivim: $(STAMP)
 # SPIO: stages 1-6 train the 0.2 network (12-24-48 channels) from scratch and then restart the one-cycle schedule
 # from the previous stage's best weights; stage 7 (0.3.0) widens it to the shipped network (train.json's
 # network_def, Net2WiderNet: lightning_modules/spio/widen.py) and trains on a pool twice as large; stage 8 (0.3.1)
-# restarts it at half the peak learning rate on a pool twice as large again.
+# restarts it at half the peak learning rate on a pool twice as large again; stages 9 and 10 restart it at peak
+# 3e-4 and 2e-4 on 21 000 samples.
 SPIO       := monai_bundles/spio_quantification
 SPIO_WORK  ?= $(HOME)/.cache/qsm_slicer_extension/spio
 SPIO_TRAIN := $(PY) -m monai.bundle run --config_file $(SPIO)/configs/train.json
@@ -114,7 +115,10 @@ train-spio: $(STAMP)
 	$(SPIO_TRAIN) --model_path $(SPIO_WORK)/stage9.pt --init_weights $(SPIO_WORK)/stage8.pt \
 	  --l2_warmup_epochs 0 --learning_rate 0.0003 --pool_size 21000 --trainer#max_epochs 5 \
 	  --trainer#limit_train_batches 1100
-	cp $(SPIO_WORK)/stage9.pt $(SPIO)/models/model.pt
+	$(SPIO_TRAIN) --model_path $(SPIO_WORK)/stage10.pt --init_weights $(SPIO_WORK)/stage9.pt \
+	  --l2_warmup_epochs 0 --learning_rate 0.0002 --pool_size 21000 --trainer#max_epochs 5 \
+	  --trainer#limit_train_batches 1100
+	cp $(SPIO_WORK)/stage10.pt $(SPIO)/models/model.pt
 
 # The shipped rim classifier is a 5-fold ensemble: member k holds fold k out; fold 0 fits the radiomics
 # standardisation, the other members reuse it; then the out-of-fold threshold is chosen and models/model.pt written.

@@ -8,7 +8,7 @@ Experiments (della Maggiora et al., "DeepSPIO", IEEE TPAMI 2020, §5):
   (c) the air-bubble confounder: an air sphere (radius 3 mm, no signal, χ_air − χ_tissue) 8 mm beside the cylinder.
 Metrics: NMAE ``‖Ĉ − C‖₁ / ‖C‖₁`` per image and the relative error of the mean concentration in the cylinder
 centre (within 1.5 mm of its axis). DeepSPIO = ``predict_concentration`` as the bundle runs it (flip average and
-0.15 µg Fe/mm³ floor); (a) also gives the network alone. Baseline: the training-mean predictor (a constant map;
+0.1 µg Fe/mm³ floor); (a) also gives the network alone. Baseline: the training-mean predictor (a constant map;
 the all-zero map has NMAE 1). Runs on one CPU thread. Writes Markdown, CSV and a PNG to ``benchmarks/results/spio/``.
 
 Usage:

@@ -81,7 +81,7 @@ def load_case(case: dict, output_dir: str | os.PathLike) -> SpioCase:
 #: network was trained on (0.22) and are mostly leakage around objects. Chosen, with the flip average, on
 #: simulated samples 1000–1299 of seed 1 (neither training nor the validation or test sets):
 #: ``benchmarks/spio_postprocessing.py``.
-CONCENTRATION_FLOOR_UG_PER_MM3 = 0.15
+CONCENTRATION_FLOOR_UG_PER_MM3 = 0.1
 
 
 def predict_concentration(network: DeepSpio, image: np.ndarray, device: torch.device | str = "cpu", *,
