@@ -1,4 +1,5 @@
-"""Training plumbing shared by the capabilities' Lightning runs: keep the best validated weights on disk."""
+"""Training plumbing shared by the capabilities' Lightning runs: keep the best validated weights on disk, gather
+validation results over DDP ranks."""
 
 from __future__ import annotations
 
@@ -23,6 +24,17 @@ def save_state_dict(state: dict[str, torch.Tensor], path: str | os.PathLike) -> 
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def gather_ranks(module: pl.LightningModule, tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` of every DDP rank stacked along a new first axis, on the CPU (``tensor[None]`` in one process).
+
+    Under DDP each rank validates a part of the validation set; gather before judging the whole of it. The
+    tensors must have the same shape on every rank (Lightning's distributed sampler pads the ranks' parts).
+    """
+    if module.trainer.world_size == 1:
+        return tensor[None]
+    return module.all_gather(tensor.to(module.device)).cpu()
 
 
 class SaveBestNetwork(pl.Callback):

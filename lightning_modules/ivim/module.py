@@ -20,6 +20,7 @@ from lightning_modules.ivim.ensemble import IvimNetEnsemble, ensemble_members
 from lightning_modules.ivim.networks import IvimNet
 from lightning_modules.ivim.posterior import DEFAULT_N_SIMULATED, posterior_mean_stage
 from lightning_modules.ivim.signal import PARAMETER_NAMES
+from lightning_modules.training import gather_ranks
 
 #: Epochs without validation improvement before stopping. One epoch is 64,000 voxels (IVIM-NET_optim's 500 batches
 #: of 128), so 10 epochs are 640,000 voxels — about the ~90 epochs of 56 batches that FIELD_NOTES found necessary,
@@ -114,9 +115,7 @@ class IvimNetModule(pl.LightningModule):
         self._val_sums.zero_()
 
     def on_validation_epoch_end(self) -> None:
-        sums = self._val_sums
-        if self.trainer.world_size > 1:  # under DDP each rank validated a part: judge the whole validation set
-            sums = self.all_gather(sums.to(self.device)).reshape(-1, 2).sum(dim=0).cpu()
+        sums = gather_ranks(self, self._val_sums).sum(dim=0)  # the whole validation set, also under DDP
         val_loss = float(sums[0] / sums[1].clamp_min(1))
         if not self.trainer.sanity_checking and val_loss < self.best_val_loss:
             self.best_val_loss = val_loss

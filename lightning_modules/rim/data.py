@@ -131,12 +131,12 @@ class RimLesionDataModule(pl.LightningDataModule):
         self.batch_size, self.seed, self.workers = batch_size, seed, workers
         self.feature_names: list[str] = []
 
-    def prepare_data(self) -> None:
-        """Build the lesion cache once per node (Lightning runs this on local rank 0 only, before ``setup``)."""
-        build_cache(list(range(self.n_subjects)), self.cache_dir, params=self.params, workers=self.workers)
+    def prepare_data(self) -> list[str]:
+        """Build the lesion cache (Lightning runs this once per node, on local rank 0, before ``setup``); its files."""
+        return build_cache(list(range(self.n_subjects)), self.cache_dir, params=self.params, workers=self.workers)
 
     def setup(self, stage: str | None = None) -> None:
-        paths = build_cache(list(range(self.n_subjects)), self.cache_dir, params=self.params, workers=self.workers)
+        paths = self.prepare_data()  # the files exist by now (or, outside a Trainer, are built here)
         data = load_cache(paths)
         folds = stratified_folds(data["rim_positive"], n_folds=self.n_folds, seed=self.seed)
         train, val = folds != self.val_fold, folds == self.val_fold

@@ -19,7 +19,7 @@ from lightning_modules.rim.data import augment_patches
 from lightning_modules.rim.networks import QsmRimNet
 from lightning_modules.rim.scores import best_f1_threshold, pr_auc, roc_auc
 from lightning_modules.rim.scores import partial_roc_auc as pauc
-from lightning_modules.training import SaveBestNetwork, save_state_dict
+from lightning_modules.training import SaveBestNetwork, gather_ranks, save_state_dict
 
 
 class RimNetModule(pl.LightningModule):
@@ -61,12 +61,11 @@ class RimNetModule(pl.LightningModule):
         self._val_labels.append(labels.cpu())
 
     def on_validation_epoch_end(self) -> None:
-        scores, labels = torch.cat(self._val_scores), torch.cat(self._val_labels)
+        # the whole validation set, also under DDP
+        scores, labels = (gather_ranks(self, torch.cat(parts)).flatten().numpy()
+                          for parts in (self._val_scores, self._val_labels))
         self._val_scores.clear()
         self._val_labels.clear()
-        if self.trainer.world_size > 1:  # under DDP each rank validated a part: judge the whole validation set
-            scores, labels = (self.all_gather(t.to(self.device)).flatten().cpu() for t in (scores, labels))
-        scores, labels = scores.numpy(), labels.numpy()
         self.val_probabilities, self.val_labels = scores, labels
         if labels.min() == labels.max():
             return
