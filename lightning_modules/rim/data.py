@@ -45,29 +45,35 @@ def subject_arrays(subject, extractor) -> dict[str, np.ndarray]:
     }
 
 
-def _build_one(args: tuple[int, str, str]) -> str:
+def _cache_path(cache_dir: str | os.PathLike, seed: int) -> Path:
+    return Path(cache_dir) / f"subject_{int(seed):06d}.npz"
+
+
+def _build_one(args: tuple[int, str, str]) -> None:
     from lightning_modules.rim.synth import make_subject
 
     torch.set_num_threads(1)
     seed, cache_dir, params = args
-    path = Path(cache_dir) / f"subject_{seed:06d}.npz"
+    path = _cache_path(cache_dir, seed)
     if not path.is_file():
         arrays = subject_arrays(make_subject(seed), make_extractor(params))
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")  # several processes may build at once (DDP)
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
-    return str(path)
 
 
 def build_cache(seeds: list[int], cache_dir: str | os.PathLike, *, params: str | os.PathLike,
                 workers: int = 1) -> list[str]:
     """Simulate the subjects ``seeds`` and cache their lesion arrays in ``cache_dir`` (existing files are kept)."""
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    jobs = [(int(s), str(cache_dir), str(params)) for s in seeds]
-    if workers <= 1:
-        return [_build_one(j) for j in jobs]
-    with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(_build_one, jobs))
+    jobs = [(int(s), str(cache_dir), str(params)) for s in seeds if not _cache_path(cache_dir, s).is_file()]
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            _build_one(job)
+    else:  # only when something is missing: setup() after prepare_data() finds everything built
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(_build_one, jobs))
+    return [str(_cache_path(cache_dir, s)) for s in seeds]
 
 
 def load_cache(paths: list[str]) -> dict[str, np.ndarray]:
