@@ -34,6 +34,7 @@ bench-spio: $(STAMP)
 
 bench-rim: $(STAMP)
 	$(PY) benchmarks/rim_accuracy.py
+	$(PY) benchmarks/rim_real_shapes.py
 
 # Reproduce the shipped learned-NDI weights (CPU, four stages, ≈ 2.3 h); scale out with e.g.
 # $(PY) -m monai.bundle run --config_file monai_bundles/qsm_dipole_inversion/configs/train.json --trainer#devices 4 --trainer#strategy ddp
@@ -120,22 +121,44 @@ train-spio: $(STAMP)
 	  --trainer#limit_train_batches 1100
 	cp $(SPIO_WORK)/stage10.pt $(SPIO)/models/model.pt
 
-# The shipped rim classifier is a 5-fold ensemble: member k holds fold k out; fold 0 fits the radiomics
-# standardisation, the other members reuse it; then the out-of-fold threshold is chosen and models/model.pt written.
+# The shipped rim classifier (bundle 0.4.0) is a 5-member ensemble trained in two stages. Stage 1 (synthetic
+# lesion shapes, 56 subjects): member k holds fold k out; fold 0 fits the radiomics standardisation, the other
+# members reuse it. Stage 2 (real lesion shapes, ../shared/data/ms_lesion_masks): each member is fine-tuned on
+# the 15 training patients and validated on 5 others (configs/train_real_shapes.json); the ensemble is then
+# calibrated (Platt) and its threshold chosen on those 5 validation patients. The radiomics-only comparison of
+# benchmarks/rim_real_shapes.py is trained the same way (its stage 1: radiomics_only_ensemble.pt's members).
 RIM        := monai_bundles/rim_lesion_detection
 RIM_WORK   ?= $(HOME)/.cache/qsm_slicer_extension/rim
-RIM_TRAIN  := $(PY) -m monai.bundle run --config_file $(RIM)/configs/train.json --cache_dir $(RIM_WORK)/lesions
+RIM_TRAIN  := OMP_NUM_THREADS=1 $(PY) -m monai.bundle run --config_file $(RIM)/configs/train.json --cache_dir $(RIM_WORK)/lesions
+RIM_REAL   := OMP_NUM_THREADS=1 $(PY) -m monai.bundle run --work_dir $(RIM_WORK) \
+              --config_file "['$(RIM)/configs/train.json','$(RIM)/configs/train_real_shapes.json']"
+RIM_RADIOMICS := --network_def\#use_patch False --smote_k 0
+RIM_MEMBERS = $(foreach k,0 1 2 3 4,$(RIM_WORK)/$(1)/member$(k).pt)
 train-rim: $(STAMP)
-	mkdir -p $(RIM_WORK)/members
+	mkdir -p $(RIM_WORK)/members $(RIM_WORK)/radiomics_members
 	$(RIM_TRAIN) --val_fold 0 --model_path $(RIM_WORK)/members/member0.pt
 	for k in 1 2 3 4; do \
 	  $(RIM_TRAIN) --val_fold $$k --model_path $(RIM_WORK)/members/member$$k.pt \
-	    --datamodule#stats_from $(RIM)/models/radiomics_standardisation.json \
+	    --stats_from $(RIM)/models/radiomics_standardisation.json \
 	    --stats_path $(RIM_WORK)/members/stats$$k.json || exit 1; \
 	done
-	$(PY) -m lightning_modules.rim.ensemble --cache_dir $(RIM_WORK)/lesions --output $(RIM)/models/model.pt \
-	  --members $(RIM_WORK)/members/member0.pt $(RIM_WORK)/members/member1.pt $(RIM_WORK)/members/member2.pt \
-	  $(RIM_WORK)/members/member3.pt $(RIM_WORK)/members/member4.pt
+	for k in 0 1 2 3 4; do \
+	  $(RIM_TRAIN) --val_fold $$k --model_path $(RIM_WORK)/radiomics_members/member$$k.pt $(RIM_RADIOMICS) \
+	    --stats_from $(RIM)/models/radiomics_standardisation.json \
+	    --stats_path $(RIM_WORK)/radiomics_members/stats$$k.json || exit 1; \
+	done
+	for k in 0 1 2 3 4; do \
+	  $(RIM_REAL) --val_fold $$k || exit 1; \
+	  $(RIM_REAL) --val_fold $$k $(RIM_RADIOMICS) --init_weights $(RIM_WORK)/radiomics_members/member$$k.pt \
+	    --model_path $(RIM_WORK)/real_shapes_radiomics_members/member$$k.pt || exit 1; \
+	done
+	$(PY) -m lightning_modules.rim.ensemble --cache_dir $(RIM_WORK)/real_shapes --val_role validation \
+	  --stats $(RIM)/models/radiomics_standardisation.json --output $(RIM)/models/model.pt \
+	  --members $(call RIM_MEMBERS,real_shapes_members)
+	$(PY) -m lightning_modules.rim.ensemble --cache_dir $(RIM_WORK)/real_shapes --val_role validation \
+	  --stats $(RIM)/models/radiomics_standardisation.json --member_options '{"use_patch": false, "smote_k": 0}' \
+	  --output benchmarks/results/rim/radiomics_only_real_shapes.pt \
+	  --members $(call RIM_MEMBERS,real_shapes_radiomics_members)
 
 lint: $(STAMP)
 	$(PY) -m ruff check lightning_modules tests benchmarks QSMSlicerExtension

@@ -1,9 +1,12 @@
-"""Lesion-level training data: synthetic subjects → cached patches + radiomic features, stratified splits.
+"""Lesion-level training data: simulated subjects → cached patches + radiomic features, stratified splits.
 
 Building the cache (:func:`build_cache`) runs the simulator and pyradiomics once per subject and stores one
-``.npz`` per subject; training then reads only these small arrays. :class:`RimLesionDataModule` splits the
-lesions (not the subjects) into stratified folds (rim+ / rim− proportions kept) and uses one fold for
-validation, as QSMRim-Net's lesion-level cross-validation (Zhang et al., NeuroImage: Clinical 2022).
+``.npz`` per subject; training then reads only these small arrays. A subject is a seed of the synthetic-shape
+simulator (:func:`lightning_modules.rim.synth.make_subject`, an ``int``) or a real-shape key ``patientNN_sS``
+(:func:`lightning_modules.rim.real_shapes.make_real_shape_subject`, a ``str``). :class:`RimLesionDataModule`
+either splits the lesions (not the subjects) into stratified folds (rim+ / rim− proportions kept) and uses one
+fold for validation, as QSMRim-Net's lesion-level cross-validation (Zhang et al., NeuroImage: Clinical 2022),
+or takes given training and validation subjects (patient-level split of the real-shape subjects).
 """
 
 from __future__ import annotations
@@ -45,28 +48,40 @@ def subject_arrays(subject, extractor) -> dict[str, np.ndarray]:
     }
 
 
-def _cache_path(cache_dir: str | os.PathLike, seed: int) -> Path:
-    return Path(cache_dir) / f"subject_{int(seed):06d}.npz"
+def _cache_path(cache_dir: str | os.PathLike, key: int | str) -> Path:
+    name = key if isinstance(key, str) else f"{int(key):06d}"
+    return Path(cache_dir) / f"subject_{name}.npz"
 
 
-def _build_one(args: tuple[int, str, str]) -> None:
+def make_any_subject(key: int | str):
+    """The subject of a cache key: a synthetic-shape seed (int) or a real-shape key ``patientNN_sS`` (str)."""
+    if isinstance(key, str):
+        from lightning_modules.rim.real_shapes import make_real_shape_subject, parse_key
+
+        return make_real_shape_subject(*parse_key(key))
     from lightning_modules.rim.synth import make_subject
 
+    return make_subject(int(key))
+
+
+def _build_one(args: tuple[int | str, str, str]) -> None:
     torch.set_num_threads(1)
-    seed, cache_dir, params = args
-    path = _cache_path(cache_dir, seed)
+    key, cache_dir, params = args
+    path = _cache_path(cache_dir, key)
     if not path.is_file():
-        arrays = subject_arrays(make_subject(seed), make_extractor(params))
+        arrays = subject_arrays(make_any_subject(key), make_extractor(params))
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")  # several processes may build at once (DDP)
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
 
 
-def build_cache(seeds: list[int], cache_dir: str | os.PathLike, *, params: str | os.PathLike,
+def build_cache(seeds: list[int | str], cache_dir: str | os.PathLike, *, params: str | os.PathLike,
                 workers: int = 1) -> list[str]:
-    """Simulate the subjects ``seeds`` and cache their lesion arrays in ``cache_dir`` (existing files are kept)."""
+    """Simulate the subjects ``seeds`` (synthetic seeds or real-shape keys) and cache their lesion arrays in
+    ``cache_dir`` (existing files are kept)."""
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    jobs = [(int(s), str(cache_dir), str(params)) for s in seeds if not _cache_path(cache_dir, s).is_file()]
+    jobs = [(s if isinstance(s, str) else int(s), str(cache_dir), str(params)) for s in seeds
+            if not _cache_path(cache_dir, s).is_file()]
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
             _build_one(job)
@@ -126,26 +141,42 @@ class RimLesionDataModule(pl.LightningDataModule):
         workers: processes used to build the cache.
         stats_from: standardisation statistics to reuse instead of fitting them on this split's training lesions
             (so that the members of a cross-validation ensemble share one standardisation); copied to ``stats_path``.
+        train_subjects, val_subjects: subject keys (e.g. real-shape ``patientNN_sS``) for training and validation;
+            when given they replace ``n_subjects`` and the lesion folds (a subject-level split).
     """
 
     def __init__(self, *, cache_dir: str, params: str, stats_path: str, n_subjects: int = 48, n_folds: int = 5,
                  val_fold: int = 0, batch_size: int = 64, seed: int = 0, workers: int = 1,
-                 stats_from: str | None = None) -> None:
+                 stats_from: str | None = None, train_subjects: list[str] | None = None,
+                 val_subjects: list[str] | None = None) -> None:
         super().__init__()
         self.cache_dir, self.params, self.stats_path, self.stats_from = cache_dir, params, stats_path, stats_from
         self.n_subjects, self.n_folds, self.val_fold = n_subjects, n_folds, val_fold
         self.batch_size, self.seed, self.workers = batch_size, seed, workers
+        if (train_subjects is None) != (val_subjects is None):
+            raise ValueError("give both train_subjects and val_subjects, or neither")
+        self.train_subjects, self.val_subjects = train_subjects, val_subjects
         self.feature_names: list[str] = []
+
+    def _subjects(self) -> list[int | str]:
+        if self.train_subjects is not None:
+            return [*self.train_subjects, *self.val_subjects]
+        return list(range(self.n_subjects))
 
     def prepare_data(self) -> list[str]:
         """Build the lesion cache (Lightning runs this once per node, on local rank 0, before ``setup``); its files."""
-        return build_cache(list(range(self.n_subjects)), self.cache_dir, params=self.params, workers=self.workers)
+        return build_cache(self._subjects(), self.cache_dir, params=self.params, workers=self.workers)
 
     def setup(self, stage: str | None = None) -> None:
         paths = self.prepare_data()  # the files exist by now (or, outside a Trainer, are built here)
         data = load_cache(paths)
-        folds = stratified_folds(data["rim_positive"], n_folds=self.n_folds, seed=self.seed)
-        train, val = folds != self.val_fold, folds == self.val_fold
+        if self.train_subjects is not None:
+            counts = [len(np.load(p)["rim_positive"]) for p in paths[:len(self.train_subjects)]]
+            train = np.arange(len(data["rim_positive"])) < sum(counts)
+            val = ~train
+        else:
+            folds = stratified_folds(data["rim_positive"], n_folds=self.n_folds, seed=self.seed)
+            train, val = folds != self.val_fold, folds == self.val_fold
         names = data["feature_names"].tolist()
         if self.stats_from:
             standardiser = FeatureStandardiser.load(self.stats_from)

@@ -30,13 +30,19 @@ class RimNetModule(pl.LightningModule):
         learning_rate: AdamW learning rate (cosine decay over the run).
         weight_decay: AdamW weight decay.
         augment: random flips / axial 90° turns of the training patches.
+        init_weights: a network ``state_dict`` file to start from (fine-tuning), or None.
+        flair_jitter: the FLAIR channel of each training patch is multiplied by a factor drawn uniformly in
+            ``1 ± flair_jitter`` (0: off), so that the network does not lean on the simulator's FLAIR scale.
     """
 
     def __init__(self, *, network: QsmRimNet, learning_rate: float = 1e-3, weight_decay: float = 1e-3,
-                 augment: bool = True) -> None:
+                 augment: bool = True, init_weights: str | None = None, flair_jitter: float = 0.0) -> None:
         super().__init__()
+        if init_weights:
+            network.load_state_dict(torch.load(init_weights, map_location="cpu", weights_only=True))
         self.network = network
         self.learning_rate, self.weight_decay, self.augment = learning_rate, weight_decay, augment
+        self.flair_jitter = float(flair_jitter)
         self._val_scores: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
         self.val_probabilities: np.ndarray | None = None
@@ -49,6 +55,10 @@ class RimNetModule(pl.LightningModule):
         patches, radiomics, labels = batch
         if self.augment:
             patches = augment_patches(patches)
+        if self.flair_jitter > 0:
+            factor = 1 + self.flair_jitter * (2 * torch.rand(len(patches), device=patches.device) - 1)
+            patches = torch.cat([patches[:, :1], patches[:, 1:2] * factor[:, None, None, None, None],
+                                 patches[:, 2:]], dim=1)
         logits, targets = self.network(patches, radiomics, labels)
         loss = F.binary_cross_entropy_with_logits(logits, targets)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)

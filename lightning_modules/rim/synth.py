@@ -174,15 +174,24 @@ def make_subject(seed: int, *, n_lesions: tuple[int, int] = (20, 40),
                 centrelines.append(_vein_centreline(rng, start, _random_unit(rng), rng.uniform(15, 40), shape))
             break
 
-    veins = np.ones(shape, dtype=bool)
+    return finish_subject(rng, chi, flair, labels, np.array(rim_positive, dtype=bool), affine, brain, centrelines,
+                          field_noise_ppm=field_noise_ppm)
+
+
+def finish_subject(rng: np.random.Generator, chi: np.ndarray, flair: np.ndarray, labels: np.ndarray,
+                   rim_positive: np.ndarray, affine: np.ndarray, brain: np.ndarray, centrelines: list[np.ndarray], *,
+                   field_noise_ppm: tuple[float, float], tkd_threshold: float = 0.19) -> SyntheticSubject:
+    """Veins along ``centrelines`` added to χ, then the QSM a user would have (forward field, noise, TKD with
+    ``tkd_threshold``) and the FLAIR image (bias field, noise, scale): the steps every simulator here shares."""
+    veins = np.ones(chi.shape, dtype=bool)
     for line in centrelines:
         veins[tuple(line.T)] = False
     distance = ndimage.distance_transform_edt(veins)
-    chi += rng.uniform(0.25, 0.45) * np.exp(-(distance**2) / (2 * rng.uniform(0.5, 0.8) ** 2))
+    chi = chi + rng.uniform(0.25, 0.45) * np.exp(-(distance**2) / (2 * rng.uniform(0.5, 0.8) ** 2))
     chi *= brain
-    qsm = _tkd_qsm(rng, chi.astype(np.float32), brain, rng.uniform(*field_noise_ppm))
+    qsm = _tkd_qsm(rng, chi.astype(np.float32), brain, rng.uniform(*field_noise_ppm), tkd_threshold)
     flair = _flair_image(rng, flair, brain)
-    return SyntheticSubject(qsm, flair, labels, np.array(rim_positive, dtype=bool), affine, brain)
+    return SyntheticSubject(qsm, flair, labels, rim_positive, affine, brain)
 
 
 def _paint_lesion(rng: np.random.Generator, chi: np.ndarray, flair: np.ndarray, box: tuple[slice, ...],
@@ -214,14 +223,15 @@ def _paint_lesion(rng: np.random.Generator, chi: np.ndarray, flair: np.ndarray, 
     region_flair += soft * rng.uniform(0.5, 0.9)
 
 
-def _tkd_qsm(rng: np.random.Generator, chi_ppm: np.ndarray, brain: np.ndarray, noise_ppm: float) -> np.ndarray:
+def _tkd_qsm(rng: np.random.Generator, chi_ppm: np.ndarray, brain: np.ndarray, noise_ppm: float,
+             tkd_threshold: float = 0.19) -> np.ndarray:
     """χ → local field (zero-padded forward model) → Gaussian noise → TKD; ppm, 0 outside the brain."""
     mask = torch.as_tensor(brain, dtype=torch.float32)
     field = forward_field(torch.as_tensor(chi_ppm), (1.0, 1.0, 1.0)) * mask
     field = field + noise_ppm * torch.as_tensor(rng.standard_normal(chi_ppm.shape), dtype=torch.float32) * mask
     kernel = dipole_kernel(chi_ppm.shape, (1.0, 1.0, 1.0))
     with torch.no_grad():
-        qsm = Tkd()(field, kernel, mask)
+        qsm = Tkd(threshold=tkd_threshold)(field, kernel, mask)
     return qsm.numpy()
 
 
