@@ -56,7 +56,8 @@ class IVIMMappingParameterNode:
     with neither, the b-values stored with the series. model / mode / method: the bundle's options.
     """
 
-    input_dwi: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode]  # noqa: UP007  (parameterNodeWrapper needs Union)
+    # Union, not |, for Slicer's Python 3.9; None in it, or the real wrapper cannot store an empty selection
+    input_dwi: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode, None]  # noqa: UP007
     input_mask: vtkMRMLScalarVolumeNode
     b_values_file: Path
     b_values: str = ""

@@ -15,6 +15,20 @@ VIRIDIS = "vtkMRMLColorTableNodeFileViridis.txt"
 INFERNO = "vtkMRMLColorTableNodeFileInferno.txt"
 PLASMA = "vtkMRMLColorTableNodeFilePlasma.txt"
 LABELS = "vtkMRMLColorTableNodeLabels"
+#: Tables built into Slicer's colour logic (no colour file needed), used where a file table is missing.
+FMRI = "vtkMRMLColorTableNodefMRI"
+IRON = "vtkMRMLColorTableNodeIron"
+#: A file table's built-in stand-in: blue–red diverging for χ, a sequential heat table for the maps.
+BUILT_IN_FALLBACK = {DIVERGING: FMRI, VIRIDIS: IRON, INFERNO: IRON, PLASMA: IRON}
+
+
+def color_table_name(color_node_id: str) -> str:
+    """The node name of a file colour table from its ID (Slicer names it after the file).
+
+    >>> color_table_name(VIRIDIS)
+    'Viridis'
+    """
+    return color_node_id.removeprefix("vtkMRMLColorTableNodeFile").removesuffix(".txt")
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,16 @@ PRESETS: dict[str, dict[str, DisplayPreset]] = {
 def preset_for(bundle: str, output: str) -> DisplayPreset | None:
     """The preset of one output, ``None`` for non-volume outputs such as the lesion table."""
     return PRESETS.get(bundle, {}).get(output)
+
+
+def run_name_prefix(name_prefix: str, run: int) -> str:
+    """The name prefix of a module's ``run``-th result set on the same input: the first keeps the input's name,
+    later ones add ``_run<N>`` (before the output name, so every node name still ends with its unit).
+
+    >>> run_name_prefix("dwi", 1), run_name_prefix("dwi", 2)
+    ('dwi', 'dwi_run2')
+    """
+    return name_prefix if run <= 1 else f"{name_prefix}_run{run}"
 
 
 def output_node_name(name_prefix: str, output: str, preset: DisplayPreset | None) -> str:

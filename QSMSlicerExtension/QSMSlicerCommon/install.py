@@ -22,6 +22,9 @@ from typing import Protocol
 REQUESTER = "QSMSlicerExtension"
 #: Distribution name of PyTorch (installed by the PyTorch extension, never by us).
 TORCH = "torch"
+#: The message of the ``RuntimeError`` that ``slicer.packaging.pip_ensure`` (Slicer 5.12) raises when the user
+#: declines its installation dialog.
+PIP_ENSURE_DECLINED = "User declined package installation"
 
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -67,28 +70,35 @@ class InstallBackend(Protocol):
     #: The backend shows its own confirmation dialog.
     asks_user: bool
 
-    def install(self, specs: Sequence[str]) -> None:
-        """Install the pip requirement strings."""
+    def install(self, specs: Sequence[str]) -> bool:
+        """Install the pip requirement strings; False if the user declined in the backend's own dialog."""
         ...
 
 
 class PipEnsureBackend:
-    """Slicer ≥ 5.11: ``slicer.packaging.pip_ensure`` (confirmation, progress and restart prompt built in).
+    """Slicer ≥ 5.11 with ``slicer.packaging.pip_ensure`` (its own confirmation, progress and restart prompt).
+
+    ``pip_ensure`` says that the user declined by raising ``RuntimeError(PIP_ENSURE_DECLINED)``; that is
+    returned here as ``False``, so that nothing starts. Any other error goes through.
 
     Args:
         pip_ensure: ``slicer.packaging.pip_ensure``.
-        make_requirement: ``packaging.requirements.Requirement`` (pip_ensure takes Requirement objects).
     """
 
     asks_user = True
 
-    def __init__(self, pip_ensure: Callable[..., object], make_requirement: Callable[[str], object]) -> None:
+    def __init__(self, pip_ensure: Callable[..., object]) -> None:
         self.pip_ensure = pip_ensure
-        self.make_requirement = make_requirement
 
-    def install(self, specs: Sequence[str]) -> None:
-        """Ensure the requirements through ``pip_ensure``."""
-        self.pip_ensure([self.make_requirement(s) for s in specs], requester=REQUESTER)
+    def install(self, specs: Sequence[str]) -> bool:
+        """Ensure the requirements through ``pip_ensure``; False if the user declined in its dialog."""
+        try:
+            self.pip_ensure(list(specs), requester=REQUESTER)
+        except RuntimeError as error:
+            if str(error) == PIP_ENSURE_DECLINED:
+                return False
+            raise
+        return True
 
 
 class PipInstallBackend:
@@ -103,18 +113,19 @@ class PipInstallBackend:
     def __init__(self, pip_install: Callable[[list[str]], object]) -> None:
         self.pip_install = pip_install
 
-    def install(self, specs: Sequence[str]) -> None:
+    def install(self, specs: Sequence[str]) -> bool:
         """Install with one ``pip install`` call."""
         self.pip_install(list(specs))
+        return True
 
 
 def backend_for_version(
-    version: tuple[int, int], *, pip_ensure: Callable[..., object] | None,
-    make_requirement: Callable[[str], object] | None, pip_install: Callable[[list[str]], object],
+    version: tuple[int, int], *, pip_ensure: Callable[..., object] | None, pip_install: Callable[[list[str]], object],
 ) -> InstallBackend:
-    """The backend for a Slicer ``(major, minor)`` version."""
-    if tuple(version) >= (5, 11) and pip_ensure is not None and make_requirement is not None:
-        return PipEnsureBackend(pip_ensure, make_requirement)
+    """The backend for a Slicer ``(major, minor)`` version: ``pip_ensure`` from 5.11 on where the build has it
+    (``None`` for the 5.11 builds without it), ``pip_install`` otherwise."""
+    if tuple(version) >= (5, 11) and pip_ensure is not None:
+        return PipEnsureBackend(pip_ensure)
     return PipInstallBackend(pip_install)
 
 
@@ -142,7 +153,7 @@ class DependencyInstaller:
         return [spec for spec in requirements if not self.is_available(distribution_name(spec))]
 
     def ensure(self, requirements: Sequence[str]) -> bool:
-        """Make torch and the pip ``requirements`` available; False if the user declined.
+        """Make torch and the pip ``requirements`` available; False if the user declined (nothing installed).
 
         Raises:
             DependencyError: torch cannot be installed here, or packages are missing after installing.
@@ -161,7 +172,8 @@ class DependencyInstaller:
             "This can take several minutes."
         ):
             return False
-        self.backend.install(missing)
+        if not self.backend.install(missing):
+            return False
         still_missing = self.missing(requirements)
         if still_missing:
             raise DependencyError(f"{', '.join(still_missing)} could not be installed; see the Python console log")

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from QSMSlicerCommon.job import BundleJob, JobResult, JobStatus
 from QSMSlicerCommon.options import BundleOptions
 from QSMSlicerCommon.runner import BundleRunner
-from QSMSlicerCommon.slicer_nodes import load_job_outputs, slicer_bundle_runner
+from QSMSlicerCommon.slicer_nodes import grid_node, load_job_outputs, slicer_bundle_runner
 from QSMSlicerCommon.slicer_panel import BundleRunPanel
 from QSMSlicerCommon.workspace import TemporaryWorkspace
 
@@ -72,9 +72,13 @@ class BundleLogicMixin:
         """Write the selected nodes into ``workspace`` and return the bundle options (module-specific)."""
         raise NotImplementedError
 
-    def outputNamePrefix(self, parameters) -> str:
-        """Output node names start with the main input's node name."""
-        return getattr(parameters, next(iter(self.REQUIRED_INPUTS))).GetName()
+    def mainInput(self, parameters):
+        """The main input node: output node names start with its name, and outputs keep its grid."""
+        return getattr(parameters, next(iter(self.REQUIRED_INPUTS)))
+
+    def notStartedMessage(self) -> str:
+        """What the panel and :meth:`process` say when the user declined installing the bundle's packages."""
+        return f"Not started: installing the Python packages that {self.BUNDLE} needs was declined."
 
     def start(self, parameters, onLine=None, onProgress=None) -> BundleJob | None:
         """Start the bundle; ``None`` if the user declined installing its Python packages."""
@@ -82,9 +86,10 @@ class BundleLogicMixin:
         return self.runner.start(lambda workspace: self.stage(parameters, workspace), on_line=onLine,
                                  on_progress=onProgress)
 
-    def loadResults(self, job: BundleJob, namePrefix: str) -> dict:
-        """Load a succeeded job's outputs as nodes with their display presets; remove its temporary files."""
-        outputs = load_job_outputs(job, self.BUNDLE, namePrefix)
+    def loadResults(self, job: BundleJob, mainInput) -> dict:
+        """Load a succeeded job's outputs as nodes named after ``mainInput``, on its grid, with their display
+        presets; remove the job's temporary files."""
+        outputs = load_job_outputs(job, self.BUNDLE, mainInput.GetName(), grid_node(mainInput))
         self.onOutputsLoaded(outputs)
         return outputs
 
@@ -99,11 +104,11 @@ class BundleLogicMixin:
         """
         job = self.start(parameters)
         if job is None:
-            raise RuntimeError(f"the Python packages needed by the {self.BUNDLE} bundle are not installed")
+            raise RuntimeError(self.notStartedMessage())
         result = job.wait(timeout_s=timeoutSeconds)
         if not result.succeeded:
             raise RuntimeError(result.message)
-        return self.loadResults(job, self.outputNamePrefix(parameters))
+        return self.loadResults(job, self.mainInput(parameters))
 
 
 class BundleWidgetMixin:
@@ -203,18 +208,20 @@ class BundleWidgetMixin:
         self.ui.logTextBox.clear()
         with slicer.util.tryWithErrorDisplay(f"Failed to start {self.logic.BUNDLE}.", waitCursor=True):
             job = self.logic.start(self._parameterNode, onLine=self.panel.on_line, onProgress=self.panel.on_progress)
-            if job is not None:
-                prefix = self.logic.outputNamePrefix(self._parameterNode)  # the scene may change while it runs
-                self.panel.track(job, lambda job, result: self.onJobFinished(job, result, prefix))
-                self._checkCanApply()
+            if job is None:
+                self.panel.not_started(self.logic.notStartedMessage())
+                return
+            mainInput = self.logic.mainInput(self._parameterNode)  # the selection may change while it runs
+            self.panel.track(job, lambda job, result: self.onJobFinished(job, result, mainInput))
+            self._checkCanApply()
 
-    def onJobFinished(self, job: BundleJob, result: JobResult, namePrefix: str) -> None:
+    def onJobFinished(self, job: BundleJob, result: JobResult, mainInput) -> None:
         """Load the outputs, or show the bundle's one-line error (a cancel needs no dialog)."""
         import slicer
 
         if result.succeeded:
             with slicer.util.tryWithErrorDisplay(f"Failed to load the outputs of {self.logic.BUNDLE}."):
-                self.onResultsLoaded(self.logic.loadResults(job, namePrefix))
+                self.onResultsLoaded(self.logic.loadResults(job, mainInput))
         elif result.status is JobStatus.FAILED:
             slicer.util.errorDisplay(result.message)
         self._checkCanApply()

@@ -6,14 +6,24 @@ outside Slicer (numpy only). Nothing here has been run inside Slicer by us (see 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from QSMSlicerCommon.display import GREY, DisplayPreset, output_node_name, preset_for
+from QSMSlicerCommon.display import (
+    BUILT_IN_FALLBACK,
+    GREY,
+    DisplayPreset,
+    color_table_name,
+    output_node_name,
+    preset_for,
+    run_name_prefix,
+)
 from QSMSlicerCommon.install import DependencyInstaller, backend_for_version, read_requirements
 from QSMSlicerCommon.job import BundleJob
 from QSMSlicerCommon.locations import locate_extension_paths
@@ -52,41 +62,100 @@ def write_volume(node: object, path: Path) -> Path:
 
     array = slicer.util.arrayFromVolume(node)  # (k, j, i) or (k, j, i, c)
     if array.ndim == 3:
-        if not slicer.util.saveNode(node, str(path)):
+        storage = node.GetStorageNode()
+        file_name = storage.GetFileName() if storage is not None else None
+        with temporary_nodes(slicer.mrmlScene):  # the storage node saveNode adds to a node that had none
+            saved = slicer.util.saveNode(node, str(path))
+        if storage is not None:
+            storage.SetFileName(file_name)  # the node is still saved where it was, not in the run's workspace
+        if not saved:
             raise RuntimeError(f"could not write {node.GetName()!r} to {path}; check free disk space")
         return path
     return write_array(array, ijk_to_ras(node), path)
 
 
+def resolve_color_node_id(scene: object, color_node_id: str) -> str:
+    """The ID of a colour node present in ``scene``: the preset's, else the same table found by name, else its
+    built-in stand-in (a Slicer whose colour files are not installed has no file tables)."""
+    if scene.GetNodeByID(color_node_id) is not None:
+        return color_node_id
+    by_name = scene.GetFirstNodeByName(color_table_name(color_node_id))
+    if by_name is not None and by_name.IsA("vtkMRMLColorNode"):
+        return by_name.GetID()
+    return BUILT_IN_FALLBACK.get(color_node_id, GREY)
+
+
 def apply_preset(volume_node: object, preset: DisplayPreset) -> None:
     """Colour table and display range of a loaded output."""
     display = volume_node.GetDisplayNode()
-    display.SetAndObserveColorNodeID(preset.color_node_id)
+    display.SetAndObserveColorNodeID(resolve_color_node_id(volume_node.GetScene(), preset.color_node_id))
     if preset.display_range is not None:
         display.AutoWindowLevelOff()
         display.SetWindowLevelMinMax(*preset.display_range)
 
 
-def load_outputs(outputs: dict[str, Path], bundle: str, name_prefix: str) -> dict[str, object]:
-    """Load a job's outputs as nodes (:func:`~QSMSlicerCommon.display.output_node_name`): volumes with presets,
-    CSV files as tables.
+def grid_node(node: object) -> object:
+    """The volume whose grid a bundle's outputs keep: the node itself, or a sequence's first frame."""
+    return node.GetNthDataNode(0) if node.IsA("vtkMRMLSequenceNode") else node
 
-    The first volume is shown in the slice views (a labelmap as the label layer).
+
+def align_to_grid(volume_node: object, reference: object) -> None:
+    """Put a loaded output back on the voxel grid of the input it was computed from.
+
+    The bundles keep the input's affine exactly, but Slicer's NIfTI reader (ITK) turns a left-handed affine
+    (LAS, common from FSL and dcm2niix) into a right-handed one by reversing an axis, so the loaded output
+    covers the same space with its voxels in another order. This reverses those axes back and gives the
+    output the input's IJK→RAS matrix; an output on another grid is left as it is.
     """
     import slicer
 
+    reference_matrix = ijk_to_ras(reference)
+    to_reference_ijk = np.linalg.solve(reference_matrix, ijk_to_ras(volume_node))
+    signs = np.diag(to_reference_ijk)[:3]
+    if not np.allclose(np.abs(to_reference_ijk[:3, :3]), np.eye(3), atol=1e-4) or np.all(signs > 0):
+        return
+    array = slicer.util.arrayFromVolume(volume_node)  # (k, j, i): IJK axis a is array axis 2 - a
+    flipped = np.flip(array, axis=tuple(2 - axis for axis in range(3) if signs[axis] < 0))
+    slicer.util.updateVolumeFromArray(volume_node, np.ascontiguousarray(flipped))
+    volume_node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(reference_matrix))
+
+
+def _free_name_prefix(scene: object, names: dict[str, str], name_prefix: str) -> str:
+    """The first run prefix (:func:`run_name_prefix`) for which no output name is taken in the scene."""
+    run = 1
+    while any(scene.GetFirstNodeByName(name.replace(name_prefix, run_name_prefix(name_prefix, run), 1))
+              for name in names.values()):
+        run += 1
+    return run_name_prefix(name_prefix, run)
+
+
+def load_outputs(outputs: dict[str, Path], bundle: str, name_prefix: str, reference: object | None = None,
+                 ) -> dict[str, object]:
+    """Load a job's outputs as nodes (:func:`~QSMSlicerCommon.display.output_node_name`): volumes with presets,
+    CSV files as tables.
+
+    A re-run on the same input names all its nodes with the same ``_run<N>`` (:func:`run_name_prefix`), so no
+    name is taken twice. Volumes are put back on the grid of ``reference`` (:func:`align_to_grid`). The first
+    volume is shown in the slice views (a labelmap as the label layer).
+    """
+    import slicer
+
+    names = {name: output_node_name(name_prefix, name, preset_for(bundle, name)) for name in outputs}
+    prefix = _free_name_prefix(slicer.mrmlScene, names, name_prefix)
     nodes: dict[str, object] = {}
     for name, path in outputs.items():
         preset = preset_for(bundle, name)
-        node_name = output_node_name(name_prefix, name, preset)
+        node_name = output_node_name(prefix, name, preset)
         if path.suffix == ".csv":
             node = slicer.util.loadTable(str(path))
-            node.SetName(node_name)
         else:
             preset = preset or DisplayPreset(GREY)
             node = slicer.util.loadVolume(str(path), {"name": node_name, "labelmap": preset.labelmap,
                                                       "show": False})
+            if reference is not None:
+                align_to_grid(node, reference)
             apply_preset(node, preset)
+        node.SetName(node_name)
         nodes[name] = node
     volumes = [n for n in nodes.values() if n.IsA("vtkMRMLVolumeNode")]
     if volumes:
@@ -94,6 +163,20 @@ def load_outputs(outputs: dict[str, Path], bundle: str, name_prefix: str) -> dic
         key = "label" if first.IsA("vtkMRMLLabelMapVolumeNode") else "background"
         slicer.util.setSliceViewerLayers(**{key: first}, fit=True)
     return nodes
+
+
+@contextlib.contextmanager
+def temporary_nodes(scene: object) -> Iterator[None]:
+    """Remove every node added to ``scene`` inside the block when it ends: an exported labelmap comes with a
+    display node, a storage node (once written) and a colour table, which would otherwise stay in the scene."""
+    before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+    try:
+        yield
+    finally:
+        added = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
+        for node in added:
+            if node.GetID() not in before and scene.IsNodePresent(node):
+                scene.RemoveNode(node)
 
 
 def _install_torch() -> bool:
@@ -104,18 +187,20 @@ def _install_torch() -> bool:
 
 
 def slicer_installer() -> DependencyInstaller:
-    """The installer for this Slicer: ``slicer.packaging.pip_ensure`` on ≥ 5.11, else ``pip_install``."""
+    """The installer for this Slicer: ``slicer.packaging.pip_ensure`` where the build has it (5.12; some 5.11
+    builds), else a confirmation dialog and ``slicer.util.pip_install``."""
     import slicer
 
     version = (int(slicer.app.majorVersion), int(slicer.app.minorVersion))
-    pip_ensure = make_requirement = None
+    pip_ensure = None
     if version >= (5, 11):
-        import slicer.packaging
-        from packaging.requirements import Requirement
+        try:
+            import slicer.packaging
 
-        pip_ensure, make_requirement = slicer.packaging.pip_ensure, Requirement
-    backend = backend_for_version(version, pip_ensure=pip_ensure, make_requirement=make_requirement,
-                                  pip_install=slicer.util.pip_install)
+            pip_ensure = getattr(slicer.packaging, "pip_ensure", None)
+        except ImportError:
+            pip_ensure = None
+    backend = backend_for_version(version, pip_ensure=pip_ensure, pip_install=slicer.util.pip_install)
     return DependencyInstaller(backend, confirm=slicer.util.confirmOkCancelDisplay, install_torch=_install_torch)
 
 
@@ -133,10 +218,11 @@ def slicer_bundle_runner(bundle: str, requirements_file: str | os.PathLike) -> B
                         requirements=read_requirements(requirements_file), workspace_dir=slicer.app.temporaryPath)
 
 
-def load_job_outputs(job: BundleJob, bundle: str, name_prefix: str) -> dict[str, object]:
+def load_job_outputs(job: BundleJob, bundle: str, name_prefix: str, reference: object | None = None,
+                     ) -> dict[str, object]:
     """Load a succeeded job's outputs (see :func:`load_outputs`), then remove its workspace."""
     try:
         assert job.result is not None and job.result.succeeded
-        return load_outputs(job.result.outputs, bundle, name_prefix)
+        return load_outputs(job.result.outputs, bundle, name_prefix, reference)
     finally:
         job.close()

@@ -58,6 +58,11 @@ class BundleRunPanel:
         if message:
             self.ui.statusLabel.text = message
 
+    def not_started(self, message: str) -> None:
+        """No job was started (the user declined installing packages): say so in the status line and the log."""
+        self.ui.statusLabel.text = message
+        self.log(message)
+
     def track(self, job: BundleJob, on_finished: Callable[[BundleJob, JobResult], None]) -> None:
         """Follow a started job; ``on_finished(job, result)`` runs once it has ended (also when cancelled)."""
         self.job = job

@@ -64,7 +64,8 @@ class RimLesionDetectionParameterNode:
 
     input_qsm: vtkMRMLScalarVolumeNode
     input_flair: vtkMRMLScalarVolumeNode
-    input_lesion_mask: Union[vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode]  # noqa: UP007  (the wrapper needs it)
+    # Union, not |, for Slicer's Python 3.9; None in it, or the real wrapper cannot store an empty selection
+    input_lesion_mask: Union[vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, None]  # noqa: UP007
     threshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.0
 
 

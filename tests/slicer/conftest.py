@@ -1,11 +1,39 @@
-"""Fixtures of the Slicer-extension tests (import paths are set up by ``slicer_test_support``)."""
+"""Fixtures of the Slicer-extension tests (import paths are set up by ``slicer_test_support``).
+
+``slicer`` is real Slicer code (``real_slicer.py``: Slicer 5.12.3's Python layer + slicer-core + Qt stand-ins);
+tests that use it skip, saying why, where ``../shared/slicer-5.12.3`` or slicer-core is missing.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import real_slicer
 import slicer_test_support  # noqa: F401  (puts QSMSlicerCommon and the <Module>Lib packages on sys.path)
+
+
+@pytest.fixture(scope="session")
+def slicer():
+    """The ``slicer`` package on real Slicer code (loaded once per session)."""
+    reason = real_slicer.unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    return real_slicer.load()
+
+
+@pytest.fixture
+def scene(slicer, tmp_path: Path):
+    """An empty scene (Slicer's singletons and colour tables stay), Slicer 5.12, its temp folder in ``tmp_path``,
+    no dialog shown yet and none answered."""
+    import qt
+
+    slicer.mrmlScene.Clear(0)
+    slicer.app.temporaryPath = str(tmp_path)
+    slicer.app.majorVersion, slicer.app.minorVersion = 5, 12
+    qt.dialogs.clear()
+    qt.dialog_answers.clear()
+    return slicer.mrmlScene
 
 
 @pytest.fixture(scope="session")

@@ -25,3 +25,26 @@ def run_with_only(paths: list[Path], statement: str, *, drop: tuple[str, ...]) -
     keep = f"[p for p in sys.path if p and not any(d in p for d in {drop!r})]"
     code = f"import sys; sys.path[:] = {[str(p) for p in paths]!r} + {keep}; {statement}"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO.parent)
+
+
+def scene_node_ids(scene) -> set[str]:
+    """IDs of every node in an MRML scene."""
+    return {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+
+
+def add_volume(slicer, name: str, array_ijk, affine, class_name: str = "vtkMRMLScalarVolumeNode"):
+    """A volume node from an (i, j, k[, c]) array and its IJK→RAS matrix, made with ``slicer.util``."""
+    import numpy as np
+
+    array_kji = np.ascontiguousarray(np.transpose(array_ijk, (2, 1, 0, *range(3, np.ndim(array_ijk)))))
+    return slicer.util.addVolumeFromArray(array_kji, np.asarray(affine, dtype=float), name, class_name)
+
+
+def ijk_to_ras_array(node):
+    """A volume node's IJK→RAS matrix as a 4×4 numpy array."""
+    import numpy as np
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])

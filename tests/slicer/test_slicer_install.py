@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from QSMSlicerCommon.install import (
+    PIP_ENSURE_DECLINED,
     DependencyError,
     DependencyInstaller,
     PipEnsureBackend,
@@ -31,9 +32,10 @@ class FakeBackend:
         self.provides = provides
         self.calls: list[list[str]] = []
 
-    def install(self, specs) -> None:
+    def install(self, specs) -> bool:
         self.calls.append(list(specs))
         self.installed |= {self.provides[s] for s in specs if s in self.provides}
+        return True
 
 
 def make(asks_user: bool, *, installed: set[str], answer: bool = True, provides: dict[str, str] | None = None):
@@ -96,15 +98,31 @@ def test_backend_choice_by_slicer_version() -> None:
     def pip_ensure(requirements, requester):
         ensured.append((requirements, requester))
 
-    new = backend_for_version((5, 12), pip_ensure=pip_ensure, make_requirement=lambda s: f"Req({s})",
-                              pip_install=installed.append)
+    new = backend_for_version((5, 12), pip_ensure=pip_ensure, pip_install=installed.append)
     assert isinstance(new, PipEnsureBackend) and new.asks_user
-    new.install(["monai>=1.4"])
-    assert ensured == [(["Req(monai>=1.4)"], "QSMSlicerExtension")]
-    old = backend_for_version((5, 8), pip_ensure=None, make_requirement=None, pip_install=installed.append)
+    assert new.install(["monai>=1.4"]) is True
+    assert ensured == [(["monai>=1.4"], "QSMSlicerExtension")]
+    without = backend_for_version((5, 11), pip_ensure=None, pip_install=installed.append)
+    assert isinstance(without, PipInstallBackend), "a 5.11 build without pip_ensure asks and uses pip_install"
+    old = backend_for_version((5, 8), pip_ensure=pip_ensure, pip_install=installed.append)
     assert isinstance(old, PipInstallBackend) and not old.asks_user
-    old.install(["monai>=1.4", "fire>=0.5"])
+    assert old.install(["monai>=1.4", "fire>=0.5"]) is True
     assert installed == [["monai>=1.4", "fire>=0.5"]]
+
+
+def test_declining_pip_ensure_is_a_decline_and_other_errors_go_through() -> None:
+    def declined(requirements, requester):
+        raise RuntimeError(PIP_ENSURE_DECLINED)
+
+    def broken(requirements, requester):
+        raise RuntimeError("pip is already running")
+
+    installer = DependencyInstaller(PipEnsureBackend(declined), confirm=lambda message: True,
+                                    is_available=lambda name: name == "torch")
+    assert installer.ensure(["monai>=1.4"]) is False
+    installer.backend = PipEnsureBackend(broken)
+    with pytest.raises(RuntimeError, match="already running"):
+        installer.ensure(["monai>=1.4"])
 
 
 def test_requirements_file_parsing(tmp_path: Path) -> None:

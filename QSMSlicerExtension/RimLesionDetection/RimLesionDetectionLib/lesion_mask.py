@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from QSMSlicerCommon.slicer_nodes import write_volume
+from QSMSlicerCommon.slicer_nodes import temporary_nodes, write_volume
 
 
 def write_lesion_mask(node: object, path: Path, *, reference: object) -> Path:
@@ -21,11 +21,9 @@ def write_lesion_mask(node: object, path: Path, *, reference: object) -> Path:
         return write_volume(node, path)
     import slicer
 
-    labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"{node.GetName()}_labels")
-    try:
+    with temporary_nodes(slicer.mrmlScene):  # the labelmap and the nodes that come with it
+        labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"{node.GetName()}_labels")
         if not slicer.modules.segmentations.logic().ExportVisibleSegmentsToLabelmapNode(node, labelmap, reference):
             raise RuntimeError(f"could not export segmentation {node.GetName()!r} to a labelmap; "
                                "check that it has visible segments")
         return write_volume(labelmap, path)
-    finally:
-        slicer.mrmlScene.RemoveNode(labelmap)

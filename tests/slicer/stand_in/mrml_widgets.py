@@ -1,0 +1,73 @@
+"""Stand-ins for Slicer's Qt MRML widgets our ``.ui`` files use; they hold real MRML nodes of the real scene."""
+
+from __future__ import annotations
+
+import qt
+
+
+class qMRMLWidget(qt.QWidget):  # noqa: N801
+    SIGNALS = ("mrmlSceneChanged",)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.scene = None
+
+    def setMRMLScene(self, scene) -> None:  # noqa: N802
+        self.scene = scene
+        self.mrmlSceneChanged.emit(scene)
+
+    def mrmlScene(self):  # noqa: N802
+        return self.scene
+
+
+class qMRMLNodeComboBox(qMRMLWidget):  # noqa: N801
+    """Selects one node of ``nodeTypes`` from its scene (refuses nodes of another class or scene, as Qt's does)."""
+
+    SIGNALS = ("currentNodeChanged", "currentNodeIDChanged")
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.nodeTypes: list[str] = []
+        self.noneEnabled = self.addEnabled = self.removeEnabled = self.renameEnabled = False
+        self.showChildNodeTypes = True
+        self.selectNodeUponCreation = True
+        self._node = None
+
+    def currentNode(self):  # noqa: N802
+        return self._node
+
+    def setCurrentNode(self, node) -> None:  # noqa: N802
+        if node is not None:
+            assert self.scene is not None and self.scene.IsNodePresent(node), f"{node.GetName()} is not in the scene"
+            assert any(node.IsA(t) for t in self.nodeTypes), f"{node.GetClassName()} is not one of {self.nodeTypes}"
+        if node is not self._node:
+            self._node = node
+            self.currentNodeChanged.emit(node)
+            self.currentNodeIDChanged.emit(node.GetID() if node is not None else "")
+
+
+class qMRMLTableView(qMRMLWidget):  # noqa: N801
+    SIGNALS = ("clicked", "selectionChanged")
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._table = None
+
+    def setMRMLTableNode(self, node) -> None:  # noqa: N802
+        self._table = node
+
+    def mrmlTableNode(self):  # noqa: N802
+        return self._table
+
+
+class ModelIndex:
+    """``QModelIndex`` of a clicked table cell."""
+
+    def __init__(self, row: int, column: int = 0) -> None:
+        self._row, self._column = row, column
+
+    def row(self) -> int:
+        return self._row
+
+    def column(self) -> int:
+        return self._column
