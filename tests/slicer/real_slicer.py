@@ -82,3 +82,33 @@ def load(*, colour_files: bool = True):
     import slicer.util  # noqa: F401  (Slicer's own, from PYTHON_LAYER)
 
     return slicer
+
+
+def register_module(name: str):
+    """What Slicer's scripted-module factory does with ``<name>/<name>.py``: import it, instantiate its module class
+    with a module object that knows the file's path (``slicer.modules.<name lower>``), which registers the
+    module's self-test in ``slicer.selfTests``. Returns the imported Python module."""
+    import importlib
+    from types import SimpleNamespace
+
+    slicer = load()
+    module = importlib.import_module(name)
+    parent = SimpleNamespace(path=module.__file__, name=name, isEntered=True)
+    setattr(slicer.modules, name.lower(), parent)
+    setattr(slicer.modules, f"{name}Instance", getattr(module, name)(parent))
+    return module
+
+
+def new_module_widget(name: str):
+    """The module's panel as Slicer makes it: the widget class on a ``qMRMLWidget`` with a layout, then ``setup()``."""
+    import qt
+
+    slicer = load()
+    module = register_module(name)
+    panel = slicer.qMRMLWidget()
+    panel.setLayout(qt.QVBoxLayout())
+    panel.setMRMLScene(slicer.mrmlScene)
+    panel.isEntered = True
+    widget = getattr(module, f"{name}Widget")(panel)
+    widget.setup()
+    return widget

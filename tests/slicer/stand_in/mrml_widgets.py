@@ -21,7 +21,8 @@ class qMRMLWidget(qt.QWidget):  # noqa: N801
 
 
 class qMRMLNodeComboBox(qMRMLWidget):  # noqa: N801
-    """Selects one node of ``nodeTypes`` from its scene (refuses nodes of another class or scene, as Qt's does)."""
+    """Selects one node of ``nodeTypes`` from its scene (a node of another class or not in the scene selects
+    nothing, as in Qt's)."""
 
     SIGNALS = ("currentNodeChanged", "currentNodeIDChanged")
 
@@ -37,9 +38,9 @@ class qMRMLNodeComboBox(qMRMLWidget):  # noqa: N801
         return self._node
 
     def setCurrentNode(self, node) -> None:  # noqa: N802
-        if node is not None:
-            assert self.scene is not None and self.scene.IsNodePresent(node), f"{node.GetName()} is not in the scene"
-            assert any(node.IsA(t) for t in self.nodeTypes), f"{node.GetClassName()} is not one of {self.nodeTypes}"
+        if node is not None and not (self.scene is not None and self.scene.IsNodePresent(node)
+                                     and any(node.IsA(t) for t in self.nodeTypes)):
+            node = None
         if node is not self._node:
             self._node = node
             self.currentNodeChanged.emit(node)

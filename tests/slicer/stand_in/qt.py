@@ -111,12 +111,60 @@ class QWidget(QObject):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.enabled, self.visible, self.toolTip = True, True, ""
+        self._layout = None
 
     def isWidgetType(self) -> bool:  # noqa: N802
         return True
 
     def setLayout(self, layout) -> None:  # noqa: N802
-        pass
+        self._layout = layout
+        layout.owner = self
+
+    def layout(self):
+        return self._layout
+
+    def show(self) -> None:
+        self.visible = True
+
+
+class QLayout:
+    """A layout: widgets added to it become children of the widget it lays out."""
+
+    def __init__(self, parent=None) -> None:
+        self.owner = None
+        if isinstance(parent, QWidget):
+            parent.setLayout(self)
+
+    def addWidget(self, widget, *args) -> None:  # noqa: N802
+        if self.owner is not None:
+            widget.setParent(self.owner)
+
+    def addRow(self, *items) -> None:  # noqa: N802
+        for item in items:
+            if isinstance(item, QWidget):
+                self.addWidget(item)
+
+
+class QVBoxLayout(QLayout):
+    pass
+
+
+class QHBoxLayout(QLayout):
+    pass
+
+
+class QFormLayout(QLayout):
+    pass
+
+
+class QSettings:
+    """Empty application settings: every ``slicer.util.settingsValue`` gets its default."""
+
+    def contains(self, key: str) -> bool:
+        return False
+
+    def value(self, key: str, default=None):
+        return default
 
 
 class QLabel(QWidget):
@@ -323,7 +371,7 @@ class QUiLoader:
         return top
 
     def _build(self, element: ET.Element, parent, built: dict):
-        widget = widget_class(element.get("class"))(parent)
+        widget = widget_class(element.get("class"))(parent=parent)
         widget.name = element.get("name")
         built[widget.name] = widget
         for child in element:

@@ -82,6 +82,10 @@ class _MainWindow(qt.QWidget):
         self.objectName = "qSlicerMainWindow"
 
 
+class _ModuleManager(qt.QObject):
+    SIGNALS = ("moduleAboutToBeUnloaded",)
+
+
 class Application:
     """``slicer.app``: what the Python layer and our modules read from ``qSlicerApplication``."""
 
@@ -93,9 +97,16 @@ class Application:
         self.testing = False
         self._io_manager = io_manager
         self._main_window = _MainWindow()
+        self._module_manager = _ModuleManager()
 
     def coreIOManager(self) -> CoreIOManager:  # noqa: N802
         return self._io_manager
+
+    def translate(self, context: str, text: str) -> str:
+        return text
+
+    def moduleManager(self):  # noqa: N802
+        return self._module_manager
 
     def testingEnabled(self) -> bool:  # noqa: N802
         return self.testing
