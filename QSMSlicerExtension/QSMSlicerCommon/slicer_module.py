@@ -4,7 +4,7 @@ A module declares ``class <Module>Widget(BundleWidgetMixin, ScriptedLoadableModu
 and ``class <Module>Logic(BundleLogicMixin, ScriptedLoadableModuleLogic)`` and sets a few class attributes
 (bundle, parameter node class, required inputs); the parameter-node wiring, Apply/Cancel, the bundle run and
 the loading of its outputs are here, once. ``slicer`` and ``vtk`` are imported inside the methods, so importing
-this file is free outside Slicer; tests drive the mixins with a stand-in ``slicer`` package.
+this file is free outside Slicer; tests drive the mixins on slicer-core with Qt stand-ins.
 """
 
 from __future__ import annotations

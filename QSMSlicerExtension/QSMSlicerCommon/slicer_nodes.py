@@ -1,7 +1,7 @@
 """Slicer calls on nodes: nodes to NIfTI, outputs back to nodes (named with units, coloured), Slicer collaborators.
 
 ``slicer`` (and ``vtk``, ``nibabel``) are imported inside the functions, so importing this file is free
-outside Slicer (numpy only). Nothing here has been run inside Slicer by us (see QSMSlicerExtension/README.md).
+outside Slicer (numpy only). Tested on slicer-core and Slicer's Python layer, not in a Slicer window (see the README).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each bundle process needs ~10 s to start (MONAI imports), so there are few runs: one good and one bad QSM
 case and the SPIO case (when its weights exist) here; the IVIM and rim bundles run through their modules'
-Logic and Widget in ``test_slicer_modules_stand_in.py``.
+Logic and Widget in ``test_slicer_modules_real.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Slicer side of a DWI series: a 4-D volume node or a sequence of 3-D volumes, written as one 4-D NIfTI.
 
-``slicer`` is imported inside the functions (stand-in ``slicer`` package in the tests).
+``slicer`` is imported inside the functions, so importing this file needs no Slicer.
 """
 
 from __future__ import annotations
