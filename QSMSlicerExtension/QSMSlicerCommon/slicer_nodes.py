@@ -120,11 +120,11 @@ def align_to_grid(volume_node: object, reference: object) -> None:
     volume_node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(reference_matrix))
 
 
-def _free_name_prefix(scene: object, names: dict[str, str], name_prefix: str) -> str:
-    """The first run prefix (:func:`run_name_prefix`) for which no output name is taken in the scene."""
+def _free_name_prefix(scene: object, outputs: dict[str, Path], bundle: str, name_prefix: str) -> str:
+    """The first run prefix (:func:`run_name_prefix`) for which no output node name is taken in the scene."""
     run = 1
-    while any(scene.GetFirstNodeByName(name.replace(name_prefix, run_name_prefix(name_prefix, run), 1))
-              for name in names.values()):
+    while any(scene.GetFirstNodeByName(output_node_name(run_name_prefix(name_prefix, run), name,
+                                                        preset_for(bundle, name))) for name in outputs):
         run += 1
     return run_name_prefix(name_prefix, run)
 
@@ -135,13 +135,13 @@ def load_outputs(outputs: dict[str, Path], bundle: str, name_prefix: str, refere
     CSV files as tables.
 
     A re-run on the same input names all its nodes with the same ``_run<N>`` (:func:`run_name_prefix`), so no
-    name is taken twice. Volumes are put back on the grid of ``reference`` (:func:`align_to_grid`). The first
-    volume is shown in the slice views (a labelmap as the label layer).
+    name is taken twice. Volumes are put back on the grid of ``reference`` (:func:`align_to_grid`). Every node
+    counts as modified since read, so Slicer's *Save* writes it (its file is deleted with the workspace). The
+    first volume is shown in the slice views (a labelmap as the label layer).
     """
     import slicer
 
-    names = {name: output_node_name(name_prefix, name, preset_for(bundle, name)) for name in outputs}
-    prefix = _free_name_prefix(slicer.mrmlScene, names, name_prefix)
+    prefix = _free_name_prefix(slicer.mrmlScene, outputs, bundle, name_prefix)
     nodes: dict[str, object] = {}
     for name, path in outputs.items():
         preset = preset_for(bundle, name)
@@ -156,6 +156,7 @@ def load_outputs(outputs: dict[str, Path], bundle: str, name_prefix: str, refere
                 align_to_grid(node, reference)
             apply_preset(node, preset)
         node.SetName(node_name)
+        node.StorableModified()  # read from the run's workspace, which is deleted next: save it with the scene
         nodes[name] = node
     volumes = [n for n in nodes.values() if n.IsA("vtkMRMLVolumeNode")]
     if volumes:

@@ -73,6 +73,7 @@ def test_volume_round_trip_keeps_voxels_and_geometry(grid: np.ndarray, scene, sl
     chi = load_outputs({"chi": output}, "qsm_dipole_inversion", "field", node)["chi"]
     np.testing.assert_allclose(ijk_to_ras_array(chi), ijk_to_ras_array(node), atol=1e-5)
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(chi), 2 * slicer.util.arrayFromVolume(node))
+    assert chi.GetModifiedSinceRead(), "its file goes with the run's workspace: Slicer's Save must write it"
 
 
 def test_writing_an_input_leaves_no_node_and_no_file_name_behind(scene, slicer, tmp_path: Path) -> None:
@@ -147,6 +148,7 @@ def test_lesion_table_loads_linked_to_its_labelmap_and_a_row_jumps_the_views(sce
     table, labels = nodes["lesions"], nodes["rim_labels"]
     assert table.IsA("vtkMRMLTableNode") and table.GetName() == "qsm_lesions" and table.GetNumberOfRows() == 2
     assert labels.IsA("vtkMRMLLabelMapVolumeNode") and labels.GetName() == "qsm_rim_labels"
+    assert table.GetModifiedSinceRead() and labels.GetModifiedSinceRead()
     assert lesions.summarize_lesions(lesions.table_column(table, "rim_positive")) == "2 lesion(s), 1 rim+"
     lesions.link_table_to_labels(table, labels)
     slicer.util.setSliceViewerLayers(label=None)

@@ -12,7 +12,9 @@ tables from Slicer's colour files.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -130,6 +132,7 @@ class Application:
 def share_folder_with_colour_files(colour_files: Path) -> Path:
     """A Slicer home folder whose ``share/Slicer-5.12/ColorFiles`` links to Slicer's colour files (no copy)."""
     home = Path(tempfile.mkdtemp(prefix="slicer-home-"))
+    atexit.register(shutil.rmtree, home, True)
     share = home / "share" / "Slicer-5.12"
     share.mkdir(parents=True)
     os.symlink(colour_files, share / "ColorFiles")
