@@ -223,6 +223,7 @@ def test_spio_logic_rejects_an_image_that_is_not_a_view_line_slice(scene, slicer
 def test_declining_pip_ensure_starts_nothing_and_says_so(scene, slicer, monkeypatch, tmp_path: Path) -> None:
     """Slicer 5.12: ``pip_ensure`` asks; Cancel → no process, no error dialog, the panel says why."""
     import qt
+    import slicer.packaging
 
     hide_distribution(monkeypatch, "monai")
     installs = []
@@ -240,6 +241,7 @@ def test_declining_pip_ensure_starts_nothing_and_says_so(scene, slicer, monkeypa
 def test_slicer_5_11_without_pip_ensure_asks_and_declining_starts_nothing(scene, slicer, monkeypatch,
                                                                          tmp_path: Path) -> None:
     import qt
+    import slicer.packaging
 
     hide_distribution(monkeypatch, "monai")
     monkeypatch.setattr(slicer.app, "minorVersion", 11)
