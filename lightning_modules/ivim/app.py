@@ -27,9 +27,9 @@ from lightning_modules.bundle_app import (
 from lightning_modules.io import InputError, check_same_grid, load_nifti, save_nifti_atomic
 from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.lsq import IvimLsq, bounds_array
-from lightning_modules.ivim.module import DEFAULT_REFINE_STRENGTH, fit_ivim_net
+from lightning_modules.ivim.module import DEFAULT_REFINE_STRENGTH, ProgressLines, fit_ivim_net
 from lightning_modules.ivim.networks import IvimNet, predict_ivim_net
-from lightning_modules.ivim.posterior import DEFAULT_N_SIMULATED
+from lightning_modules.ivim.posterior import DEFAULT_N_SIMULATED, posterior_mean_fit
 from lightning_modules.ivim.signal import PARAMETER_NAMES, average_repeats, normalise_signal
 from lightning_modules.ivim.simulate import IVIMNET_B_VALUES, OSIPI_B_VALUES
 
@@ -139,9 +139,11 @@ class IvimMappingApp:
     ``method``, ``datalist``, ``output_dir``, ``device``) plus ``bounds`` (``body``/``brain``), the training
     budget of ``--mode fit`` (``max_epochs``, ``patience_epochs``, ``batches_per_epoch``), the weight decay of
     its D* refinement stage (``refine_strength``, 0: off; see :func:`fit_ivim_net`), the number of networks it
-    trains and averages (``n_ensemble``, 1: one network), its empirical-Bayes posterior-mean stage
-    (``posterior_mean``, on by default, and the number of signals it simulates, ``posterior_simulations``;
-    :mod:`lightning_modules.ivim.posterior`), ``seed`` and ``num_threads``.
+    trains and averages (``n_ensemble``, 1: one network) — these three for IVIM-NET alone,
+    ``posterior_mean=False`` — or the default SNR-aware empirical-Bayes posterior-mean estimator
+    (``posterior_mean=True``, and the number of signals it simulates, ``posterior_simulations``;
+    :mod:`lightning_modules.ivim.posterior`), ``seed`` (fit mode: the same study, options and seed give the
+    same maps) and ``num_threads``.
     """
 
     def __init__(
@@ -179,6 +181,8 @@ class IvimMappingApp:
             raise InputError(f"--posterior_mean must be true or false, not {self.posterior_mean!r}")
         if self.posterior_simulations < 1:
             raise InputError(f"--posterior_simulations must be at least 1, not {self.posterior_simulations}")
+        if self.posterior_mean and (self.refine_strength > 0 or self.n_ensemble > 1):
+            raise InputError("--refine_strength and --n_ensemble apply to IVIM-NET alone; add --posterior_mean false")
 
     def _validate(self, case: dict) -> None:
         loaded = load_case(case, model=self.model)
@@ -200,15 +204,25 @@ class IvimMappingApp:
             network = pretrained_network(self.model, case.b_values, self.bundle_root).to(self.device)
             b_unique, signals = average_repeats(normalised[valid], case.b_values)
             signals = normalise_signal(signals, b_unique)[0]
+        elif self.posterior_mean:
+            report_progress(0.05, f"posterior-mean fit of {int(valid.sum())} voxels (least squares, noise, prior)")
+            valid_mask = case.mask.copy()
+            valid_mask[case.mask] = valid
+            params[valid] = posterior_mean_fit(
+                normalised[valid], case.b_values, model=self.model, bounds=self.bounds, mask=valid_mask,
+                reference=ref[valid], n_simulated=self.posterior_simulations, seed=self.seed, progress_bar=False,
+                callbacks=[ProgressLines(start=0.3, end=0.9, message="posterior-mean network training")])[0]
+            params[:, -1] *= ref
+            params[~valid] = 0.0
+            return params
         else:
             signals = normalised[valid]
+            torch.manual_seed(self.seed)  # the initial weights: the same study, options and seed give the same maps
             network = IvimNet(case.b_values, model=self.model, bounds=self.bounds)
             data = IvimDataModule(signals, b_values_s_per_mm2=case.b_values, batches_per_epoch=self.batches_per_epoch,
                                   seed=self.seed)
             network = fit_ivim_net(data, network, max_epochs=self.max_epochs, patience_epochs=self.patience_epochs,
-                                   refine_strength=self.refine_strength, n_ensemble=self.n_ensemble,
-                                   posterior_mean=self.posterior_mean,
-                                   posterior_simulations=self.posterior_simulations, bounds=self.bounds, seed=self.seed,
+                                   refine_strength=self.refine_strength, n_ensemble=self.n_ensemble, seed=self.seed,
                                    progress=(0.05, 0.9)).to(self.device)
         limits = bounds_array(self.model, self.bounds)
         params[valid] = np.clip(predict_ivim_net(network, signals), limits[:, 0], limits[:, 1])

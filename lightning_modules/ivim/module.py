@@ -18,7 +18,6 @@ from torch.optim import swa_utils
 from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.ensemble import IvimNetEnsemble, ensemble_members
 from lightning_modules.ivim.networks import IvimNet
-from lightning_modules.ivim.posterior import DEFAULT_N_SIMULATED, posterior_mean_stage
 from lightning_modules.ivim.signal import PARAMETER_NAMES
 from lightning_modules.training import gather_ranks
 
@@ -182,12 +181,13 @@ def fit_ivim_net(
     datamodule: IvimDataModule, network: IvimNet, *, max_epochs: int = 100,
     patience_epochs: int = DEFAULT_PATIENCE_EPOCHS, learning_rate: float = 1e-3,
     refine_strength: float = DEFAULT_REFINE_STRENGTH,
-    refine_learning_rate: float = DEFAULT_REFINE_LEARNING_RATE, n_ensemble: int = 1,
-    posterior_mean: bool = False, posterior_simulations: int = DEFAULT_N_SIMULATED, bounds: str = "body",
-    seed: int = 0,
+    refine_learning_rate: float = DEFAULT_REFINE_LEARNING_RATE, n_ensemble: int = 1, seed: int = 0,
     progress_bar: bool = True, progress: tuple[float, float] | None = None,
 ) -> IvimNet | IvimNetEnsemble:
-    """Fit mode's training in up to three stages; returns the trained network (eval mode).
+    """IVIM-NET's self-supervised fit to a study, in one or two stages; returns the trained network (eval mode).
+
+    (The bundle's default estimator is :func:`lightning_modules.ivim.posterior.posterior_mean_fit`; this is
+    ``--posterior_mean false``.)
 
     1. All parameter networks, as IVIM-NET (:func:`train_ivim_net`).
     2. If ``refine_strength`` > 0: only the D* network(s), with Adam weight decay ``refine_strength`` × the first
@@ -197,10 +197,6 @@ def fit_ivim_net(
        and weak where they say more, like the prior term of a MAP estimate. Because f and D are frozen they
        cannot absorb the change, which is what happens when weight decay is applied during the joint training
        (f gets worse).
-    3. If ``posterior_mean``: the empirical-Bayes stage of :mod:`lightning_modules.ivim.posterior` (prior and noise
-       read from stage 1–2's estimates of this study, then supervised training on simulations from them), which
-       needs the study's signals in ``datamodule.signals``; it trains on ``posterior_simulations`` simulated
-       signals, and ``bounds`` is its least-squares preset.
 
     ``n_ensemble`` > 1: trains ``network`` and n_ensemble − 1 re-initialised copies alike, one after the other
     (:func:`~lightning_modules.ivim.ensemble.ensemble_members`), and returns their
@@ -214,8 +210,7 @@ def fit_ivim_net(
         return IvimNetEnsemble([
             fit_ivim_net(datamodule, member, max_epochs=max_epochs, patience_epochs=patience_epochs,
                          learning_rate=learning_rate, refine_strength=refine_strength,
-                         refine_learning_rate=refine_learning_rate, posterior_mean=posterior_mean,
-                         posterior_simulations=posterior_simulations, bounds=bounds, seed=member_seed,
+                         refine_learning_rate=refine_learning_rate, seed=member_seed,
                          progress_bar=progress_bar,
                          progress=None if share is None else (progress[0] + k * share, progress[0] + (k + 1) * share))
             for k, (member, member_seed) in enumerate(ensemble_members(network, n_ensemble, seed=seed))
@@ -227,10 +222,8 @@ def fit_ivim_net(
         span = progress[1] - progress[0]
         return [ProgressLines(start=progress[0] + span * start, end=progress[0] + span * end, message=message)]
 
-    if posterior_mean and datamodule.signals is None:
-        raise ValueError("posterior_mean needs a datamodule holding the study's signals, not simulated ones")
     refine = refine_strength > 0
-    ends = np.cumsum([1.0, 0.7 * refine, 0.6 * posterior_mean])  # progress share of each stage
+    ends = np.cumsum([1.0, 0.7 * refine])  # progress share of each stage
     ends /= ends[-1]
     network, val_loss = train_ivim_net_with_loss(
         datamodule, network, max_epochs=max_epochs, patience_epochs=patience_epochs, learning_rate=learning_rate,
@@ -241,9 +234,4 @@ def fit_ivim_net(
                                  learning_rate=refine_learning_rate, weight_decay=refine_strength * val_loss,
                                  trained_parameters=dstar, seed=seed + 1, progress_bar=progress_bar,
                                  callbacks=lines(ends[0], ends[1], "IVIM-NET D* refinement"))
-    if posterior_mean:
-        network = posterior_mean_stage(network, np.asarray(datamodule.signals), n_simulated=posterior_simulations,
-                                       bounds=bounds, seed=seed + 2,
-                                       progress_bar=progress_bar,
-                                       callbacks=lines(ends[1], ends[2], "IVIM-NET posterior-mean stage"))
     return network

@@ -1,100 +1,162 @@
-"""Fit mode's optional empirical-Bayes stage: turn a trained IVIM-NET into the study's posterior-mean estimator.
+"""Fit mode's default estimator: the study's SNR-aware empirical-Bayes posterior mean, trusting least squares where
+the data determine a parameter.
 
-Self-supervised IVIM-NET minimises the signal misfit, which on its own would give the noisy least-squares
-estimates; only the network's limited capacity and early stopping regularise it, by an amount nobody chose. The
-estimator with the lowest RMSE is the posterior mean E[θ | signal], which needs a prior and the noise level. Both
-can be read from the study itself (empirical Bayes):
+The estimator with the lowest RMSE is the posterior mean E[θ | signal, σ], which needs a prior and each voxel's
+noise level σ. Both are read from the study itself (empirical Bayes); a real study mixes SNRs (bright and dark
+tissue, coil sensitivity), so σ is per voxel, never one number for the study:
 
-1. noise σ from IVIM-NET's residuals (:func:`noise_sigma`);
-2. the prior from IVIM-NET's estimates over the study, corrected per parameter and quantile until least squares
-   fits signals simulated from it the way it fits the study (:func:`deconvolved_prior`, a quantile-matching
-   deconvolution: the estimates themselves are too narrow in f and too wide in D*);
-3. signals simulated from that prior with Gaussian noise σ, normalised as the study (:func:`simulate_from_prior`);
-4. the same network, started from IVIM-NET's weights, trained supervised on those simulations: the mean squared
-   parameter error (each parameter scaled by its output range) is minimised by the posterior mean
-   (:class:`PosteriorMeanModule`).
+1. least squares (:class:`~lightning_modules.ivim.lsq.IvimLsq`) on every voxel;
+2. each voxel's noise σ from the least-squares residuals: the residual variance in image units (× n_b / (n_b − p)
+   for the p fitted parameters), averaged over a box of neighbouring voxels in the mask (the noise of an image
+   varies slowly in space even where S0 jumps), divided by the voxel's S(b_min) (:func:`local_noise_sigma`);
+3. the prior: the least-squares estimates corrected per parameter and quantile until least squares fits signals
+   simulated from them (with the study's noise levels) the way it fits the study (:func:`deconvolved_prior`, a
+   quantile-matching deconvolution of the estimation noise);
+4. signals simulated from that prior, each with a σ drawn from the study's (:func:`simulate_from_prior`), and an
+   :class:`~lightning_modules.ivim.networks.IvimNet` that is also told σ (``noise_input``) and sees the log signal
+   (``log_signal_input``) trained supervised on them: the mean squared parameter error (each parameter scaled by
+   its output range) is minimised by the posterior mean (:class:`PosteriorMeanModule`);
+5. where a parameter is determined by the data — its Cramér–Rao standard deviation at the least-squares estimate is
+   below 0.1 of the prior's spread, where the Gaussian posterior mean lies within 1 % of the way from the
+   least-squares estimate to the prior mean — least squares is kept, and the network's estimate is used from 0.3
+   (9 % of the way), linearly in between
+   (:func:`least_squares_weight`). This removes the network's approximation error at high SNR, where the
+   posterior mean and the maximum-likelihood estimate coincide.
 
 No ground truth of the study is used. Measured effect in the bundle's docs/README.md.
 """
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from scipy import ndimage
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_modules.ivim.lsq import IvimLsq
+from lightning_modules.ivim.lsq import IvimLsq, bounds_array
 from lightning_modules.ivim.networks import IvimNet, predict_ivim_net
-from lightning_modules.ivim.signal import model_signal, normalise_signal
+from lightning_modules.ivim.signal import model_signal, normalise_signal, signal_and_jacobian
 
-#: Simulated signals the posterior-mean stage trains on.
-DEFAULT_N_SIMULATED = 1_000_000
-#: Passes over them (one-cycle learning rate over all passes).
-DEFAULT_POSTERIOR_EPOCHS = 5
-#: Peak learning rate of the one-cycle schedule, and the batch size.
+#: Simulated signals the posterior-mean network trains on, and the passes over them (one-cycle learning rate).
+DEFAULT_N_SIMULATED = 300_000
+DEFAULT_POSTERIOR_EPOCHS = 4
+#: Peak learning rate of the one-cycle schedule, the batch size, and the network's hidden width.
 POSTERIOR_LEARNING_RATE = 3e-3
-POSTERIOR_BATCH_SIZE = 512
-#: Fixed-point iterations of the prior's deconvolution, and the signals simulated and fitted for each.
+POSTERIOR_BATCH_SIZE = 1024
+POSTERIOR_WIDTH = 32
+#: Fixed-point iterations of the prior's deconvolution, and the study voxels simulated and fitted for each.
 PRIOR_ITERATIONS = 4
-PRIOR_SAMPLES = 50_000
+PRIOR_SAMPLES = 10_000
+#: Side (voxels) of the box over which the residual variance is averaged into a local noise level.
+NOISE_BOX_VOXELS = 5
+#: Cramér–Rao SD / prior SD at and below which least squares is kept, and at and above which the network is used.
+LSQ_TRUST_RATIOS = (0.1, 0.3)
 
 
-def noise_sigma(network: IvimNet, signals: np.ndarray) -> float:
-    """Noise σ of normalised ``signals`` from the network's residuals, corrected for the fitted parameters."""
-    params = predict_ivim_net(network, signals)
-    with torch.no_grad():
-        fitted = network.decode(torch.as_tensor(params, device=network.b_values.device)).cpu().numpy()
-    n_b, n_params = signals.shape[1], params.shape[1]
-    return float(np.sqrt(np.mean((signals - fitted) ** 2) * n_b / max(n_b - n_params, 1)))
+def residual_variance(lsq_params: np.ndarray, signals: np.ndarray, b_values_s_per_mm2: np.ndarray, *,
+                      model: str) -> np.ndarray:
+    """Per-voxel noise variance of normalised ``signals`` ``(n, n_b)`` from a fit's residuals, corrected for its
+    p fitted parameters (× n_b / (n_b − p)); returns ``(n,)``."""
+    fitted = model_signal(model, np.asarray(b_values_s_per_mm2, dtype=np.float64), lsq_params)
+    n_b, n_params = signals.shape[1], lsq_params.shape[1]
+    return np.sum((signals - fitted) ** 2, axis=1) / max(n_b - n_params, 1)
 
 
-def simulate_from_prior(network: IvimNet, prior: np.ndarray, sigma: float, n: int,
-                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` parameter rows drawn from ``prior`` (rows of parameters) and their noisy signals, normalised as a study
-    (divided by S(b_min)); returns ``(signals (n, n_b), params (n, n_params))``."""
-    b = network.b_values.cpu().numpy().astype(np.float64)
-    params = prior[rng.integers(0, prior.shape[0], n)]
-    clean = model_signal(network.model, b, params)
-    signals = normalise_signal(clean + sigma * rng.standard_normal(clean.shape), b)[0]
-    return signals, params
+def local_noise_sigma(variance: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None, *,
+                      box_voxels: int = NOISE_BOX_VOXELS) -> np.ndarray:
+    """Each voxel's noise σ of its normalised signal, from per-voxel residual variances.
+
+    Args:
+        variance: ``(n,)`` residual variance of the normalised signals (:func:`residual_variance`).
+        reference: ``(n,)`` S(b_min) of each voxel (image units) the signals were divided by.
+        mask: 3-D boolean mask whose True voxels, in C order, are the n voxels; None: no neighbours (each voxel's
+            own residual variance).
+        box_voxels: side of the averaging box.
+
+    Returns:
+        ``(n,)`` σ = √(local mean of variance × reference²) / reference.
+    """
+    image_variance = variance * reference**2
+    if mask is not None and box_voxels > 1:
+        volume = np.zeros(mask.shape)
+        volume[mask] = image_variance
+        weight = ndimage.uniform_filter(mask.astype(np.float64), box_voxels, mode="constant")
+        image_variance = ndimage.uniform_filter(volume, box_voxels, mode="constant")[mask] / weight[mask]
+    return np.sqrt(image_variance) / np.maximum(reference, 1e-12)
 
 
-def deconvolved_prior(network: IvimNet, signals: np.ndarray, sigma: float, rng: np.random.Generator, *,
-                      bounds: str = "body", iterations: int = PRIOR_ITERATIONS,
+def simulate_from_prior(model: str, b_values_s_per_mm2: np.ndarray, prior: np.ndarray, sigma: np.ndarray | float,
+                        n: int | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Noisy signals of rows of ``prior``, normalised as a study (divided by S(b_min)).
+
+    Args:
+        prior: ``(m, n_params)`` parameter rows (e.g. one per voxel of the study).
+        sigma: the study's noise levels (any number of them), each signal's σ drawn from them independently of its
+            parameters (tissue and SNR independent, the model of the empirical prior); or one σ for all.
+        n: rows drawn with replacement; None: every row once, in order.
+
+    Returns:
+        ``(signals (n, n_b), params (n, n_params), sigma (n,))``.
+    """
+    b = np.asarray(b_values_s_per_mm2, dtype=np.float64)
+    rows = np.arange(prior.shape[0]) if n is None else rng.integers(0, prior.shape[0], n)
+    levels = np.atleast_1d(np.asarray(sigma, dtype=np.float64))
+    sigma_rows = levels[rng.integers(0, levels.size, rows.size)]
+    params = prior[rows]
+    clean = model_signal(model, b, params)
+    signals = normalise_signal(clean + sigma_rows[:, None] * rng.standard_normal(clean.shape), b)[0]
+    return signals, params, sigma_rows
+
+
+def deconvolved_prior(lsq: IvimLsq, estimates: np.ndarray, sigma: np.ndarray, rng: np.random.Generator, *,
+                      limits: np.ndarray, iterations: int = PRIOR_ITERATIONS,
                       n_samples: int = PRIOR_SAMPLES) -> np.ndarray:
     """A sample of the study's parameter distribution, deconvolved from the estimation noise.
 
-    Starts from the network's estimates of ``signals`` and corrects each parameter by quantile: signals are
-    simulated from the current sample (noise ``sigma``), fitted by least squares, and every value is shifted by the
+    Starts from the least-squares ``estimates`` ``(n, n_params)`` of the study and corrects each parameter by
+    quantile: a random subset of the voxels is simulated from the current sample, with noise levels drawn from
+    the study's ``sigma`` (:func:`simulate_from_prior`), fitted by ``lsq``, and every value is shifted by the
     difference between the least-squares quantiles of the study and of the simulation at its own quantile level.
-    At the fixed point, least squares sees the simulated and the real study alike. Least squares, not the
-    network, is the yardstick because the network compresses the spread of its estimates (its f spread barely
-    changes with the prior's), which would leave the correction undetermined.
+    At the fixed point least squares sees the simulated and the real study alike. ``limits`` ``(n_params, 2)`` bound the result.
 
-    Returns ``(n_voxels, n_params)`` parameter rows within the network's output range.
+    Returns ``(n, n_params)`` parameter rows, one per voxel.
     """
-    lower, upper = network.lower.cpu().numpy(), network.upper.cpu().numpy()
-    lsq = IvimLsq(network.b_values.cpu().numpy().astype(np.float64), model=network.model, bounds=bounds)
-    subset = signals[rng.permutation(signals.shape[0])[:n_samples]]
+    subset = rng.permutation(estimates.shape[0])[:n_samples]
     levels = np.linspace(0.005, 0.995, 199)
-    target = np.quantile(lsq.fit(subset).params, levels, axis=0)
-    prior = predict_ivim_net(network, signals).astype(np.float64)
+    target = np.quantile(estimates[subset], levels, axis=0)
+    prior = estimates.astype(np.float64).copy()
     for _ in range(iterations):
-        simulated, _ = simulate_from_prior(network, prior, sigma, subset.shape[0], rng)
+        simulated, _, _ = simulate_from_prior(lsq.model, lsq.b_values, prior[subset], sigma, None, rng)
         shift = target - np.quantile(lsq.fit(simulated).params, levels, axis=0)
         rank = np.argsort(np.argsort(prior, axis=0), axis=0) / max(prior.shape[0] - 1, 1)
-        for k in range(prior.shape[1] - 1):  # S0 (last) is not corrected: least squares fits it like the network
+        for k in range(prior.shape[1] - 1):  # S0 (last) is not corrected: least squares fits it without bias
             prior[:, k] += np.interp(rank[:, k], levels, shift[:, k])
-        prior = np.clip(prior, lower, upper)
+        prior = np.clip(prior, limits[:, 0], limits[:, 1])
     return prior
 
 
+def least_squares_weight(lsq_params: np.ndarray, sigma: np.ndarray, prior_sd: np.ndarray, *, model: str,
+                         b_values_s_per_mm2: np.ndarray, bounds: np.ndarray,
+                         ratios: tuple[float, float] = LSQ_TRUST_RATIOS) -> np.ndarray:
+    """Weight ``(n, n_params)`` of the least-squares estimate per voxel and parameter: 1 where its Cramér–Rao SD
+    (σ² (JᵀJ)⁻¹ at the estimate) is at most ``ratios[0]`` × the prior's SD, 0 from ``ratios[1]`` ×, linear in
+    between. In the Gaussian approximation the posterior mean is the least-squares estimate moved towards the
+    prior mean by c² / (c² + τ²) (c the Cramér–Rao SD, τ the prior SD): 1 % of the way at c = 0.1 τ."""
+    b = torch.as_tensor(np.asarray(b_values_s_per_mm2, dtype=np.float64))
+    width = torch.as_tensor(bounds[:, 1] - bounds[:, 0])
+    _, derivatives = signal_and_jacobian(model, b, torch.as_tensor(lsq_params))
+    jac = torch.stack(derivatives, dim=2) * width  # in parameters scaled to their bound width: a conditioned JᵀJ
+    eye = torch.eye(jac.shape[2], dtype=jac.dtype)
+    covariance = torch.linalg.inv(torch.einsum("nbi,nbj->nij", jac, jac) + 1e-10 * eye)
+    crlb_sd = torch.diagonal(covariance, dim1=1, dim2=2).clamp_min(0).sqrt().numpy() * width.numpy()
+    ratio = crlb_sd * np.asarray(sigma)[:, None] / np.maximum(prior_sd, 1e-12)
+    return np.clip((ratios[1] - ratio) / (ratios[1] - ratios[0]), 0.0, 1.0)
+
+
 class PosteriorMeanModule(pl.LightningModule):
-    """Supervised training of an :class:`IvimNet` on simulated (signal, parameters) pairs: mean squared error of
-    each parameter divided by its output range (so D, f, D*, S0 weigh alike), Adam with a one-cycle schedule."""
+    """Supervised training of an :class:`IvimNet` (with ``noise_input``) on simulated (signal, σ, parameters):
+    mean squared error of each parameter divided by its output range (so all weigh alike), Adam, one-cycle."""
 
     def __init__(self, network: IvimNet, *, learning_rate: float = POSTERIOR_LEARNING_RATE) -> None:
         super().__init__()
@@ -102,9 +164,9 @@ class PosteriorMeanModule(pl.LightningModule):
         self.learning_rate = float(learning_rate)
 
     def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
-        signals, params = batch
+        signals, sigma, params = batch
         scale = self.network.upper - self.network.lower
-        loss = (((self.network(signals) - params) / scale) ** 2).mean()
+        loss = (((self.network(signals, sigma) - params) / scale) ** 2).mean()
         self.log("train_loss", loss, prog_bar=True)
         return loss
 
@@ -115,29 +177,57 @@ class PosteriorMeanModule(pl.LightningModule):
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def posterior_mean_stage(
-    network: IvimNet, signals: np.ndarray, *, n_simulated: int = DEFAULT_N_SIMULATED,
-    epochs: int = DEFAULT_POSTERIOR_EPOCHS, bounds: str = "body", seed: int = 0, progress_bar: bool = True,
-    callbacks: list[pl.Callback] | None = None,
-) -> IvimNet:
-    """Steps 1–4 of the module docstring for a trained ``network`` and the study's normalised ``signals``
-    ``(n_voxels, n_b)``; ``bounds`` is the least-squares preset of step 2. Returns a new network (eval mode);
-    ``network`` is left unchanged."""
-    if signals.ndim != 2 or signals.shape[0] == 0:
-        raise ValueError("the posterior-mean stage needs the study's signals as a non-empty (voxels, b-values) matrix")
-    rng = np.random.default_rng(seed)
-    sigma = noise_sigma(network, signals)
-    prior = deconvolved_prior(network, signals, sigma, rng, bounds=bounds)
-    simulated, params = simulate_from_prior(network, prior, sigma, int(n_simulated), rng)
-    data = DataLoader(TensorDataset(torch.as_tensor(simulated, dtype=torch.float32),
-                                    torch.as_tensor(params, dtype=torch.float32)),
-                      batch_size=min(POSTERIOR_BATCH_SIZE, len(simulated)), shuffle=True, drop_last=True,
+def train_posterior_network(network: IvimNet, signals: np.ndarray, sigma: np.ndarray, params: np.ndarray, *,
+                            epochs: int = DEFAULT_POSTERIOR_EPOCHS, seed: int = 0, progress_bar: bool = True,
+                            callbacks: list[pl.Callback] | None = None) -> IvimNet:
+    """Train ``network`` (``noise_input``) on simulated ``signals`` ``(n, n_b)``, their ``sigma`` ``(n,)`` and true
+    ``params`` ``(n, n_params)``; returns it in eval mode."""
+    data = DataLoader(TensorDataset(*(torch.as_tensor(x, dtype=torch.float32) for x in (signals, sigma, params))),
+                      batch_size=min(POSTERIOR_BATCH_SIZE, len(signals)), shuffle=True, drop_last=True,
                       generator=torch.Generator().manual_seed(seed))
-    student = copy.deepcopy(network).train()
     pl.seed_everything(seed, workers=True, verbose=False)
     trainer = pl.Trainer(max_epochs=int(epochs), accelerator="cpu" if not torch.cuda.is_available() else "auto",
                          devices=1, callbacks=callbacks or [], enable_progress_bar=progress_bar,
                          enable_checkpointing=False, logger=False, enable_model_summary=False, deterministic=True)
-    trainer.fit(PosteriorMeanModule(student), train_dataloaders=data)
-    return student.eval()
+    trainer.fit(PosteriorMeanModule(network.train()), train_dataloaders=data)
+    return network.eval()
 
+
+def posterior_mean_fit(
+    signals: np.ndarray, b_values_s_per_mm2: np.ndarray, *, model: str = "biexp", bounds: str = "body",
+    mask: np.ndarray | None = None, reference: np.ndarray | None = None, n_simulated: int = DEFAULT_N_SIMULATED,
+    epochs: int = DEFAULT_POSTERIOR_EPOCHS, seed: int = 0, progress_bar: bool = True,
+    callbacks: list[pl.Callback] | None = None,
+) -> tuple[np.ndarray, IvimNet]:
+    """Steps 1–5 of the module docstring on a study's normalised ``signals`` ``(n_voxels, n_b)``.
+
+    Args:
+        mask: 3-D mask whose True voxels (C order) are the rows of ``signals``: neighbours for the local noise
+            level; None: each voxel's own residuals.
+        reference: ``(n_voxels,)`` S(b_min) the signals were divided by (image units); None: all alike.
+        n_simulated, epochs: simulated training signals and passes over them.
+        seed: seeds the simulations, the initial weights and the batches (same inputs → same output).
+
+    Returns:
+        ``(parameters (n_voxels, n_params) within the bounds, the trained network)``.
+    """
+    if signals.ndim != 2 or signals.shape[0] == 0:
+        raise ValueError("the posterior-mean fit needs the study's signals as a non-empty (voxels, b-values) matrix")
+    b = np.asarray(b_values_s_per_mm2, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    limits = bounds_array(model, bounds)
+    lsq = IvimLsq(b, model=model, bounds=bounds)
+    lsq_params = lsq.fit(signals).params
+    reference = np.ones(signals.shape[0]) if reference is None else np.asarray(reference, dtype=np.float64)
+    sigma = local_noise_sigma(residual_variance(lsq_params, signals, b, model=model), reference,
+                              mask if mask is not None and int(mask.sum()) == signals.shape[0] else None)
+    prior = deconvolved_prior(lsq, lsq_params, sigma, rng, limits=limits)
+    simulated, params, sigma_rows = simulate_from_prior(model, b, prior, sigma, int(n_simulated), rng)
+    torch.manual_seed(seed)
+    network = IvimNet(b, model=model, bounds=bounds, noise_input=True, log_signal_input=True, width=POSTERIOR_WIDTH)
+    network = train_posterior_network(network, simulated, sigma_rows, params, epochs=epochs, seed=seed,
+                                      progress_bar=progress_bar, callbacks=callbacks)
+    net_params = np.clip(predict_ivim_net(network, signals, noise_sigma=sigma), limits[:, 0], limits[:, 1])
+    weight = least_squares_weight(lsq_params, sigma, prior.std(axis=0), model=model, b_values_s_per_mm2=b,
+                                  bounds=limits)
+    return weight * lsq_params + (1 - weight) * net_params, network

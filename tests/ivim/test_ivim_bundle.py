@@ -92,11 +92,32 @@ def test_pretrained_net_and_batch_mode(tmp_path: Path) -> None:
 
 def test_fit_mode_trains_on_the_data_and_triexp_lsq_writes_six_maps(tmp_path: Path) -> None:
     case = write_case(tmp_path / "in")
-    IvimMappingApp(**case, mode="fit", max_epochs=2, batches_per_epoch=10, posterior_simulations=4096,
-                   output_dir=str(tmp_path / "fit")).run()  # the default posterior-mean stage, on fewer simulations
+    IvimMappingApp(**case, mode="fit", posterior_simulations=4096,
+                   output_dir=str(tmp_path / "fit")).run()  # the default posterior-mean fit, on fewer simulations
     check_maps(tmp_path / "fit", "sub-01_dwi")
     IvimMappingApp(**case, model="triexp", method="lsq", output_dir=str(tmp_path / "tri")).run()
     check_maps(tmp_path / "tri", "sub-01_dwi", names=("D", "f1", "Dstar1", "f2", "Dstar2", "S0"))
+
+
+@pytest.mark.parametrize("posterior_mean", [True, False])
+def test_fit_mode_twice_on_the_same_study_gives_identical_maps_and_the_seed_changes_them(
+        tmp_path: Path, posterior_mean: bool) -> None:
+    case = write_case(tmp_path / "in")
+    options = {"posterior_mean": posterior_mean, "posterior_simulations": 4096, "max_epochs": 2,
+               "batches_per_epoch": 10}
+    maps = []
+    for run, seed in (("a", 0), ("b", 0), ("c", 5)):
+        IvimMappingApp(**case, **options, seed=seed, output_dir=str(tmp_path / run)).run()
+        maps.append(check_maps(tmp_path / run, "sub-01_dwi"))
+    for name in BIEXP_MAPS:
+        npt.assert_array_equal(maps[0][name], maps[1][name])
+    assert any(not np.array_equal(maps[0][name], maps[2][name]) for name in BIEXP_MAPS)
+
+
+def test_triexp_fit_mode_writes_six_maps(tmp_path: Path) -> None:
+    case = write_case(tmp_path / "in")
+    IvimMappingApp(**case, model="triexp", posterior_simulations=4096, output_dir=str(tmp_path / "fit")).run()
+    check_maps(tmp_path / "fit", "sub-01_dwi", names=("D", "f1", "Dstar1", "f2", "Dstar2", "S0"))
 
 
 def _break(case: dict, problem: str, folder: Path) -> dict:
