@@ -118,7 +118,8 @@ def deconvolved_prior(lsq: IvimLsq, estimates: np.ndarray, sigma: np.ndarray, rn
     quantile: a random subset of the voxels is simulated from the current sample, with noise levels drawn from
     the study's ``sigma`` (:func:`simulate_from_prior`), fitted by ``lsq``, and every value is shifted by the
     difference between the least-squares quantiles of the study and of the simulation at its own quantile level.
-    At the fixed point least squares sees the simulated and the real study alike. ``limits`` ``(n_params, 2)`` bound the result.
+    At the fixed point least squares sees the simulated and the real study alike. ``limits`` ``(n_params, 2)``
+    bound the result.
 
     Returns ``(n, n_params)`` parameter rows, one per voxel.
     """
