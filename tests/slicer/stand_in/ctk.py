@@ -7,8 +7,6 @@ import qt
 
 
 class ctkCollapsibleButton(qt.QWidget):  # noqa: N801
-    SIGNALS = ("contentsCollapsed",)
-
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.text, self.collapsed = "", False
@@ -17,10 +15,6 @@ class ctkCollapsibleButton(qt.QWidget):  # noqa: N801
 class ctkPathLineEdit(qt.QWidget):  # noqa: N801
     SIGNALS = ("currentPathChanged",)
     currentPath = qt._notifying("_path", "currentPathChanged", "")  # noqa: N815
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self.filters, self.nameFilters = 0, []
 
 
 class ctkMessageBox(qt.QMessageBox):  # noqa: N801

@@ -24,14 +24,11 @@ class qMRMLNodeComboBox(qMRMLWidget):  # noqa: N801
     """Selects one node of ``nodeTypes`` from its scene (a node of another class or not in the scene selects
     nothing, as in Qt's)."""
 
-    SIGNALS = ("currentNodeChanged", "currentNodeIDChanged")
+    SIGNALS = ("currentNodeChanged",)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.nodeTypes: list[str] = []
-        self.noneEnabled = self.addEnabled = self.removeEnabled = self.renameEnabled = False
-        self.showChildNodeTypes = True
-        self.selectNodeUponCreation = True
         self._node = None
 
     def currentNode(self):  # noqa: N802
@@ -44,11 +41,10 @@ class qMRMLNodeComboBox(qMRMLWidget):  # noqa: N801
         if node is not self._node:
             self._node = node
             self.currentNodeChanged.emit(node)
-            self.currentNodeIDChanged.emit(node.GetID() if node is not None else "")
 
 
 class qMRMLTableView(qMRMLWidget):  # noqa: N801
-    SIGNALS = ("clicked", "selectionChanged")
+    SIGNALS = ("clicked",)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -64,11 +60,8 @@ class qMRMLTableView(qMRMLWidget):  # noqa: N801
 class ModelIndex:
     """``QModelIndex`` of a clicked table cell."""
 
-    def __init__(self, row: int, column: int = 0) -> None:
-        self._row, self._column = row, column
+    def __init__(self, row: int) -> None:
+        self._row = row
 
     def row(self) -> int:
         return self._row
-
-    def column(self) -> int:
-        return self._column

@@ -174,11 +174,11 @@ class QLabel(QWidget):
 
 
 class QPushButton(QWidget):
-    SIGNALS = ("clicked", "toggled")
+    SIGNALS = ("clicked",)
 
     def __init__(self, text: str = "", parent=None) -> None:
         super().__init__(parent)
-        self.text, self.checkable, self.checked = text, False, False
+        self.text = text
 
     def click(self) -> None:
         if self.enabled:
@@ -191,16 +191,9 @@ class QLineEdit(QWidget):
 
 
 class QPlainTextEdit(QWidget):
-    SIGNALS = ("textChanged",)
-
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.lines: list[str] = []
-        self.readOnly = False
-
-    @property
-    def plainText(self) -> str:  # noqa: N802
-        return "\n".join(self.lines)
 
     def appendPlainText(self, text: str) -> None:  # noqa: N802
         self.lines.append(text)
@@ -224,7 +217,7 @@ class QDoubleSpinBox(QWidget):
 
 
 class QComboBox(QWidget):
-    SIGNALS = ("currentIndexChanged", "currentTextChanged")
+    SIGNALS = ("currentIndexChanged",)
     currentIndex = _notifying("_index", "currentIndexChanged", -1)  # noqa: N815
 
     def __init__(self, parent=None) -> None:
@@ -266,10 +259,6 @@ class QTimer(QObject):
     def fire(self) -> None:
         self.timeout.emit()
 
-    @staticmethod
-    def singleShot(milliseconds: int, slot) -> None:  # noqa: N802
-        slot()
-
 
 #: Texts of the dialogs shown so far (``ctkMessageBox``/``QMessageBox``), and the button each one answers.
 dialogs: list[str] = []
@@ -284,21 +273,9 @@ class QMessageBox(QWidget):
         super().__init__(parent if isinstance(parent, QObject) else None)
         self.text, self.standardButtons, self.detailedText, self.windowTitle = "", self.Ok, "", ""
 
-    def setText(self, text: str) -> None:  # noqa: N802
-        self.text = text
-
-    def setStandardButtons(self, buttons: int) -> None:  # noqa: N802
-        self.standardButtons = buttons
-
     def exec_(self) -> int:
         dialogs.append(self.text)
         return dialog_answers.pop(0) if dialog_answers else self.Ok
-
-    def show(self) -> None:
-        dialogs.append(self.text)
-
-    def accept(self) -> None:
-        pass
 
 
 class Qt:
