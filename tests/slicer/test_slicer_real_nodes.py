@@ -81,6 +81,7 @@ def test_writing_an_input_leaves_no_node_and_no_file_name_behind(scene, slicer, 
     before = scene_node_ids(scene)
     write_volume(node, tmp_path / "field.nii.gz")
     assert scene_node_ids(scene) == before, "no storage node pointing into the run's temporary folder"
+    assert node.GetStorageNodeID() is None, "and no reference to the removed one"
     node.AddDefaultStorageNode()
     node.GetStorageNode().SetFileName(str(tmp_path / "saved_by_the_user.nrrd"))
     write_volume(node, tmp_path / "again.nii.gz")
