@@ -140,3 +140,11 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def reference_data_dir(*parts: str) -> Path:
+    """A folder of the peer reference data: ``$QSM_SLICER_REFERENCE_DATA`` if set, else ``../shared/data`` beside
+    the repository (never copied into it); ``parts`` are joined below it. The folder need not exist."""
+    env = os.environ.get("QSM_SLICER_REFERENCE_DATA")
+    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    return root.joinpath(*parts)

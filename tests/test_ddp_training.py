@@ -84,10 +84,19 @@ def test_qsm_ddp_training_writes_loadable_weights(tmp_path):
 
 
 def test_qsmgan_ddp_training_runs_both_phases(tmp_path):
-    # a GAN's generator and critic take turns, so DDP must be told that some parameters go unused in a backward pass
+    # a GAN's generator and critic take turns, so DDP must be told that some parameters go unused in a backward pass;
+    # the in-vivo data module reads subjects in the layout of ../shared/data/qsm_invivo (here simulated ones)
+    from tests.qsm.test_qsm_invivo_data import write_subject
+
+    data = tmp_path / "subjects"
+    data.mkdir()
+    write_subject(data, "a", seed=0)
+    write_subject(data, "b", seed=1)
     model = tmp_path / "qsmgan.pt"
     stdout = _run_train("qsm_dipole_inversion", ["--log_dir", str(tmp_path / "logs"), "--model_path", str(model),
-                                                 "--patch_size", "32", "--train_samples", "8", "--val_samples", "4",
+                                                 "--data_dir", str(data), "--train_subjects", "['a']",
+                                                 "--val_subjects", "['b']", "--saver#monitor",
+                                                 "val_nrmse_adversarial", "--patch_size", "32", "--val_samples", "4",
                                                  "--batch_size", "2", "--adversarial_start_epoch", "1",
                                                  "--n_critic", "2", "--trainer#limit_train_batches", "2",
                                                  "--trainer#max_time", "None"], tmp_path,

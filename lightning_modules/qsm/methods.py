@@ -21,11 +21,12 @@ from lightning_modules.qsm.learned_ndi import LearnedNdi
 from lightning_modules.qsm.qsmgan import QsmganGenerator
 from lightning_modules.qsm.qsmgan_inference import QsmganInversion
 from lightning_modules.qsm.solvers import Ndi, Tkd
+from lightning_modules.qsm.tv import TotalVariation
 
 #: Method names accepted by the bundle, in the order of the documentation.
-METHODS = ("qsmgan", "learned_ndi", "ndi", "tkd")
+METHODS = ("qsmgan", "learned_ndi", "tv", "ndi", "tkd")
 #: Methods that are implemented in this version.
-AVAILABLE_METHODS = ("qsmgan", "learned_ndi", "ndi", "tkd")
+AVAILABLE_METHODS = METHODS
 #: Shipped weights of each learned method, relative to the bundle root.
 WEIGHTS = {"learned_ndi": "models/model.pt", "qsmgan": "models/qsmgan.pt"}
 #: Default method: the most accurate one measured (see the bundle's docs/README.md).
@@ -43,6 +44,8 @@ def build_network(method: str = DEFAULT_METHOD, bundle_root: str | None = None) 
         return Tkd()
     if name == "ndi":
         return Ndi()
+    if name == "tv":
+        return TotalVariation()
     if name == "learned_ndi":
         return load_weights(learned_ndi_network(), name, bundle_root)
     if name == "qsmgan":
@@ -58,19 +61,13 @@ def learned_ndi_network() -> LearnedNdi:
                       final_data_iterations=8, zero_mean_cnn=True)
 
 
-def qsmgan_network(
-    *, data_iterations: int = 12, zero_mean_correction: bool = True, generator_weights: str | None = None,
-) -> QsmganInversion:
+def qsmgan_network(*, generator_weights: str | None = None) -> QsmganInversion:
     """The shipped QSMGAN architecture (``train_qsmgan.json`` builds its ``network_def`` here too): a U-Net of
-    width 8 and three levels that corrects a mask-weighted NDI estimate (28 iterations), followed by 12 NDI
-    data-consistency iterations (see :mod:`lightning_modules.qsm.qsmgan_inference`); sized so that a 160³
-    volume is inverted in well under 30 s on two CPU cores. The arguments give the variants of the early
-    training stages (``make train-qsmgan``); ``generator_weights`` starts the U-Net from the generator of a saved
-    QSMGAN ``state_dict`` of any of these variants (the NDI parts are fixed and keep their own values)."""
-    network = QsmganInversion(QsmganGenerator(channels=8, levels=3, in_channels=3),
-                              prior=LearnedNdi(iterations=28, channels=0, weighting="mask"),
-                              data_consistency=LearnedNdi(iterations=data_iterations, channels=0, weighting="mask"),
-                              zero_mean_correction=zero_mean_correction)
+    width 8 and three levels that corrects the whole-volume TV inversion (automatic weight), trained on in-vivo
+    fields with COSMOS targets (see :mod:`lightning_modules.qsm.invivo_data`); its correction has zero mean over
+    the mask. ``generator_weights`` starts the U-Net from the generator of a saved QSMGAN ``state_dict``."""
+    network = QsmganInversion(QsmganGenerator(channels=8, levels=3, in_channels=3), prior=TotalVariation(),
+                              zero_mean_correction=True)
     if generator_weights is not None:
         state = torch.load(generator_weights, map_location="cpu", weights_only=True)
         network.generator.load_state_dict({k.removeprefix("generator."): v for k, v in state.items()
@@ -101,6 +98,8 @@ def invert_field(
                                [voxel_size_mm[a] for a in order], [b0_direction[a] for a in order])
             return chi.permute(inverse).contiguous()
         kernel = dipole_kernel(field_ppm.shape, voxel_size_mm, b0_direction, device=field_ppm.device)
+        if isinstance(network, TotalVariation):
+            return network(field_ppm, kernel, mask, voxel_size_mm=[float(v) for v in voxel_size_mm])
         return network(field_ppm, kernel, mask)
 
 

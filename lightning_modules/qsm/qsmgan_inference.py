@@ -27,6 +27,7 @@ The generator's last layer starts at zero, so before training the method is NDI.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -135,7 +136,7 @@ class QsmganInversion(nn.Module):
         self.prior, self.data_consistency = prior, data_consistency
         for part in (prior, data_consistency):
             if part is not None:
-                if part.cnn is not None:
+                if getattr(part, "cnn", None) is not None:
                     raise ValueError("the NDI parts of a physics-informed QSMGAN have no CNN (channels=0)")
                 part.requires_grad_(False)
         if prior is not None:
@@ -163,7 +164,7 @@ class QsmganInversion(nn.Module):
         field_ppm = field_ppm * mask
         physics = self.prior is not None or self.data_consistency is not None
         kernel = dipole_kernel(field_ppm.shape, voxel_size_mm, b0_direction, device=device) if physics else None
-        prior = None if self.prior is None else self.prior(field_ppm, kernel, mask)
+        prior = None if self.prior is None else self.prior_estimate(field_ppm, kernel, mask, voxel_size_mm)
         grid = TrainingGrid.for_input(field_ppm.shape, voxel_size_mm, b0_direction,
                                       training_voxel_mm=self.training_voxel_mm)
 
@@ -185,16 +186,30 @@ class QsmganInversion(nn.Module):
             chi = self.data_consistency(field_ppm, kernel, mask, initial=chi)
         return chi * mask
 
+    def prior_estimate(
+        self, field_ppm: torch.Tensor, kernel: torch.Tensor, mask: torch.Tensor, voxel_size_mm: Sequence[float],
+    ) -> torch.Tensor:
+        """The prior's χ (ppm) of a whole field; a prior that uses the voxel size (TV) is given it."""
+        with torch.no_grad():
+            if "voxel_size_mm" in inspect.signature(self.prior.forward).parameters:
+                return self.prior(field_ppm, kernel, mask, voxel_size_mm=[float(v) for v in voxel_size_mm])
+            return self.prior(field_ppm, kernel, mask)
+
     def refine_patch(
-        self, field_ppm: torch.Tensor, mask: torch.Tensor, kernel: torch.Tensor | None
+        self, field_ppm: torch.Tensor, mask: torch.Tensor, kernel: torch.Tensor | None,
+        prior_ppm: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Training form on whole patches (batch, i, j, k) already on the training grid: χ (ppm) on the valid
-        centre (batch, i − 2c, j − 2c, k − 2c). With a prior, the correction is 0 on the patch margin."""
+        centre (batch, i − 2c, j − 2c, k − 2c). With a prior, the correction is 0 on the patch margin.
+        ``prior_ppm``: the prior's estimate cut from the whole volume (in-vivo training); if None the prior runs
+        on the patch itself (simulated patches whose field is complete)."""
         margin = self.generator.crop_voxels
         if self.prior is None:
             return self.generator(generator_input(field_ppm, mask))[:, 0] / CHI_SCALE
-        with torch.no_grad():
-            prior = self.prior(field_ppm, kernel, mask)
+        if prior_ppm is not None:
+            prior = prior_ppm
+        else:
+            prior = self.prior_estimate(field_ppm, kernel, mask, (self.training_voxel_mm,) * 3)
         correction = self.generator(generator_input(field_ppm, mask, prior))[:, 0] / CHI_SCALE
         chi = prior + self._centred(F.pad(correction, (margin,) * 6) * mask, mask)
         if self.data_consistency is not None:

@@ -71,7 +71,8 @@ class QsmganModule(pl.LightningModule):
     def generate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Generated χ in network units, (batch, 1, centre³) (for a physics-informed network: prior, generator
         correction and data-consistency iterations, see :meth:`QsmganInversion.refine_patch`)."""
-        return self.network.refine_patch(batch["field"], batch["mask"], batch.get("kernel"))[:, None] * CHI_SCALE
+        return self.network.refine_patch(batch["field"], batch["mask"], batch.get("kernel"),
+                                         batch.get("prior"))[:, None] * CHI_SCALE
 
     def targets(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """True χ (network units), mask and field condition (network units) on the centre, (batch, 1, ...)."""
