@@ -39,8 +39,8 @@ class QSMInversion(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["QSM Slicer Extension developers"]
         self.parent.helpText = (
-            "Computes a susceptibility map (ppm) from a local field map by dipole inversion (NDI, TKD, and the "
-            "learned methods once shipped), running the qsm_dipole_inversion MONAI bundle in a separate process."
+            "Computes a susceptibility map (ppm) from a local field map by dipole inversion (QSMGAN, learned NDI, "
+            "TV, NDI or TKD), running the qsm_dipole_inversion MONAI bundle in a separate process."
         )
         self.parent.acknowledgementText = "Built on MONAI and PyTorch Lightning."
 

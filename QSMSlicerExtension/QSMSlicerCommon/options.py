@@ -35,7 +35,7 @@ class QsmOptions:
         b0_tesla: main field strength in tesla.
         te_ms: echo time in milliseconds.
         b0_dir: B0 direction in voxel axes; ``None`` takes scanner z through the NIfTI affine.
-        method: ``qsmgan``, ``learned_ndi``, ``ndi`` or ``tkd``; ``None`` is the bundle's default.
+        method: ``qsmgan``, ``learned_ndi``, ``tv``, ``ndi`` or ``tkd``; ``None`` is the bundle's default.
     """
 
     BUNDLE: ClassVar[str] = "qsm_dipole_inversion"

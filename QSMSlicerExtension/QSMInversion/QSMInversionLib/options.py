@@ -11,7 +11,7 @@ FIELD_UNITS = ("ppm", "hz", "rad")
 #: Panel choice that leaves ``--method`` to the bundle's measured default.
 DEFAULT_METHOD_CHOICE = "default"
 #: ``--method`` values (``lightning_modules.qsm.methods.METHODS``; a test keeps them equal).
-METHODS = ("qsmgan", "learned_ndi", "ndi", "tkd")
+METHODS = ("qsmgan", "learned_ndi", "tv", "ndi", "tkd")
 #: What the method combo box offers.
 METHOD_CHOICES = (DEFAULT_METHOD_CHOICE, *METHODS)
 
