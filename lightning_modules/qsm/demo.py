@@ -1,7 +1,7 @@
 """The README's main job: simulate a head phantom, run the qsm_dipole_inversion bundle on it, show the result.
 
 Writes into ``--output_dir``: the phantom's local field, brain mask and true χ (NIfTI), the bundle's χ maps
-for TKD, NDI and learned NDI, the default (``{stem}_chi.nii.gz``, through ``python -m monai.bundle run``
+for TKD, NDI, TV and learned NDI, the default (``{stem}_chi.nii.gz``, through ``python -m monai.bundle run``
 exactly as a user calls it) and ``qsm_demo.png`` (field, χ of each method, truth and error, side by side);
 prints NRMSE per method.
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
           f"(phase SNR {PHASE_SNR:g} at {B0_TESLA:g} T, TE {TE_MS:g} ms)")
 
     results = {}
-    for method, name in (("tkd", "TKD"), ("ndi", "NDI"), ("learned_ndi", "learned NDI")):
+    for method, name in (("tkd", "TKD"), ("ndi", "NDI"), ("tv", "TV"), ("learned_ndi", "learned NDI")):
         chi_path = run_bundle(field_path, mask_path, method, out / method)
         results[name] = np.asarray(nib.load(chi_path).dataobj, dtype=np.float64)
     print(f"{'method':12s} {'NRMSE %':>8s} {'HFEN %':>8s} {'XSIM':>6s}")
