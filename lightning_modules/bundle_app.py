@@ -2,22 +2,28 @@
 
 The bundles' ``inference.json`` build an app object (e.g. :class:`lightning_modules.qsm.app.QsmInversionApp`)
 whose ``run()`` is the workflow's ``run`` expression. User errors leave through :func:`exit_on_input_error`
-as a single line on stderr and a non-zero exit, never as a traceback.
+as a single line on stderr and a non-zero exit, never as a traceback. :func:`validated_cases` checks every
+case and resolves every output path of a run before anything is written; :func:`interruptible` makes SIGTERM
+and SIGINT end a run with a non-zero exit and no temporary or partial output; :func:`print_bundle_help` is what
+``--help`` prints.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lightning_modules.io import InputError, nifti_stem
+from lightning_modules.io import InputError, nifti_stem, remove_pending_temp_files
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
 #: Exit status for bad input (argparse's convention).
@@ -72,6 +78,8 @@ def case_list(single_case: dict, *, datalist: str | os.PathLike | None, main_key
             raise InputError(f"no input given; pass --{main_key} FILE.nii.gz or --datalist FILE.json")
         return [dict(single_case)]
     path = Path(str(datalist))
+    if path.is_dir():
+        raise InputError(f"datalist file {str(path)!r} is a folder, not a file; give the JSON file inside it")
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -101,13 +109,56 @@ def output_path(output_dir: str | os.PathLike, main_input: str | os.PathLike, su
     return Path(output_dir) / f"{nifti_stem(main_input)}_{suffix}"
 
 
-def check_distinct_outputs(paths: list[Path]) -> None:
-    """Two cases whose outputs would overwrite each other are an input error."""
-    seen: set[Path] = set()
-    for p in paths:
-        if p in seen:
-            raise InputError(f"two cases would both write {str(p)!r}; give the inputs distinct file names")
-        seen.add(p)
+def _real(path: str | os.PathLike) -> str:
+    return os.path.realpath(os.path.expanduser(str(path)))
+
+
+def _given_paths(case: dict) -> dict[str, str]:
+    """Each option of a case whose value names an existing file, by its real path (symlinks resolved)."""
+    return {_real(v): k for k, v in case.items() if isinstance(v, str) and is_given(v) and os.path.isfile(v)}
+
+
+def check_output_folder(folder: str | os.PathLike) -> None:
+    """Raise :class:`InputError` unless ``folder`` is a folder we can write to, or can be created."""
+    probe = Path(_real(folder))
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "--output_dir" if probe == Path(_real(folder)) else f"--output_dir {str(folder)!r}: the path"
+        raise InputError(f"{what} {str(probe)!r} is an existing file, not a folder; give a folder path")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"--output_dir {str(folder)!r}: folder {str(probe)!r} is not writable; give another folder")
+
+
+def check_outputs(cases: list[dict], outputs: list[list[Path]], *, datalist: str | os.PathLike | None = None) -> None:
+    """Refuse a run whose outputs would overwrite any input of any case (compared as real paths, so symlinks and
+    ``..`` do not hide a collision), each other, or a folder, or whose output folder cannot be written.
+
+    Args:
+        cases: the cases of the run (dicts of command-line options; every value naming a file is an input).
+        outputs: for each case, every path it writes.
+        datalist: the ``--datalist`` file, an input too.
+
+    Raises:
+        InputError: the first collision, naming both paths and the fix.
+    """
+    inputs: dict[str, str] = {}
+    for case in cases:
+        inputs.update(_given_paths(case))
+    if is_given(datalist) and os.path.isfile(str(datalist)):
+        inputs[_real(str(datalist))] = "datalist"
+    seen: dict[str, Path] = {}
+    for path in (p for case_outputs in outputs for p in case_outputs):
+        check_output_folder(path.parent)
+        real = _real(path)
+        if real in inputs:
+            raise InputError(f"output {str(path)!r} would overwrite the --{inputs[real]} input file; give another "
+                             f"--output_dir or rename the input")
+        if real in seen:
+            raise InputError(f"two cases would both write {str(path)!r}; give the inputs distinct file names")
+        if os.path.isdir(real):
+            raise InputError(f"output {str(path)!r} is an existing folder; remove it or give another --output_dir")
+        seen[real] = path
 
 
 def validated_cases(
@@ -115,12 +166,133 @@ def validated_cases(
     outputs_of: Callable[[str], list[Path]], validate: Callable[[dict], object],
 ) -> list[dict]:
     """The cases to process, each validated (``validate`` raises :class:`InputError`) before anything is written,
-    and none writing an output another one writes (``outputs_of(main_input)`` lists a case's outputs)."""
+    with every output path resolved and checked by :func:`check_outputs` (``outputs_of(main_input)`` lists a
+    case's outputs): no output overwrites an input of the run or another output."""
     cases = case_list(single_case, datalist=datalist, main_key=main_key)
-    check_distinct_outputs([p for c in cases for p in outputs_of(c[main_key])])
+    check_outputs(cases, [outputs_of(c[main_key]) for c in cases], datalist=datalist)
     for case in cases:
         validate(case)
     return cases
+
+
+def parse_number(value: object, option: str, *, integer: bool = False, minimum: float | None = None,
+                 maximum: float | None = None, hint: str = "") -> float | int | None:
+    """A numeric command-line option (``None`` if absent), refused with the option's name if it is not a number
+    (or not an integer) or lies outside ``[minimum, maximum]``; ``hint`` says what is expected.
+
+    >>> parse_number("3", "b0_tesla", minimum=0.1)
+    3.0
+    """
+    if not is_given(value):
+        return None
+    expected = f"; give {hint}" if hint else ""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InputError(f"--{option} {value!r} is not a number{expected}") from None
+    if not math.isfinite(number) or (integer and number != int(number)):
+        raise InputError(f"--{option} {value!r} is not {'an integer' if integer else 'a finite number'}{expected}")
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        low = "" if minimum is None else f"{minimum:g} ≤ "
+        raise InputError(f"--{option} {number:g} is outside {low}value{'' if maximum is None else f' ≤ {maximum:g}'}"
+                         f"{expected}")
+    return int(number) if integer else number
+
+
+def resolve_device(device: object) -> torch.device:
+    """``--device`` as a torch device, refused in one line if it is not a device name or is not available here."""
+    import torch
+
+    try:
+        resolved = torch.device(device)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"--device {device!r} is not a device; use cpu or cuda (cuda:0, ...)") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device} is not available (this PyTorch has no CUDA or sees no GPU); "
+                             "use --device cpu")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise InputError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {device} is not available here; use --device cpu")
+    return resolved
+
+
+class Interrupted(BaseException):
+    """Raised in the main thread when the process receives SIGTERM inside :func:`interruptible` (a
+    ``BaseException``, like ``KeyboardInterrupt``, so that ``except Exception`` does not swallow it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Run a bundle so that SIGTERM (e.g. the Slicer panel's Cancel) and SIGINT (Ctrl+C) end it with exit status
+    128 + signal number, one line on stderr, and no temporary file of an unfinished atomic write.
+
+    Outputs are written atomically (a case's set with :func:`lightning_modules.io.atomic_output_set`), so an
+    interrupted run leaves the complete outputs of the cases that finished and nothing of the others. A
+    ``SystemExit`` raised after a signal (Lightning ends ``fit`` that way on SIGTERM, without an exit code) or a
+    run that returns after swallowing one also exits non-zero.
+    """
+    received: list[int] = []
+
+    def on_sigterm(signum: int, _frame: object) -> None:
+        received.append(signum)
+        raise Interrupted(signum)
+
+    main_thread = _in_main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
+    try:
+        yield
+    except (Interrupted, KeyboardInterrupt) as err:
+        _exit_interrupted(getattr(err, "signum", signal.SIGINT))
+    except SystemExit as err:
+        if received and not err.code:
+            _exit_interrupted(received[0])
+        raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    if received:
+        _exit_interrupted(received[0])
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _exit_interrupted(signum: int) -> None:
+    remove_pending_temp_files()
+    name = signal.Signals(signum).name
+    print(f"error: interrupted by {name}; the unfinished case wrote nothing", file=sys.stderr, flush=True)
+    raise SystemExit(128 + int(signum)) from None
+
+
+def print_bundle_help(bundle_root: str | os.PathLike, config: str = "inference.json") -> None:
+    """Print the options of a bundle's ``configs/{config}``: each documented option (the config's ``"options"``
+    key: name → description with units) with its default as the config sets it."""
+    path = Path(bundle_root) / "configs" / config
+    parsed = json.loads(path.read_text(encoding="utf-8"))
+    meta_path = Path(bundle_root) / "configs" / "metadata.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    name = Path(bundle_root).name
+    lines = [f"usage: python -m monai.bundle run --config_file {path} --OPTION VALUE ...", ""]
+    if meta.get("description"):
+        lines += [f"{name}: {meta['description']}", ""]
+    lines.append("options:")
+    for option, doc in parsed.get("options", {}).items():
+        default = parsed.get(option)
+        shown = "none" if not is_given(default) or (isinstance(default, str) and default.startswith("$")) \
+            else json.dumps(default)
+        text = doc if "default" in doc or shown == "none" else f"{doc} (default {shown})"
+        lines.append(f"  --{option:<22} {text}")
+    lines += ["", "Outputs are written to {output_dir}/{stem}_{suffix}; see the bundle's docs/README.md."]
+    print("\n".join(lines), flush=True)
 
 
 def load_network(

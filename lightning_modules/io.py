@@ -6,7 +6,10 @@ Everything here reads or writes files; numerics live elsewhere.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
@@ -44,9 +47,12 @@ def load_nifti(
         ``(data, affine, header)``; data axis order is the file's voxel order (i, j, k[, t]).
 
     Raises:
-        InputError: missing/unreadable file, wrong dimensionality, NaN or Inf values.
+        InputError: missing/unreadable file, a folder given as the file, a degenerate affine (e.g. all-zero sform
+            and no qform), wrong dimensionality, NaN or Inf values.
     """
     path = Path(path)
+    if str(path) and path.is_dir():
+        raise InputError(f"{what} file {str(path)!r} is a folder, not a file; give the NIfTI file inside it")
     if not str(path) or not path.is_file():
         raise InputError(f"{what} file {str(path)!r} does not exist; check the path")
     try:
@@ -54,6 +60,8 @@ def load_nifti(
         data = np.asarray(img.dataobj, dtype=np.float64)
     except Exception as err:  # nibabel raises many types for broken files
         raise InputError(f"{what} file {str(path)!r} is not a readable NIfTI image ({err})") from None
+    affine = np.asarray(img.affine, dtype=np.float64)
+    check_affine(affine, path=path, what=what)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         while data.ndim > max(allowed) and data.shape[-1] == 1:
@@ -64,7 +72,18 @@ def load_nifti(
     if not np.all(np.isfinite(data)):
         n_bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         raise InputError(f"{what} file {str(path)!r} contains {n_bad} NaN/Inf values; replace them (e.g. by 0)")
-    return data, np.asarray(img.affine, dtype=np.float64), img.header
+    return data, affine, img.header
+
+
+def check_affine(affine: np.ndarray, *, path: str | os.PathLike, what: str) -> None:
+    """Raise :class:`InputError` unless the voxel-to-world affine is finite and invertible (voxel axes that span
+    3-D space), as every output keeps it and the B0 direction is read from it."""
+    linear = np.asarray(affine, dtype=np.float64)[:3, :3]
+    finite = bool(np.all(np.isfinite(affine)))
+    sizes = np.linalg.norm(linear, axis=0) if finite else np.zeros(3)
+    if not finite or np.any(sizes == 0) or abs(np.linalg.det(linear / sizes)) < 1e-6:
+        raise InputError(f"{what} file {str(path)!r} has a degenerate affine (voxel axes that are zero, parallel or "
+                         f"not finite, e.g. an all-zero sform and no qform); fix its header's sform/qform")
 
 
 def check_same_grid(
@@ -95,6 +114,75 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
+#: Temporary files of atomic writes in progress, removed by :func:`remove_pending_temp_files` when a run is
+#: interrupted (a signal can arrive between creating a temporary file and the ``try`` that would remove it).
+_PENDING_TEMP_FILES: set[str] = set()
+
+
+def remove_pending_temp_files() -> None:
+    """Remove the temporary files of atomic writes that did not finish (called when a run is interrupted)."""
+    for tmp in list(_PENDING_TEMP_FILES):
+        Path(tmp).unlink(missing_ok=True)
+        _PENDING_TEMP_FILES.discard(tmp)
+
+
+def _temp_path(path: Path, suffix: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    _PENDING_TEMP_FILES.add(tmp)
+    return tmp
+
+
+def _nifti_to_temp(data: np.ndarray, affine: np.ndarray, path: Path, header: nib.Nifti1Header | None,
+                   dtype: np.dtype | type) -> str:
+    hdr = header.copy() if header is not None else None
+    img = nib.Nifti1Image(np.asarray(data, dtype=dtype), np.asarray(affine, dtype=np.float64), header=hdr)
+    img.set_data_dtype(dtype)
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    img.header["scl_slope"] = 1.0
+    img.header["scl_inter"] = 0.0
+    tmp = _temp_path(path, ".tmp.nii.gz" if path.name.endswith(".gz") else ".tmp.nii")
+    try:
+        nib.save(img, tmp)
+        os.chmod(tmp, _umask_mode())
+    except BaseException:
+        _discard(tmp)
+        raise
+    return tmp
+
+
+def _text_to_temp(text: str, path: Path) -> str:
+    tmp = _temp_path(path, ".tmp")
+    try:
+        Path(tmp).write_text(text, encoding="utf-8")
+        os.chmod(tmp, _umask_mode())
+    except BaseException:
+        _discard(tmp)
+        raise
+    return tmp
+
+
+def _discard(tmp: str) -> None:
+    Path(tmp).unlink(missing_ok=True)
+    _PENDING_TEMP_FILES.discard(tmp)
+
+
+def _rename_all(renames: list[tuple[str, Path]]) -> None:
+    """Rename temporary files onto their targets with SIGINT/SIGTERM held back, so a set is never half renamed."""
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    held = hasattr(signal, "pthread_sigmask")
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked) if held else None
+    try:
+        for tmp, path in renames:
+            os.replace(tmp, path)
+            _PENDING_TEMP_FILES.discard(tmp)
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def save_nifti_atomic(
     data: np.ndarray, affine: np.ndarray, path: str | os.PathLike, *, header: nib.Nifti1Header | None = None,
     dtype: np.dtype | type = np.float32,
@@ -105,41 +193,63 @@ def save_nifti_atomic(
     both sform and qform exactly as given.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    hdr = header.copy() if header is not None else None
-    img = nib.Nifti1Image(np.asarray(data, dtype=dtype), np.asarray(affine, dtype=np.float64), header=hdr)
-    img.set_data_dtype(dtype)
-    img.set_sform(affine, code=1)
-    img.set_qform(affine, code=1)
-    img.header["scl_slope"] = 1.0
-    img.header["scl_inter"] = 0.0
-    suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{suffix}")
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _rename_all([(_nifti_to_temp(data, affine, path, header, dtype), path)])
     return path
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
     """Write a text file (e.g. a CSV table) atomically: temporary file in the target folder, then rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _rename_all([(_text_to_temp(text, path), path)])
     return path
+
+
+class OutputSet:
+    """The outputs of one case, written to temporary files and renamed together only when all are written.
+
+    Use through :func:`atomic_output_set`; ``save_nifti`` and ``write_text`` take the arguments of
+    :func:`save_nifti_atomic` and :func:`write_text_atomic`.
+    """
+
+    def __init__(self) -> None:
+        self._renames: list[tuple[str, Path]] = []
+
+    def save_nifti(self, data: np.ndarray, affine: np.ndarray, path: str | os.PathLike, *,
+                   header: nib.Nifti1Header | None = None, dtype: np.dtype | type = np.float32) -> Path:
+        path = Path(path)
+        self._renames.append((_nifti_to_temp(data, affine, path, header, dtype), path))
+        return path
+
+    def write_text(self, text: str, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        self._renames.append((_text_to_temp(text, path), path))
+        return path
+
+    @property
+    def paths(self) -> list[Path]:
+        return [path for _, path in self._renames]
+
+
+@contextmanager
+def atomic_output_set() -> Iterator[OutputSet]:
+    """Write several outputs as one set: either all appear (renamed together at the end) or none.
+
+    >>> import numpy as np, tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> with atomic_output_set() as outputs:
+    ...     _ = outputs.write_text("a", folder / "a.txt")
+    ...     _ = outputs.write_text("b", folder / "b.txt")
+    >>> sorted(p.name for p in folder.iterdir())
+    ['a.txt', 'b.txt']
+    """
+    outputs = OutputSet()
+    try:
+        yield outputs
+    except BaseException:
+        for tmp, _ in outputs._renames:
+            _discard(tmp)
+        raise
+    _rename_all(outputs._renames)
 
 
 def reference_data_dir(*parts: str) -> Path:

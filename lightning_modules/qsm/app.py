@@ -18,9 +18,12 @@ import torch
 
 from lightning_modules.bundle_app import (
     exit_on_input_error,
+    interruptible,
     is_given,
     output_path,
+    parse_number,
     report_progress,
+    resolve_device,
     validated_cases,
 )
 from lightning_modules.io import InputError, check_same_grid, load_nifti, save_nifti_atomic, voxel_sizes_mm
@@ -29,6 +32,10 @@ from lightning_modules.qsm.dipole import b0_direction_from_affine, normalise_dir
 from lightning_modules.qsm.methods import DEFAULT_METHOD, build_network, invert_field
 
 OUTPUT_SUFFIX = "chi.nii.gz"
+
+#: Largest |local field| (ppm) accepted: tissue and air differ by about 9.4 ppm in susceptibility, so no field in
+#: or near the brain comes close; larger values are a wrong unit or a corrupt voxel, refused rather than inverted.
+MAX_PLAUSIBLE_FIELD_PPM = 100.0
 
 
 @dataclass
@@ -49,13 +56,12 @@ def parse_b0_dir(value: object) -> np.ndarray | None:
     """``--b0_dir`` as a unit vector: accepts a list or a string like ``"[0, 0.5, 1]"``; None if absent."""
     if not is_given(value):
         return None
+    usage = f"--b0_dir {value!r} is not a B0 direction; give three finite numbers, not all zero, like \"[0,0,1]\""
     try:
         vec = ast.literal_eval(value) if isinstance(value, str) else value
         return normalise_direction([float(v) for v in vec])
-    except (ValueError, TypeError, SyntaxError) as err:
-        raise InputError(
-            f"--b0_dir {value!r} is not a B0 direction; give three numbers like \"[0,0,1]\" ({err})"
-        ) from None
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise InputError(usage) from None
 
 
 def load_case(case: dict, output_dir: str | os.PathLike) -> QsmCase:
@@ -67,8 +73,10 @@ def load_case(case: dict, output_dir: str | os.PathLike) -> QsmCase:
     field_path = str(case["field"])
     field, affine, header = load_nifti(field_path, what="field map", ndim=3)
     unit = str(case.get("field_unit") or "ppm")
+    b0_tesla = parse_number(case.get("b0_tesla"), "b0_tesla", hint="the main field strength in T, e.g. 3")
+    te_ms = parse_number(case.get("te_ms"), "te_ms", hint="the echo time in ms, e.g. 20")
     try:
-        scale = field_scale_to_ppm(unit, b0_tesla=_number(case.get("b0_tesla")), te_ms=_number(case.get("te_ms")))
+        scale = field_scale_to_ppm(unit, b0_tesla=b0_tesla, te_ms=te_ms)
     except ValueError as err:
         raise InputError(f"field map {field_path!r}: {err}") from None
     field_ppm = field * scale
@@ -84,6 +92,7 @@ def load_case(case: dict, output_dir: str | os.PathLike) -> QsmCase:
         mask = field != 0
         if not mask.any():
             raise InputError(f"field map {field_path!r} is zero everywhere, so there is nothing to invert")
+    check_plausible_field(field_ppm, mask, field_path, unit)
     b0 = parse_b0_dir(case.get("b0_dir"))
     if b0 is None:
         b0 = b0_direction_from_affine(affine)
@@ -91,13 +100,15 @@ def load_case(case: dict, output_dir: str | os.PathLike) -> QsmCase:
                    output_path(output_dir, field_path, OUTPUT_SUFFIX))
 
 
-def _number(value: object) -> float | None:
-    if not is_given(value):
-        return None
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InputError(f"{value!r} is not a number") from None
+def check_plausible_field(field_ppm: np.ndarray, mask: np.ndarray, field_path: str, unit: str) -> None:
+    """Refuse a field whose values inside the mask cannot be a local field in ppm (see MAX_PLAUSIBLE_FIELD_PPM)."""
+    largest = float(np.max(np.abs(field_ppm[mask])))
+    if largest > MAX_PLAUSIBLE_FIELD_PPM:
+        n_bad = int(np.count_nonzero(np.abs(field_ppm[mask]) > MAX_PLAUSIBLE_FIELD_PPM))
+        raise InputError(
+            f"field map {field_path!r} reaches {largest:.3g} ppm as --field_unit {unit} ({n_bad} voxel(s) above "
+            f"{MAX_PLAUSIBLE_FIELD_PPM:g} ppm); the bundle expects a local field of at most a few ppm: give the "
+            f"right --field_unit (hz with --b0_tesla, rad with --b0_tesla and --te_ms) or mask out corrupt voxels")
 
 
 def invert(case: QsmCase, network: torch.nn.Module, device: torch.device) -> np.ndarray:
@@ -125,13 +136,19 @@ class QsmInversionApp:
         self.method = method
         self.datalist = datalist
         self.output_dir = output_dir
-        self.device = torch.device(device)
+        self.device = device
         self.bundle_root = bundle_root
 
     def run(self) -> list[Path]:
-        """Validate every case, then invert and write each; returns the written paths."""
+        """Validate every case, then invert and write each; returns the written paths. SIGTERM/SIGINT end the
+        run with a non-zero exit, keeping only the χ maps already complete."""
+        with interruptible():
+            return self._run()
+
+    def _run(self) -> list[Path]:
         with exit_on_input_error():
-            network = build_network(self.method, self.bundle_root).to(self.device).eval()
+            device = resolve_device(self.device)
+            network = build_network(self.method, self.bundle_root).to(device).eval()
             cases = validated_cases(self.single_case, datalist=self.datalist, main_key="field",
                                     outputs_of=lambda field: [output_path(self.output_dir, field, OUTPUT_SUFFIX)],
                                     validate=lambda case: load_case(case, self.output_dir))
@@ -140,7 +157,7 @@ class QsmInversionApp:
             loaded = load_case(case, self.output_dir)
             report_progress(i / len(cases), f"{self.method}: {Path(loaded.field_path).name}")
             start = time.perf_counter()
-            chi = invert(loaded, network, self.device)
+            chi = invert(loaded, network, device)
             written.append(save_nifti_atomic(chi, loaded.affine, loaded.output, header=loaded.header))
             print(f"wrote {loaded.output} ({time.perf_counter() - start:.1f} s)", flush=True)
         report_progress(1.0, "done")

@@ -19,9 +19,11 @@ import torch
 from lightning_modules import physics as ph
 from lightning_modules.bundle_app import (
     exit_on_input_error,
+    interruptible,
     load_network,
     output_path,
     report_progress,
+    resolve_device,
     validated_cases,
 )
 from lightning_modules.io import InputError, load_nifti, save_nifti_atomic, voxel_sizes_mm
@@ -29,6 +31,10 @@ from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.viewline import PIXEL_MM
 
 OUTPUT_SUFFIX = "concentration.nii.gz"
+
+#: Largest pixel accepted, as a multiple of the image's 99th-percentile (channel-summed) intensity, which the
+#: network divides by: a magnitude image's brightest pixels are a few times that, a corrupt pixel far more.
+MAX_INTENSITY_OVER_P99 = 1000.0
 
 #: The acquisition the shipped network was trained for, quoted in errors and in the bundle's docs.
 ACQUISITION = (
@@ -69,12 +75,29 @@ def load_case(case: dict, output_dir: str | os.PathLike) -> SpioCase:
         raise InputError(f"View Line image {path!r} {problem}; the network expects {ACQUISITION}")
     if not np.any(data):
         raise InputError(f"View Line image {path!r} is zero everywhere; the network expects {ACQUISITION}")
+    check_plausible_intensities(data[:, :, 0, :], path)
     pixel_mm = voxel_sizes_mm(affine)[[0, 1]]
     if not np.allclose(pixel_mm, PIXEL_MM, rtol=0.05):
         print(f"warning: {path}: pixel size {pixel_mm.round(3).tolist()} mm differs from the trained "
               f"{[round(p, 3) for p in PIXEL_MM]} mm; the concentrations may be off", flush=True)
     image = np.moveaxis(data[:, :, 0, :], -1, 0)
     return SpioCase(path, image, affine, header, output_path(output_dir, path, OUTPUT_SUFFIX))
+
+
+def check_plausible_intensities(image: np.ndarray, path: str) -> None:
+    """Refuse an image (nx, nz, 2) whose intensity scale the network cannot normalise: nothing above 0 in 99 % of
+    the pixels, or pixels beyond ``MAX_INTENSITY_OVER_P99`` times the 99th percentile (a corrupt pixel)."""
+    total = np.abs(image).sum(axis=-1)
+    p99 = float(np.percentile(total, 99))
+    if p99 <= 0:
+        raise InputError(f"View Line image {path!r} is zero in more than 99 % of its pixels; the network expects "
+                         f"a magnitude image of tissue or phantom across the field of view")
+    largest = float(total.max())
+    if largest > MAX_INTENSITY_OVER_P99 * p99:
+        n_bad = int(np.count_nonzero(total > MAX_INTENSITY_OVER_P99 * p99))
+        raise InputError(f"View Line image {path!r} has {n_bad} pixel(s) up to {largest:.3g}, over "
+                         f"{MAX_INTENSITY_OVER_P99:g}× its 99th-percentile intensity {p99:.3g}; the network "
+                         f"expects a magnitude image without such outliers: replace the corrupt pixels")
 
 
 #: Predicted concentrations below this are reported as 0 µg Fe/mm³: they lie under the lowest concentration the
@@ -129,21 +152,27 @@ class SpioQuantificationApp:
                  output_dir: str = "output", device: str | torch.device = "cpu") -> None:
         self.network, self.model_path = network, model_path
         self.single_case = {"image": image}
-        self.datalist, self.output_dir, self.device = datalist, output_dir, torch.device(device)
+        self.datalist, self.output_dir, self.device = datalist, output_dir, device
 
     def run(self) -> list[Path]:
-        """Validate every case, then predict and write each; returns the written paths."""
+        """Validate every case, then predict and write each; returns the written paths. SIGTERM/SIGINT end the
+        run with a non-zero exit, keeping only the maps already complete."""
+        with interruptible():
+            return self._run()
+
+    def _run(self) -> list[Path]:
         with exit_on_input_error():
+            device = resolve_device(self.device)
             cases = validated_cases(self.single_case, datalist=self.datalist, main_key="image",
                                     outputs_of=lambda image: [output_path(self.output_dir, image, OUTPUT_SUFFIX)],
                                     validate=lambda case: load_case(case, self.output_dir))
-            network = load_network(self.network, self.model_path).to(self.device)
+            network = load_network(self.network, self.model_path).to(device)
         written = []
         for i, case in enumerate(cases):
             loaded = load_case(case, self.output_dir)
             report_progress(i / len(cases), f"DeepSPIO: {Path(loaded.image_path).name}")
             start = time.perf_counter()
-            concentration = predict_concentration(network, loaded.image, self.device)
+            concentration = predict_concentration(network, loaded.image, device)
             written.append(save_nifti_atomic(concentration[:, :, None], loaded.affine, loaded.output,
                                              header=loaded.header))
             print(f"wrote {loaded.output} ({time.perf_counter() - start:.2f} s)", flush=True)
