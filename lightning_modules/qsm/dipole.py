@@ -39,6 +39,32 @@ def normalise_direction(b0_direction: Sequence[float]) -> np.ndarray:
     return b / np.linalg.norm(b)
 
 
+#: |D(k)| below which k counts as on the magic-angle cone.
+CONE_THRESHOLD = 0.05
+
+
+def field_error_std_ppm(field_ppm: torch.Tensor, mask: torch.Tensor, kernel: torch.Tensor) -> float:
+    """RMS (ppm per voxel of the mask) of the part of a field that no susceptibility can produce.
+
+    A dipole field has no energy where the kernel vanishes (the magic-angle cone, D(k) = 0); whatever energy a
+    measured field has there is noise or model error (background residue, non-dipolar sources, the cut at the
+    mask edge), which white noise of σ spreads evenly over k-space. By Parseval,
+    ``σ̂² = mean_{|D(k)|<t} |F(φ)(k)|² / N_mask``: for white noise of σ inside the mask, σ̂ = σ.
+
+    Args:
+        field_ppm: (i, j, k) field, ppm, 0 outside the mask.
+        mask: (i, j, k) 0/1.
+        kernel: the half-spectrum dipole kernel of this grid.
+    """
+    spectrum = torch.fft.rfftn(field_ppm.to(torch.float64) * mask, dim=(-3, -2, -1))
+    cone = kernel.abs() < CONE_THRESHOLD
+    cone[0, 0, 0] = False
+    voxels = float(mask.sum())
+    if not bool(cone.any()) or voxels == 0:
+        return 0.0
+    return float(spectrum[cone].abs().pow(2).mean().sqrt()) / np.sqrt(voxels)
+
+
 def dipole_kernel(
     shape: Sequence[int],
     voxel_size_mm: Sequence[float] = (1.0, 1.0, 1.0),

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from lightning_modules.qsm.dipole import field_error_std_ppm
+
 
 def _spatial_shape(field: torch.Tensor) -> tuple[int, int, int]:
     return tuple(field.shape[-3:])  # type: ignore[return-value]
@@ -57,11 +59,14 @@ class Ndi(nn.Module):
         regularization: λ, weight of the Tikhonov term.
         weighting: ``"uniform"`` (W = 1 everywhere: the field outside the mask is a measured zero, which was
             more accurate on in-vivo data) or ``"mask"`` (W = mask).
+        stop_ratio: stop early, by the discrepancy principle, once the RMS data residual sin(Dχ − φ) over the mask
+            falls to ``stop_ratio`` · σ̂, with σ̂ the field's non-dipolar part
+            (:func:`lightning_modules.qsm.dipole.field_error_std_ppm`); None runs all ``iterations``.
     """
 
     def __init__(
         self, *, iterations: int = 100, step_size: float = 2.0, regularization: float = 1e-3,
-        weighting: str = "uniform",
+        weighting: str = "uniform", stop_ratio: float | None = None,
     ) -> None:
         super().__init__()
         if iterations < 1:
@@ -72,13 +77,17 @@ class Ndi(nn.Module):
         self.step_size = float(step_size)
         self.regularization = float(regularization)
         self.weighting = weighting
+        self.stop_ratio = None if stop_ratio is None else float(stop_ratio)
+        self.iterations_run = 0
 
     def forward(
         self, field_ppm: torch.Tensor, kernel: torch.Tensor, mask: torch.Tensor | None = None,
         magnitude: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Invert a local field (ppm); ``magnitude`` (optional, any scale) multiplies the data weight W."""
-        *_, chi = self.iterate(field_ppm, kernel, mask, magnitude)
+        chi = torch.zeros_like(field_ppm)
+        for chi in self.iterate(field_ppm, kernel, mask, magnitude):  # noqa: B007 (the last iterate is the result)
+            pass
         return chi if mask is None else chi * mask
 
     def iterate(
@@ -99,11 +108,25 @@ class Ndi(nn.Module):
         tau = self.step_size
         shrink = 1.0 - tau * self.regularization
         chi = torch.zeros_like(phase)
+        stop_at = self._stop_residual(phase, kernel, mask)
+        inside = torch.ones_like(phase) if mask is None else mask.to(phase.dtype)
+        voxels = float(inside.sum().clamp_min(1.0))
+        self.iterations_run = 0
         for _ in range(self.iterations):
             residual = torch.fft.irfftn(torch.fft.rfftn(chi, dim=dims).mul_(kernel), s=shape, dim=dims)
             residual.sub_(phase).sin_()
+            if stop_at is not None and float((residual * inside).pow(2).sum()) / voxels <= stop_at**2:
+                return
+            self.iterations_run += 1
             if weight_sq is not None:
                 residual.mul_(weight_sq)
             gradient = torch.fft.irfftn(torch.fft.rfftn(residual, dim=dims).mul_(kernel), s=shape, dim=dims)
             chi.mul_(shrink).add_(gradient, alpha=-tau)
             yield chi
+
+    def _stop_residual(self, phase: torch.Tensor, kernel: torch.Tensor, mask: torch.Tensor | None) -> float | None:
+        """RMS residual (ppm) at which the discrepancy principle stops, or None (3-D fields only)."""
+        if self.stop_ratio is None or phase.dim() != 3:
+            return None
+        inside = torch.ones_like(phase) if mask is None else mask.to(phase.dtype)
+        return self.stop_ratio * field_error_std_ppm(phase, inside, kernel)

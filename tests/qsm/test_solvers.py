@@ -74,3 +74,19 @@ def test_ndi_weighting_and_magnitude_options():
         Ndi(weighting="magnitude")
     with pytest.raises(ValueError):
         Tkd(threshold=0.0)
+
+
+def test_ndi_discrepancy_stop_runs_fewer_iterations_on_noisier_fields_and_equals_that_many_plain_steps():
+    chi, brain = head_phantom((48, 48, 40), (1.5, 1.5, 1.5), seed=2)
+    kernel = dipole_kernel(chi.shape, (1.5, 1.5, 1.5))
+    mask = torch.as_tensor(brain, dtype=torch.float32)
+    runs = []
+    for noise in (5e-4, 8e-3):
+        field = torch.as_tensor(simulate_field(chi, brain, (1.5, 1.5, 1.5), noise_std_ppm=noise, seed=1).field_ppm,
+                                dtype=torch.float32)
+        ndi = Ndi(iterations=100, stop_ratio=0.7)
+        stopped = ndi(field, kernel, mask)
+        assert 0 < ndi.iterations_run < 100
+        torch.testing.assert_close(stopped, Ndi(iterations=ndi.iterations_run)(field, kernel, mask))
+        runs.append(ndi.iterations_run)
+    assert runs[1] < runs[0]
