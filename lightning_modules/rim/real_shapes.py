@@ -10,7 +10,8 @@ the binary mask (confluent lesions stay one lesion). Anatomy is the MNI ICBM152 
 nilearn wheel resampled onto the masks' 182×218×182 grid; χ, FLAIR, veins, rims and the QSM pipeline (dipole
 forward model → field noise → TKD) are those of :mod:`lightning_modules.rim.synth`, with the TKD threshold drawn
 per subject (0.15–0.25) and the FLAIR tissue contrasts varied per subject. Rim+ lesions are drawn among the
-lesions that have a core inside a 1 mm shell and at least ``RIM_MIN_VOLUME_MM3``; 10–20 % of all lesions.
+lesions that have a core inside a 1 mm shell and at least ``RIM_MIN_VOLUME_MM3``: 10–20 % of all lesions, capped
+by the number of such lesions (a patient with only small or thin lesions has none).
 
 The patient split is fixed (``PATIENT_SPLIT``, a permutation with seed 25 of the sorted patient numbers, written
 down before any training on these subjects): 15 patients for training, 5 for validation (epoch choice,

@@ -1,4 +1,5 @@
-"""The shipped QSMRim-Net ensemble on fresh synthetic subjects (240 lesions), and against the radiomics-only branch."""
+"""The shipped QSMRim-Net ensemble on fresh synthetic subjects (240 lesions) against the radiomics-only branch, and on
+held-out real-shape patients (its calibrated operating point)."""
 
 from __future__ import annotations
 
@@ -70,3 +71,43 @@ def test_shipped_weights_find_rim_lesions_on_fresh_subjects(quality) -> None:
 def test_shipped_weights_beat_radiomics_only_on_fresh_subjects(quality) -> None:
     ours = sum(quality["qsmrim_net"])  # ROC AUC + PR AUC
     assert ours > sum(quality["radiomics_only"]) and ours > sum(quality["radiomics_only_ensemble"]), quality
+
+
+@pytest.fixture(scope="module")
+def held_out_real_shapes() -> tuple[np.ndarray, np.ndarray, float]:
+    """Rim+ labels, shipped probabilities and threshold on two held-out real-shape patients (8 and 16)."""
+    from lightning_modules.rim.real_shapes import PATIENT_SPLIT, make_real_shape_subject, reference_data_dir
+
+    if not (reference_data_dir() / "ms_lesion_masks").is_dir():
+        pytest.skip(f"MS lesion masks not found under {reference_data_dir()} (../shared/data or "
+                    f"$QSM_SLICER_REFERENCE_DATA): held-out real-shape test skipped")
+    assert {8, 16} <= set(PATIENT_SPLIT["test"])  # never used for training, calibration or the threshold
+    extractor = make_extractor(BUNDLE / "configs" / "radiomics_qsm.yaml")
+    standardiser = FeatureStandardiser.load(BUNDLE / "models" / "radiomics_standardisation.json")
+    network = QsmRimNetEnsemble(5, n_radiomics=len(standardiser.names))
+    network.load_state_dict(torch.load(BUNDLE / "models" / "model.pt", map_location="cpu", weights_only=True))
+    labels, probabilities = [], []
+    for patient in (8, 16):
+        arrays = subject_arrays(make_real_shape_subject(patient, 0), extractor)
+        index = {n: i for i, n in enumerate(arrays["feature_names"].tolist())}
+        features = standardiser(np.stack([arrays["features"][:, index[n]] if n in index
+                                          else np.full(len(arrays["features"]), np.nan)
+                                          for n in standardiser.names], 1))
+        with torch.no_grad():
+            logits = network.eval()(torch.as_tensor(arrays["patches"], dtype=torch.float32),
+                                    torch.as_tensor(features))
+        probabilities.append(torch.sigmoid(logits).numpy())
+        labels.append(arrays["rim_positive"])
+    return np.concatenate(labels), np.concatenate(probabilities), float(network.threshold)
+
+
+@pytest.mark.slow
+def test_shipped_operating_point_holds_on_held_out_real_shapes(held_out_real_shapes) -> None:
+    from lightning_modules.rim.scores import f1_at
+
+    labels, probabilities, threshold = held_out_real_shapes
+    assert labels.sum() >= 5
+    # 0.3.0's failure (issue 25): rim+ lesions of real shape at a mean probability of 0.29, most below threshold
+    assert probabilities[labels == 1].mean() > 0.6 and probabilities[labels == 0].mean() < 0.1
+    # measured once (2026-12-04): F1 0.865 at 0.355, ROC AUC 0.985, rim+ mean 0.85, rim− 0.034 (0.3.0: F1 0.81, 0.66)
+    assert f1_at(labels, probabilities, threshold) >= 0.75 and roc_auc(labels, probabilities) >= 0.95
