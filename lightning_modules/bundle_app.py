@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lightning_modules.io import InputError, nifti_stem, remove_pending_temp_files
+from lightning_modules.monai_trust import bundles_dir
 
 if TYPE_CHECKING:
     import torch
@@ -320,5 +321,4 @@ def load_network(
 
 def bundle_root(name: str) -> str:
     """Folder of the bundle ``name``: ``$QSM_BUNDLES_DIR/name`` if set, else ``monai_bundles/name`` in this checkout."""
-    base = os.environ.get("QSM_BUNDLES_DIR") or str(Path(__file__).resolve().parents[1] / "monai_bundles")
-    return str(Path(base) / name)
+    return str(Path(bundles_dir()) / name)

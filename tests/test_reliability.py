@@ -339,6 +339,24 @@ def test_help_on_the_command_line_without_trust_warning(tmp_path):
     assert "Only proceed if this config is from a source you trust" not in result.stderr
 
 
+def test_trust_warning_is_dropped_only_for_our_shipped_configs(tmp_path):
+    from lightning_modules.monai_trust import PTH_LINE, install_pth, is_shipped_trust_warning
+
+    def message(path):
+        return (f'parsing config_file {path}: any `"_target_"` value in it is resolved to an importable callable '
+                "and invoked with no allow list ... Only proceed if this config is from a source you trust")
+
+    copy = tmp_path / "qsm_dipole_inversion" / "configs" / "inference.json"
+    copy.parent.mkdir(parents=True)
+    copy.write_text(BUNDLES[QSM].read_text())
+    assert all(is_shipped_trust_warning(message(BUNDLES[b]), UserWarning) for b in BUNDLES)
+    assert is_shipped_trust_warning(message([str(BUNDLES[QSM]), str(BUNDLES[QSM].parent / "train.json")]), UserWarning)
+    assert not is_shipped_trust_warning(message(copy), UserWarning)
+    assert not is_shipped_trust_warning(message([str(BUNDLES[QSM]), str(copy)]), UserWarning)
+    assert not is_shipped_trust_warning("something else", UserWarning)
+    assert Path(install_pth(str(tmp_path))).read_text() == PTH_LINE
+
+
 # --------------------------------------------------------------------------------- 8, 10: interruption
 
 _CHILD = """

@@ -26,5 +26,7 @@ if ! "$VENV/bin/python" -c "import radiomics" 2>/dev/null; then
 fi
 echo "[install] the project and its test peers"
 "${PIP[@]}" install -e ".[test]"
+# our own shipped bundle configs run without MONAI's "only proceed if you trust this config" warning
+"$VENV/bin/python" -m lightning_modules.monai_trust --install
 touch "$VENV/.installed"
 echo "[install] done: $VENV"
