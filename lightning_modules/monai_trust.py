@@ -3,9 +3,9 @@
 ``python -m monai.bundle run --config_file X`` warns, before it reads ``X``, that a config can run any code. For
 the four configs we ship that warning is noise in front of every message users read (the Slicer panels show the
 bundle's log). It is printed before any of our code runs, so the filter is installed at interpreter start-up by
-a ``.pth`` file in the environment's site-packages (``python -m lightning_modules.monai_trust --install``, run by
-``tools/install.sh``). A config counts as ours only if its real path is ``<bundles>/<bundle>/configs/<file>`` with
-``<bundles>`` the folder :func:`bundles_dir` names; copies elsewhere still get MONAI's warning.
+a ``.pth`` file in the environment's site-packages (:func:`install_pth`, run by ``tools/install.sh``). A config
+counts as ours only if its real path is ``<bundles>/<bundle>/configs/<file>`` with ``<bundles>`` the folder
+:func:`bundles_dir` names; copies elsewhere still get MONAI's warning.
 
 This module imports only the standard library: it is imported at every interpreter start-up.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 import ast
 import os
 import re
-import sys
 import warnings
 
 #: The bundles this project ships (``monai_bundles/<name>``).
@@ -23,7 +22,7 @@ BUNDLE_NAMES = ("qsm_dipole_inversion", "ivim_mapping", "spio_quantification", "
 
 #: The ``.pth`` file written by :func:`install_pth`; it does nothing once the package is gone.
 PTH_NAME = "qsm_slicer_extension_monai_trust.pth"
-PTH_LINE = ("import importlib.util as _u; _u.find_spec('lightning_modules') and "
+PTH_LINE = ("import importlib.util as _u; _u.find_spec('lightning_modules.monai_trust') and "
             "__import__('lightning_modules.monai_trust').monai_trust.install()\n")
 
 _TRUST_WARNING = re.compile(r"parsing config_file (?P<files>.+?): any `\"_target_\"` value", re.DOTALL)
@@ -85,8 +84,3 @@ def install_pth(site_dir: str | None = None) -> str:
         fh.write(PTH_LINE)
     return path
 
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["--install"]:
-        sys.exit("usage: python -m lightning_modules.monai_trust --install")
-    print(f"wrote {install_pth()}")

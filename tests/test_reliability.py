@@ -22,7 +22,6 @@ import pytest
 from monai.bundle import run as bundle_run
 
 from lightning_modules import physics as ph
-from lightning_modules.bundle_app import interruptible
 from lightning_modules.qsm.dipole import b0_direction_from_affine
 from lightning_modules.qsm.simulate import head_phantom, simulate_field
 
@@ -417,6 +416,8 @@ def test_sigterm_inside_lightning_fit_exits_nonzero():
     import pytorch_lightning as pl
     import torch
 
+    from lightning_modules.bundle_app import interruptible
+
     class Tiny(pl.LightningModule):
         def __init__(self):
             super().__init__()
@@ -441,6 +442,8 @@ def test_sigterm_inside_lightning_fit_exits_nonzero():
 
 @pytest.mark.parametrize("library_reaction", ["system_exit_without_code", "swallowed"])
 def test_sigterm_that_a_library_catches_still_fails_the_run(library_reaction):
+    from lightning_modules.bundle_app import interruptible
+
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as exit_:
         with interruptible():

@@ -27,6 +27,6 @@ fi
 echo "[install] the project and its test peers"
 "${PIP[@]}" install -e ".[test]"
 # our own shipped bundle configs run without MONAI's "only proceed if you trust this config" warning
-"$VENV/bin/python" -m lightning_modules.monai_trust --install
+"$VENV/bin/python" -c "from lightning_modules.monai_trust import install_pth; print('[install] wrote', install_pth())"
 touch "$VENV/.installed"
 echo "[install] done: $VENV"
