@@ -295,11 +295,14 @@ def test_folder_given_as_a_file_is_reported_as_a_folder(bundle, tmp_path, capsys
 
 def test_qsm_field_with_an_absurd_voxel_is_refused(tmp_path, capsys):
     field, brain = _qsm_field()
-    field[10, 10, 8] = 1e30
-    path = _save(field, _affine(), tmp_path / "s.nii.gz")
     mask = _save(brain, _affine(), tmp_path / "m.nii.gz")
-    _refused(capsys, QSM, expect="the bundle expects a local field of at most a few ppm", field=path, mask=mask,
-             method="tkd", output_dir=tmp_path / "o")
+    for voxel in ((10, 10, 8), (0, 0, 0)):  # inside the brain, and outside it (TKD inverts the whole field)
+        assert brain[voxel] == (voxel != (0, 0, 0))
+        corrupt = field.copy()
+        corrupt[voxel] = 1e30
+        path = _save(corrupt, _affine(), tmp_path / "s.nii.gz")
+        _refused(capsys, QSM, expect="the bundle expects a local field of at most a few ppm", field=path, mask=mask,
+                 method="tkd", output_dir=tmp_path / "o")
     ppb = _save(_qsm_field()[0] * 1e3 * 1e3, _affine(), tmp_path / "ppb.nii.gz")  # a field a million times too big
     _refused(capsys, QSM, expect="--field_unit", field=ppb, method="tkd", output_dir=tmp_path / "o")
     assert not (tmp_path / "o").exists()

@@ -92,7 +92,7 @@ def load_case(case: dict, output_dir: str | os.PathLike) -> QsmCase:
         mask = field != 0
         if not mask.any():
             raise InputError(f"field map {field_path!r} is zero everywhere, so there is nothing to invert")
-    check_plausible_field(field_ppm, mask, field_path, unit)
+    check_plausible_field(field_ppm, field_path, unit)
     b0 = parse_b0_dir(case.get("b0_dir"))
     if b0 is None:
         b0 = b0_direction_from_affine(affine)
@@ -100,15 +100,16 @@ def load_case(case: dict, output_dir: str | os.PathLike) -> QsmCase:
                    output_path(output_dir, field_path, OUTPUT_SUFFIX))
 
 
-def check_plausible_field(field_ppm: np.ndarray, mask: np.ndarray, field_path: str, unit: str) -> None:
-    """Refuse a field whose values inside the mask cannot be a local field in ppm (see MAX_PLAUSIBLE_FIELD_PPM)."""
-    largest = float(np.max(np.abs(field_ppm[mask])))
+def check_plausible_field(field_ppm: np.ndarray, field_path: str, unit: str) -> None:
+    """Refuse a field with values that cannot be a local field in ppm (see ``MAX_PLAUSIBLE_FIELD_PPM``), inside or
+    outside the mask (some methods invert the whole field before masking χ)."""
+    largest = float(np.max(np.abs(field_ppm)))
     if largest > MAX_PLAUSIBLE_FIELD_PPM:
-        n_bad = int(np.count_nonzero(np.abs(field_ppm[mask]) > MAX_PLAUSIBLE_FIELD_PPM))
+        n_bad = int(np.count_nonzero(np.abs(field_ppm) > MAX_PLAUSIBLE_FIELD_PPM))
         raise InputError(
             f"field map {field_path!r} reaches {largest:.3g} ppm as --field_unit {unit} ({n_bad} voxel(s) above "
             f"{MAX_PLAUSIBLE_FIELD_PPM:g} ppm); the bundle expects a local field of at most a few ppm: give the "
-            f"right --field_unit (hz with --b0_tesla, rad with --b0_tesla and --te_ms) or mask out corrupt voxels")
+            f"right --field_unit (hz with --b0_tesla, rad with --b0_tesla and --te_ms) or zero the corrupt voxels")
 
 
 def invert(case: QsmCase, network: torch.nn.Module, device: torch.device) -> np.ndarray:
