@@ -52,8 +52,10 @@ N_TEST_SUBJECTS = 12
 STATS = BUNDLE / "models" / "radiomics_standardisation.json"
 MODELS = {  # name → (weights, network options, ensemble members or None); all trained by configs/train.json on
     # the same lesions and split (fold k held out for member k; single models: fold 0)
-    "QSMRim-Net (shipped; 5-fold ensemble of CNN + rim profile + radiomics + DeepSMOTE)":
+    "QSMRim-Net (shipped 0.4.0; 0.3.0's members fine-tuned on real lesion shapes, calibrated)":
         (BUNDLE / "models" / "model.pt", {}, 5),
+    "QSMRim-Net 0.3.0 (5-fold ensemble of CNN + rim profile + radiomics + DeepSMOTE; synthetic shapes)":
+        (RESULTS / "qsmrim_net_synthetic_0.3.0.pt", {}, 5),
     "QSMRim-Net, one network (fold 0; shipped before the ensemble)": (RESULTS / "qsmrim_net_fold0.pt", {}, None),
     "radiomics only, 5-fold ensemble": (RESULTS / "radiomics_only_ensemble.pt", {"use_patch": False, "smote_k": 0}, 5),
     "radiomics only (radiomics branch, no DeepSMOTE; fold 0)": (RESULTS / "radiomics_only.pt",
