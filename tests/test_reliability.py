@@ -380,20 +380,35 @@ run(config_file=sys.argv[1], **json.loads(sys.argv[3]))
 """
 
 
-def _interrupt_during_write(config: Path, options: dict, *, nth_write: int, signum: int) -> subprocess.CompletedProcess:
-    process = subprocess.Popen([sys.executable, "-c", _CHILD, str(config), str(nth_write), json.dumps(options)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+def _interrupt_during_write(config: Path, options: dict, *, nth_write: int,
+                            signum: int | None) -> subprocess.CompletedProcess:
+    """Run the bundle in a child whose ``nth_write`` stalls, then interrupt it: with ``signum``, or (``None``) by
+    the Slicer panel's Cancel (``QSMSlicerCommon.process.BundleProcess.cancel``: SIGTERM to the process group)."""
+    sys.path.insert(0, str(REPO / "QSMSlicerExtension"))
+    try:
+        from QSMSlicerCommon.process import BundleProcess
+    finally:
+        sys.path.remove(str(REPO / "QSMSlicerExtension"))
+    lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+    process = BundleProcess([sys.executable, "-c", _CHILD, str(config), str(nth_write), json.dumps(options)],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, on_line=lambda s, t: lines[s].append(t))
+    process.start()
     deadline = time.monotonic() + 240
-    for line in process.stdout:
-        if "[test] temporary file written" in line or time.monotonic() > deadline:
-            break
-    process.send_signal(signum)
-    out, err = process.communicate(timeout=120)
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    while not any("[test] temporary file written" in t for t in lines["stdout"]) and time.monotonic() < deadline:
+        assert process.poll() is None, lines["stderr"][-20:]
+        time.sleep(0.05)
+    if signum is None:
+        outcome = process.cancel(grace_s=60)
+        assert outcome.cancelled
+    else:
+        os.kill(process.pid, signum)
+        outcome = process.wait(timeout_s=120)
+    return subprocess.CompletedProcess(process.command, outcome.returncode, "\n".join(lines["stdout"]),
+                                       "\n".join(lines["stderr"]))
 
 
-@pytest.mark.parametrize(("bundle", "signum"), [(QSM, signal.SIGTERM), (SPIO, signal.SIGTERM), (QSM, signal.SIGINT)])
+@pytest.mark.parametrize(("bundle", "signum"), [(QSM, None), (SPIO, signal.SIGTERM), (QSM, signal.SIGINT)],
+                         ids=["qsm-slicer-cancel", "spio-sigterm", "qsm-sigint"])
 def test_interrupted_batch_exits_nonzero_and_leaves_no_temporary_or_partial_file(bundle, signum, tmp_path):
     out = tmp_path / "out"
     if bundle == QSM:
@@ -407,6 +422,7 @@ def test_interrupted_batch_exits_nonzero_and_leaves_no_temporary_or_partial_file
     datalist.write_text(json.dumps(cases))
     result = _interrupt_during_write(BUNDLES[bundle], {**options, "datalist": str(datalist), "output_dir": str(out)},
                                      nth_write=2, signum=signum)
+    signum = signal.SIGTERM if signum is None else signum
     assert result.returncode == 128 + signum, (result.returncode, result.stderr[-2000:])
     assert "Traceback" not in result.stderr
     assert f"error: interrupted by {signal.Signals(signum).name}" in result.stderr
