@@ -29,7 +29,9 @@ bench-qsm: $(STAMP)
 	$(PY) benchmarks/qsm_accuracy.py
 
 bench-ivim: $(STAMP)
-	$(PY) benchmarks/ivim_accuracy.py --max_epochs 20 --n_dipy 500
+	OMP_NUM_THREADS=1 $(PY) benchmarks/ivim_mixed_snr.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/ivim_mixed_snr.py --model triexp
+	OMP_NUM_THREADS=1 $(PY) benchmarks/ivim_accuracy.py --snr 20 --n_dipy 500 --output_dir benchmarks/results/ivim/snr_aware_snr20
 
 bench-spio: $(STAMP)
 	$(PY) benchmarks/spio_accuracy.py

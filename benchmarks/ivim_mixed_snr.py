@@ -154,9 +154,10 @@ def main() -> None:
     app_options = {"model": args.model, "num_threads": 1, **parse_app_options(args.app)}
     app = IvimMappingApp(**app_options)
     case = IvimCase("mixed_snr.nii.gz", signals, b, mask, np.eye(4), None)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     net = app.fit_case(case)
-    net_s = time.perf_counter() - start
+    net_s, net_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     lsq = IvimLsq(b, model=args.model).fit(signals).params
     lsq_s = time.perf_counter() - start
@@ -191,7 +192,9 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['method']} | {r['snr']} | " + " | ".join(f"{r[n]:.3f}" for n in names)
                      + f" | {100 * r['failed']:.1f} % |")
-    lines += ["", "| method | voxels | wall s (net: training + inference) | ms/voxel |", "|---|---|---|---|"]
+    lines += ["", f"{args.label}: {net_s:.1f} s wall, {net_cpu_s:.1f} s CPU (torch 1 thread; machine load average "
+              f"{load:.1f} on {os.cpu_count()} cores when it finished).", "",
+              "| method | voxels | wall s (net: training + inference) | ms/voxel |", "|---|---|---|---|"]
     for method, s in seconds.items():
         count = int(dipy_pick.sum()) if method == "dipy trr" else n_vox
         lines.append(f"| {method} | {count} | {s:.1f} | {1e3 * s / count:.3f} |")

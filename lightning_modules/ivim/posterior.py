@@ -32,7 +32,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from scipy import ndimage
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
 from lightning_modules.ivim.lsq import IvimLsq, bounds_array
 from lightning_modules.ivim.networks import IvimNet, predict_ivim_net
@@ -45,6 +45,8 @@ DEFAULT_POSTERIOR_EPOCHS = 4
 POSTERIOR_LEARNING_RATE = 3e-3
 POSTERIOR_BATCH_SIZE = 1024
 POSTERIOR_WIDTH = 32
+#: Dropout of the posterior-mean network (0.1 as IVIM-NET; measured better than none at high SNR).
+POSTERIOR_DROPOUT = 0.1
 #: Fixed-point iterations of the prior's deconvolution, and the study voxels simulated and fitted for each.
 PRIOR_ITERATIONS = 4
 PRIOR_SAMPLES = 10_000
@@ -121,7 +123,7 @@ def deconvolved_prior(lsq: IvimLsq, estimates: np.ndarray, sigma: np.ndarray, rn
     At the fixed point least squares sees the simulated and the real study alike. ``limits`` ``(n_params, 2)``
     bound the result.
 
-    Returns ``(n, n_params)`` parameter rows, one per voxel.
+    Returns ``(n, n_params)`` parameter rows.
     """
     subset = rng.permutation(estimates.shape[0])[:n_samples]
     levels = np.linspace(0.005, 0.995, 199)
@@ -183,9 +185,11 @@ def train_posterior_network(network: IvimNet, signals: np.ndarray, sigma: np.nda
                             callbacks: list[pl.Callback] | None = None) -> IvimNet:
     """Train ``network`` (``noise_input``) on simulated ``signals`` ``(n, n_b)``, their ``sigma`` ``(n,)`` and true
     ``params`` ``(n, n_params)``; returns it in eval mode."""
-    data = DataLoader(TensorDataset(*(torch.as_tensor(x, dtype=torch.float32) for x in (signals, sigma, params))),
-                      batch_size=min(POSTERIOR_BATCH_SIZE, len(signals)), shuffle=True, drop_last=True,
-                      generator=torch.Generator().manual_seed(seed))
+    dataset = TensorDataset(*(torch.as_tensor(x, dtype=torch.float32) for x in (signals, sigma, params)))
+    # whole batches by one fancy index (no per-sample fetch and collate: ~2.5× faster steps on CPU)
+    batches = BatchSampler(RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)),
+                           min(POSTERIOR_BATCH_SIZE, len(signals)), drop_last=True)
+    data = DataLoader(dataset, sampler=batches, batch_size=None)
     pl.seed_everything(seed, workers=True, verbose=False)
     trainer = pl.Trainer(max_epochs=int(epochs), accelerator="cpu" if not torch.cuda.is_available() else "auto",
                          devices=1, callbacks=callbacks or [], enable_progress_bar=progress_bar,
@@ -225,7 +229,8 @@ def posterior_mean_fit(
     prior = deconvolved_prior(lsq, lsq_params, sigma, rng, limits=limits)
     simulated, params, sigma_rows = simulate_from_prior(model, b, prior, sigma, int(n_simulated), rng)
     torch.manual_seed(seed)
-    network = IvimNet(b, model=model, bounds=bounds, noise_input=True, log_signal_input=True, width=POSTERIOR_WIDTH)
+    network = IvimNet(b, model=model, bounds=bounds, noise_input=True, log_signal_input=True, width=POSTERIOR_WIDTH,
+                      dropout=POSTERIOR_DROPOUT)
     network = train_posterior_network(network, simulated, sigma_rows, params, epochs=epochs, seed=seed,
                                       progress_bar=progress_bar, callbacks=callbacks)
     net_params = np.clip(predict_ivim_net(network, signals, noise_sigma=sigma), limits[:, 0], limits[:, 1])
