@@ -147,10 +147,13 @@ def main() -> None:
     parser.add_argument("--output_dir", type=Path, default=RESULTS)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--test_seeds", type=int, nargs="+", default=[0],
+                        help="simulation seeds of the held-out patients (another seed: new rims, contrasts, noise)")
+    parser.add_argument("--name", default="rim_real_shapes", help="output file stem")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cache = args.cache_dir.expanduser()
-    test_keys, val_keys = subject_keys("test"), subject_keys("validation")
+    test_keys, val_keys = subject_keys("test", args.test_seeds), subject_keys("validation")
     build_cache(val_keys + test_keys, cache, params=BUNDLE / "configs" / "radiomics_qsm.yaml", workers=args.workers)
     standardiser = FeatureStandardiser.load(STATS)
     test, val = lesions(cache, test_keys, standardiser), lesions(cache, val_keys, standardiser)
@@ -203,12 +206,12 @@ def main() -> None:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     header = (f"Held-out real-shape patients {list(test_keys)}: {len(labels)} lesions, {int(labels.sum())} rim+ "
               f"(`benchmarks/rim_real_shapes.py`, {args.bootstrap} bootstrap resamples).\n\n")
-    (args.output_dir / "rim_real_shapes.md").write_text(header + table + "\n", encoding="utf-8")
+    (args.output_dir / f"{args.name}.md").write_text(header + table + "\n", encoding="utf-8")
     summary = {"test_subjects": test_keys, "validation_subjects": val_keys, "lesions": int(len(labels)),
                "rim_positive": int(labels.sum()), "metrics": rows, "reliability": reliability}
-    (args.output_dir / "rim_real_shapes.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    plot(labels, scores, args.output_dir / "rim_real_shapes.png")
-    print(f"wrote {args.output_dir}/rim_real_shapes.md, .json, .png", flush=True)
+    (args.output_dir / f"{args.name}.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    plot(labels, scores, args.output_dir / f"{args.name}.png")
+    print(f"wrote {args.output_dir}/{args.name}.md, .json, .png", flush=True)
 
 
 if __name__ == "__main__":
