@@ -90,20 +90,21 @@ def invert_field(
 
     Kernel-based methods (TKD, NDI, learned NDI) are called with the exact dipole kernel of this grid;
     QSMGAN is called with the voxel size and B0 direction, since it resamples to its training geometry.
-    Learned NDI sees the volume with its array axes permuted so that the axis closest to B0 comes last (exact,
-    no interpolation; undone on the result): its CNN was trained with B0 within 30° of that axis, so sagittal
-    or coronal storage orders get the same answer as the equivalent axial one.
+    Learned NDI and QSMGAN see the volume with its array axes permuted so that the axis closest to B0 comes last
+    (exact, no interpolation; undone on the result): learned NDI's CNN was trained with B0 within 30° of that axis,
+    and QSMGAN's grid has B0 along its last axis, so sagittal or coronal storage orders get the same answer as the
+    equivalent axial one without a resampling.
     """
     with torch.no_grad():
-        if isinstance(network, QsmganInversion):
-            return network(field_ppm, mask, voxel_size_mm, b0_direction)
-        order = b0_last_order(b0_direction) if isinstance(network, LearnedNdi) else (0, 1, 2)
+        order = b0_last_order(b0_direction) if isinstance(network, (LearnedNdi, QsmganInversion)) else (0, 1, 2)
         if order != (0, 1, 2):
             inverse = tuple(order.index(a) for a in range(3))
             chi = invert_field(network, field_ppm.permute(order).contiguous(),
                                None if mask is None else mask.permute(order).contiguous(),
                                [voxel_size_mm[a] for a in order], [b0_direction[a] for a in order])
             return chi.permute(inverse).contiguous()
+        if isinstance(network, QsmganInversion):
+            return network(field_ppm, mask, voxel_size_mm, b0_direction)
         kernel = dipole_kernel(field_ppm.shape, voxel_size_mm, b0_direction, device=field_ppm.device)
         if isinstance(network, TotalVariation):
             return network(field_ppm, kernel, mask, voxel_size_mm=[float(v) for v in voxel_size_mm])
