@@ -39,8 +39,10 @@ class QSMInversion(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["QSM Slicer Extension developers"]
         self.parent.helpText = (
-            "Computes a susceptibility map (ppm) from a local field map by dipole inversion (QSMGAN, learned NDI, "
-            "TV, NDI or TKD), running the qsm_dipole_inversion MONAI bundle in a separate process."
+            "Computes a susceptibility map (ppm) from a local field map by dipole inversion, running the "
+            "qsm_dipole_inversion MONAI bundle in a separate process. Methods, as ranked on real brains against "
+            "COSMOS: QSMGAN (the default), TV, NDI, TKD. Learned NDI loses to TKD on real brains and is offered "
+            "for comparison only."
         )
         self.parent.acknowledgementText = "Built on MONAI and PyTorch Lightning."
 
