@@ -33,17 +33,20 @@ def _run_train(bundle: str, overrides: list[str], tmp_path: Path, *, config: str
     return result.stdout
 
 
-def _network_def(bundle: str, config: str) -> torch.nn.Module:
+def _network_def(bundle: str, config: str, overrides: dict | None = None) -> torch.nn.Module:
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
     parser.read_config(str(Path(bundle_root(bundle)) / "configs" / config))
+    for key, value in (overrides or {}).items():
+        parser[key] = value
     return parser.get_parsed_content("network_def")
 
 
-def _load_strict(bundle: str, path: Path, *, config: str = "inference.json") -> torch.nn.Module:
+def _load_strict(bundle: str, path: Path, *, config: str = "inference.json", overrides: dict | None = None
+                 ) -> torch.nn.Module:
     assert path.is_file(), f"{path} was not written"
-    network = _network_def(bundle, config)
+    network = _network_def(bundle, config, overrides)
     network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))  # strict: every key matches
     return network.eval()
 
@@ -80,7 +83,7 @@ def test_qsm_ddp_training_writes_loadable_weights(tmp_path):
                                                  "--batch_size", "2", "--trainer#limit_train_batches", "2",
                                                  "--trainer#max_time", "None"], tmp_path)
     _improvements(stdout, "val_nrmse")
-    _load_strict("qsm_dipole_inversion", model)
+    _load_strict("qsm_dipole_inversion", model, overrides={"method": "learned_ndi"})
 
 
 def test_qsmgan_ddp_training_runs_both_phases(tmp_path):
