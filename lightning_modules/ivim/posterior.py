@@ -15,7 +15,10 @@ tissue, coil sensitivity), so σ is per voxel, never one number for the study:
 4. signals simulated from that prior, each with a σ drawn from the study's (:func:`simulate_from_prior`), and an
    :class:`~lightning_modules.ivim.networks.IvimNet` that is also told σ (``noise_input``) and sees the log signal
    (``log_signal_input``) trained supervised on them: the mean squared parameter error (each parameter scaled by
-   its output range) is minimised by the posterior mean (:class:`PosteriorMeanModule`);
+   its output range) is minimised by the posterior mean (:class:`PosteriorMeanModule`); steps 3–4 run twice
+   (:data:`PRIOR_PASSES`): the second prior starts from the first network's estimates of the study, whose joint
+   structure is far closer to the tissue's than that of the noisy least-squares estimates, and the same network
+   trains on, simulated from it;
 5. where a parameter is determined by the data — its Cramér–Rao standard deviation at the least-squares estimate is
    below 0.1 of the prior's spread, where the Gaussian posterior mean lies within 1 % of the way from the
    least-squares estimate to the prior mean — least squares is kept, and the network's estimate is used from 0.3
@@ -50,6 +53,10 @@ POSTERIOR_DROPOUT = 0.1
 #: Fixed-point iterations of the prior's deconvolution, and the study voxels simulated and fitted for each.
 PRIOR_ITERATIONS = 4
 PRIOR_SAMPLES = 10_000
+#: Passes of prior and training: the second deconvolves from the first network's estimates (the posterior means of
+#: the study, whose joint structure is far closer to the tissue's than that of the noisy least-squares estimates)
+#: and continues training the same network on simulations from it.
+PRIOR_PASSES = 2
 #: Side (voxels) of the box over which the residual variance is averaged into a local noise level.
 NOISE_BOX_VOXELS = 5
 #: Cramér–Rao SD / prior SD at and below which least squares is kept, and at and above which the network is used.
@@ -112,7 +119,7 @@ def simulate_from_prior(model: str, b_values_s_per_mm2: np.ndarray, prior: np.nd
 
 
 def deconvolved_prior(lsq: IvimLsq, estimates: np.ndarray, sigma: np.ndarray, rng: np.random.Generator, *,
-                      limits: np.ndarray, iterations: int = PRIOR_ITERATIONS,
+                      limits: np.ndarray, start: np.ndarray | None = None, iterations: int = PRIOR_ITERATIONS,
                       n_samples: int = PRIOR_SAMPLES) -> np.ndarray:
     """A sample of the study's parameter distribution, deconvolved from the estimation noise.
 
@@ -121,14 +128,15 @@ def deconvolved_prior(lsq: IvimLsq, estimates: np.ndarray, sigma: np.ndarray, rn
     the study's ``sigma`` (:func:`simulate_from_prior`), fitted by ``lsq``, and every value is shifted by the
     difference between the least-squares quantiles of the study and of the simulation at its own quantile level.
     At the fixed point least squares sees the simulated and the real study alike. ``limits`` ``(n_params, 2)``
-    bound the result.
+    bound the result. ``start``: another starting sample (e.g. a first network's estimates of the study), still
+    corrected towards the least-squares quantiles of ``estimates``.
 
     Returns ``(n, n_params)`` parameter rows.
     """
     subset = rng.permutation(estimates.shape[0])[:n_samples]
     levels = np.linspace(0.005, 0.995, 199)
     target = np.quantile(estimates[subset], levels, axis=0)
-    prior = estimates.astype(np.float64).copy()
+    prior = (estimates if start is None else start).astype(np.float64).copy()
     for _ in range(iterations):
         simulated, _, _ = simulate_from_prior(lsq.model, lsq.b_values, prior[subset], sigma, None, rng)
         shift = target - np.quantile(lsq.fit(simulated).params, levels, axis=0)
@@ -226,14 +234,16 @@ def posterior_mean_fit(
     reference = np.ones(signals.shape[0]) if reference is None else np.asarray(reference, dtype=np.float64)
     sigma = local_noise_sigma(residual_variance(lsq_params, signals, b, model=model), reference,
                               mask if mask is not None and int(mask.sum()) == signals.shape[0] else None)
-    prior = deconvolved_prior(lsq, lsq_params, sigma, rng, limits=limits)
-    simulated, params, sigma_rows = simulate_from_prior(model, b, prior, sigma, int(n_simulated), rng)
     torch.manual_seed(seed)
     network = IvimNet(b, model=model, bounds=bounds, noise_input=True, log_signal_input=True, width=POSTERIOR_WIDTH,
                       dropout=POSTERIOR_DROPOUT)
-    network = train_posterior_network(network, simulated, sigma_rows, params, epochs=epochs, seed=seed,
-                                      progress_bar=progress_bar, callbacks=callbacks)
-    net_params = np.clip(predict_ivim_net(network, signals, noise_sigma=sigma), limits[:, 0], limits[:, 1])
+    net_params = None
+    for _ in range(PRIOR_PASSES):
+        prior = deconvolved_prior(lsq, lsq_params, sigma, rng, limits=limits, start=net_params)
+        simulated, params, sigma_rows = simulate_from_prior(model, b, prior, sigma, int(n_simulated), rng)
+        network = train_posterior_network(network, simulated, sigma_rows, params, epochs=epochs, seed=seed,
+                                          progress_bar=progress_bar, callbacks=callbacks)
+        net_params = np.clip(predict_ivim_net(network, signals, noise_sigma=sigma), limits[:, 0], limits[:, 1])
     weight = least_squares_weight(lsq_params, sigma, prior.std(axis=0), model=model, b_values_s_per_mm2=b,
                                   bounds=limits)
     return weight * lsq_params + (1 - weight) * net_params, network
