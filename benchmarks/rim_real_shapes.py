@@ -40,7 +40,7 @@ from lightning_modules.rim.calibration import expected_calibration_error, fit_pl
 from lightning_modules.rim.data import build_cache, load_cache
 from lightning_modules.rim.ensemble import QsmRimNetEnsemble
 from lightning_modules.rim.radiomics import FeatureStandardiser
-from lightning_modules.rim.real_shapes import subject_keys
+from lightning_modules.rim.real_shapes import parse_key, subject_keys
 from lightning_modules.rim.scores import best_f1_threshold
 
 BUNDLE = Path(bundle_root("rim_lesion_detection"))
@@ -73,8 +73,8 @@ def lesions(cache: Path, keys: list[str], standardiser: FeatureStandardiser) -> 
     data["z"] = standardiser(np.stack([data["features"][:, index[n]] if n in index
                                        else np.full(len(data["rim_positive"]), np.nan)
                                        for n in standardiser.names], 1))
-    data["patient"] = np.concatenate([np.full(len(np.load(cache / f"subject_{k}.npz")["rim_positive"]), i)
-                                      for i, k in enumerate(keys)])
+    data["patient"] = np.concatenate([np.full(len(np.load(cache / f"subject_{k}.npz")["rim_positive"]), parse_key(k)[0])
+                                      for k in keys])  # simulation seeds of one patient form one cluster
     return data
 
 
