@@ -245,7 +245,9 @@ def interruptible() -> Iterator[None]:
         raise Interrupted(signum)
 
     main_thread = _in_main_thread()
-    previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
+    # SIGINT too: a process started in the background of a non-interactive shell inherits SIGINT as ignored, and
+    # Python then installs no KeyboardInterrupt handler, so an explicit Ctrl+C / kill -INT would do nothing
+    previous = {s: signal.signal(s, on_sigterm) for s in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}
     try:
         yield
     except (Interrupted, KeyboardInterrupt) as err:
@@ -255,8 +257,8 @@ def interruptible() -> Iterator[None]:
             _exit_interrupted(received[0])
         raise
     finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if received:
         _exit_interrupted(received[0])
 
