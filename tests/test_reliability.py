@@ -194,7 +194,6 @@ def test_rim_output_table_never_overwrites_an_input(tmp_path, capsys):
              lesion_mask=case["lesion_mask"], output_dir=tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="rim app lists only the table in outputs_of; its owner adds the labelmap")
 def test_rim_batch_labelmap_of_one_case_is_another_cases_qsm(tmp_path, capsys):
     case = _rim_case(tmp_path)
     second = _save(np.zeros((24, 24, 24)) + 0.01, np.eye(4), tmp_path / "q_rim_labels.nii.gz")
@@ -248,13 +247,20 @@ def test_output_dir_that_is_a_file_is_refused(bundle, tmp_path, capsys):
 
 # ------------------------------------------------------------------------------ 4: --device cuda on CPU
 
-@pytest.mark.parametrize("bundle", [QSM, SPIO])
+@pytest.mark.parametrize("bundle", [QSM, SPIO, IVIM, RIM])
 def test_unavailable_device_is_refused(bundle, tmp_path, capsys, monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    options = ({"field": _qsm_case(tmp_path)[0], "method": "tkd"} if bundle == QSM
-               else {"image": _save(_spio_image(), _spio_affine(), tmp_path / "v.nii.gz")})
+    if bundle == QSM:
+        options = {"field": _qsm_case(tmp_path)[0], "method": "tkd"}
+    elif bundle == SPIO:
+        options = {"image": _save(_spio_image(), _spio_affine(), tmp_path / "v.nii.gz")}
+    elif bundle == IVIM:
+        dwi, bvals = _ivim_case(tmp_path)
+        options = {"dwi": dwi, "bvals": bvals, "method": "lsq"}
+    else:
+        options = _rim_case(tmp_path)
     _refused(capsys, bundle, expect="--device cuda is not available", device="cuda", output_dir=tmp_path / "o",
              **options)
     _refused(capsys, bundle, expect="--device 'gpu0' is not a device", device="gpu0", output_dir=tmp_path / "o",
@@ -276,6 +282,30 @@ def test_qsm_bad_option_values_name_the_option(option, value, expect, tmp_path, 
                "output_dir": tmp_path / "o", option: value}
     line = _refused(capsys, QSM, expect=expect, **options)
     assert "<ast." not in line and "object at 0x" not in line
+
+
+@pytest.mark.parametrize(("option", "value", "expect"), [
+    ("max_epochs", "abc", "--max_epochs 'abc' is not a number"),
+    ("max_epochs", "2.5", "--max_epochs '2.5' is not an integer"),
+    ("max_epochs", "0", "--max_epochs 0 is outside 1 ≤ value"),
+    ("patience_epochs", "x", "--patience_epochs 'x' is not a number"),
+    ("batches_per_epoch", "-3", "--batches_per_epoch -3 is outside"),
+    ("seed", "s", "--seed 's' is not a number"),
+    ("refine_strength", "inf", "--refine_strength 'inf' is not a finite number"),
+    ("n_ensemble", "two", "--n_ensemble 'two' is not a number"),
+    ("posterior_simulations", "many", "--posterior_simulations 'many' is not a number"),
+    ("num_threads", "0", "--num_threads 0 is outside"),
+])
+def test_ivim_bad_numeric_options_name_the_option(option, value, expect, tmp_path, capsys):
+    dwi, bvals = _ivim_case(tmp_path)
+    _refused(capsys, IVIM, expect=expect, dwi=dwi, bvals=bvals, output_dir=tmp_path / "o", **{option: value})
+    assert not (tmp_path / "o").exists()
+
+
+def test_rim_bad_threshold_names_the_option(tmp_path, capsys):
+    _refused(capsys, RIM, expect="--threshold 'abc' is not a number", threshold="abc", output_dir=tmp_path / "o",
+             **_rim_case(tmp_path))
+    assert not (tmp_path / "o").exists()
 
 
 # ------------------------------------------------------------------------------ folders given as files
@@ -316,6 +346,66 @@ def test_spio_image_with_an_absurd_pixel_is_refused(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_ivim_dwi_with_an_absurd_voxel_is_refused(tmp_path, capsys):
+    dwi, bvals = _ivim_case(tmp_path)
+    data = nib.load(str(dwi)).get_fdata()
+    data[1, 2, 1, 3] = 1e30
+    _save(data, np.diag([2.0, 2.0, 3.0, 1.0]), dwi)
+    for method in ("lsq", "net"):  # the posterior-mean fit used to give NaN maps and exit 0
+        _refused(capsys, IVIM, expect="more than 1000× the median signal at the lowest b-value", dwi=dwi,
+                 bvals=bvals, method=method, output_dir=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_ivim_non_finite_fit_is_an_error_not_nan_maps(tmp_path, capsys, monkeypatch):
+    from lightning_modules.ivim.app import IvimMappingApp
+
+    real_fit = IvimMappingApp.fit_case
+
+    def nan_fit(self, case):
+        params = real_fit(self, case)
+        params[0, 1] = np.nan
+        return params
+
+    monkeypatch.setattr(IvimMappingApp, "fit_case", nan_fit)
+    dwi, bvals = _ivim_case(tmp_path)
+    _refused(capsys, IVIM, expect="gave non-finite parameters in 1 voxel(s)", dwi=dwi, bvals=bvals, method="lsq",
+             output_dir=tmp_path / "o")
+    assert not (tmp_path / "o").exists() or not _files(tmp_path / "o")
+
+
+def test_ivim_net_fit_with_a_one_voxel_mask_is_refused_in_one_line(tmp_path, capsys):
+    dwi, bvals = _ivim_case(tmp_path)
+    mask = np.zeros((4, 4, 3))
+    mask[1, 1, 1] = 1
+    mask = _save(mask, np.diag([2.0, 2.0, 3.0, 1.0]), tmp_path / "m.nii.gz")
+    _refused(capsys, IVIM, expect="needs at least 2", dwi=dwi, bvals=bvals, mask=mask, posterior_mean=False,
+             max_epochs=1, batches_per_epoch=2, output_dir=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+    code, _, err = _run(capsys, IVIM, dwi=dwi, bvals=bvals, mask=mask, method="lsq", output_dir=tmp_path / "o")
+    assert code == 0, err  # least squares fits a single voxel
+
+
+@pytest.mark.parametrize(("name", "scale", "expect"), [
+    ("ppb_int16", 1e5, "QSM must be in ppm"),  # 0.01 ppm × 1e5 = ±1000, stored as int16
+    ("corrupt_voxel", None, "QSM must be in ppm"),
+    ("all_zero", 0.0, "is zero everywhere"),
+])
+def test_rim_implausible_qsm_is_refused(name, scale, expect, tmp_path, capsys):
+    case = _rim_case(tmp_path)
+    qsm = nib.load(str(case["qsm"])).get_fdata()
+    if name == "corrupt_voxel":
+        qsm[0, 0, 0] = 1e30
+        _save(qsm, np.eye(4), case["qsm"])
+    elif name == "ppb_int16":
+        qsm[12:14, 12:14, 12:14] = -0.01
+        nib.save(nib.Nifti1Image(np.rint(qsm * scale).astype(np.int16), np.eye(4)), str(case["qsm"]))
+    else:
+        _save(qsm * scale, np.eye(4), case["qsm"])
+    _refused(capsys, RIM, expect=expect, output_dir=tmp_path / "o", **case)
+    assert not (tmp_path / "o").exists()
+
+
 # ------------------------------------------------------------------------------------------------ --help
 
 @pytest.mark.parametrize(("bundle", "options"), [
@@ -330,6 +420,19 @@ def test_help_prints_options_units_and_defaults(bundle, options, capsys):
         assert option in out, option
     assert ("ppm" in out and 'default "ppm"' in out) if bundle == QSM else "µg Fe/mm³" in out
     assert 'default "output"' in out
+
+
+@pytest.mark.parametrize(("bundle", "options", "units"), [
+    (IVIM, ("--dwi", "--bvals", "--mask", "--model", "--mode", "--method", "--max_epochs", "--posterior_mean",
+            "--seed", "--datalist", "--output_dir", "--device"), ("s/mm²", "mm²/s", "default 60")),
+    (RIM, ("--qsm", "--flair", "--lesion_mask", "--threshold", "--datalist", "--output_dir", "--device"),
+     ("ppm",)),
+])
+def test_help_of_ivim_and_rim(bundle, options, units, capsys):
+    code, out, err = _run(capsys, bundle, help=True)
+    assert code == 0 and "error:" not in err, err
+    for option in (*options, *units, 'default "output"'):
+        assert option in out, option
 
 
 def test_help_on_the_command_line_without_trust_warning(tmp_path):
@@ -407,13 +510,22 @@ def _interrupt_during_write(config: Path, options: dict, *, nth_write: int,
                                        "\n".join(lines["stderr"]))
 
 
-@pytest.mark.parametrize(("bundle", "signum"), [(QSM, None), (SPIO, signal.SIGTERM), (QSM, signal.SIGINT)],
-                         ids=["qsm-slicer-cancel", "spio-sigterm", "qsm-sigint"])
+@pytest.mark.parametrize(("bundle", "signum"), [(QSM, None), (SPIO, signal.SIGTERM), (QSM, signal.SIGINT),
+                                              (IVIM, signal.SIGTERM), (RIM, None)],
+                         ids=["qsm-slicer-cancel", "spio-sigterm", "qsm-sigint", "ivim-sigterm", "rim-slicer-cancel"])
 def test_interrupted_batch_exits_nonzero_and_leaves_no_temporary_or_partial_file(bundle, signum, tmp_path):
     out = tmp_path / "out"
+    nth_write = 2
     if bundle == QSM:
         cases = [{"field": str(_qsm_case(tmp_path, name)[0])} for name in ("a", "b")]
         options, first, shape = {"method": "tkd"}, "a_chi.nii.gz", QSM_SHAPE
+    elif bundle == IVIM:  # interrupted between the second case's 1st and 2nd map: none of its maps may appear
+        cases = [dict(zip(("dwi", "bvals"), map(str, _ivim_case(tmp_path, name)))) for name in ("a", "b")]
+        options, shape, nth_write = {"method": "lsq"}, (4, 4, 3), 5
+        first = {f"a_{p}.nii.gz" for p in ("D", "f", "Dstar", "S0")}
+    elif bundle == RIM:  # the second case's labelmap is written, its table not yet
+        cases = [{k: str(v) for k, v in _rim_case(tmp_path, name).items()} for name in ("a", "b")]
+        options, shape, first = {}, (24, 24, 24), {"a_rim_labels.nii.gz", "a_lesions.csv"}
     else:
         cases = [{"image": str(_save(_spio_image(i), _spio_affine(), tmp_path / f"{n}.nii.gz"))}
                  for i, n in enumerate(("a", "b"))]
@@ -421,13 +533,16 @@ def test_interrupted_batch_exits_nonzero_and_leaves_no_temporary_or_partial_file
     datalist = tmp_path / "list.json"
     datalist.write_text(json.dumps(cases))
     result = _interrupt_during_write(BUNDLES[bundle], {**options, "datalist": str(datalist), "output_dir": str(out)},
-                                     nth_write=2, signum=signum)
+                                     nth_write=nth_write, signum=signum)
     signum = signal.SIGTERM if signum is None else signum
     assert result.returncode == 128 + signum, (result.returncode, result.stderr[-2000:])
     assert "Traceback" not in result.stderr
     assert f"error: interrupted by {signal.Signals(signum).name}" in result.stderr
-    assert _files(out) == {first}, _files(out)  # the finished case complete, nothing of the second, no .tmp
-    assert nib.load(str(out / first)).shape == shape
+    first = {first} if isinstance(first, str) else first
+    assert _files(out) == first, _files(out)  # the finished case complete, nothing of the second, no .tmp
+    for name in first:
+        if name.endswith(".nii.gz"):
+            assert nib.load(str(out / name)).shape == shape
 
 
 def test_sigterm_inside_lightning_fit_exits_nonzero():

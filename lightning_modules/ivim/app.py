@@ -18,13 +18,16 @@ import torch
 
 from lightning_modules.bundle_app import (
     exit_on_input_error,
+    interruptible,
     is_given,
     output_path,
     parse_flag,
+    parse_number,
     report_progress,
+    resolve_device,
     validated_cases,
 )
-from lightning_modules.io import InputError, check_same_grid, load_nifti, save_nifti_atomic
+from lightning_modules.io import InputError, atomic_output_set, check_same_grid, load_nifti
 from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.lsq import IvimLsq, bounds_array
 from lightning_modules.ivim.module import DEFAULT_REFINE_STRENGTH, ProgressLines, fit_ivim_net
@@ -39,6 +42,16 @@ PRETRAINED_WEIGHTS = {
     ("biexp", "ivimnet11"): "model.pt",
     ("biexp", "osipi18"): "model_biexp_osipi18.pt",
 }
+
+
+#: Largest accepted ratio of any signal in the mask to the median signal at the lowest b-value there: diffusion
+#: weighting only lowers the signal and tissues differ by a few times at most, so a voxel 1000× brighter is a
+#: corrupt value (one such voxel used to turn every fitted map into NaN), refused rather than fitted.
+MAX_SIGNAL_TO_MEDIAN = 1000.0
+
+#: Fewest voxels with signal that IVIM-NET's fit to the study (``--posterior_mean false``) can train on: one is
+#: held out for validation, the rest are the training set.
+MIN_NET_FIT_VOXELS = 2
 
 
 @dataclass
@@ -102,10 +115,26 @@ def load_case(case: dict, *, model: str) -> IvimCase:
     else:
         mask = np.ones(dwi.shape[:3], dtype=bool)
     signals = dwi[mask]
-    if not np.any(normalise_signal(signals, b)[2]):
+    _, ref, valid = normalise_signal(signals, b)
+    if not np.any(valid):
         raise InputError(f"DWI file {dwi_path!r} has no voxel with a positive signal at the lowest b-value in the "
                          "mask; check the image and the mask")
+    check_plausible_signals(signals, ref[valid], dwi_path)
     return IvimCase(dwi_path, signals, b, mask, affine, header)
+
+
+def check_plausible_signals(signals: np.ndarray, reference: np.ndarray, dwi_path: str) -> None:
+    """Refuse signals in the mask beyond ``MAX_SIGNAL_TO_MEDIAN`` × the median lowest-b signal (``reference``: that
+    signal of the voxels with a positive one)."""
+    median = float(np.median(reference))
+    limit = MAX_SIGNAL_TO_MEDIAN * median
+    largest = float(np.max(np.abs(signals)))
+    if not largest <= limit:
+        n_bad = int(np.count_nonzero(np.any(np.abs(signals) > limit, axis=-1)))
+        raise InputError(
+            f"DWI file {dwi_path!r} has {n_bad} voxel(s) in the mask with a signal of up to {largest:.3g}, more than "
+            f"{MAX_SIGNAL_TO_MEDIAN:g}× the median signal at the lowest b-value ({median:.3g}); zero or mask out the "
+            f"corrupt voxels")
 
 
 def pretrained_network(model: str, b_values: np.ndarray, bundle_root: str | os.PathLike) -> IvimNet:
@@ -158,16 +187,17 @@ class IvimMappingApp:
         self.model, self.mode, self.method, self.bounds = str(model), str(mode), str(method), str(bounds)
         self.datalist = datalist
         self.output_dir = output_dir
-        self.device = torch.device(device)
+        self.device = device
         self.bundle_root = bundle_root
-        self.max_epochs, self.patience_epochs, self.seed = int(max_epochs), int(patience_epochs), int(seed)
-        self.batches_per_epoch = int(batches_per_epoch)
+        # numbers as given; _check_options parses them (a one-line error naming the option, not a traceback)
+        self.max_epochs, self.patience_epochs, self.seed = max_epochs, patience_epochs, seed
+        self.batches_per_epoch = batches_per_epoch
         self.num_threads = num_threads
-        self.refine_strength = float(refine_strength)
-        self.n_ensemble = int(n_ensemble)
+        self.refine_strength = refine_strength
+        self.n_ensemble = n_ensemble
         # the command line may hand over "true"/"false" as strings; anything else is refused by _check_options
         self.posterior_mean = parse_flag(posterior_mean)
-        self.posterior_simulations = int(posterior_simulations)
+        self.posterior_simulations = posterior_simulations
 
     def _check_options(self) -> None:
         choices = (("model", self.model, ("biexp", "triexp")), ("mode", self.mode, ("fit", "pretrained")),
@@ -175,6 +205,24 @@ class IvimMappingApp:
         for name, value, allowed in choices:
             if value not in allowed:
                 raise InputError(f"unknown --{name} {value!r}; use one of {', '.join(allowed)}")
+        self.max_epochs = parse_number(self.max_epochs, "max_epochs", integer=True, minimum=1,
+                                       hint="the most training epochs, e.g. 60")
+        self.patience_epochs = parse_number(self.patience_epochs, "patience_epochs", integer=True, minimum=0,
+                                            hint="epochs without improvement before stopping, e.g. 10")
+        self.batches_per_epoch = parse_number(self.batches_per_epoch, "batches_per_epoch", integer=True, minimum=1,
+                                              hint="random batches per epoch, e.g. 250")
+        self.seed = parse_number(self.seed, "seed", integer=True, minimum=0, hint="a non-negative integer")
+        self.num_threads = parse_number(self.num_threads, "num_threads", integer=True, minimum=1,
+                                        hint="the number of CPU threads, e.g. 1")
+        self.refine_strength = parse_number(self.refine_strength, "refine_strength", minimum=0,
+                                            hint="a weight decay ≥ 0 (0: off)")
+        self.n_ensemble = parse_number(self.n_ensemble, "n_ensemble", integer=True, hint="1 or more networks")
+        self.posterior_simulations = parse_number(self.posterior_simulations, "posterior_simulations", integer=True,
+                                                  hint="the number of simulated signals, e.g. 300000")
+        for name in ("max_epochs", "patience_epochs", "batches_per_epoch", "seed", "refine_strength", "n_ensemble",
+                     "posterior_simulations"):
+            if getattr(self, name) is None:
+                raise InputError(f"--{name} needs a value")
         if self.n_ensemble < 1:
             raise InputError(f"--n_ensemble must be at least 1 (one network), not {self.n_ensemble}; use 1 or more")
         if not isinstance(self.posterior_mean, bool):
@@ -186,6 +234,11 @@ class IvimMappingApp:
 
     def _validate(self, case: dict) -> None:
         loaded = load_case(case, model=self.model)
+        n_valid = int(np.count_nonzero(normalise_signal(loaded.signals, loaded.b_values)[2]))
+        if self.method == "net" and self.mode == "fit" and not self.posterior_mean and n_valid < MIN_NET_FIT_VOXELS:
+            raise InputError(f"DWI file {loaded.dwi_path!r} has {n_valid} voxel(s) with signal in the mask; IVIM-NET's "
+                             f"fit to the study needs at least {MIN_NET_FIT_VOXELS}: give a larger mask, or use "
+                             "--posterior_mean true or --method lsq")
         if self.method == "net" and self.mode == "pretrained":
             pretrained_network(self.model, loaded.b_values, self.bundle_root)
 
@@ -231,11 +284,17 @@ class IvimMappingApp:
         return params
 
     def run(self) -> list[Path]:
-        """Validate every case, then fit and write each; returns the written paths."""
-        if self.num_threads:
-            torch.set_num_threads(int(self.num_threads))
+        """Validate every case, then fit and write each case's maps as one set; returns the written paths.
+        SIGTERM/SIGINT end the run with a non-zero exit, keeping only the cases whose maps are all written."""
+        with interruptible():
+            return self._run()
+
+    def _run(self) -> list[Path]:
         with exit_on_input_error():
             self._check_options()
+            self.device = resolve_device(self.device)
+            if self.num_threads:
+                torch.set_num_threads(int(self.num_threads))
             cases = validated_cases(self.single_case, datalist=self.datalist, main_key="dwi",
                                     outputs_of=self._outputs, validate=self._validate)
         written = []
@@ -244,10 +303,16 @@ class IvimMappingApp:
             report_progress(i / len(cases), f"IVIM {self.method} ({self.mode}): {Path(loaded.dwi_path).name}")
             start = time.perf_counter()
             params = self.fit_case(loaded)
-            for k, path in enumerate(self._outputs(loaded.dwi_path)):
-                volume = np.zeros(loaded.mask.shape, dtype=np.float32)
-                volume[loaded.mask] = params[:, k]
-                written.append(save_nifti_atomic(volume, loaded.affine, path, header=loaded.header))
+            if not np.all(np.isfinite(params)):
+                with exit_on_input_error():
+                    raise InputError(f"the fit of {loaded.dwi_path!r} gave non-finite parameters in "
+                                     f"{int(np.count_nonzero(~np.all(np.isfinite(params), axis=1)))} voxel(s); no maps "
+                                     "written for it: check the DWI for corrupt voxels, or try --method lsq")
+            with atomic_output_set() as outputs:  # all maps of the case or none
+                for k, path in enumerate(self._outputs(loaded.dwi_path)):
+                    volume = np.zeros(loaded.mask.shape, dtype=np.float32)
+                    volume[loaded.mask] = params[:, k]
+                    written.append(outputs.save_nifti(volume, loaded.affine, path, header=loaded.header))
             print(f"wrote {len(PARAMETER_NAMES[self.model])} maps of {loaded.dwi_path} "
                   f"({time.perf_counter() - start:.1f} s)", flush=True)
         report_progress(1.0, "done")

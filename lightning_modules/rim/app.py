@@ -22,13 +22,16 @@ from torch import nn
 
 from lightning_modules.bundle_app import (
     exit_on_input_error,
+    interruptible,
     is_given,
     load_network,
     output_path,
+    parse_number,
     report_progress,
+    resolve_device,
     validated_cases,
 )
-from lightning_modules.io import InputError, load_nifti, save_nifti_atomic, voxel_sizes_mm, write_text_atomic
+from lightning_modules.io import InputError, atomic_output_set, load_nifti, voxel_sizes_mm
 from lightning_modules.rim.lesions import (
     describe_lesions,
     label_lesions,
@@ -40,6 +43,11 @@ from lightning_modules.rim.radiomics import FeatureStandardiser, feature_matrix,
 TABLE_SUFFIX, LABELS_SUFFIX = "lesions.csv", "rim_labels.nii.gz"
 TABLE_COLUMNS = ("lesion_id", "n_voxels", "volume_mm3", "centroid_x", "centroid_y", "centroid_z",
                  "rim_probability", "rim_positive")
+
+#: Largest |χ| (ppm) accepted in a QSM: brain tissue lies within about ±1 ppm and even veins and calcifications
+#: stay within a few ppm, so larger values are another unit (a ppb map, an int16 map scaled by 1000) or a corrupt
+#: voxel; refused rather than classified (pyradiomics' texture matrices explode on such ranges).
+MAX_PLAUSIBLE_QSM_PPM = 10.0
 
 
 def _to_sitk(data: np.ndarray, affine: np.ndarray):
@@ -107,6 +115,7 @@ def load_case(case: dict, output_dir: str | os.PathLike) -> RimCase:
     qsm, affine, _ = load_nifti(qsm_path, what="QSM", ndim=3)
     if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise InputError(f"QSM file {qsm_path!r} has a singular affine; fix its header (voxel sizes, orientation)")
+    check_plausible_qsm(qsm, qsm_path)
     mask_raw, _, _ = load_nifti(mask_path, what="lesion mask", ndim=3)
     if np.any(mask_raw < 0) or not np.all(np.equal(np.mod(mask_raw, 1), 0)):
         raise InputError(f"lesion mask file {mask_path!r} has non-integer or negative values; give a binary mask "
@@ -118,6 +127,19 @@ def load_case(case: dict, output_dir: str | os.PathLike) -> RimCase:
     labels = label_lesions(np.rint(mask).astype(np.int64))
     return RimCase(qsm_path, qsm, flair, labels, affine, output_path(output_dir, qsm_path, TABLE_SUFFIX),
                    output_path(output_dir, qsm_path, LABELS_SUFFIX))
+
+
+def check_plausible_qsm(qsm: np.ndarray, qsm_path: str) -> None:
+    """Refuse a QSM that is zero everywhere or reaches values that cannot be χ in ppm (``MAX_PLAUSIBLE_QSM_PPM``)."""
+    if not np.any(qsm):
+        raise InputError(f"QSM file {qsm_path!r} is zero everywhere, so there is nothing to classify; give a QSM in "
+                         "ppm")
+    largest = float(np.max(np.abs(qsm)))
+    if largest > MAX_PLAUSIBLE_QSM_PPM:
+        n_bad = int(np.count_nonzero(np.abs(qsm) > MAX_PLAUSIBLE_QSM_PPM))
+        raise InputError(
+            f"QSM file {qsm_path!r} reaches {largest:.3g} ({n_bad} voxel(s) beyond ±{MAX_PLAUSIBLE_QSM_PPM:g}); QSM "
+            f"must be in ppm (brain χ lies within about ±1 ppm): divide a ppb map by 1000, or zero corrupt voxels")
 
 
 def lesion_table(lesions: list, probabilities: np.ndarray, threshold: float) -> str:
@@ -155,25 +177,30 @@ class RimLesionDetectionApp:
         self.radiomics_params = radiomics_params
         self.single_case = {"qsm": qsm, "flair": flair, "lesion_mask": lesion_mask}
         self.threshold, self.datalist = threshold, datalist
-        self.output_dir, self.device = output_dir, torch.device(device)
+        self.output_dir, self.device = output_dir, device
 
     def _threshold(self, network: nn.Module) -> float:
         if not is_given(self.threshold):
             return float(network.threshold)
-        try:
-            value = float(self.threshold)
-        except ValueError:
-            raise InputError(f"--threshold {self.threshold!r} is not a number; give a probability in (0, 1)") from None
+        value = parse_number(self.threshold, "threshold", hint="a rim+ probability threshold in (0, 1)")
         if not 0.0 < value < 1.0:
             raise InputError(f"--threshold {value} is outside (0, 1); give a rim+ probability threshold")
         return value
 
+    def _outputs(self, qsm: str) -> list[Path]:
+        return [output_path(self.output_dir, qsm, TABLE_SUFFIX), output_path(self.output_dir, qsm, LABELS_SUFFIX)]
+
     def run(self) -> list[Path]:
-        """Validate every case, then classify each lesion and write the table and labelmap; returns the paths."""
+        """Validate every case, then classify each lesion and write the table and labelmap; returns the paths.
+        SIGTERM/SIGINT end the run with a non-zero exit, keeping only the cases already complete."""
+        with interruptible():
+            return self._run()
+
+    def _run(self) -> list[Path]:
         with exit_on_input_error():
+            self.device = resolve_device(self.device)
             cases = validated_cases(self.single_case, datalist=self.datalist, main_key="qsm",
-                                    outputs_of=lambda qsm: [output_path(self.output_dir, qsm, TABLE_SUFFIX)],
-                                    validate=lambda case: load_case(case, self.output_dir))
+                                    outputs_of=self._outputs, validate=lambda case: load_case(case, self.output_dir))
             network = load_network(self.network, self.model_path).to(self.device)
             threshold = self._threshold(network)
             standardiser = FeatureStandardiser.load(self.stats_path)
@@ -213,6 +240,7 @@ class RimLesionDetectionApp:
         for lesion, p in zip(lesions, probabilities):
             lookup[lesion.label] = 2 if p >= threshold else 1
         rim_labels[:] = lookup[case.labels]
-        labelmap = save_nifti_atomic(rim_labels, case.affine, case.labelmap, dtype=np.uint8)
-        table = write_text_atomic(lesion_table(lesions, probabilities, threshold), case.table)
+        with atomic_output_set() as outputs:  # both files or neither
+            labelmap = outputs.save_nifti(rim_labels, case.affine, case.labelmap, dtype=np.uint8)
+            table = outputs.write_text(lesion_table(lesions, probabilities, threshold), case.table)
         return [table, labelmap]
