@@ -641,3 +641,49 @@ def test_spio_result_does_not_depend_on_x_storage_direction(tmp_path, capsys):
     plain = nib.load(str(tmp_path / "out" / "plain_concentration.nii.gz")).get_fdata()
     mirrored = nib.load(str(tmp_path / "out" / "flipped_concentration.nii.gz")).get_fdata()[::-1]
     np.testing.assert_allclose(mirrored, plain, atol=1e-5 * max(plain.max(), 1e-3))
+
+
+def _rim_asymmetric(shape=(24, 22, 20)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """QSM (ppm), FLAIR and a lesion mask with nothing symmetric: noise, and a rim on one side of one lesion."""
+    rng = np.random.default_rng(7)
+    grid = np.indices(shape)
+    qsm = np.zeros(shape)
+    qsm[2:-2, 2:-2, 2:-2] = 0.02 * rng.standard_normal((shape[0] - 4, shape[1] - 4, shape[2] - 4))
+    lesion = np.zeros(shape)
+    for centre, radius in (((9, 8, 9), 3.5), ((16, 14, 11), 2.5)):
+        distance = np.linalg.norm(grid - np.reshape(centre, (3, 1, 1, 1)), axis=0)
+        lesion[distance <= radius] = 1
+        qsm[(distance > radius - 1.5) & (distance <= radius + 0.5) & (grid[0] > centre[0])] += 0.06
+    flair = 100.0 + 60.0 * lesion + 5.0 * rng.standard_normal(shape)
+    return qsm, flair, lesion
+
+
+def test_rim_result_does_not_depend_on_storage_orientation(tmp_path, capsys):
+    affine = np.diag([1.0, 1.2, 1.1, 1.0])
+    affine[:3, 3] = (-12.0, -13.0, -11.0)
+    data = _rim_asymmetric()
+    backs = {"plain": lambda d: d, "flipped": lambda d: d[::-1], "swapped": lambda d: np.swapaxes(d, 0, 1)}
+    entries = []
+    for name, to_storage in (("plain", lambda d, a: (d, a)), ("flipped", _flip_x), ("swapped", _swap_xy)):
+        for key, volume in zip(("qsm", "flair", "lesion_mask"), data):
+            stored, stored_affine = to_storage(volume, affine)
+            _save(stored, stored_affine, tmp_path / f"{name}_{key}.nii.gz")
+        entries.append({k: f"{name}_{k}.nii.gz" for k in ("qsm", "flair", "lesion_mask")})
+    datalist = tmp_path / "list.json"
+    datalist.write_text(json.dumps(entries))
+    code, _, err = _run(capsys, RIM, datalist=datalist, output_dir=tmp_path / "out", threshold=0.5)
+    assert code == 0, err
+    tables, labelmaps = {}, {}
+    for name, back in backs.items():
+        rows = (tmp_path / "out" / f"{name}_qsm_lesions.csv").read_text().splitlines()[1:]
+        # lesion by lesion (by centroid in RAS mm): the same volume, centroid and rim probability
+        tables[name] = sorted(tuple(row.split(",")[1:]) for row in rows)
+        written = nib.load(str(tmp_path / "out" / f"{name}_qsm_rim_labels.nii.gz"))
+        stored = nib.load(str(tmp_path / f"{name}_qsm.nii.gz"))
+        assert written.shape == stored.shape
+        np.testing.assert_allclose(written.affine, stored.affine, atol=1e-6)
+        labelmaps[name] = back(np.asarray(written.dataobj))
+    assert len(tables["plain"]) == 2
+    for name in ("flipped", "swapped"):
+        assert tables[name] == tables["plain"], name
+        np.testing.assert_array_equal(labelmaps[name], labelmaps["plain"], err_msg=name)

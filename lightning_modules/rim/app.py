@@ -4,7 +4,9 @@ Per DESIGN.md: ``--qsm`` (ppm), ``--flair`` (any scale), ``--lesion_mask`` (bina
 integer labels → one lesion per label), ``--threshold`` (default: the validated operating point stored in the
 weights). FLAIR and mask on another grid are resampled to the QSM grid (SimpleITK; nearest neighbour for the
 mask). Outputs ``{stem}_lesions.csv`` and ``{stem}_rim_labels.nii.gz`` (0 background, 1 rim−, 2 rim+) on the
-QSM grid with the QSM affine. QSMRim-Net: Zhang et al., NeuroImage: Clinical 2022; DeepSMOTE: Dablain et al. 2022.
+QSM grid with the QSM affine. Lesions are labelled, measured and classified on the QSM grid's closest RAS storage
+order (flips and axis permutations only, no resampling), so results do not depend on how the images are stored
+(lesion ids of a binary mask are numbered in the file's storage order). QSMRim-Net: Zhang et al., NeuroImage: Clinical 2022; DeepSMOTE: Dablain et al. 2022.
 All cases of a batch are validated before anything is written; bad input is a one-line error, exit status 2.
 """
 
@@ -75,9 +77,15 @@ def resample_to_grid(data: np.ndarray, affine: np.ndarray, ref_shape: tuple[int,
     return np.transpose(sitk.GetArrayFromImage(out), (2, 1, 0)).astype(np.float64)
 
 
+#: The RAS storage order as a nibabel orientation (voxel axis i → world axis, direction).
+_RAS = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
+
+
 @dataclass
 class RimCase:
-    """One validated case on the QSM grid: QSM (ppm), FLAIR, lesion labels, grid and output paths."""
+    """One validated case on the QSM grid in RAS storage order (``affine``): QSM (ppm), FLAIR, lesion labels, and
+    the way back to the QSM file's storage order (``to_input``: a nibabel orientation transform, None when the
+    file is stored RAS) and affine (``input_affine``), and the output paths."""
 
     qsm_path: str
     qsm_ppm: np.ndarray
@@ -86,6 +94,31 @@ class RimCase:
     affine: np.ndarray
     table: Path
     labelmap: Path
+    input_affine: np.ndarray | None = None
+    to_input: np.ndarray | None = None
+
+    def on_input_grid(self, volume: np.ndarray) -> np.ndarray:
+        """A volume of this case's (RAS-ordered) grid in the QSM file's storage order."""
+        if self.to_input is None:
+            return volume
+        from nibabel.orientations import apply_orientation
+
+        return np.ascontiguousarray(apply_orientation(volume, self.to_input))
+
+
+def to_ras_storage(affine: np.ndarray, shape: tuple[int, ...], *volumes: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
+    """``volumes`` (on the grid ``affine``, ``shape``) flipped/permuted to the closest RAS storage order, as
+    ``nibabel.as_closest_canonical``: returns (RAS affine, transform back to the input order or None if the input
+    is already RAS, volumes). The voxel values are untouched (no resampling)."""
+    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
+
+    ornt = io_orientation(affine)
+    if np.array_equal(ornt, _RAS):
+        return affine, None, list(volumes)
+    ras_affine = affine @ inv_ornt_aff(ornt, shape)
+    return (ras_affine, ornt_transform(_RAS, ornt),
+            [np.ascontiguousarray(apply_orientation(v, ornt)) for v in volumes])
 
 
 def _on_qsm_grid(path: str, what: str, qsm: np.ndarray, qsm_affine: np.ndarray, *, nearest: bool) -> np.ndarray:
@@ -124,9 +157,11 @@ def load_case(case: dict, output_dir: str | os.PathLike) -> RimCase:
         raise InputError(f"lesion mask file {mask_path!r} is empty (no lesion voxels); give a mask with lesions")
     mask = _on_qsm_grid(mask_path, "lesion mask", qsm, affine, nearest=True)
     flair = _on_qsm_grid(flair_path, "FLAIR", qsm, affine, nearest=False)
+    # lesion ids follow the file's storage order (as documented for the table); everything measured follows RAS
     labels = label_lesions(np.rint(mask).astype(np.int64))
-    return RimCase(qsm_path, qsm, flair, labels, affine, output_path(output_dir, qsm_path, TABLE_SUFFIX),
-                   output_path(output_dir, qsm_path, LABELS_SUFFIX))
+    ras_affine, to_input, (qsm, flair, labels) = to_ras_storage(affine, qsm.shape, qsm, flair, labels)
+    return RimCase(qsm_path, qsm, flair, labels, ras_affine, output_path(output_dir, qsm_path, TABLE_SUFFIX),
+                   output_path(output_dir, qsm_path, LABELS_SUFFIX), input_affine=affine, to_input=to_input)
 
 
 def check_plausible_qsm(qsm: np.ndarray, qsm_path: str) -> None:
@@ -241,6 +276,8 @@ class RimLesionDetectionApp:
             lookup[lesion.label] = 2 if p >= threshold else 1
         rim_labels[:] = lookup[case.labels]
         with atomic_output_set() as outputs:  # both files or neither
-            labelmap = outputs.save_nifti(rim_labels, case.affine, case.labelmap, dtype=np.uint8)
+            labelmap = outputs.save_nifti(case.on_input_grid(rim_labels),
+                                          case.affine if case.input_affine is None else case.input_affine,
+                                          case.labelmap, dtype=np.uint8)
             table = outputs.write_text(lesion_table(lesions, probabilities, threshold), case.table)
         return [table, labelmap]
