@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ivim_accuracy import fit_dipy  # benchmarks/ is on sys.path when a benchmark runs as a script
 from scipy import ndimage
 
 from lightning_modules.ivim.app import IvimCase, IvimMappingApp
@@ -110,18 +111,6 @@ def scored(model: str, truth: np.ndarray) -> np.ndarray:
         elif name.startswith("Dstar"):
             out[:, k] = truth[:, names.index("f" + name[5:])] > 0.03
     return out
-
-
-def fit_dipy(signals: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
-    from dipy.core.gradients import gradient_table
-    from dipy.reconst.ivim import IvimModel
-
-    bvecs = np.tile([1.0, 0.0, 0.0], (b.size, 1))
-    bvecs[b == 0] = 0.0
-    model = IvimModel(gradient_table(b, bvecs=bvecs, b0_threshold=0), fit_method="trr")
-    start = time.perf_counter()
-    fit = model.fit(signals)
-    return np.stack([fit.D, fit.perfusion_fraction, fit.D_star], axis=-1), time.perf_counter() - start
 
 
 def parse_app_options(items: list[str]) -> dict:

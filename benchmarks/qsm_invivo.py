@@ -112,7 +112,8 @@ def haemorrhage_rows(methods: list[str], maps: dict) -> list[dict]:
         maps["haemorrhage"][method] = chi
         rows.append({"case": "haemorrhage", "method": method,
                      "correlation": float(np.corrcoef(chi[mask], reference[mask])[0, 1]),
-                     "bleed_mean_ppm": float(chi[bleed].mean()), "reference_bleed_mean_ppm": float(reference[bleed].mean()),
+                     "bleed_mean_ppm": float(chi[bleed].mean()),
+                     "reference_bleed_mean_ppm": float(reference[bleed].mean()),
                      "bleed_negative_percent": float(100 * (chi[bleed] < 0).mean()), "seconds": seconds})
         print(rows[-1], flush=True)
     return rows
@@ -160,7 +161,8 @@ def write_tables(slabs: list[dict], bleed: list[dict], speed: list[dict], path: 
     lines = ["# QSM on real brains", "", "`.venv/bin/python benchmarks/qsm_invivo.py` (torch "
              f"{torch.__version__}, {torch.get_num_threads()} threads). QSMGAN on a slab: the model trained without "
              "that slab.", "",
-             "| slab | method | NRMSE % | NRMSE % inner | HFEN % | XSIM | slope | seconds |", "|---|---|---|---|---|---|---|---|"]
+             "| slab | method | NRMSE % | NRMSE % inner | HFEN % | XSIM | slope | seconds |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in slabs:
         lines.append(f"| {r['case']} | {r['method']} | {r['nrmse']:.1f} | {r['nrmse_inner']:.1f} | {r['hfen']:.1f} | "
                      f"{r['xsim']:.3f} | {r['slope']:.2f} | {r['seconds']:.1f} |")

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from lightning_modules.io import reference_data_dir
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def reference_data_dir() -> Path:
-    """``$QSM_SLICER_REFERENCE_DATA`` if set, else ``../shared/data`` beside the repository."""
-    env = os.environ.get("QSM_SLICER_REFERENCE_DATA")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)

@@ -133,7 +133,8 @@ class InvivoQsmDataModule(pl.LightningDataModule):
         if self.train_set is not None:
             return
         if not Path(self.data_dir).is_dir():
-            raise FileNotFoundError(f"in-vivo data folder {self.data_dir!r} does not exist (see ../shared/data/README.md)")
+            raise FileNotFoundError(f"in-vivo data folder {self.data_dir!r} does not exist "
+                                    "(see ../shared/data/README.md)")
         prepared = {name: prepare_subject(load_invivo_subject(self.data_dir, name), self.network)
                     for name in dict.fromkeys([*self.train_subjects, *self.val_subjects])}
         self.train_set = InvivoPatchDataset([prepared[n] for n in self.train_subjects], n_samples=self.train_samples,

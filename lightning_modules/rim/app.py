@@ -6,7 +6,8 @@ weights). FLAIR and mask on another grid are resampled to the QSM grid (SimpleIT
 mask). Outputs ``{stem}_lesions.csv`` and ``{stem}_rim_labels.nii.gz`` (0 background, 1 rim−, 2 rim+) on the
 QSM grid with the QSM affine. Lesions are labelled, measured and classified on the QSM grid's closest RAS storage
 order (flips and axis permutations only, no resampling), so results do not depend on how the images are stored
-(lesion ids of a binary mask are numbered in the file's storage order). QSMRim-Net: Zhang et al., NeuroImage: Clinical 2022; DeepSMOTE: Dablain et al. 2022.
+(lesion ids of a binary mask are numbered in the file's storage order).
+QSMRim-Net: Zhang et al., NeuroImage: Clinical 2022; DeepSMOTE: Dablain et al. 2022.
 All cases of a batch are validated before anything is written; bad input is a one-line error, exit status 2.
 """
 

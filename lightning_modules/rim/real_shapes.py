@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from lightning_modules.io import reference_data_dir
 from lightning_modules.rim.lesions import label_lesions
 from lightning_modules.rim.synth import (
     CHI_GM_PPM,
@@ -50,12 +51,6 @@ RIM_FRACTION = (0.10, 0.20)
 RIM_MIN_VOLUME_MM3 = 30.0
 TKD_THRESHOLD = (0.15, 0.25)
 CROP_MARGIN_VOXELS = 4
-
-
-def reference_data_dir() -> Path:
-    """``$QSM_SLICER_REFERENCE_DATA`` if set, else ``../shared/data`` next to the repository."""
-    env = os.environ.get("QSM_SLICER_REFERENCE_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def mask_path(patient: int, folder: str | os.PathLike | None = None) -> Path:

@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from lightning_modules.metrics import nrmse
-from lightning_modules.qsm.dipole import dipole_kernel, forward_field
+from lightning_modules.qsm.dipole import dipole_kernel, field_error_std_ppm, forward_field
 from lightning_modules.qsm.simulate import head_phantom, simulate_field
 from lightning_modules.qsm.solvers import Tkd
-from lightning_modules.qsm.dipole import field_error_std_ppm
 from lightning_modules.qsm.tv import TotalVariation, automatic_regularization
 
 SHAPE, VOXEL = (64, 64, 48), (1.5, 1.5, 1.5)
