@@ -20,7 +20,7 @@ from lightning_modules.qsm.dipole import dipole_kernel
 from lightning_modules.qsm.learned_ndi import LearnedNdi
 from lightning_modules.qsm.qsmgan import QsmganGenerator
 from lightning_modules.qsm.qsmgan_inference import QsmganInversion
-from lightning_modules.qsm.solvers import Ndi, Tkd
+from lightning_modules.qsm.solvers import Ndi, Tkd, solve
 from lightning_modules.qsm.tv import TotalVariation
 
 #: Method names accepted by the bundle, in the order of the documentation.
@@ -106,9 +106,7 @@ def invert_field(
         if isinstance(network, QsmganInversion):
             return network(field_ppm, mask, voxel_size_mm, b0_direction)
         kernel = dipole_kernel(field_ppm.shape, voxel_size_mm, b0_direction, device=field_ppm.device)
-        if isinstance(network, TotalVariation):
-            return network(field_ppm, kernel, mask, voxel_size_mm=[float(v) for v in voxel_size_mm])
-        return network(field_ppm, kernel, mask)
+        return solve(network, field_ppm, kernel, mask, voxel_size_mm)
 
 
 def b0_last_order(b0_direction: Sequence[float]) -> tuple[int, int, int]:

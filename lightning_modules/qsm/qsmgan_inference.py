@@ -27,7 +27,6 @@ The generator's last layer starts at zero, so before training the method is NDI.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,6 +38,7 @@ from torch.nn import functional as F
 from lightning_modules.qsm.dipole import dipole_kernel, normalise_direction
 from lightning_modules.qsm.learned_ndi import LearnedNdi, without_mask_mean
 from lightning_modules.qsm.qsmgan import CHI_SCALE, QsmganGenerator, generator_input
+from lightning_modules.qsm.solvers import solve
 
 #: Voxel size (mm, isotropic) of the shipped generator's training data; in vivo data are often ~1.0–1.1 mm.
 TRAINING_VOXEL_MM = 1.0
@@ -191,9 +191,7 @@ class QsmganInversion(nn.Module):
     ) -> torch.Tensor:
         """The prior's χ (ppm) of a whole field; a prior that uses the voxel size (TV) is given it."""
         with torch.no_grad():
-            if "voxel_size_mm" in inspect.signature(self.prior.forward).parameters:
-                return self.prior(field_ppm, kernel, mask, voxel_size_mm=[float(v) for v in voxel_size_mm])
-            return self.prior(field_ppm, kernel, mask)
+            return solve(self.prior, field_ppm, kernel, mask, voxel_size_mm)
 
     def refine_patch(
         self, field_ppm: torch.Tensor, mask: torch.Tensor, kernel: torch.Tensor | None,

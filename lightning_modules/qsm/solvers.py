@@ -7,12 +7,24 @@ unroll NDI) share one interface: ``solver(field_ppm, kernel, mask) -> chi_ppm`` 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
 
 from lightning_modules.qsm.dipole import field_error_std_ppm
+
+
+def solve(
+    solver: nn.Module, field_ppm: torch.Tensor, kernel: torch.Tensor, mask: torch.Tensor | None,
+    voxel_size_mm: Sequence[float],
+) -> torch.Tensor:
+    """``solver(field_ppm, kernel, mask)``, also given the voxel sizes (mm) when its ``forward`` takes
+    ``voxel_size_mm`` (TV's gradients and weight need them; the kernel alone does not carry them)."""
+    if "voxel_size_mm" in inspect.signature(solver.forward).parameters:
+        return solver(field_ppm, kernel, mask, voxel_size_mm=[float(v) for v in voxel_size_mm])
+    return solver(field_ppm, kernel, mask)
 
 
 def _spatial_shape(field: torch.Tensor) -> tuple[int, int, int]:
