@@ -23,7 +23,7 @@ from qsm_forward.qsm_forward import simulate_susceptibility_sources
 
 from lightning_modules.metrics import hfen, nrmse, xsim
 from lightning_modules.physics import ppm_per_rad
-from lightning_modules.qsm.dipole import dipole_kernel
+from lightning_modules.physics.dipole import dipole_kernel
 from lightning_modules.qsm.simulate import head_phantom, simulate_field
 from lightning_modules.qsm.solvers import Ndi, Tkd
 

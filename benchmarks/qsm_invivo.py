@@ -32,7 +32,7 @@ import torch
 from lightning_modules.bundle_app import bundle_root, load_network
 from lightning_modules.io import reference_data_dir
 from lightning_modules.metrics import hfen, xsim
-from lightning_modules.qsm.dipole import b0_direction_from_affine
+from lightning_modules.physics.dipole import b0_direction_from_affine
 from lightning_modules.qsm.invivo_data import load_invivo_subject
 from lightning_modules.qsm.methods import METHODS, build_network, invert_field, qsmgan_network
 

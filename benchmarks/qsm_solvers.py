@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from lightning_modules.qsm.dipole import dipole_kernel
+from lightning_modules.physics.dipole import dipole_kernel
 from lightning_modules.qsm.solvers import Ndi, Tkd
 
 

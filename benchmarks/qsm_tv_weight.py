@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from lightning_modules.metrics import nrmse
-from lightning_modules.qsm.dipole import dipole_kernel, field_error_std_ppm
+from lightning_modules.physics.dipole import dipole_kernel, field_error_std_ppm
 from lightning_modules.qsm.simulate import head_phantom, simulate_field
 from lightning_modules.qsm.tv import TV_WEIGHT_PER_ERROR, TotalVariation, automatic_regularization
 

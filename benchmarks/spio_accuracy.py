@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lightning_modules import physics as ph
 from lightning_modules.bundle_app import bundle_root
 from lightning_modules.io import write_text_atomic
 from lightning_modules.metrics import nmae
+from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.app import load_network, predict_concentration
 from lightning_modules.spio.baseline import TrainingMeanBaseline
 from lightning_modules.spio.data import random_sample, simulate_pool
@@ -56,7 +56,7 @@ def cylinder_phantom(concentration: float, *, air_offset_mm: float | None = None
     extra = None
     if air_offset_mm is not None:
         air = sphere((air_offset_mm, 0.0, 0.0), 3.0) & ~spio
-        extra = air.float() * ph.AIR_MINUS_TISSUE_CHI_SI
+        extra = air.float() * acq.AIR_MINUS_TISSUE_CHI_SI
         rho = torch.where(air[:, air.shape[1] // 2, :], 0.0, rho)
     plane = conc3d[:, conc3d.shape[1] // 2, :]
     image = acquire(rho, plane, offresonance_tesla(conc3d, extra_chi_si_3d=extra))

@@ -21,16 +21,16 @@ import numpy as np
 import pytest
 from monai.bundle import run as bundle_run
 
-from lightning_modules import physics as ph
-from lightning_modules.qsm.dipole import b0_direction_from_affine
+from lightning_modules.physics.dipole import b0_direction_from_affine
 from lightning_modules.qsm.simulate import head_phantom, simulate_field
+from lightning_modules.spio import acquisition as acq
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLES = {name: REPO / "monai_bundles" / name / "configs" / "inference.json"
            for name in ("qsm_dipole_inversion", "ivim_mapping", "spio_quantification", "rim_lesion_detection")}
 QSM, IVIM, SPIO, RIM = BUNDLES
 QSM_SHAPE, QSM_VOXEL_MM = (20, 20, 16), (2.0, 2.0, 2.5)
-SPIO_PIXEL_MM = ph.VIEWLINE_FOV_MM[0] / ph.VIEWLINE_MATRIX[0]
+SPIO_PIXEL_MM = acq.VIEWLINE_FOV_MM[0] / acq.VIEWLINE_MATRIX[0]
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -72,7 +72,7 @@ def _qsm_case(folder: Path, name: str = "s") -> tuple[Path, Path]:
 
 def _spio_image(seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    nx, nz = ph.VIEWLINE_MATRIX
+    nx, nz = acq.VIEWLINE_MATRIX
     image = 1.0 + 0.1 * rng.random((nx, nz, 1, 2))
     image[40:70, 50:80, 0, :] *= 0.3  # a dark object
     return image.astype(np.float32)
@@ -529,7 +529,7 @@ def test_interrupted_batch_exits_nonzero_and_leaves_no_temporary_or_partial_file
     else:
         cases = [{"image": str(_save(_spio_image(i), _spio_affine(), tmp_path / f"{n}.nii.gz"))}
                  for i, n in enumerate(("a", "b"))]
-        options, first, shape = {}, "a_concentration.nii.gz", (*ph.VIEWLINE_MATRIX, 1)
+        options, first, shape = {}, "a_concentration.nii.gz", (*acq.VIEWLINE_MATRIX, 1)
     datalist = tmp_path / "list.json"
     datalist.write_text(json.dumps(cases))
     result = _interrupt_during_write(BUNDLES[bundle], {**options, "datalist": str(datalist), "output_dir": str(out)},

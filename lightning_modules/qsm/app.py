@@ -28,7 +28,7 @@ from lightning_modules.bundle_app import (
 )
 from lightning_modules.io import InputError, check_same_grid, load_nifti, save_nifti_atomic, voxel_sizes_mm
 from lightning_modules.physics import field_scale_to_ppm
-from lightning_modules.qsm.dipole import b0_direction_from_affine, normalise_direction
+from lightning_modules.physics.dipole import b0_direction_from_affine, normalise_direction
 from lightning_modules.qsm.methods import DEFAULT_METHOD, build_network, invert_field
 
 OUTPUT_SUFFIX = "chi.nii.gz"

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_modules.bundle_app import parse_flag
-from lightning_modules.qsm.dipole import dipole_kernel
+from lightning_modules.physics.dipole import dipole_kernel
 from lightning_modules.qsm.simulate import random_training_case
 
 

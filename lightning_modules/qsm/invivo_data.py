@@ -24,7 +24,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_modules.qsm.dipole import b0_direction_from_affine, dipole_kernel
+from lightning_modules.physics.dipole import b0_direction_from_affine, dipole_kernel
 from lightning_modules.qsm.qsmgan_inference import QsmganInversion
 
 

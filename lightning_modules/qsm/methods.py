@@ -16,7 +16,7 @@ from torch import nn
 
 from lightning_modules.bundle_app import load_network
 from lightning_modules.io import InputError
-from lightning_modules.qsm.dipole import dipole_kernel
+from lightning_modules.physics.dipole import dipole_kernel
 from lightning_modules.qsm.learned_ndi import LearnedNdi
 from lightning_modules.qsm.qsmgan import QsmganGenerator
 from lightning_modules.qsm.qsmgan_inference import QsmganInversion

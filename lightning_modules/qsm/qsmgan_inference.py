@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lightning_modules.qsm.dipole import dipole_kernel, normalise_direction
+from lightning_modules.physics.dipole import dipole_kernel, normalise_direction
 from lightning_modules.qsm.learned_ndi import LearnedNdi, without_mask_mean
 from lightning_modules.qsm.qsmgan import CHI_SCALE, QsmganGenerator, generator_input
 from lightning_modules.qsm.solvers import solve

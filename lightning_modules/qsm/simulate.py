@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lightning_modules.qsm.dipole import forward_field
+from lightning_modules.physics.dipole import forward_field
 
 
 @dataclass

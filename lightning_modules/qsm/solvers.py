@@ -2,7 +2,7 @@
 
 Both are parameter-free ``nn.Module``s so that the bundle's ``network_def`` and the learned methods (which
 unroll NDI) share one interface: ``solver(field_ppm, kernel, mask) -> chi_ppm`` with tensors of shape
-(..., n_i, n_j, n_k) and the half-spectrum dipole kernel of :func:`lightning_modules.qsm.dipole.dipole_kernel`.
+(..., n_i, n_j, n_k) and the half-spectrum dipole kernel of :func:`lightning_modules.physics.dipole.dipole_kernel`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from lightning_modules.qsm.dipole import field_error_std_ppm
+from lightning_modules.physics.dipole import field_error_std_ppm
 
 
 def solve(
@@ -73,7 +73,7 @@ class Ndi(nn.Module):
             more accurate on in-vivo data) or ``"mask"`` (W = mask).
         stop_ratio: stop early, by the discrepancy principle, once the RMS data residual sin(Dχ − φ) over the mask
             falls to ``stop_ratio`` · σ̂, with σ̂ the field's non-dipolar part
-            (:func:`lightning_modules.qsm.dipole.field_error_std_ppm`); None runs all ``iterations``.
+            (:func:`lightning_modules.physics.dipole.field_error_std_ppm`); None runs all ``iterations``.
     """
 
     def __init__(

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightning_modules.qsm.dipole import field_error_std_ppm
+from lightning_modules.physics.dipole import field_error_std_ppm
 
 #: λ = TV_WEIGHT_PER_ERROR · σ̂ · h̄ (σ̂ in ppm, h̄ in mm), fitted by ``benchmarks/qsm_tv_weight.py`` on simulated
 #: brains only (several noise levels and voxel sizes); the in-vivo data never entered the fit.

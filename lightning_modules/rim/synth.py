@@ -6,7 +6,7 @@ and lesions of irregular shapes (3–1000 mm³). Rim+ lesions (DESIGN.md; Zhang 
 carry a paramagnetic shell of 1–2 mm and +0.02…+0.08 ppm relative to their core at the lesion edge, covering
 2/3 to all of the edge (the consensus criterion); rim− lesions are iso-, hypo- or uniformly hyperintense, some
 with a short paramagnetic arc (< 1/3 of the edge) as a confounder. Veins run through or beside some lesions.
-The QSM is what a user would have: χ → dipole field (:func:`lightning_modules.qsm.dipole.forward_field`) → noise
+The QSM is what a user would have: χ → dipole field (:func:`lightning_modules.physics.dipole.forward_field`) → noise
 → TKD (:class:`lightning_modules.qsm.solvers.Tkd`), with its streaking and underestimation. All arrays (i, j, k).
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from lightning_modules.qsm.dipole import dipole_kernel, forward_field
+from lightning_modules.physics.dipole import dipole_kernel, forward_field
 from lightning_modules.qsm.solvers import Tkd
 
 CHI_WM_PPM, CHI_GM_PPM = -0.03, 0.02

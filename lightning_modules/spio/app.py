@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lightning_modules import physics as ph
 from lightning_modules.bundle_app import (
     exit_on_input_error,
     interruptible,
@@ -27,6 +26,7 @@ from lightning_modules.bundle_app import (
     validated_cases,
 )
 from lightning_modules.io import InputError, load_nifti, save_nifti_atomic, voxel_sizes_mm
+from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.viewline import PIXEL_MM
 
@@ -38,12 +38,12 @@ MAX_INTENSITY_OVER_P99 = 1000.0
 
 #: The acquisition the shipped network was trained for, quoted in errors and in the bundle's docs.
 ACQUISITION = (
-    f"a View Line image of shape ({ph.VIEWLINE_MATRIX[0]}, {ph.VIEWLINE_MATRIX[1]}, 1, 2) "
+    f"a View Line image of shape ({acq.VIEWLINE_MATRIX[0]}, {acq.VIEWLINE_MATRIX[1]}, 1, 2) "
     f"(x phase-encode, z readout along B0, 4th axis = even-line and odd-line images) acquired at "
-    f"{ph.VIEWLINE_B0_TESLA:g} T with FOV {ph.VIEWLINE_FOV_MM[0]:g} × {ph.VIEWLINE_FOV_MM[1]:g} mm, "
-    f"{ph.VIEWLINE_N_LINES} lines of {ph.VIEWLINE_LINE_WIDTH_MM:g} mm every {ph.VIEWLINE_LINE_SPACING_MM:g} mm, "
-    f"Gz {ph.VIEWLINE_GZ_T_PER_M * 1e3:g} mT/m, Gr {ph.VIEWLINE_GR_T_PER_M * 1e3:g} mT/m, "
-    f"TE {ph.VIEWLINE_TE_S * 1e3:g} ms"
+    f"{acq.VIEWLINE_B0_TESLA:g} T with FOV {acq.VIEWLINE_FOV_MM[0]:g} × {acq.VIEWLINE_FOV_MM[1]:g} mm, "
+    f"{acq.VIEWLINE_N_LINES} lines of {acq.VIEWLINE_LINE_WIDTH_MM:g} mm every {acq.VIEWLINE_LINE_SPACING_MM:g} mm, "
+    f"Gz {acq.VIEWLINE_GZ_T_PER_M * 1e3:g} mT/m, Gr {acq.VIEWLINE_GR_T_PER_M * 1e3:g} mT/m, "
+    f"TE {acq.VIEWLINE_TE_S * 1e3:g} ms"
 )
 
 
@@ -67,7 +67,7 @@ def load_case(case: dict, output_dir: str | os.PathLike) -> SpioCase:
     """
     path = str(case["image"])
     data, affine, header = load_nifti(path, what="View Line image")
-    expected = (*ph.VIEWLINE_MATRIX, 1, 2)
+    expected = (*acq.VIEWLINE_MATRIX, 1, 2)
     if data.ndim != 4 or tuple(data.shape) != expected:
         problem = f"has shape {tuple(data.shape)}"
         if data.ndim == 4 and data.shape[3] == 1:

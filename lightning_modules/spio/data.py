@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from lightning_modules import physics as ph
+from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.phantoms import random_base, random_concentration, sphere
 from lightning_modules.spio.viewline import simulate_viewline
 
@@ -44,10 +44,11 @@ def random_sample(seed: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
     if rng.random() < P_AIR_BUBBLE:
         tissue = torch.nonzero(rho > 0.2 * rho.max())
         i, k = tissue[rng.integers(len(tissue))].tolist()
-        nx, nz = ph.VIEWLINE_MATRIX
-        centre = ((i + 0.5 - nx / 2) * ph.VIEWLINE_FOV_MM[0] / nx, 0.0, (k + 0.5 - nz / 2) * ph.VIEWLINE_FOV_MM[1] / nz)
+        nx, nz = acq.VIEWLINE_MATRIX
+        fov_x, fov_z = acq.VIEWLINE_FOV_MM
+        centre = ((i + 0.5 - nx / 2) * fov_x / nx, 0.0, (k + 0.5 - nz / 2) * fov_z / nz)
         bubble = sphere(centre, float(rng.uniform(1.5, 4.0))) & (concentration == 0)
-        extra_chi = bubble.float() * ph.AIR_MINUS_TISSUE_CHI_SI
+        extra_chi = bubble.float() * acq.AIR_MINUS_TISSUE_CHI_SI
         rho = torch.where(bubble[:, bubble.shape[1] // 2, :], torch.zeros(()), rho)
     snr_db = math.inf if rng.random() < P_NOISE_FREE else float(rng.uniform(*SNR_RANGE_DB))
     image, plane = simulate_viewline(rho, concentration, snr_db=snr_db, extra_chi_si_3d=extra_chi,
@@ -65,8 +66,8 @@ def simulate_pool(seed: int, n_samples: int, *, cache_dir: str | os.PathLike | N
     if path is not None and path.is_file():
         pool = torch.load(path, weights_only=True)
         return pool["images"], pool["concentrations"]
-    images = torch.empty(n_samples, 2, *ph.VIEWLINE_MATRIX, dtype=torch.float16)
-    concentrations = torch.empty(n_samples, 1, *ph.VIEWLINE_MATRIX, dtype=torch.float16)
+    images = torch.empty(n_samples, 2, *acq.VIEWLINE_MATRIX, dtype=torch.float16)
+    concentrations = torch.empty(n_samples, 1, *acq.VIEWLINE_MATRIX, dtype=torch.float16)
     start = 0
     smaller = _largest_cached_pool(cache_dir, seed, n_samples)
     if smaller is not None:

@@ -13,7 +13,7 @@ import functools
 import numpy as np
 import torch
 
-from lightning_modules import physics as ph
+from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.viewline import PIXEL_MM, VOXEL_3D_MM, pixel_centres_mm
 
 SHAPES = ("metaball", "torus", "cylinder")
@@ -22,10 +22,10 @@ SHAPES = ("metaball", "torus", "cylinder")
 @functools.lru_cache(maxsize=1)
 def grid_3d_mm() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Coordinates (x, y, z) in mm of the 3-D simulation grid, broadcastable to (nx, ny, nz); y = 0 is the plane."""
-    nx, nz = ph.VIEWLINE_MATRIX
+    nx, nz = acq.VIEWLINE_MATRIX
     x = pixel_centres_mm(nx, PIXEL_MM[0])
     z = pixel_centres_mm(nz, PIXEL_MM[1])
-    y = (torch.arange(ph.VIEWLINE_NY, dtype=torch.float32) - ph.VIEWLINE_NY // 2) * VOXEL_3D_MM[1]
+    y = (torch.arange(acq.VIEWLINE_NY, dtype=torch.float32) - acq.VIEWLINE_NY // 2) * VOXEL_3D_MM[1]
     return x[:, None, None], y[None, :, None], z[None, None, :]
 
 
@@ -81,7 +81,7 @@ def random_object(rng: np.random.Generator, centre_mm: tuple[float, float, float
 
 def agar_disk(*, radius_mm: float, centre_mm: tuple[float, float] = (0.0, 0.0), value: float = 1.0) -> torch.Tensor:
     """Uniform agar-like disk: spin density (x, z) equal to ``value`` inside the circle, 0 outside."""
-    nx, nz = ph.VIEWLINE_MATRIX
+    nx, nz = acq.VIEWLINE_MATRIX
     x = pixel_centres_mm(nx, PIXEL_MM[0])[:, None]
     z = pixel_centres_mm(nz, PIXEL_MM[1])[None, :]
     return value * (((x - centre_mm[0]) ** 2 + (z - centre_mm[1]) ** 2) <= radius_mm**2).float()
@@ -106,7 +106,7 @@ def mni_slice(rng: np.random.Generator, *, min_tissue_fraction: float = 0.4) -> 
     Resampled trilinearly onto the 128 × 128 image grid; retried until enough of the image is tissue.
     """
     volume, affine, brain_mm = _mni_template()
-    nx, nz = ph.VIEWLINE_MATRIX
+    nx, nz = acq.VIEWLINE_MATRIX
     inverse = np.linalg.inv(affine)
     for _ in range(20):
         basis, _ = np.linalg.qr(rng.normal(size=(3, 3)))
@@ -138,11 +138,11 @@ def random_concentration(rng: np.random.Generator, spin_density: torch.Tensor, *
 
     Each object has one concentration, log-uniform in 0.22–27.9 µg Fe/mm³; overlapping objects take the maximum.
     """
-    low, high = ph.SPIO_CONCENTRATION_RANGE_UG_FE_PER_MM3
+    low, high = acq.SPIO_CONCENTRATION_RANGE_UG_FE_PER_MM3
     n = int(rng.integers(1, 6)) if n_objects is None else n_objects
     tissue = torch.nonzero(spin_density > 0.2 * spin_density.max())
     x, _, z = grid_3d_mm()
-    concentration = torch.zeros(x.shape[0], ph.VIEWLINE_NY, z.shape[2])
+    concentration = torch.zeros(x.shape[0], acq.VIEWLINE_NY, z.shape[2])
     for _ in range(n):
         i, k = tissue[rng.integers(len(tissue))].tolist() if len(tissue) else (64, 64)
         centre = (float(x[i, 0, 0]), float(rng.uniform(-1.5, 1.5)), float(z[0, 0, k]))

@@ -8,7 +8,8 @@ signal loss by R2* → even / odd line channels → complex Gaussian noise at a 
 
 Array conventions: the image is (x, z) with x the phase-encode axis (array axis 0) and z the readout axis and
 B0 direction (array axis 1); the 3-D volume is (x, y, z) with the imaged plane at the centre slice of y.
-Concentrations are in µg Fe/mm³, fields in T, lengths in mm. Constants live in :mod:`lightning_modules.physics`.
+Concentrations are in µg Fe/mm³, fields in T, lengths in mm. Acquisition constants live in
+:mod:`lightning_modules.spio.acquisition`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import math
 
 import torch
 
-from lightning_modules import physics as ph
-from lightning_modules.qsm.dipole import forward_field_slice
+from lightning_modules.physics.dipole import forward_field_slice
+from lightning_modules.spio import acquisition as acq
 
 #: Pixel size of the image along x and z, mm.
-PIXEL_MM = (ph.VIEWLINE_FOV_MM[0] / ph.VIEWLINE_MATRIX[0], ph.VIEWLINE_FOV_MM[1] / ph.VIEWLINE_MATRIX[1])
+PIXEL_MM = (acq.VIEWLINE_FOV_MM[0] / acq.VIEWLINE_MATRIX[0], acq.VIEWLINE_FOV_MM[1] / acq.VIEWLINE_MATRIX[1])
 #: Voxel size of the simulated 3-D volume (x, y, z), mm.
-VOXEL_3D_MM = (PIXEL_MM[0], ph.VIEWLINE_DY_MM, PIXEL_MM[1])
+VOXEL_3D_MM = (PIXEL_MM[0], acq.VIEWLINE_DY_MM, PIXEL_MM[1])
 
 
 def pixel_centres_mm(n: int, pixel_mm: float) -> torch.Tensor:
@@ -33,8 +34,8 @@ def pixel_centres_mm(n: int, pixel_mm: float) -> torch.Tensor:
 
 def line_centres_mm() -> torch.Tensor:
     """Centres z_k = (k − 12) · 2 mm of the 25 view lines, shape (25,)."""
-    k = torch.arange(ph.VIEWLINE_N_LINES, dtype=torch.float32)
-    return (k - (ph.VIEWLINE_N_LINES - 1) / 2) * ph.VIEWLINE_LINE_SPACING_MM
+    k = torch.arange(acq.VIEWLINE_N_LINES, dtype=torch.float32)
+    return (k - (acq.VIEWLINE_N_LINES - 1) / 2) * acq.VIEWLINE_LINE_SPACING_MM
 
 
 def offresonance_tesla(
@@ -54,12 +55,12 @@ def offresonance_tesla(
     Returns:
         ΔB in T, shape (x, z).
     """
-    chi_si = concentration_3d * ph.SPIO_CHI_SI_PER_UG_FE_PER_MM3
+    chi_si = concentration_3d * acq.SPIO_CHI_SI_PER_UG_FE_PER_MM3
     if extra_chi_si_3d is not None:
         chi_si = chi_si + extra_chi_si_3d
     field_ppm = forward_field_slice(chi_si * 1e6, voxel_size_mm, (0.0, 0.0, 1.0), axis=1,
                                     index=chi_si.shape[1] // 2, pad_factor=1.5)
-    return ph.VIEWLINE_B0_TESLA * 1e-6 * field_ppm
+    return acq.VIEWLINE_B0_TESLA * 1e-6 * field_ppm
 
 
 def acquire(
@@ -80,21 +81,21 @@ def acquire(
         Magnitude image (2, x, z) in the units of ρ (an excited pixel of SPIO-free tissue ≈ ρ · e^(−TE·20 s⁻¹)).
     """
     nx, nz = spin_density.shape
-    over = ph.VIEWLINE_Z_OVERSAMPLING
+    over = acq.VIEWLINE_Z_OVERSAMPLING
     dz = PIXEL_MM[1]
     z_fine = pixel_centres_mm(nz * over, dz / over)
     field_fine = torch.nn.functional.interpolate(
         offresonance_t[None].float(), size=nz * over, mode="linear", align_corners=False)[0]
     rho = spin_density.float().repeat_interleave(over, dim=1)
     conc = concentration.float().repeat_interleave(over, dim=1)
-    shift_excite_mm = field_fine / ph.VIEWLINE_GZ_T_PER_M * 1e3
-    shift_read_mm = field_fine / ph.VIEWLINE_GR_T_PER_M * 1e3
-    line_pos = (z_fine + shift_excite_mm) / ph.VIEWLINE_LINE_SPACING_MM + (ph.VIEWLINE_N_LINES - 1) / 2
+    shift_excite_mm = field_fine / acq.VIEWLINE_GZ_T_PER_M * 1e3
+    shift_read_mm = field_fine / acq.VIEWLINE_GR_T_PER_M * 1e3
+    line_pos = (z_fine + shift_excite_mm) / acq.VIEWLINE_LINE_SPACING_MM + (acq.VIEWLINE_N_LINES - 1) / 2
     k = torch.round(line_pos)
-    excited = (torch.abs(line_pos - k) * ph.VIEWLINE_LINE_SPACING_MM <= ph.VIEWLINE_LINE_WIDTH_MM / 2) & (
-        k >= 0) & (k < ph.VIEWLINE_N_LINES)
-    r2star = ph.VIEWLINE_R2STAR_TISSUE_PER_S + ph.VIEWLINE_R2STAR_PER_UG_FE_PER_MM3 * conc
-    magnitude = rho * torch.exp(-ph.VIEWLINE_TE_S * r2star) / over
+    excited = (torch.abs(line_pos - k) * acq.VIEWLINE_LINE_SPACING_MM <= acq.VIEWLINE_LINE_WIDTH_MM / 2) & (
+        k >= 0) & (k < acq.VIEWLINE_N_LINES)
+    r2star = acq.VIEWLINE_R2STAR_TISSUE_PER_S + acq.VIEWLINE_R2STAR_PER_UG_FE_PER_MM3 * conc
+    magnitude = rho * torch.exp(-acq.VIEWLINE_TE_S * r2star) / over
     read_index = torch.floor((z_fine + shift_read_mm) / dz + nz / 2).long()
     keep = excited & (read_index >= 0) & (read_index < nz) & (magnitude > 0)
     channel = torch.remainder(k.long(), 2)
@@ -113,7 +114,7 @@ def tissue_signal(spin_density: torch.Tensor, *, tissue_fraction: float = 0.1) -
     tissue = rho > tissue_fraction * rho.max()
     if not bool(tissue.any()):
         return 0.0
-    return float(rho[tissue].mean()) * math.exp(-ph.VIEWLINE_TE_S * ph.VIEWLINE_R2STAR_TISSUE_PER_S)
+    return float(rho[tissue].mean()) * math.exp(-acq.VIEWLINE_TE_S * acq.VIEWLINE_R2STAR_TISSUE_PER_S)
 
 
 def add_noise(

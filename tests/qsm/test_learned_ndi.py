@@ -8,8 +8,8 @@ import torch
 
 from lightning_modules.bundle_app import bundle_root
 from lightning_modules.metrics import nrmse
+from lightning_modules.physics.dipole import dipole_kernel
 from lightning_modules.qsm.data import SimulatedQsmDataset
-from lightning_modules.qsm.dipole import dipole_kernel
 from lightning_modules.qsm.learned_ndi import LearnedNdi
 from lightning_modules.qsm.methods import build_network
 from lightning_modules.qsm.module import LearnedInversionModule
@@ -233,7 +233,7 @@ def test_mask_weighting_equals_uniform_on_a_whole_volume_and_fixes_the_cut_local
     """With a whole-volume mask both data weightings are the same; on local fields cut at the brain edge the
     support-constrained, mask-weighted iterations recover χ with a slope near that of the complete field, where
     fitting the cut as a zero field recovers less than half of it (slopes 0.67 and 0.43 against 0.81 here)."""
-    from lightning_modules.qsm.dipole import forward_field
+    from lightning_modules.physics.dipole import forward_field
     from lightning_modules.qsm.simulate import brain_like_chi
 
     def slope(estimate, chi, region):

@@ -16,7 +16,7 @@ from monai.bundle import run as bundle_run
 
 from lightning_modules.metrics import nrmse
 from lightning_modules.physics import ppm_per_hz, ppm_per_rad
-from lightning_modules.qsm.dipole import b0_direction_from_affine
+from lightning_modules.physics.dipole import b0_direction_from_affine
 from lightning_modules.qsm.simulate import head_phantom, simulate_field
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader
 
 from lightning_modules.bundle_app import bundle_root
 from lightning_modules.metrics import nrmse
+from lightning_modules.physics.dipole import dipole_kernel, forward_field
 from lightning_modules.qsm.data import SimulatedQsmDataset
-from lightning_modules.qsm.dipole import dipole_kernel, forward_field
 from lightning_modules.qsm.learned_ndi import LearnedNdi
 from lightning_modules.qsm.methods import build_network, invert_field
 from lightning_modules.qsm.qsmgan import QsmganCritic, QsmganGenerator, generator_input, gradient_penalty

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from lightning_modules.metrics import nrmse
+from lightning_modules.physics.dipole import forward_field
 from lightning_modules.qsm.data import SimulatedQsmDataset
-from lightning_modules.qsm.dipole import forward_field
 from lightning_modules.qsm.learned_ndi import LearnedNdi
 from lightning_modules.qsm.module import LearnedInversionModule
 from lightning_modules.qsm.simulate import random_training_case

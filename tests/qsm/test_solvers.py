@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lightning_modules.metrics import nrmse
-from lightning_modules.qsm.dipole import dipole_kernel, forward_field
+from lightning_modules.physics.dipole import dipole_kernel, forward_field
 from lightning_modules.qsm.simulate import head_phantom, simulate_field
 from lightning_modules.qsm.solvers import Ndi, Tkd
 

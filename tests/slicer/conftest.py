@@ -42,7 +42,7 @@ def qsm_phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import nibabel as nib
     import numpy as np
 
-    from lightning_modules.qsm.dipole import forward_field
+    from lightning_modules.physics.dipole import forward_field
 
     chi = np.zeros((24, 24, 24), dtype=np.float32)
     chi[8:16, 8:16, 9:15] = 0.1

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_modules import physics as ph
+from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.phantoms import agar_disk, cylinder
 from lightning_modules.spio.viewline import PIXEL_MM, simulate_viewline
 
@@ -25,5 +25,5 @@ def cylinder_image(tmp_path):
     data = np.moveaxis(image.numpy(), 0, -1)[:, :, None, :] * 1234.0
     path = tmp_path / "viewline_cyl.nii.gz"
     nib.save(nib.Nifti1Image(data.astype(np.float32), affine), str(path))
-    assert data.shape == (*ph.VIEWLINE_MATRIX, 1, 2)
+    assert data.shape == (*acq.VIEWLINE_MATRIX, 1, 2)
     return path, affine, truth.numpy()

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from numpy.testing import assert_allclose
 
-from lightning_modules import physics as ph
+from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.phantoms import agar_disk, sphere
 from lightning_modules.spio.viewline import (
     PIXEL_MM,
@@ -31,8 +31,8 @@ def test_exterior_field_of_a_sphere_matches_the_analytic_dipole():
     xp, zp = x[:, n // 2, :], z[:, n // 2, :]
     r = torch.sqrt(xp**2 + zp**2).clamp_min(1e-9)
     cos2 = zp**2 / r**2
-    chi = ph.SPIO_CHI_SI_PER_UG_FE_PER_MM3 * concentration
-    analytic = ph.VIEWLINE_B0_TESLA * chi * (radius_eff / r) ** 3 * (3 * cos2 - 1) / 3
+    chi = acq.SPIO_CHI_SI_PER_UG_FE_PER_MM3 * concentration
+    analytic = acq.VIEWLINE_B0_TESLA * chi * (radius_eff / r) ** 3 * (3 * cos2 - 1) / 3
     outside = (r >= 1.5 * radius_mm) & (r <= 3 * radius_mm)
     peak = float(analytic[outside].abs().max())
     assert_allclose(delta_b[outside].numpy(), analytic[outside].numpy(), atol=0.06 * peak)
@@ -41,14 +41,14 @@ def test_exterior_field_of_a_sphere_matches_the_analytic_dipole():
 
 def test_zero_concentration_gives_straight_undistorted_lines():
     rho = agar_disk(radius_mm=22.0)
-    image, plane = simulate_viewline(rho, torch.zeros(128, ph.VIEWLINE_NY, 128))
+    image, plane = simulate_viewline(rho, torch.zeros(128, acq.VIEWLINE_NY, 128))
     assert float(plane.abs().max()) == 0.0
     columns = slice(40, 88)  # well inside the disk along x
     for channel in (0, 1):
         profiles = image[channel, columns, 20:108].numpy()  # |z| < 17 mm: inside the disk
         assert_allclose(profiles, np.broadcast_to(profiles[0], profiles.shape), atol=1e-6)  # straight
     z = pixel_centres_mm(128, PIXEL_MM[1]).numpy()
-    over = ph.VIEWLINE_Z_OVERSAMPLING
+    over = acq.VIEWLINE_Z_OVERSAMPLING
     z_fine = pixel_centres_mm(128 * over, PIXEL_MM[1] / over).numpy()
     for k, z_k in enumerate(line_centres_mm().numpy()):
         if abs(z_k) > 18:
@@ -57,8 +57,8 @@ def test_zero_concentration_gives_straight_undistorted_lines():
         near = np.abs(z - z_k) < 1.0
         centroid = float((profile[near] * z[near]).sum() / profile[near].sum())
         assert abs(centroid - z_k) < 0.1  # undistorted: centred on z_k
-        n_excited = int((np.abs(z_fine - z_k) <= ph.VIEWLINE_LINE_WIDTH_MM / 2).sum())  # ≈ 1 mm of tissue
-        assert_allclose(profile[near].sum(), n_excited / over * math.exp(-ph.VIEWLINE_TE_S * 20.0), rtol=1e-5)
+        n_excited = int((np.abs(z_fine - z_k) <= acq.VIEWLINE_LINE_WIDTH_MM / 2).sum())  # ≈ 1 mm of tissue
+        assert_allclose(profile[near].sum(), n_excited / over * math.exp(-acq.VIEWLINE_TE_S * 20.0), rtol=1e-5)
         assert float(image[1 - k % 2, 64][near].sum()) == 0.0
 
 
@@ -74,7 +74,7 @@ def test_even_and_odd_channels_never_overlap_without_strong_gradients():
 
 def test_spio_bends_lines_and_its_own_signal_is_lost():
     rho = agar_disk(radius_mm=22.0)
-    cylinder = torch.zeros(128, ph.VIEWLINE_NY, 128)
+    cylinder = torch.zeros(128, acq.VIEWLINE_NY, 128)
     cylinder[60:68, :, 60:68] = 13.95
     image, _ = simulate_viewline(rho, cylinder)
     without_object_spins, _ = simulate_viewline(torch.where(cylinder[:, 12] > 0, 0.0, rho), cylinder)
@@ -88,7 +88,7 @@ def test_spio_bends_lines_and_its_own_signal_is_lost():
 def test_noise_level_follows_the_tissue_snr_definition():
     rho = agar_disk(radius_mm=22.0)
     signal = tissue_signal(rho)
-    assert_allclose(signal, math.exp(-ph.VIEWLINE_TE_S * 20.0), rtol=1e-6)
+    assert_allclose(signal, math.exp(-acq.VIEWLINE_TE_S * 20.0), rtol=1e-6)
     zeros = torch.zeros(2, 128, 128)
     noisy = add_noise(zeros, snr_db=20.0, signal=signal, generator=torch.Generator().manual_seed(0))
     sigma = signal / 10.0

@@ -12,7 +12,7 @@ import torch
 from numpy.testing import assert_allclose
 from scipy import special
 
-from lightning_modules.qsm.dipole import b0_direction_from_affine, dipole_kernel, forward_field, forward_field_slice
+from lightning_modules.physics.dipole import b0_direction_from_affine, dipole_kernel, forward_field, forward_field_slice
 
 CHI_PPM = 1.0
 
