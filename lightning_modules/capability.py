@@ -33,7 +33,7 @@ from lightning_modules.monai_trust import bundles_dir
 CAPABILITY_FILE = "capability.json"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read(path: str) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
