@@ -1,9 +1,12 @@
-"""LightningModule training DeepSPIO on simulated View Line samples, and the callback that ships its weights.
+"""LightningModule training the SPIO networks (LineUNet, DeepSPIO) on simulated View Line samples.
 
 Loss (della Maggiora et al., "DeepSPIO", IEEE TPAMI 2020, §4): per-sample normalised L1 (relative deviation)
 on each db4 wavelet sub-band, summed over the four sub-bands and averaged over the batch; weight decay via
 AdamW. The first ``l2_warmup_epochs`` use the squared (L2) version instead, to escape the all-zero minimum of
-L1 on sparse maps. Validation reports the NMAE ``‖Ĉ − C‖₁ / ‖C‖₁`` of the concentration map (``val_nmae``).
+L1 on sparse maps. A network without sub-bands (:class:`~lightning_modules.spio.line_unet.LineUNet`) is
+trained on the map itself: the damped NMAE (:func:`relative_l1_image`) plus ``l2_weight`` times its squared
+counterpart (:func:`relative_l2_image`). Validation reports the NMAE ``‖Ĉ − C‖₁ / ‖C‖₁`` of the concentration
+map (``val_nmae``).
 """
 
 from __future__ import annotations
@@ -56,26 +59,33 @@ def relative_l1_image(predicted: torch.Tensor, target: torch.Tensor, *, eps: flo
     return sample_nmae(predicted, target, eps=eps).mean()
 
 
+def relative_l2_image(predicted: torch.Tensor, target: torch.Tensor, *, eps: float = 100.0) -> torch.Tensor:
+    """Batch mean of ``‖Ĉ − C‖₂² / (‖C‖₂² + eps)``: weights errors by size, so high concentrations count early."""
+    error = (predicted - target).pow(2).flatten(1).sum(-1)
+    return (error / (target.pow(2).flatten(1).sum(-1) + eps)).mean()
+
+
 def sample_nmae(predicted: torch.Tensor, target: torch.Tensor, *, eps: float = 0.0) -> torch.Tensor:
     """NMAE ``‖Ĉ − C‖₁ / (‖C‖₁ + eps)`` of each sample, shape (B,); ``eps`` 0 is the plain NMAE."""
     norm = target.abs().flatten(1).sum(-1) + eps
     return (predicted - target).abs().flatten(1).sum(-1) / norm.clamp_min(1e-6)
 
 
-def initial_state(path: str, network: DeepSpio) -> dict[str, torch.Tensor]:
+def initial_state(path: str, network: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The ``state_dict`` in ``path`` for ``network``; a narrower DeepSPIO's weights are widened (Net2WiderNet)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     own = network.state_dict()
-    if set(state) == set(own) and any(state[k].shape != own[k].shape for k in own):
+    if isinstance(network, DeepSpio) and set(state) == set(own) and any(state[k].shape != own[k].shape for k in own):
         state = widen_state_dict(state, network)
     return state
 
 
 class DeepSpioModule(pl.LightningModule):
-    """Trains :class:`DeepSpio` (the same ``nn.Module`` the bundle's ``network_def`` builds).
+    """Trains a SPIO network (the same ``nn.Module`` the bundle's ``network_def`` builds).
 
     Args:
-        network: the network (default: ``DeepSpio()``).
+        network: the network (default: ``DeepSpio()``); one with a ``subbands`` method is trained on the db4
+            sub-bands (DeepSPIO's loss), any other on the map.
         learning_rate: peak learning rate of the one-cycle schedule.
         weight_decay: AdamW weight decay.
         l2_warmup_epochs: epochs trained with :func:`relative_l2_per_subband` before switching to the L1 loss.
@@ -83,18 +93,20 @@ class DeepSpioModule(pl.LightningModule):
             narrower DeepSPIO of the same depth are widened first (:func:`initial_state`).
         image_loss_weight: weight of :func:`relative_l1_image` (the map's NMAE) added to the sub-band loss after
             the warm-up; 0 gives the paper's loss alone.
+        l2_weight: weight of :func:`relative_l2_image` in the map loss (networks without sub-bands).
     """
 
-    def __init__(self, *, network: DeepSpio | None = None, learning_rate: float = 1e-3,
+    def __init__(self, *, network: torch.nn.Module | None = None, learning_rate: float = 1e-3,
                  weight_decay: float = 1e-4, l2_warmup_epochs: int = 0, init_weights: str | None = None,
-                 image_loss_weight: float = 0.0) -> None:
+                 image_loss_weight: float = 0.0, l2_weight: float = 0.5) -> None:
         super().__init__()
         self.network = network if network is not None else DeepSpio()
         if init_weights:
             self.network.load_state_dict(initial_state(init_weights, self.network))
         self.learning_rate, self.weight_decay = learning_rate, weight_decay
         self.l2_warmup_epochs = l2_warmup_epochs
-        self.image_loss_weight = image_loss_weight
+        self.image_loss_weight, self.l2_weight = image_loss_weight, l2_weight
+        self.uses_subbands = hasattr(self.network, "subbands")
         self.dwt = Dwt2()
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -102,6 +114,13 @@ class DeepSpioModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         image, concentration = batch
+        if not self.uses_subbands:
+            predicted = self.network(image)
+            l1 = relative_l1_image(predicted, concentration)
+            loss = l1 + self.l2_weight * relative_l2_image(predicted, concentration)
+            self.log("train_image_nmae", l1, on_step=False, on_epoch=True, sync_dist=True)
+            self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+            return loss
         warming_up = self.current_epoch < self.l2_warmup_epochs
         loss_fn = relative_l2_per_subband if warming_up else relative_l1_per_subband
         subbands = self.network.subbands(image)
@@ -118,9 +137,14 @@ class DeepSpioModule(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         image, concentration = batch
-        subbands = self.network.subbands(image)
-        loss = relative_l1_per_subband(subbands, self.dwt(concentration)).sum()
-        predicted = self.network.inverse_dwt(subbands).clamp_min(0.0)
+        if self.uses_subbands:
+            subbands = self.network.subbands(image)
+            loss = relative_l1_per_subband(subbands, self.dwt(concentration)).sum()
+            predicted = self.network.inverse_dwt(subbands).clamp_min(0.0)
+        else:
+            predicted = self.network(image)
+            loss = relative_l1_image(predicted, concentration)
+            predicted = predicted.clamp_min(0.0)
         self.log("val_loss", loss, prog_bar=True, sync_dist=True)
         self.log("val_nmae", sample_nmae(predicted, concentration).mean(), prog_bar=True, sync_dist=True)
 

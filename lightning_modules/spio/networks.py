@@ -120,3 +120,23 @@ class DeepSpio(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.inverse_dwt(self.subbands(image))
+
+
+#: The selectable SPIO networks (``--network`` of the bundle) and the weights file each ships with.
+WEIGHTS = {"line_unet": "model.pt", "deepspio": "deepspio.pt"}
+
+
+def spio_network(name: str = "line_unet") -> nn.Module:
+    """The SPIO network ``name``: ``"line_unet"`` (:class:`~lightning_modules.spio.line_unet.LineUNet`, shipped)
+    or ``"deepspio"`` (:class:`DeepSpio`, kept for comparison).
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    if name == "deepspio":
+        return DeepSpio()
+    if name == "line_unet":
+        from lightning_modules.spio.line_unet import LineUNet
+
+        return LineUNet()
+    raise ValueError(f"unknown SPIO network {name!r}; choose one of {sorted(WEIGHTS)}")
