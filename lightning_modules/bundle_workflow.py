@@ -1,0 +1,267 @@
+"""The MONAI-native pieces every bundle's ``inference.json`` is built from. STATUS: READY (API below is stable).
+
+What the config names is what runs. A bundle's ``inference.json`` reads, top to bottom::
+
+    "cases":          "$lightning_modules.bundle_app.validated_cases(...)"   # every case checked from headers and
+                                                                            # options, every output path resolved
+                                                                            # and collision-free: nothing written yet
+    "preprocessing":  {"_target_": "Compose", "transforms": [LoadNiftid(...), <capability's dict transforms>]}
+    "dataset":        {"_target_": "Dataset", "data": "@cases", "transform": "@preprocessing"}
+    "dataloader":     {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "num_workers": 0}
+    "network_def":    the capability's nn.Module (forward(x) on ONE tensor; per-case geometry such as the dipole
+                      kernel's voxel size / B0 direction arrives as keyword tensors through ``prepare_batch``)
+    "network":        "$lightning_modules.bundle_workflow.load_weights(@network_def, @model_path).to(@device)"
+    "inferer":        {"_target_": "SimpleInferer"} or {"_target_": "SlidingWindowInferer", ...}
+    "prepare_batch":  {"_target_": "PrepareBatchExtraInput", "extra_keys": {...}}   (when the forward needs more)
+    "postprocessing": {"_target_": "Compose", "transforms": [<capability's dict transforms>, SaveOutputsd(...)]}
+    "evaluator":      {"_target_": "lightning_modules.bundle_workflow.BundleEvaluator", "device": "@device",
+                       "val_data_loader": "@dataloader", "network": "@network", "inferer": "@inferer",
+                       "postprocessing": "@postprocessing", "prepare_batch": "@prepare_batch", "label": "@method"}
+    "run":            ["$@evaluator.run()"]
+
+Each case is read once, by :class:`LoadNiftid` inside the dataset; the up-front validation of a batch uses
+:func:`read_nifti_header`, which reads headers only. :class:`BundleEvaluator` is MONAI's
+``SupervisedEvaluator`` plus what a command-line user needs: one-line errors for bad input (an
+:class:`~lightning_modules.io.InputError` raised inside a transform is unwrapped from MONAI's
+``RuntimeError("applying transform ...")``), progress lines for the Slicer panel, and SIGTERM/SIGINT ending the
+run with no partial output. :class:`SaveOutputsd` writes one case's outputs as one atomic set on the main
+input's exact grid (shape, affine and header), so an interrupted or failed case leaves nothing.
+
+We write our own loader and writer rather than MONAI's ``LoadImaged``/``SaveImaged`` because ours refuse what
+users get wrong in one sentence (degenerate affines, NaNs, wrong dimensionality, folders given as files), and
+write a case's several outputs atomically as a set with the input's exact header, which ``SaveImaged`` does not.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from ignite.engine import Events
+from monai.data import MetaTensor
+from monai.engines import SupervisedEvaluator
+from monai.transforms import MapTransform
+from torch import nn
+
+from lightning_modules.bundle_app import (
+    exit_on_input_error,
+    interruptible,
+    is_given,
+    load_network,
+    output_path,
+    report_progress,
+)
+from lightning_modules.io import InputError, atomic_output_set, check_affine, load_nifti
+
+#: Key suffix under which :class:`LoadNiftid` keeps each loaded file's path (``field`` → ``field_path``).
+PATH_SUFFIX = "_path"
+
+
+def read_nifti_header(
+    path: str | os.PathLike, *, what: str = "image", ndim: int | tuple[int, ...] | None = None
+) -> tuple[tuple[int, ...], np.ndarray]:
+    """A NIfTI file's shape (trailing singleton axes beyond ``ndim`` dropped) and affine, checked like
+    :func:`lightning_modules.io.load_nifti` checks them, without reading the voxel data.
+
+    Raises:
+        InputError: missing file, folder, unreadable header, degenerate affine, wrong dimensionality.
+    """
+    path = Path(path)
+    if str(path) and path.is_dir():
+        raise InputError(f"{what} file {str(path)!r} is a folder, not a file; give the NIfTI file inside it")
+    if not str(path) or not path.is_file():
+        raise InputError(f"{what} file {str(path)!r} does not exist; check the path")
+    try:
+        img = nib.load(str(path))
+    except Exception as err:  # nibabel raises many types for broken files
+        raise InputError(f"{what} file {str(path)!r} is not a readable NIfTI image ({err})") from None
+    affine = np.asarray(img.affine, dtype=np.float64)
+    check_affine(affine, path=path, what=what)
+    shape = tuple(int(n) for n in img.shape)
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        while len(shape) > max(allowed) and shape[-1] == 1:
+            shape = shape[:-1]
+        if len(shape) not in allowed:
+            want = " or ".join(f"{n}-D" for n in allowed)
+            raise InputError(f"{what} file {str(path)!r} is {len(shape)}-D with shape {shape}; expected {want}")
+    return shape, affine
+
+
+class LoadNiftid(MapTransform):
+    """Load the NIfTI files named by ``keys`` into :class:`~monai.data.MetaTensor` s with their affine, checked by
+    :func:`lightning_modules.io.load_nifti` (one-sentence :class:`InputError` for what users get wrong).
+
+    Keys whose value is absent (``None``, ``""``) are left as ``None``. Each loaded file's path is kept under
+    ``{key}_path`` (a string, which survives collation) for the writer and for messages.
+
+    Args:
+        keys: the case keys naming NIfTI files.
+        what: per key, what the file is in messages (e.g. ``{"field": "field map"}``); default the key.
+        ndim: per key (or for all) the allowed number of dimensions.
+        dtype: data type of the loaded arrays (float64 keeps outputs bit-identical to a float64 pipeline).
+    """
+
+    def __init__(self, keys: Sequence[Hashable] | Hashable, *, what: Mapping[str, str] | None = None,
+                 ndim: Mapping[str, int | tuple[int, ...]] | int | tuple[int, ...] | None = None,
+                 dtype: torch.dtype = torch.float64) -> None:
+        super().__init__(keys, allow_missing_keys=True)
+        self.what = dict(what or {})
+        self.ndim = ndim
+        self.dtype = dtype
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            if not is_given(d[key]):
+                d[key] = None
+                continue
+            ndim = self.ndim.get(key) if isinstance(self.ndim, Mapping) else self.ndim
+            array, affine, _ = load_nifti(d[key], what=self.what.get(key, str(key)), ndim=ndim)
+            d[f"{key}{PATH_SUFFIX}"] = str(d[key])
+            d[key] = MetaTensor(torch.as_tensor(array, dtype=self.dtype), affine=torch.as_tensor(affine),
+                                meta={"filename_or_obj": str(d[f"{key}{PATH_SUFFIX}"])})
+        return d
+
+
+def _as_array(value: object) -> np.ndarray | str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        value = value.as_tensor() if isinstance(value, MetaTensor) else value
+        return value.numpy()
+    return np.asarray(value)
+
+
+class SaveOutputsd(MapTransform):
+    """Write one case's outputs as ONE atomic set: ``{output_dir}/{stem}_{suffix}`` for each output key, on the
+    main input's exact grid (its affine and header), ``stem`` from the main input's file name.
+
+    Array outputs become NIfTI (leading singleton channel axes squeezed until the array has the main input's
+    spatial rank, or ``spatial_ndim``); string outputs (e.g. a CSV table) are written as text. Either every output
+    of the case appears or none does. Prints ``wrote PATH`` per file.
+
+    Args:
+        outputs: output key in the data → file suffix (read the suffixes from :mod:`lightning_modules.capability`).
+        main_input: the case key of the main input; its path is taken from ``{main_input}_path`` or the key itself.
+        output_dir: the run's output folder (created if missing).
+        spatial_ndim: rank of the written arrays (default: the main input's rank as stored, e.g. 4 for IVIM's DWI
+            gives 3-D maps only if given as 3 here).
+        dtype: on-disk data type of arrays (labelmaps: ``"uint8"``).
+    """
+
+    def __init__(self, outputs: Mapping[str, str], *, main_input: str, output_dir: str | os.PathLike,
+                 spatial_ndim: int = 3, dtype: Mapping[str, str] | str = "float32") -> None:
+        super().__init__(list(outputs), allow_missing_keys=False)
+        self.outputs = dict(outputs)
+        self.main_input = main_input
+        self.output_dir = Path(output_dir)
+        self.spatial_ndim = spatial_ndim
+        self.dtype = dtype
+
+    def main_path(self, data: Mapping) -> str:
+        """The main input's path in a case (``{main_input}_path`` if the loader stored it)."""
+        path = data.get(f"{self.main_input}{PATH_SUFFIX}", data.get(self.main_input))
+        if isinstance(path, (list, tuple)):  # a collated batch of one that was not decollated
+            path = path[0]
+        return str(path)
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        source = self.main_path(d)
+        reference = nib.load(source)
+        affine = np.asarray(reference.affine, dtype=np.float64)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        with atomic_output_set() as outputs:
+            for key, suffix in self.outputs.items():
+                path = output_path(self.output_dir, source, suffix)
+                value = _as_array(d[key])
+                if isinstance(value, str):
+                    written.append(outputs.write_text(value, path))
+                    continue
+                while value.ndim > self.spatial_ndim and value.shape[0] == 1:
+                    value = value[0]
+                dtype = self.dtype.get(key, "float32") if isinstance(self.dtype, Mapping) else self.dtype
+                written.append(outputs.save_nifti(value, affine, path, header=reference.header, dtype=np.dtype(dtype)))
+        for path in written:
+            print(f"wrote {path}", flush=True)
+        d["written"] = [str(p) for p in written]
+        return d
+
+
+def load_weights(network: nn.Module, model_path: str | os.PathLike | None, *,
+                 hint: str = "train them with configs/train.json") -> nn.Module:
+    """``network`` with the shipped ``state_dict`` at ``model_path`` loaded (eval mode); a network without
+    weights (a classical solver, ``model_path`` absent) comes back as it is. One-line error for a missing or
+    mismatched weights file (inside :class:`BundleEvaluator` or :func:`exit_on_input_error`)."""
+    if not is_given(model_path):
+        return network.eval()
+    return load_network(network, str(model_path), hint=hint)
+
+
+def input_error_in(error: BaseException) -> InputError | None:
+    """The :class:`InputError` behind ``error``: MONAI wraps an exception raised inside a transform in
+    ``RuntimeError("applying transform ...")`` (once per nested ``Compose``), so follow the causes."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, InputError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+class BundleEvaluator(SupervisedEvaluator):
+    """MONAI's ``SupervisedEvaluator`` for a command-line bundle run.
+
+    Adds: ``[progress]`` lines (one per case and a final 100 %), one-line errors for bad input raised anywhere in
+    loading, inference or writing (exit status 2), and SIGTERM/SIGINT handling (exit 128 + signal, no partial
+    output; see :func:`lightning_modules.bundle_app.interruptible`). Everything else is MONAI's: pass the
+    ``SupervisedEvaluator`` arguments (``device``, ``val_data_loader``, ``network``, ``inferer``,
+    ``postprocessing``, ``prepare_batch``, ...).
+
+    Args:
+        label: what the progress lines say before each case's file name (e.g. the method).
+        main_input: the case key of the main input, for the progress lines.
+    """
+
+    def __init__(self, *, label: str = "", main_input: str | None = None, **kwargs: object) -> None:
+        kwargs.setdefault("decollate", True)
+        super().__init__(**kwargs)
+        self.label = str(label or "")
+        self.main_input = main_input
+        # ignite logs "Current run is terminating due to exception" before re-raising; the exception itself is
+        # reported (one line for bad input, a traceback for a bug), so that log line is only noise
+        self.logger.setLevel(logging.CRITICAL)
+        self.add_event_handler(Events.ITERATION_STARTED, self._report_case)
+        self.add_event_handler(Events.COMPLETED, lambda _engine: report_progress(1.0, "done"))
+
+    def _report_case(self, engine: SupervisedEvaluator) -> None:
+        total = engine.state.epoch_length or 1
+        done = engine.state.iteration - 1
+        name = ""
+        batch = engine.state.batch
+        if self.main_input and isinstance(batch, Mapping):
+            path = batch.get(f"{self.main_input}{PATH_SUFFIX}", batch.get(self.main_input))
+            path = path[0] if isinstance(path, (list, tuple)) and path else path
+            name = Path(str(path)).name if isinstance(path, (str, os.PathLike)) else ""
+        message = ": ".join(part for part in (self.label, name) if part)
+        report_progress(done / total, message or f"case {done + 1} of {total}")
+
+    def run(self, global_epoch: int = 1) -> None:  # type: ignore[override]
+        """Run every case; bad input ends the run with one line on stderr and exit status 2."""
+        with interruptible(), exit_on_input_error():
+            try:
+                super().run(global_epoch)
+            except Exception as error:
+                cause = input_error_in(error)
+                if cause is None:
+                    raise
+                raise cause from None
