@@ -276,25 +276,25 @@ def _exit_interrupted(signum: int) -> None:
     raise SystemExit(128 + int(signum)) from None
 
 
-def print_bundle_help(bundle_root: str | os.PathLike, config: str = "inference.json") -> None:
-    """Print the options of a bundle's ``configs/{config}``: each documented option (the config's ``"options"``
-    key: name → description with units) with its default as the config sets it."""
-    path = Path(bundle_root) / "configs" / config
-    parsed = json.loads(path.read_text(encoding="utf-8"))
-    meta_path = Path(bundle_root) / "configs" / "metadata.json"
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
-    name = Path(bundle_root).name
-    lines = [f"usage: python -m monai.bundle run --config_file {path} --OPTION VALUE ...", ""]
-    if meta.get("description"):
-        lines += [f"{name}: {meta['description']}", ""]
-    lines.append("options:")
-    for option, doc in parsed.get("options", {}).items():
-        default = parsed.get(option)
-        shown = "none" if not is_given(default) or (isinstance(default, str) and default.startswith("$")) \
-            else json.dumps(default)
-        text = doc if "default" in doc or shown == "none" else f"{doc} (default {shown})"
+def print_bundle_help(bundle_root: str | os.PathLike) -> None:
+    """Print a bundle's command-line options as its capability description (``configs/capability.json``, see
+    :mod:`lightning_modules.capability`) states them: inputs, then options with units, choices and defaults."""
+    from lightning_modules.capability import describe
+
+    root = Path(bundle_root)
+    description = describe(root.name, str(root))
+    config = root / "configs" / "inference.json"
+    lines = [f"usage: python -m monai.bundle run --config_file {config} --OPTION VALUE ...", "",
+             f"{description['bundle']}: {description['title']}: {description['description']}", "", "options:"]
+    for option, spec in {**description["inputs"], **description["options"]}.items():
+        text = spec["help"]
+        if "default" in spec and "default" not in text and is_given(spec["default"]):
+            text = f"{text} (default {json.dumps(spec['default'], ensure_ascii=False)})"
         lines.append(f"  --{option:<22} {text}")
-    lines += ["", "Outputs are written to {output_dir}/{stem}_{suffix}; see the bundle's docs/README.md."]
+    lines.append(f"  --{'help':<22} print these options and exit")
+    outputs = ", ".join(f"{{stem}}_{spec['suffix']} ({spec['unit'] or 'no unit'})"
+                        for spec in description["outputs"].values())
+    lines += ["", f"Outputs in {{output_dir}}: {outputs}; see the bundle's docs/README.md."]
     print("\n".join(lines), flush=True)
 
 
