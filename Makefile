@@ -2,18 +2,29 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+WEB_STAMP := .venv-web/.installed
 
-.PHONY: install demo test test-fast bench bench-qsm bench-ivim bench-spio bench-rim train-qsm train-qsmgan train-ivim train-spio train-rim lint clean
+.PHONY: install install-web web demo test test-fast bench bench-qsm bench-ivim bench-spio bench-rim train-qsm train-qsmgan train-ivim train-spio train-rim lint clean
 
-install: $(STAMP)
+install: $(STAMP) $(WEB_STAMP)
 
 $(STAMP): pyproject.toml tools/install.sh
 	bash tools/install.sh
 
+# The web app (issue 27): its own .venv-web (trame-slicer pins an older slicer-core than .venv's test layer),
+# Playwright in .venv and Debian's chromium for tests/web. `make web WEB_ARGS="--host 0.0.0.0 --port 9000"`.
+$(WEB_STAMP): tools/install_web.sh | $(STAMP)
+	bash tools/install_web.sh
+
+install-web: $(WEB_STAMP)
+
+web: $(STAMP) $(WEB_STAMP)
+	.venv-web/bin/python QSMSlicerExtension/web/serve.py $(WEB_ARGS)
+
 demo: $(STAMP)
 	$(PY) -m lightning_modules.qsm.demo --output_dir demo_output
 
-test: $(STAMP)
+test: $(STAMP) $(WEB_STAMP)
 	$(PY) -m pytest -q tests
 
 test-fast: $(STAMP)

@@ -1,0 +1,285 @@
+"""One session's web page: trame-slicer's slice views of the session's scene, one tab per capability.
+
+A tab has the module panel's inputs (uploaded NIfTI files, a ``.bval`` for IVIM), its parameters, Run and
+Cancel, a progress bar and the bundle's log, links to download every output file, and for rim the lesion table
+(click a row: the slice views jump to the lesion). The work is :class:`qsm_web.session.Session`'s, i.e. the
+modules' Logic classes. ``GET /api/scene`` returns :meth:`Session.summary` as JSON (what the browser tests check);
+``GET /download/<tab>/<file>`` serves an output file.
+
+Run one session: ``.venv-web/bin/python -m qsm_web.app --port 0`` (``make web`` runs :mod:`qsm_web.launcher`,
+which starts one of these per browser tab).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+
+from qsm_web import slicer_layer
+
+LOG_LINES = 200  # log lines kept on the page
+POLL_S = 0.2  # how often the run is polled (as the panels' QTimer)
+LESION_COLUMNS = ("lesion_id", "volume_mm3", "rim_probability", "rim_positive")  # shown; the CSV has them all
+
+
+def default_bundle_python() -> str:
+    """The project's ``.venv`` Python (it has torch and MONAI), else this one."""
+    candidate = slicer_layer.REPO / ".venv" / "bin" / "python"
+    return str(candidate) if candidate.is_file() else sys.executable
+
+
+class WebApp:
+    """The trame server, its slice views and the page of one session."""
+
+    def __init__(self, server=None, *, bundle_python: str | None = None, page: str = "qsm") -> None:
+        slicer_layer.import_slicer()  # before trame-slicer's own ``from slicer import ...``
+        from trame.app import get_server
+        from trame_slicer import module as trame_slicer_module
+        from trame_slicer.core import LayoutManager, SlicerApp
+        from trame_slicer.rca_view import register_rca_factories
+        from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
+
+        from qsm_web.session import Session
+
+        self.server = server or get_server(client_type="vue3")
+        self.server.enable_module(trame_slicer_module)
+        self.slicer_app = SlicerApp()
+        self.session = Session(self.slicer_app, bundle_python=bundle_python or default_bundle_python())
+        register_rca_factories(self.slicer_app.view_manager, self.server)
+        self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
+        views = [ViewLayoutDefinition.axial_view(), ViewLayoutDefinition.coronal_view(),
+                 ViewLayoutDefinition.sagittal_view()]
+        self.layout_manager.register_layout_dict({"slices": Layout(LayoutDirection.Horizontal, views)})
+        self.layout_manager.set_layout("slices")
+        self._log: list[str] = []
+        self._init_state(page)
+        self._build_ui()
+        self.server.controller.on_server_bind.add(self._add_routes)
+        self.server.controller.on_server_ready.add(self._start_polling)
+        self.server.controller.on_server_exited.add(lambda **_: self.session.close())
+
+    # -- state ---------------------------------------------------------------------------------------------------
+
+    def _init_state(self, page: str) -> None:
+        state = self.server.state
+        state.trame__title = "QSM Slicer Extension"
+        state.page = page
+        state.running, state.progress, state.status, state.log, state.error = False, 0, "", "", ""
+        state.lesions, state.lesion_headers = [], []
+        for key, spec in self.session.pages.items():
+            state[f"{key}_downloads"] = []
+            for upload in spec.uploads:
+                state[f"{key}__{upload.parameter}"] = None  # the file input's model
+                state[f"{key}__{upload.parameter}__name"] = ""
+                state.change(f"{key}__{upload.parameter}")(self._on_upload(key, upload.parameter))
+            parameters = self.session.parameters(key)
+            for parameter in spec.parameters:
+                name = f"{key}_{parameter.name}"
+                state[name] = getattr(parameters, parameter.name)
+                state.change(name)(self._on_parameter(key, parameter.name))
+
+    def _on_upload(self, key: str, parameter: str):
+        def handler(**changes) -> None:
+            files = changes[f"{key}__{parameter}"]
+            files = [files] if isinstance(files, dict) else list(files or [])
+            if not files:
+                return
+            from trame.app.file_upload import ClientFile
+
+            file = ClientFile(files[0])
+            self._guarded(lambda: self.server.state.update(
+                {f"{key}__{parameter}__name": self.session.upload(key, parameter, file.name, file.content)}))
+        return handler
+
+    def _on_parameter(self, key: str, name: str):
+        def handler(**changes) -> None:
+            self._guarded(lambda: self.session.set_parameter(key, name, changes[f"{key}_{name}"]))
+        return handler
+
+    def _guarded(self, action) -> bool:
+        """Run a user action; a bad input becomes the page's one-line error instead of a traceback."""
+        try:
+            action()
+        except (ValueError, RuntimeError, OSError) as error:
+            self.server.state.error = str(error)
+            return False
+        self.server.state.error = ""
+        return True
+
+    # -- run -----------------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Start the current tab's bundle."""
+        state = self.server.state
+        self._log.clear()
+        state.log, state.progress, state.status = "", 0, "starting"
+        if self._guarded(lambda: self.session.start(state.page, on_line=self._on_line, on_progress=self._on_progress)):
+            state.running = True
+
+    def cancel(self) -> None:
+        """Stop the run (its process group and its temporary files)."""
+        result = self.session.cancel()
+        if result is not None:
+            self.server.state.update({"running": False, "status": result.message})
+
+    def _on_line(self, stream: str, line: str) -> None:
+        self._log.append(line)
+        del self._log[:-LOG_LINES]
+        self.server.state.log = "\n".join(self._log)
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self.server.state.progress = int(round(100 * fraction))
+        if message:
+            self.server.state.status = message
+
+    def _start_polling(self, **_) -> None:
+        asyncio.get_event_loop().create_task(self._poll_forever())
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_S)
+            if self.session.job is None:
+                continue
+            with self.server.state:
+                self._guarded(self._poll_once)
+
+    def _poll_once(self) -> None:
+        """Stream the run's new output to the page; on its end show the result (outputs loaded by the session)."""
+        from QSMSlicerCommon.job import JobStatus
+
+        key, state = self.session.job_page, self.server.state
+        try:
+            result = self.session.poll()
+        finally:
+            state.running = self.session.running
+        if result is None:
+            return
+        state.status = result.message
+        if result.succeeded:
+            state.progress = 100
+            state[f"{key}_downloads"] = list(self.session.downloads[key])
+            if key == "rim":
+                rows = self.session.lesion_rows()
+                state.lesions = rows
+                state.lesion_headers = [{"title": column, "key": column} for column in LESION_COLUMNS]
+        else:
+            state.error = result.message if result.status is JobStatus.FAILED else ""
+
+    def jump(self, row: int) -> None:
+        """Lesion table click: centre the slice views on that lesion."""
+        ras = self.session.jump_to_lesion(row)
+        self.server.state.status = f"lesion {row + 1} at RAS ({ras[0]:.1f}, {ras[1]:.1f}, {ras[2]:.1f}) mm"
+
+    # -- HTTP ----------------------------------------------------------------------------------------------------
+
+    def _add_routes(self, wslink_server) -> None:
+        from aiohttp import web
+
+        async def scene(_request):
+            return web.json_response(self.session.summary())
+
+        async def download(request):
+            key, name = request.match_info["key"], request.match_info["name"]
+            if key not in self.session.downloads or name not in self.session.downloads[key]:
+                raise web.HTTPNotFound(text=f"no output {name!r} in this session's {key} runs")
+            return web.FileResponse(self.session.root / "downloads" / key / name,
+                                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+        wslink_server.app.add_routes([web.get("/api/scene", scene), web.get("/download/{key}/{name}", download)])
+
+    # -- page ----------------------------------------------------------------------------------------------------
+
+    def _build_ui(self) -> None:
+        from trame.ui.vuetify3 import SinglePageWithDrawerLayout
+        from trame.widgets import html
+        from trame.widgets import vuetify3 as v
+
+        with SinglePageWithDrawerLayout(self.server, theme="dark") as layout:
+            layout.title.set_text("QSM Slicer Extension")
+            with layout.toolbar:
+                v.VSpacer()
+                with v.VTabs(v_model=("page",), density="compact"):
+                    for key, spec in self.session.pages.items():
+                        v.VTab(spec.title, value=key, id=f"tab-{key}")
+            with layout.drawer as drawer:
+                drawer.width = 380
+                with html.Div(classes="pa-3"):
+                    for key, spec in self.session.pages.items():
+                        self._page_form(v, html, key, spec)
+                    self._run_controls(v, html)
+            with layout.content:
+                with html.Div(style="height: calc(100vh - 64px);", id="views"):
+                    self.layout_manager.initialize_layout_grid(layout)
+
+    def _page_form(self, v, html, key: str, spec) -> None:
+        with html.Div(v_if=f"page === '{key}'", id=f"page-{key}"):
+            html.Div(spec.help, classes="text-caption mb-3")
+            for upload in spec.uploads:
+                v.VFileInput(v_model=(f"{key}__{upload.parameter}",), label=upload.label, accept=upload.accept,
+                             density="compact", show_size=True, disabled=("running",),
+                             hint=(f"{key}__{upload.parameter}__name ? 'loaded as ' + "
+                                   f"{key}__{upload.parameter}__name : ''",), persistent_hint=True,
+                             classes=f"mb-2 upload-{upload.parameter}")
+            for parameter in spec.parameters:
+                if parameter.choices:
+                    v.VSelect(v_model=(f"{key}_{parameter.name}",), label=parameter.label,
+                              items=(f"{key}_{parameter.name}_choices", list(parameter.choices)),
+                              density="compact", disabled=("running",), classes=f"param-{parameter.name}")
+                else:
+                    v.VTextField(v_model=(f"{key}_{parameter.name}",), label=parameter.label, type="number",
+                                 density="compact", disabled=("running",), classes=f"param-{parameter.name}")
+            with html.Div(v_if=f"{key}_downloads.length", classes="mb-2"):
+                html.Div("Outputs", classes="text-subtitle-2")
+                with html.Div(v_for=f"name in {key}_downloads", key="name"):
+                    html.A("{{ name }}", href=(f"'download/{key}/' + name",), download=True,
+                           classes="download-link")
+            if key == "rim":
+                self._lesion_table(v, html)
+
+    def _lesion_table(self, v, html) -> None:
+        """The rim lesion table: one row per lesion; a click centres the slice views on it."""
+        self.server.trigger("jump_to_lesion")(self.jump)
+        with v.VTable(v_if="lesions.length", density="compact", id="lesion-table", classes="my-2"):
+            with html.Thead(), html.Tr():
+                html.Th("{{ column.title }}", v_for="column in lesion_headers", key="column.key")
+            with html.Tbody():
+                with html.Tr(v_for="(row, index) in lesions", key="index", style="cursor: pointer;",
+                             click="trigger('jump_to_lesion', [index])", classes="lesion-row"):
+                    html.Td("{{ row[column.key] }}", v_for="column in lesion_headers", key="column.key")
+
+    def _run_controls(self, v, html) -> None:
+        with html.Div(classes="d-flex ga-2 my-2"):
+            v.VBtn("Run", click=self.run, disabled=("running",), color="primary", id="run-button")
+            v.VBtn("Cancel", click=self.cancel, disabled=("!running",), id="cancel-button")
+        v.VProgressLinear(model_value=("progress",), height=8, classes="my-2")
+        html.Div("{{ status }}", id="status", classes="text-caption")
+        v.VAlert(v_if="error", text=("error",), type="error", density="compact", id="error", classes="my-2")
+        html.Pre("{{ log }}", id="log", style="max-height: 220px; overflow: auto; font-size: 11px;")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve one session (a scene, a folder) until its last browser tab has gone for ``--timeout`` seconds."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="0: any free port (printed when ready)")
+    parser.add_argument("--page", default="qsm", choices=("qsm", "ivim", "spio", "rim"))
+    parser.add_argument("--timeout", type=int, default=300, help="seconds without a browser tab before exiting")
+    parser.add_argument("--bundle-python", default=None, help="Python that runs the bundles (default: .venv)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    app = WebApp(bundle_python=args.bundle_python, page=args.page)
+
+    def stop(_signum, _frame) -> None:  # the launcher stops a session: cancel its run, remove its folder
+        app.session.close()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    app.server.start(host=args.host, port=args.port, timeout=args.timeout, open_browser=False,
+                     exec_mode="main", show_connection_info=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""``make web``: one session process per browser tab, so that two tabs never share a scene, a run or a file.
+
+A trame server shares one state (and here one Slicer scene) among all the tabs connected to it. The launcher
+therefore serves only a start page; opening ``/qsm``, ``/ivim``, ``/spio`` or ``/rim`` starts a new
+:mod:`qsm_web.app` process on a free port of the same host (its own scene, its own temporary folder) and
+redirects the tab to it. A session process exits when its tab has been closed for ``--session-timeout``
+seconds; stopping the launcher (Ctrl-C, SIGTERM) stops every session it started, each cancelling its run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PAGES = {"qsm": "QSM dipole inversion", "ivim": "IVIM mapping", "spio": "SPIO quantification",
+         "rim": "Rim-lesion detection"}
+START_TIMEOUT_S = 120.0  # a session loads VTK, Slicer's libraries and builds its views (a few seconds, more
+#                          on a busy machine)
+
+
+def free_port(host: str) -> int:
+    """A port that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def listening(host: str, port: int) -> bool:
+    """Something accepts connections on ``host:port``."""
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
+class Launcher:
+    """Starts and stops session processes.
+
+    Args:
+        host: interface the sessions listen on (the launcher's own).
+        session_timeout_s: a session exits this long after its last tab closed.
+        bundle_python: Python that runs the bundles (passed on to each session).
+    """
+
+    def __init__(self, host: str, *, session_timeout_s: int, bundle_python: str | None = None) -> None:
+        self.host, self.session_timeout_s, self.bundle_python = host, session_timeout_s, bundle_python
+        self.sessions: list[subprocess.Popen] = []
+
+    def start_session(self, page: str) -> int:
+        """Start a session process on ``page`` and return its port once it accepts connections.
+
+        Raises:
+            RuntimeError: it exited or did not listen within ``START_TIMEOUT_S``.
+        """
+        port = free_port(self.host)
+        command = [sys.executable, "-m", "qsm_web.app", "--host", self.host, "--port", str(port), "--page", page,
+                   "--timeout", str(self.session_timeout_s)]
+        if self.bundle_python:
+            command += ["--bundle-python", self.bundle_python]
+        process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+                                   start_new_session=True)
+        self.sessions.append(process)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the {page} session exited with status {process.returncode} before serving")
+            if listening(self.host, port):
+                return port
+            time.sleep(0.2)
+        self.stop_session(process)
+        raise RuntimeError(f"the {page} session did not serve within {START_TIMEOUT_S:.0f} s")
+
+    def stop_session(self, process: subprocess.Popen, *, grace_s: float = 10.0) -> None:
+        """SIGTERM (the session cancels its run and removes its folder), SIGKILL to its group after ``grace_s``."""
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def stop_all(self) -> None:
+        """Stop every session this launcher started."""
+        for process in self.sessions:
+            self.stop_session(process)
+        self.sessions.clear()
+
+    def reap(self) -> None:
+        """Forget sessions that ended on their own (their tab closed)."""
+        self.sessions = [process for process in self.sessions if process.poll() is None]
+
+
+def start_page() -> str:
+    """The launcher's page: one link per capability."""
+    links = "".join(f'<li><a href="{key}">{title}</a></li>' for key, title in PAGES.items())
+    return (f"<!doctype html><title>QSM Slicer Extension</title><h1>QSM Slicer Extension</h1>"
+            f"<p>Each link opens a new session (its own scene and files).</p><ul>{links}</ul>")
+
+
+def serve(host: str, port: int, launcher: Launcher) -> None:
+    """Serve the start page and the session redirects until SIGINT/SIGTERM, then stop every session."""
+    from aiohttp import web
+
+    async def index(_request):
+        return web.Response(text=start_page(), content_type="text/html")
+
+    async def session(request):
+        page = request.match_info["page"]
+        if page not in PAGES:
+            raise web.HTTPNotFound(text=f"no page {page!r}; choose one of {', '.join(PAGES)}")
+        launcher.reap()
+        try:
+            session_port = await asyncio.get_running_loop().run_in_executor(None, launcher.start_session, page)
+        except RuntimeError as error:
+            raise web.HTTPServiceUnavailable(text=str(error)) from None
+        hostname = request.url.host or host
+        raise web.HTTPFound(f"http://{hostname}:{session_port}/")
+
+    async def stop_sessions(_app):
+        launcher.stop_all()
+
+    app = web.Application()
+    app.add_routes([web.get("/", index), web.get("/{page}", session)])
+    app.on_shutdown.append(stop_sessions)
+    print(f"QSM Slicer Extension web app: http://{host}:{port}/ (Ctrl-C stops it and its sessions)", flush=True)
+    web.run_app(app, host=host, port=port, print=None)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the four tools in a browser, one session per tab.")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--session-timeout", type=int, default=300,
+                        help="seconds a session lives on after its tab closed")
+    parser.add_argument("--bundle-python", default=None, help="Python that runs the bundles (default: .venv)")
+    args = parser.parse_args(argv)
+    launcher = Launcher(args.host, session_timeout_s=args.session_timeout, bundle_python=args.bundle_python)
+    try:
+        serve(args.host, args.port, launcher)
+    finally:
+        launcher.stop_all()
+
+
+if __name__ == "__main__":
+    main()

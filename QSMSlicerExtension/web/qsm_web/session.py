@@ -1,0 +1,260 @@
+"""One browser session: its own Slicer scene and folder, and the four modules' Logic classes running on them.
+
+Everything a run does is the modules' own code: ``<Module>Logic.start`` (required inputs, staging the nodes to
+NIfTI, the bundle as a child process in its own temporary workspace), ``BundleJob.poll`` / ``cancel`` (progress,
+cancel of the whole process group, workspace removed) and ``<Module>Logic.loadResults`` (output nodes with the
+panels' colour tables and windows, the lesion table linked to the rim labelmap). This file only turns uploaded
+files into nodes, keeps a copy of each run's output files for download, and summarises the scene as data.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from qsm_web import slicer_layer
+from qsm_web.pages import Page, Upload, pages
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def node_stem(file_name: str) -> str:
+    """The node name for an uploaded file: its name without ``.nii``/``.nii.gz``, made safe."""
+    name = Path(file_name).name
+    for suffix in NIFTI_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "input"
+
+
+class Session:
+    """The scene of one trame-slicer :class:`SlicerApp` with the modules' Logic classes on it.
+
+    Args:
+        slicer_app: trame-slicer's application (its scene is the one the browser's views render).
+        bundle_python: Python with the bundles' dependencies (the project's ``.venv``); runs every bundle.
+        root: the session's folder (default: a new temporary folder, removed by :meth:`close`).
+    """
+
+    def __init__(self, slicer_app, *, bundle_python: str, root: str | Path | None = None) -> None:
+        self.slicer_app = slicer_app
+        self.slicer = slicer_layer.attach(slicer_app)
+        self.bundle_python = bundle_python
+        self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="qsm-web-"))
+        self.runs = self.root / "runs"  # the runner's temporary workspaces
+        for folder in (self.root / "uploads", self.root / "downloads", self.runs):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.pages: dict[str, Page] = {page.key: page for page in pages()}
+        self._logics: dict[str, object] = {}
+        self.job = None
+        self.job_page: str | None = None
+        self._main_input = None
+        self.outputs: dict[str, dict[str, object]] = {}
+        self.downloads: dict[str, list[str]] = {key: [] for key in self.pages}
+
+    # -- the modules' Logic classes ------------------------------------------------------------------------------
+
+    def logic(self, key: str):
+        """The page's ``<Module>Logic``, with a runner on the project's Python and this session's folder."""
+        if key not in self._logics:
+            from QSMSlicerCommon.locations import locate_extension_paths
+            from QSMSlicerCommon.runner import BundleRunner
+
+            module_name = self.pages[key].module
+            importlib.import_module(f"{module_name}Lib")  # as a module file does first
+            logic_class = getattr(importlib.import_module(module_name), f"{module_name}Logic")
+            runner = BundleRunner(logic_class.BUNDLE, python=self.bundle_python, paths=locate_extension_paths(),
+                                  workspace_dir=self.runs)
+            self._logics[key] = logic_class(runner)
+        return self._logics[key]
+
+    def parameters(self, key: str):
+        """The page's parameter node (the module's ``@parameterNodeWrapper`` class)."""
+        return self.logic(key).getParameterNode()
+
+    def set_parameter(self, key: str, name: str, value) -> None:
+        """Set a parameter from the page (numbers arrive as text); raises ``ValueError`` with one line."""
+        parameters = self.parameters(key)
+        current = getattr(parameters, name)
+        try:
+            setattr(parameters, name, float(value) if isinstance(current, float) else str(value))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name}: {value!r} is not allowed ({error})") from None
+
+    # -- uploads -------------------------------------------------------------------------------------------------
+
+    def upload(self, key: str, parameter: str, file_name: str, content: bytes) -> str:
+        """Save an uploaded file, load it as a node (or keep a ``.bval`` as a path) into the page's parameter.
+
+        Returns:
+            The node name (or the ``.bval`` file name).
+
+        Raises:
+            ValueError: the file cannot be read as what the parameter needs (one line).
+        """
+        upload = next(u for u in self.pages[key].uploads if u.parameter == parameter)
+        folder = self.root / "uploads" / key / parameter
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        path = folder / Path(file_name).name
+        path.write_bytes(content)
+        parameters = self.parameters(key)
+        if upload.kind == "bval":
+            setattr(parameters, parameter, path)
+            return path.name
+        previous = getattr(parameters, parameter)
+        node = self._load(upload, path)
+        setattr(parameters, parameter, node)
+        if previous is not None and previous is not node and self.slicer.mrmlScene.IsNodePresent(previous):
+            self.slicer.mrmlScene.RemoveNode(previous)
+        if upload is self.pages[key].uploads[0]:
+            self.show(background=node)
+        return node.GetName()
+
+    def _load(self, upload: Upload, path: Path):
+        """A node from a NIfTI file: 3-D through Slicer's volumes logic, 4-D as a vector volume."""
+        import nibabel
+
+        name = node_stem(path.name)
+        try:
+            image = nibabel.load(str(path))
+            shape = image.shape
+        except Exception as error:  # nibabel raises several types for a file that is not NIfTI
+            raise ValueError(f"{path.name} is not a NIfTI image ({type(error).__name__}); upload a .nii or .nii.gz") \
+                from None
+        if upload.kind == "frames":
+            if len(shape) != 4:
+                raise ValueError(f"{path.name} has shape {shape}; {upload.label} must be a 4-D NIfTI")
+            data = np.asarray(image.dataobj, dtype=np.float32).transpose(2, 1, 0, 3)  # (k, j, i, frame)
+            node = self.slicer.util.addVolumeFromArray(np.ascontiguousarray(data), name=name,
+                                                       nodeClassName="vtkMRMLVectorVolumeNode")
+            node.SetIJKToRASMatrix(self.slicer.util.vtkMatrixFromArray(image.affine))
+            return node
+        if len(shape) != 3:
+            raise ValueError(f"{path.name} has shape {shape}; {upload.label} must be a 3-D NIfTI")
+        return self.slicer.util.loadVolume(str(path), {"name": name, "labelmap": upload.kind == "labelmap",
+                                                       "show": False})
+
+    # -- runs ----------------------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """A bundle process of this session runs."""
+        return self.job is not None and self.job.result is None
+
+    def start(self, key: str, on_line=None, on_progress=None) -> None:
+        """Start the page's bundle (``<Module>Logic.start``); raises ``ValueError``/``RuntimeError`` with one line."""
+        if self.running:
+            raise RuntimeError("a run is in progress in this session; wait for it or cancel it")
+        logic, parameters = self.logic(key), self.parameters(key)
+        job = logic.start(parameters, onLine=on_line, onProgress=on_progress)
+        if job is None:
+            raise RuntimeError(logic.notStartedMessage())
+        self.job, self.job_page, self._main_input = job, key, logic.mainInput(parameters)
+
+    def poll(self):
+        """Feed the run's output to its callbacks; when it has ended, load its outputs (on success) and return
+        its :class:`~QSMSlicerCommon.job.JobResult`; ``None`` while it runs or when nothing runs."""
+        if self.job is None:
+            return None
+        result = self.job.poll()
+        if result is None:
+            return None
+        job, key = self.job, self.job_page
+        self.job = None
+        if result.succeeded:
+            self._keep_for_download(key, result.outputs)
+            self.outputs[key] = self.logic(key).loadResults(job, self._main_input)
+            self._show_outputs(key)
+        return result
+
+    def cancel(self):
+        """Stop the run: its whole process group ends and its workspace is removed (``BundleJob.cancel``)."""
+        if self.job is None:
+            return None
+        result = self.job.cancel()
+        self.job = None
+        return result
+
+    def _keep_for_download(self, key: str, outputs: dict[str, Path]) -> None:
+        """Copy the bundle's output files (before ``loadResults`` removes the workspace) into ``downloads/<key>``."""
+        folder = self.root / "downloads" / key
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in outputs.values():
+            shutil.copy2(path, folder / path.name)
+            if path.name not in self.downloads[key]:
+                self.downloads[key].append(path.name)
+
+    # -- views ---------------------------------------------------------------------------------------------------
+
+    def show(self, *, background=None, label=None) -> None:
+        """Show volumes in the three slice views (Slicer's ``setSliceViewerLayers``) and fit the views to them."""
+        layers = {name: node for name, node in (("background", background), ("label", label)) if node is not None}
+        self.slicer.util.setSliceViewerLayers(**layers, fit=True)
+        for view in self.slicer_app.view_manager.get_slice_views():
+            view.fit_view_to_content()
+            view.schedule_render()
+
+    def _show_outputs(self, key: str) -> None:
+        outputs, page = self.outputs[key], self.pages[key]
+        volumes = [node for node in outputs.values() if node.IsA("vtkMRMLVolumeNode")]
+        labels = [node for node in volumes if node.IsA("vtkMRMLLabelMapVolumeNode")]
+        scalars = [node for node in volumes if not node.IsA("vtkMRMLLabelMapVolumeNode")]
+        background = getattr(self.parameters(key), page.background) if page.background else None
+        self.show(background=background or (scalars[0] if scalars else None), label=labels[0] if labels else None)
+
+    def lesion_rows(self, key: str = "rim") -> list[dict]:
+        """The lesion table node of the page's last run, as rows of column → text (all the CSV's columns)."""
+        table = self.outputs.get(key, {}).get("lesions")
+        if table is None:
+            return []
+        vtk_table = table.GetTable()
+        columns = [vtk_table.GetColumn(c).GetName() for c in range(vtk_table.GetNumberOfColumns())]
+        return [{column: vtk_table.GetValue(row, c).ToString() for c, column in enumerate(columns)}
+                for row in range(vtk_table.GetNumberOfRows())]
+
+    def jump_to_lesion(self, row: int, key: str = "rim") -> tuple[float, float, float]:
+        """Centre the slice views on a lesion (``RimLesionDetectionLogic.jumpToLesion``); returns its RAS (mm)."""
+        ras = self.logic(key).jumpToLesion(self.outputs[key]["lesions"], int(row))
+        for view in self.slicer_app.view_manager.get_slice_views():
+            view.schedule_render()
+        return ras
+
+    # -- the scene as data ---------------------------------------------------------------------------------------
+
+    def summary(self) -> dict:
+        """Volumes (shape, finite min/max/mean, colour table), tables, slice view centres (RAS mm), the running
+        bundle process, the run workspaces on disk and the files offered for download."""
+        scene = self.slicer.mrmlScene
+        volumes = []
+        for node in scene.GetNodesByClass("vtkMRMLVolumeNode"):
+            if node.GetImageData() is None:
+                continue
+            array = self.slicer.util.arrayFromVolume(node)
+            finite = array[np.isfinite(array)]
+            display = node.GetDisplayNode()
+            colour = display.GetColorNode() if display is not None else None
+            volumes.append({"name": node.GetName(), "class": node.GetClassName(), "shape": list(array.shape),
+                            "min": float(finite.min()) if finite.size else None,
+                            "max": float(finite.max()) if finite.size else None,
+                            "mean": float(finite.mean()) if finite.size else None,
+                            "colour": colour.GetName() if colour is not None else None})
+        tables = [{"name": node.GetName(), "rows": node.GetNumberOfRows()}
+                  for node in scene.GetNodesByClass("vtkMRMLTableNode")]
+        slices = {node.GetName(): [round(float(node.GetSliceToRAS().GetElement(i, 3)), 3) for i in range(3)]
+                  for node in scene.GetNodesByClass("vtkMRMLSliceNode")}
+        process = self.job.process.pid if self.job is not None else None
+        return {"root": str(self.root), "volumes": volumes, "tables": tables, "slice_centres_ras": slices,
+                "running_pid": process,
+                "workspaces": sorted(p.name for p in self.runs.iterdir()), "downloads": self.downloads}
+
+    def close(self) -> None:
+        """Cancel a run and remove the session's folder."""
+        self.cancel()
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,196 @@
+"""The four pages in headless Chromium: upload, run the real bundle, check the output nodes through the server
+(``/api/scene``), download every output, a non-empty view in the screenshot; cancel; two tabs kept apart.
+
+Each page runs the module's own Logic class in the web app's session process (``qsm_web.session``), with the
+bundle as a child process of the project's ``.venv``; fast methods keep the suite's share small (TKD, IVIM
+least squares). Screenshots go to ``$QSM_WEB_SCREENSHOTS`` when set (the README's were made so).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+import web_inputs
+
+RUN_TIMEOUT_S = 180
+PAGE_TIMEOUT_MS = 90_000  # a session process starts VTK and Slicer's libraries (seconds; more on a busy machine)
+
+
+def open_page(context, web_server, key: str):
+    """A new tab of ``context`` on ``/<key>``: the launcher starts a session and redirects the tab to it."""
+    page = context.new_page()
+    page.goto(web_server.url + key, timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_selector("#run-button", timeout=PAGE_TIMEOUT_MS)
+    web_server.session_roots.append(Path(scene(page)["root"]))
+    return page
+
+
+def origin(page) -> str:
+    parts = urlsplit(page.url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def scene(page) -> dict:
+    """The session's scene as the server reports it (``Session.summary``)."""
+    response = page.request.get(origin(page) + "/api/scene")
+    assert response.ok, response.status
+    return response.json()
+
+
+def upload(page, files: dict[str, Path]) -> None:
+    for parameter, path in files.items():
+        page.set_input_files(f".upload-{parameter} input[type=file]", str(path))
+        page.locator(f".upload-{parameter}").get_by_text("loaded as").or_(
+            page.locator(f".upload-{parameter}").get_by_text(f"loaded as {path.name}")).first.wait_for()
+
+
+def choose(page, parameter: str, value: str) -> None:
+    """Pick ``value`` in the page's select for ``parameter``, as a user does."""
+    page.click(f".param-{parameter}")
+    page.locator(".v-overlay .v-list-item", has_text=value).first.click()
+    page.locator(f".param-{parameter}").get_by_text(value, exact=True).wait_for()
+
+
+def run(page, *, timeout_s: float = RUN_TIMEOUT_S) -> None:
+    """Press Run and wait until the run has ended; fail with the page's one-line error if it failed."""
+    page.click("#run-button")
+    page.wait_for_function("document.querySelector('#status').innerText.startsWith('done:') "
+                           "|| document.querySelector('#error') !== null", timeout=timeout_s * 1000)
+    assert page.locator("#error").count() == 0, page.inner_text("#error")
+
+
+def volume(summary: dict, name: str) -> dict:
+    found = [v for v in summary["volumes"] if v["name"] == name]
+    assert found, f"no volume {name!r} in {[v['name'] for v in summary['volumes']]}"
+    return found[0]
+
+
+def axial_centre(page) -> np.ndarray:
+    """Grey levels of the central half of the first (axial) slice view, from a screenshot of the views."""
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(page.locator("#views").screenshot())).convert("L"), dtype=float)
+    height, width = pixels.shape
+    return pixels[height // 4: 3 * height // 4, width // 12: width // 4]
+
+
+def check_views_drawn(page, path: Path) -> None:
+    """Save the page; the axial view must show an image (not black) at its centre within 20 s."""
+    deadline = time.monotonic() + 20
+    while (drawn := (axial_centre(page) > 20).mean()) < 0.005 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    page.screenshot(path=str(path))
+    assert drawn >= 0.005, f"the axial view is black at its centre ({drawn:.1%} of its pixels lit)"
+
+
+def check_downloads(page, key: str, expected: int) -> None:
+    """Every output is offered, and each link serves a readable NIfTI or the lesion CSV."""
+    import nibabel as nib
+
+    links = page.locator(f"#page-{key} a.download-link")
+    assert links.count() == expected
+    for i in range(expected):
+        href = links.nth(i).get_attribute("href")
+        response = page.request.get(f"{origin(page)}/{href}")
+        assert response.ok, href
+        if href.endswith(".csv"):
+            assert response.text().startswith("lesion_id,"), href
+        else:
+            assert nib.Nifti1Image.from_bytes(gzip.decompress(response.body())).ndim >= 3, href
+
+
+def check_qsm(page, summary: dict) -> None:
+    chi = volume(summary, "box_field_chi_ppm")
+    assert chi["shape"] == [24, 24, 24] and chi["colour"] == "DivergingBlueRed"
+    assert chi["max"] > 0.05  # the χ = 0.1 ppm box
+
+
+def check_ivim(page, summary: dict) -> None:
+    d_map, f_map = volume(summary, "ivim_dwi_D_mm2_per_s"), volume(summary, "ivim_dwi_f_fraction")
+    assert d_map["shape"] == [3, 8, 10] and d_map["colour"] == "Viridis"
+    np.testing.assert_allclose(d_map["mean"], web_inputs.IVIM_D, rtol=0.05)
+    np.testing.assert_allclose(f_map["mean"], web_inputs.IVIM_F, atol=0.02)
+
+
+def check_spio(page, summary: dict) -> None:
+    concentration = volume(summary, "viewline_concentration_ugFe_per_mm3")
+    assert concentration["shape"] == [1, 128, 128] and concentration["colour"] == "Inferno"
+    assert concentration["max"] > 2.0  # the 6.98 µg Fe/mm³ cylinder
+
+
+def check_rim(page, summary: dict) -> None:
+    assert {"name": "rim_qsm_lesions", "rows": 2} in summary["tables"]
+    assert volume(summary, "rim_qsm_rim_labels")["class"] == "vtkMRMLLabelMapVolumeNode"
+    page.locator("#lesion-table .lesion-row").nth(1).click()
+    page.get_by_text("lesion 2 at RAS").wait_for()
+    expected = np.subtract(web_inputs.RIM_CENTRES[1], 16.0)  # the phantom's affine: RAS = index − 16 mm
+    np.testing.assert_allclose(scene(page)["slice_centres_ras"]["Red"], expected, atol=0.6)
+
+
+PAGES = {  # key: (choices a user makes, check, number of output files)
+    "qsm": ({"method": "tkd"}, check_qsm, 1),
+    "ivim": ({"method": "lsq"}, check_ivim, 4),
+    "spio": ({}, check_spio, 1),
+    "rim": ({}, check_rim, 2),
+}
+
+
+@pytest.mark.parametrize("key", list(PAGES))
+def test_page_runs_its_bundle_and_shows_the_outputs(key: str, context, web_server, inputs, screenshots) -> None:
+    choices, check, n_outputs = PAGES[key]
+    page = open_page(context, web_server, key)
+    upload(page, inputs[key])
+    for parameter, value in choices.items():
+        choose(page, parameter, value)
+    run(page)
+    summary = scene(page)
+    assert summary["running_pid"] is None and summary["workspaces"] == []  # the run's temporary files are gone
+    check(page, summary)
+    check_downloads(page, key, n_outputs)
+    check_views_drawn(page, screenshots / f"{key}.png")
+
+
+def test_cancel_mid_run_leaves_no_process_and_no_file(context, web_server, inputs) -> None:
+    page = open_page(context, web_server, "ivim")
+    upload(page, inputs["ivim"])  # default: fit mode, IVIM-NET trained on the data (minutes)
+    page.click("#run-button")
+    deadline = time.monotonic() + 60
+    while (pid := scene(page)["running_pid"]) is None:
+        assert time.monotonic() < deadline, "the run did not start"
+        time.sleep(0.2)
+    page.wait_for_function("document.querySelector('#log').innerText.length > 0", timeout=60_000)
+    page.click("#cancel-button")
+    page.get_by_text("cancelled by the user").wait_for(timeout=30_000)
+    summary = scene(page)
+    assert summary["running_pid"] is None and summary["workspaces"] == []
+    assert not any(v["name"].startswith("ivim_dwi_") for v in summary["volumes"])
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)  # the bundle's whole process group has ended
+
+
+def test_two_tabs_running_different_jobs_do_not_see_each_others_nodes_or_files(context, web_server,
+                                                                                 inputs) -> None:
+    qsm, spio = open_page(context, web_server, "qsm"), open_page(context, web_server, "spio")
+    upload(qsm, inputs["qsm"])
+    choose(qsm, "method", "tkd")
+    upload(spio, inputs["spio"])
+    qsm.click("#run-button")
+    run(spio)
+    qsm.wait_for_function("document.querySelector('#status').innerText.startsWith('done:')",
+                          timeout=RUN_TIMEOUT_S * 1000)
+    qsm_scene, spio_scene = scene(qsm), scene(spio)
+    qsm_names = {v["name"] for v in qsm_scene["volumes"]}
+    spio_names = {v["name"] for v in spio_scene["volumes"]}
+    assert {"box_field", "box_field_chi_ppm"} <= qsm_names and not any("viewline" in n for n in qsm_names)
+    assert {"viewline", "viewline_concentration_ugFe_per_mm3"} <= spio_names
+    assert not any("box_field" in n for n in spio_names)
+    assert qsm_scene["root"] != spio_scene["root"]
+    assert spio_scene["downloads"]["qsm"] == [] and qsm_scene["downloads"]["spio"] == []
+    assert spio.request.get(f"{origin(spio)}/download/qsm/box_field_chi.nii.gz").status == 404
