@@ -7,7 +7,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-#: IVIM b-values (s/mm²) and the tissue of the synthetic series: D = 1e-3 mm²/s, f = 0.1, D* = 0.02 mm²/s.
+#: IVIM b-values (s/mm²) and the tissue of the synthetic series: D from 0.6e-3 to 1.4e-3 mm²/s along the first
+#: axis (mean 1e-3), f = 0.1, D* = 0.02 mm²/s.
 B_VALUES = np.array([0, 10, 20, 50, 100, 200, 400, 800], dtype=float)
 IVIM_D, IVIM_F, IVIM_DSTAR = 1.0e-3, 0.1, 0.02
 #: rim phantom lesion centres (voxel indices; RAS = index − 16 mm); lesion 1 has the paramagnetic rim.
@@ -29,7 +30,8 @@ def qsm_field(folder: Path) -> dict[str, Path]:
 
 def ivim_series(folder: Path, shape: tuple[int, int, int] = (10, 8, 3)) -> dict[str, Path]:
     """A noiseless bi-exponential DWI series (4-D NIfTI, last axis = b-values) and its ``.bval`` file."""
-    signal = 1000 * (IVIM_F * np.exp(-B_VALUES * IVIM_DSTAR) + (1 - IVIM_F) * np.exp(-B_VALUES * IVIM_D))
+    d_map = np.linspace(0.6 * IVIM_D, 1.4 * IVIM_D, shape[0])[:, None, None, None]
+    signal = 1000 * (IVIM_F * np.exp(-B_VALUES * IVIM_DSTAR) + (1 - IVIM_F) * np.exp(-B_VALUES * d_map))
     data = np.broadcast_to(signal, (*shape, B_VALUES.size)).astype(np.float32)
     dwi, bval = folder / "ivim_dwi.nii.gz", folder / "ivim_dwi.bval"
     nib.save(nib.Nifti1Image(np.ascontiguousarray(data), np.diag([2.0, 2.0, 4.0, 1.0])), str(dwi))

@@ -4,7 +4,8 @@ A tab has the module panel's inputs (uploaded NIfTI files, a ``.bval`` for IVIM)
 Cancel, a progress bar and the bundle's log, links to download every output file, and for rim the lesion table
 (click a row: the slice views jump to the lesion). The work is :class:`qsm_web.session.Session`'s, i.e. the
 modules' Logic classes. ``GET /api/scene`` returns :meth:`Session.summary` as JSON (what the browser tests check);
-``GET /download/<tab>/<file>`` serves an output file.
+``GET /download/<tab>/<file>`` serves an output file; ``POST /api/page/<tab>`` opens a tab (the launcher's
+call when it hands this session to a browser tab).
 
 Run one session: ``.venv-web/bin/python -m qsm_web.app --port 0`` (``make web`` runs :mod:`qsm_web.launcher`,
 which starts one of these per browser tab).
@@ -22,7 +23,8 @@ from qsm_web import slicer_layer
 
 LOG_LINES = 200  # log lines kept on the page
 POLL_S = 0.2  # how often the run is polled (as the panels' QTimer)
-LESION_COLUMNS = ("lesion_id", "volume_mm3", "rim_probability", "rim_positive")  # shown; the CSV has them all
+#: lesion table columns shown (the downloadable CSV has them all) → their headers
+LESION_COLUMNS = {"lesion_id": "lesion", "volume_mm3": "mm³", "rim_probability": "P(rim+)", "rim_positive": "rim+"}
 
 
 def default_bundle_python() -> str:
@@ -164,7 +166,7 @@ class WebApp:
             if key == "rim":
                 rows = self.session.lesion_rows()
                 state.lesions = rows
-                state.lesion_headers = [{"title": column, "key": column} for column in LESION_COLUMNS]
+                state.lesion_headers = [{"title": title, "key": key} for key, title in LESION_COLUMNS.items()]
         else:
             state.error = result.message if result.status is JobStatus.FAILED else ""
 
@@ -181,6 +183,14 @@ class WebApp:
         async def scene(_request):
             return web.json_response(self.session.summary())
 
+        async def show_page(request):  # the launcher hands a spare session to a tab asking for this page
+            key = request.match_info["key"]
+            if key not in self.session.pages:
+                raise web.HTTPNotFound(text=f"no page {key!r}")
+            with self.server.state:
+                self.server.state.page = key
+            return web.json_response({"page": key})
+
         async def download(request):
             key, name = request.match_info["key"], request.match_info["name"]
             if key not in self.session.downloads or name not in self.session.downloads[key]:
@@ -188,7 +198,8 @@ class WebApp:
             return web.FileResponse(self.session.root / "downloads" / key / name,
                                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
-        wslink_server.app.add_routes([web.get("/api/scene", scene), web.get("/download/{key}/{name}", download)])
+        wslink_server.app.add_routes([web.get("/api/scene", scene), web.post("/api/page/{key}", show_page),
+                                      web.get("/download/{key}/{name}", download)])
 
     # -- page ----------------------------------------------------------------------------------------------------
 
@@ -257,7 +268,8 @@ class WebApp:
         v.VProgressLinear(model_value=("progress",), height=8, classes="my-2")
         html.Div("{{ status }}", id="status", classes="text-caption")
         v.VAlert(v_if="error", text=("error",), type="error", density="compact", id="error", classes="my-2")
-        html.Pre("{{ log }}", id="log", style="max-height: 220px; overflow: auto; font-size: 11px;")
+        with html.Div(style="max-height: 220px; overflow: auto; display: flex; flex-direction: column-reverse;"):
+            html.Pre("{{ log }}", id="log", style="font-size: 11px;")  # scrolled to the newest line
 
 
 def main(argv: list[str] | None = None) -> None:

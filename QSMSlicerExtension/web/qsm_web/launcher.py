@@ -1,10 +1,12 @@
 """``make web``: one session process per browser tab, so that two tabs never share a scene, a run or a file.
 
 A trame server shares one state (and here one Slicer scene) among all the tabs connected to it. The launcher
-therefore serves only a start page; opening ``/qsm``, ``/ivim``, ``/spio`` or ``/rim`` starts a new
+therefore serves only a start page; opening ``/qsm``, ``/ivim``, ``/spio`` or ``/rim`` hands the tab a new
 :mod:`qsm_web.app` process on a free port of the same host (its own scene, its own temporary folder) and
-redirects the tab to it. A session process exits when its tab has been closed for ``--session-timeout``
-seconds; stopping the launcher (Ctrl-C, SIGTERM) stops every session it started, each cancelling its run.
+redirects the tab to it. Starting a session takes seconds (VTK, Slicer's libraries, the views), so after each
+hand-out the launcher starts a spare one for the next tab. A session process exits when no tab has been
+connected to it for ``--session-timeout`` seconds (a spare too); stopping the launcher (Ctrl-C, SIGTERM) stops
+every session it started, each cancelling its run.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 PAGES = {"qsm": "QSM dipole inversion", "ivim": "IVIM mapping", "spio": "SPIO quantification",
@@ -51,9 +55,35 @@ class Launcher:
     def __init__(self, host: str, *, session_timeout_s: int, bundle_python: str | None = None) -> None:
         self.host, self.session_timeout_s, self.bundle_python = host, session_timeout_s, bundle_python
         self.sessions: list[subprocess.Popen] = []
+        self._spare: threading.Thread | None = None
+        self._spare_session: tuple[subprocess.Popen, int] | None = None
+        self._lock = threading.Lock()
 
-    def start_session(self, page: str) -> int:
-        """Start a session process on ``page`` and return its port once it accepts connections.
+    def session_for(self, page: str) -> int:
+        """A ready session showing ``page`` (the spare one if it is ready) and its port; then start a spare."""
+        with self._lock:
+            spare, self._spare_session = self._spare_session, None
+        if spare is not None and spare[0].poll() is None:
+            port = spare[1]
+            urllib.request.urlopen(urllib.request.Request(f"http://{self.host}:{port}/api/page/{page}",
+                                                          method="POST"), timeout=10).close()
+        else:
+            _, port = self.start_session(page)
+        if self._spare is None or not self._spare.is_alive():
+            self._spare = threading.Thread(target=self._start_spare, daemon=True)
+            self._spare.start()
+        return port
+
+    def _start_spare(self) -> None:
+        try:
+            session = self.start_session("qsm")
+        except RuntimeError:
+            return  # the next tab starts its own session
+        with self._lock:
+            self._spare_session = session
+
+    def start_session(self, page: str) -> tuple[subprocess.Popen, int]:
+        """Start a session process on ``page``; return it and its port once it accepts connections.
 
         Raises:
             RuntimeError: it exited or did not listen within ``START_TIMEOUT_S``.
@@ -65,13 +95,14 @@ class Launcher:
             command += ["--bundle-python", self.bundle_python]
         process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
                                    start_new_session=True)
-        self.sessions.append(process)
+        with self._lock:
+            self.sessions.append(process)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"the {page} session exited with status {process.returncode} before serving")
             if listening(self.host, port):
-                return port
+                return process, port
             time.sleep(0.2)
         self.stop_session(process)
         raise RuntimeError(f"the {page} session did not serve within {START_TIMEOUT_S:.0f} s")
@@ -87,14 +118,18 @@ class Launcher:
                 process.wait()
 
     def stop_all(self) -> None:
-        """Stop every session this launcher started."""
-        for process in self.sessions:
+        """Stop every session this launcher started (a spare being started included)."""
+        if self._spare is not None:
+            self._spare.join(timeout=START_TIMEOUT_S)
+        with self._lock:
+            sessions, self.sessions, self._spare_session = list(self.sessions), [], None
+        for process in sessions:
             self.stop_session(process)
-        self.sessions.clear()
 
     def reap(self) -> None:
         """Forget sessions that ended on their own (their tab closed)."""
-        self.sessions = [process for process in self.sessions if process.poll() is None]
+        with self._lock:
+            self.sessions = [process for process in self.sessions if process.poll() is None]
 
 
 def start_page() -> str:
@@ -117,7 +152,7 @@ def serve(host: str, port: int, launcher: Launcher) -> None:
             raise web.HTTPNotFound(text=f"no page {page!r}; choose one of {', '.join(PAGES)}")
         launcher.reap()
         try:
-            session_port = await asyncio.get_running_loop().run_in_executor(None, launcher.start_session, page)
+            session_port = await asyncio.get_running_loop().run_in_executor(None, launcher.session_for, page)
         except RuntimeError as error:
             raise web.HTTPServiceUnavailable(text=str(error)) from None
         hostname = request.url.host or host
