@@ -37,18 +37,22 @@ class LineUNet(nn.Module):
             pooling) and its decoder twin upsamples (transposed conv) and concatenates the skip.
         physics_features: feed :class:`LineFeatures` (11 channels); False feeds the normalised image only (the
             ablation).
+        prior_channels: further input maps passed to :meth:`forward` as ``prior`` (e.g. another network's
+            concentration estimate, µg Fe/mm³, divided by ``output_scale_ug_per_mm3``).
         output_scale_ug_per_mm3: scale of the raw network output.
+        head_init_scale: scale of the initial output layer's weights (0: the network starts at the all-zero map).
 
     >>> LineUNet()(torch.rand(1, 2, 128, 128)).shape
     torch.Size([1, 1, 128, 128])
     """
 
     def __init__(self, *, widths: tuple[int, ...] = (16, 32, 64, 96), physics_features: bool = True,
-                 output_scale_ug_per_mm3: float = 10.0) -> None:
+                 prior_channels: int = 0, output_scale_ug_per_mm3: float = 10.0, head_init_scale: float = 0.01,
+                 ) -> None:
         super().__init__()
         self.features = LineFeatures()
         self.physics_features = bool(physics_features)
-        in_channels = N_FEATURES if self.physics_features else 2
+        in_channels = (N_FEATURES if self.physics_features else 2) + prior_channels
         self.down = nn.ModuleList()
         for width in widths:
             self.down.append(double_conv(in_channels, width))
@@ -66,10 +70,12 @@ class LineUNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        self.head.weight.data.mul_(0.01)  # start near the all-zero map
+        self.head.weight.data.mul_(head_init_scale)  # start near the all-zero map
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         x = self.features(image) if self.physics_features else self.features.normalise(image)
+        if prior is not None:
+            x = torch.cat([x, prior / self.output_scale], dim=1)
         skips = []
         for i, block in enumerate(self.down):
             if i:

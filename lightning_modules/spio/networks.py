@@ -123,12 +123,15 @@ class DeepSpio(nn.Module):
 
 
 #: The selectable SPIO networks (``--network`` of the bundle) and the weights file each ships with.
-WEIGHTS = {"line_unet": "model.pt", "deepspio": "deepspio.pt"}
+WEIGHTS = {"refined": "model.pt", "deepspio": "deepspio.pt", "line_unet": "line_unet.pt"}
 
 
-def spio_network(name: str = "line_unet") -> nn.Module:
-    """The SPIO network ``name``: ``"line_unet"`` (:class:`~lightning_modules.spio.line_unet.LineUNet`, shipped)
-    or ``"deepspio"`` (:class:`DeepSpio`, kept for comparison).
+def spio_network(name: str = "refined", *, base_weights: str | None = None) -> nn.Module:
+    """The SPIO network ``name``.
+
+    ``"refined"``: :class:`~lightning_modules.spio.refined.RefinedDeepSpio` (DeepSPIO corrected by a LineUNet;
+    ``base_weights`` loads DeepSPIO's part for training); ``"deepspio"``: :class:`DeepSpio` alone;
+    ``"line_unet"``: :class:`~lightning_modules.spio.line_unet.LineUNet` alone (trained from scratch).
 
     Raises:
         ValueError: an unknown name.
@@ -139,4 +142,8 @@ def spio_network(name: str = "line_unet") -> nn.Module:
         from lightning_modules.spio.line_unet import LineUNet
 
         return LineUNet()
+    if name == "refined":
+        from lightning_modules.spio.refined import RefinedDeepSpio
+
+        return RefinedDeepSpio(base_weights=base_weights)
     raise ValueError(f"unknown SPIO network {name!r}; choose one of {sorted(WEIGHTS)}")
