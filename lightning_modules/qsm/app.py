@@ -1,165 +1,100 @@
-"""Inference app of the ``qsm_dipole_inversion`` bundle: files in, χ maps out, per DESIGN.md's contract.
+"""What the ``qsm_dipole_inversion`` bundle's ``inference.json`` calls while it is parsed, before MONAI's evaluator
+runs: the validated cases of a run, the device, the network with its weights.
 
-Reads a local field map (ppm / Hz / rad) and an optional mask, takes the B0 direction from the affine (or
-``--b0_dir``), inverts with the selected method and writes ``{output_dir}/{stem}_chi.nii.gz`` (ppm, 0 outside
-the mask) on the input's grid. All inputs of a batch are validated before anything is written.
+The workflow itself is MONAI's: ``inference.json`` names the loader and the transforms of
+:mod:`lightning_modules.qsm.transforms`, the network (:func:`lightning_modules.qsm.methods.inversion_network`),
+the inferer and the evaluator (:class:`lightning_modules.bundle_workflow.BundleEvaluator`). The functions here run
+while the config is parsed, outside the evaluator, so each turns bad input into one line on stderr and exit
+status 2 itself (:func:`~lightning_modules.bundle_app.exit_on_input_error`; MONAI's parser would otherwise wrap
+the error in a traceback).
 """
 
 from __future__ import annotations
 
-import ast
 import os
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
+from torch import nn
 
+from lightning_modules import capability
 from lightning_modules.bundle_app import (
+    case_list,
     exit_on_input_error,
-    interruptible,
     is_given,
     output_path,
-    parse_number,
-    report_progress,
     resolve_device,
     validated_cases,
 )
-from lightning_modules.io import InputError, check_same_grid, load_nifti, save_nifti_atomic, voxel_sizes_mm
-from lightning_modules.physics import field_scale_to_ppm
-from lightning_modules.physics.dipole import b0_direction_from_affine, normalise_direction
-from lightning_modules.qsm.methods import DEFAULT_METHOD, build_network, invert_field
+from lightning_modules.bundle_workflow import load_weights
+from lightning_modules.qsm.methods import BUNDLE, inversion_network, weights_for
+from lightning_modules.qsm.transforms import check_case_header
 
-OUTPUT_SUFFIX = "chi.nii.gz"
-
-#: Largest |local field| (ppm) accepted: tissue and air differ by about 9.4 ppm in susceptibility, so no field in
-#: or near the brain comes close; larger values are a wrong unit or a corrupt voxel, refused rather than inverted.
-MAX_PLAUSIBLE_FIELD_PPM = 100.0
+#: The options of one case, as on the command line (DESIGN.md's contract, capability.json's inputs and options).
+CASE_KEYS = ("field", "mask", "field_unit", "b0_tesla", "te_ms", "b0_dir")
 
 
-@dataclass
-class QsmCase:
-    """One validated case: field in ppm, boolean mask, grid and B0 direction in voxel axes."""
-
-    field_path: str
-    field_ppm: np.ndarray
-    mask: np.ndarray
-    affine: np.ndarray
-    header: object
-    voxel_size_mm: np.ndarray
-    b0_direction: np.ndarray
-    output: Path
+def _in_dataset_dir(path: object, dataset_dir: object) -> object:
+    if not is_given(path) or not is_given(dataset_dir) or str(dataset_dir) == "." or os.path.isabs(str(path)):
+        return path
+    return os.path.join(str(dataset_dir), str(path))
 
 
-def parse_b0_dir(value: object) -> np.ndarray | None:
-    """``--b0_dir`` as a unit vector: accepts a list or a string like ``"[0, 0.5, 1]"``; None if absent."""
+@exit_on_input_error()
+def cases(*, output_dir: str | os.PathLike, datalist: str | None = None, dataset_dir: str | None = None,
+          **options: object) -> list[dict]:
+    """The run's cases (``--field`` and the other case options, or every entry of ``--datalist``), each checked
+    from its headers and options (:func:`check_case_header`) and every output path resolved and checked for
+    collisions, before anything is read or written.
+
+    ``dataset_dir``: the folder that relative ``--field``, ``--mask`` and ``--datalist`` paths are taken from
+    (default: the current folder); relative paths inside a datalist are taken from the datalist's folder.
+    """
+    unknown = set(options) - set(CASE_KEYS)
+    if unknown:
+        raise TypeError(f"unknown case options {sorted(unknown)}")
+    main_key = capability.main_input(BUNDLE)
+    if not is_given(options.get(main_key)) and not is_given(datalist):
+        return []  # no input: the config still parses (MONAI's property check); require_input refuses the run
+    single = {key: options.get(key) for key in CASE_KEYS}
+    for key in ("field", "mask"):
+        single[key] = _in_dataset_dir(single[key], dataset_dir)
+    suffixes = list(capability.outputs(BUNDLE).values())
+    return validated_cases(single, datalist=_in_dataset_dir(datalist, dataset_dir), main_key=main_key,
+                           outputs_of=lambda main: [output_path(output_dir, main, s) for s in suffixes],
+                           validate=check_case_header)
+
+
+@exit_on_input_error()
+def require_input(run_cases: list[dict]) -> None:
+    """Refuse a run without input (no ``--field`` and no ``--datalist``) in one line."""
+    if not run_cases:
+        case_list({}, datalist=None, main_key=capability.main_input(BUNDLE))
+
+
+@exit_on_input_error()
+def device(value: object) -> torch.device:
+    """``--device`` as a torch device (default: cuda when available, else cpu), refused in one line if unusable."""
     if not is_given(value):
-        return None
-    usage = f"--b0_dir {value!r} is not a B0 direction; give three finite numbers, not all zero, like \"[0,0,1]\""
-    try:
-        vec = ast.literal_eval(value) if isinstance(value, str) else value
-        return normalise_direction([float(v) for v in vec])
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        raise InputError(usage) from None
+        value = "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_device(value)
 
 
-def load_case(case: dict, output_dir: str | os.PathLike) -> QsmCase:
-    """Read and validate one case (a dict with the command-line keys).
-
-    Raises:
-        InputError: any problem with the files or options, as one sentence.
-    """
-    field_path = str(case["field"])
-    field, affine, header = load_nifti(field_path, what="field map", ndim=3)
-    unit = str(case.get("field_unit") or "ppm")
-    b0_tesla = parse_number(case.get("b0_tesla"), "b0_tesla", hint="the main field strength in T, e.g. 3")
-    te_ms = parse_number(case.get("te_ms"), "te_ms", hint="the echo time in ms, e.g. 20")
-    try:
-        scale = field_scale_to_ppm(unit, b0_tesla=b0_tesla, te_ms=te_ms)
-    except ValueError as err:
-        raise InputError(f"field map {field_path!r}: {err}") from None
-    field_ppm = field * scale
-    if is_given(case.get("mask")):
-        mask_path = str(case["mask"])
-        mask_data, mask_affine, _ = load_nifti(mask_path, what="mask", ndim=3)
-        check_same_grid(field.shape, affine, mask_data.shape, mask_affine, path_b=mask_path, what_b="mask",
-                        ref="field map")
-        mask = mask_data > 0
-        if not mask.any():
-            raise InputError(f"mask file {mask_path!r} is empty (no voxel > 0); give a brain mask")
-    else:
-        mask = field != 0
-        if not mask.any():
-            raise InputError(f"field map {field_path!r} is zero everywhere, so there is nothing to invert")
-    check_plausible_field(field_ppm, field_path, unit)
-    b0 = parse_b0_dir(case.get("b0_dir"))
-    if b0 is None:
-        b0 = b0_direction_from_affine(affine)
-    return QsmCase(field_path, field_ppm, mask, affine, header, voxel_sizes_mm(affine), b0,
-                   output_path(output_dir, field_path, OUTPUT_SUFFIX))
+@exit_on_input_error()
+def network(method: str, *, window_inferer: object = None) -> nn.Module:
+    """``network_def`` of ``method`` (:func:`~lightning_modules.qsm.methods.inversion_network`); an unknown
+    method is one line and exit status 2."""
+    return inversion_network(method, window_inferer=window_inferer)
 
 
-def check_plausible_field(field_ppm: np.ndarray, field_path: str, unit: str) -> None:
-    """Refuse a field with values that cannot be a local field in ppm (see ``MAX_PLAUSIBLE_FIELD_PPM``), inside or
-    outside the mask (some methods invert the whole field before masking χ)."""
-    largest = float(np.max(np.abs(field_ppm)))
-    if largest > MAX_PLAUSIBLE_FIELD_PPM:
-        n_bad = int(np.count_nonzero(np.abs(field_ppm) > MAX_PLAUSIBLE_FIELD_PPM))
-        raise InputError(
-            f"field map {field_path!r} reaches {largest:.3g} ppm as --field_unit {unit} ({n_bad} voxel(s) above "
-            f"{MAX_PLAUSIBLE_FIELD_PPM:g} ppm); the bundle expects a local field of at most a few ppm: give the "
-            f"right --field_unit (hz with --b0_tesla, rad with --b0_tesla and --te_ms) or zero the corrupt voxels")
+@exit_on_input_error()
+def model_path(method: str, bundle_root: str | None) -> str | None:
+    """The shipped weights file of ``method`` (None for the classical methods)."""
+    return weights_for(method, bundle_root)
 
 
-def invert(case: QsmCase, network: torch.nn.Module, device: torch.device) -> np.ndarray:
-    """χ (ppm) of one case with the given solver/network module, 0 outside the mask."""
-    field = torch.as_tensor(case.field_ppm, dtype=torch.float32, device=device)
-    mask = torch.as_tensor(case.mask, dtype=torch.float32, device=device)
-    return invert_field(network, field, mask, case.voxel_size_mm, case.b0_direction).cpu().numpy()
-
-
-class QsmInversionApp:
-    """The bundle's workflow: ``QsmInversionApp(field=..., output_dir=...).run()``.
-
-    Args mirror the command-line options of DESIGN.md (``field``, ``mask``, ``field_unit``, ``b0_tesla``,
-    ``te_ms``, ``b0_dir``, ``method``, ``datalist``, ``output_dir``, ``device``).
-    """
-
-    def __init__(
-        self, *, field: str | None = None, mask: str | None = None, field_unit: str = "ppm",
-        b0_tesla: float | None = None, te_ms: float | None = None, b0_dir: object = None,
-        method: str = DEFAULT_METHOD, datalist: str | None = None, output_dir: str = "output",
-        device: str | torch.device = "cpu", bundle_root: str | None = None,
-    ) -> None:
-        self.single_case = {"field": field, "mask": mask, "field_unit": field_unit, "b0_tesla": b0_tesla,
-                            "te_ms": te_ms, "b0_dir": b0_dir}
-        self.method = method
-        self.datalist = datalist
-        self.output_dir = output_dir
-        self.device = device
-        self.bundle_root = bundle_root
-
-    def run(self) -> list[Path]:
-        """Validate every case, then invert and write each; returns the written paths. SIGTERM/SIGINT end the
-        run with a non-zero exit, keeping only the χ maps already complete."""
-        with interruptible():
-            return self._run()
-
-    def _run(self) -> list[Path]:
-        with exit_on_input_error():
-            device = resolve_device(self.device)
-            network = build_network(self.method, self.bundle_root).to(device).eval()
-            cases = validated_cases(self.single_case, datalist=self.datalist, main_key="field",
-                                    outputs_of=lambda field: [output_path(self.output_dir, field, OUTPUT_SUFFIX)],
-                                    validate=lambda case: load_case(case, self.output_dir))
-        written = []
-        for i, case in enumerate(cases):
-            loaded = load_case(case, self.output_dir)
-            report_progress(i / len(cases), f"{self.method}: {Path(loaded.field_path).name}")
-            start = time.perf_counter()
-            chi = invert(loaded, network, device)
-            written.append(save_nifti_atomic(chi, loaded.affine, loaded.output, header=loaded.header))
-            print(f"wrote {loaded.output} ({time.perf_counter() - start:.1f} s)", flush=True)
-        report_progress(1.0, "done")
-        return written
+@exit_on_input_error()
+def loaded(network_def: nn.Module, path: str | os.PathLike | None, run_device: torch.device) -> nn.Module:
+    """``network_def`` with the weights at ``path`` (none for a classical method), in eval mode on ``run_device``;
+    a missing or mismatched weights file is one line and exit status 2."""
+    hint = "train them with configs/train.json or use --method ndi"
+    return load_weights(network_def, path, hint=hint).to(run_device)

@@ -12,9 +12,12 @@ Sliding windows: the generator is trained on 64³ field patches of which it retu
 margin, which wastes fewer operations on margins: per axis, the fewest windows of at most
 ``max_window_size`` voxels whose valid centres tile the axis (a 160³ volume: 2 × 2 × 2 windows of 96³ with
 80³ valid, 2.2× fewer operations per valid voxel than 64³ windows). This is what brings a 160³ volume
-under 30 s on two CPU cores. MONAI's ``sliding_window_inference`` blends the overlapping windows with
-constant weights restricted to each window's valid centre (see
-:meth:`QsmganInversion.predict_on_training_grid`).
+under 30 s on two CPU cores. The windows are MONAI's :class:`~monai.inferers.SlidingWindowInferer`
+(:class:`ValidCentreWindowInferer`, which picks that window size per volume, or takes a fixed ``roi_size``); it
+blends the overlapping windows with constant weights restricted to each window's valid centre (see
+:meth:`QsmganInversion.predict_on_training_grid`). The bundle's ``inference.json`` builds it as
+``window_inferer``; it is not the evaluator's ``inferer``, because the windows run on the training grid, inside
+the network, after the whole-volume prior and the resampling, which no window of the input grid can do.
 
 Physics-informed generator (``prior`` and ``data_consistency`` given; the shipped form): Chen et al.'s
 generator learns the whole deconvolution from the field, which takes days of GPU training (trained for 45 min
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from monai.inferers import SlidingWindowInferer
 from torch import nn
 from torch.nn import functional as F
 
@@ -53,6 +57,61 @@ def rotation_z_to(b0_direction: Sequence[float]) -> np.ndarray:
         return np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
     vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
     return np.eye(3) + vx + vx @ vx / (1.0 + c)
+
+
+class ValidCentreWindowInferer(SlidingWindowInferer):
+    """MONAI's ``SlidingWindowInferer`` for a predictor whose output is valid only on each window's centre (the
+    window less ``margin`` voxels on every side): the window step is exactly that valid centre, and the windows
+    are blended with constant weights (``mode="constant"``).
+
+    The window edge is chosen per volume and axis unless ``roi_size`` is given: the fewest windows of at most
+    ``max_roi_size`` voxels whose valid centres tile the axis, each as small as that allows (a multiple of 4, at
+    least ``min_roi_size``). The input is the volume already padded by ``margin`` on every side.
+
+    Args:
+        margin: voxels cut on each side of a window (None: set by the network that uses it, e.g. QSMGAN's
+            generator's ``crop_voxels``).
+        roi_size: fixed window edges (None: per volume as above).
+        max_roi_size: largest window edge in voxels (a multiple of 4).
+        min_roi_size: smallest window edge (QSMGAN: its 64-voxel training patch).
+        sw_batch_size: windows evaluated together.
+        kwargs: further ``SlidingWindowInferer`` arguments (e.g. ``sw_device``, ``progress``).
+    """
+
+    def __init__(self, *, margin: int | None = None, roi_size: Sequence[int] | int | None = None,
+                 max_roi_size: int = 128, min_roi_size: int = 64, sw_batch_size: int = 2, **kwargs: object) -> None:
+        kwargs.setdefault("mode", "constant")
+        super().__init__(roi_size=roi_size if roi_size is not None else max_roi_size, sw_batch_size=sw_batch_size,
+                         overlap=0.0, **kwargs)
+        self.margin = None if margin is None else int(margin)
+        self.fixed_roi_size = roi_size
+        self.max_roi_size, self.min_roi_size = int(max_roi_size), int(min_roi_size)
+
+    def window_size(self, length: int) -> int:
+        """Window edge for an axis of ``length`` voxels (unpadded): the fewest windows (each at most
+        ``max_roi_size``) whose valid centres (window − 2 · margin) cover the axis, each as small as that allows."""
+        margin = self.margin or 0
+        valid_max = self.max_roi_size - 2 * margin
+        count = -(-int(length) // valid_max)
+        window = -(-int(length) // count) + 2 * margin
+        return max(self.min_roi_size, 4 * -(-window // 4))
+
+    def windows_for(self, padded_shape: Sequence[int]) -> tuple[list[int], list[float]]:
+        """Window edges and MONAI overlaps for a volume padded by ``margin``: the step ``int(window · (1 −
+        overlap))`` is exactly the valid centre."""
+        margin = self.margin or 0
+        if self.fixed_roi_size is None:
+            windows = [self.window_size(int(n) - 2 * margin) for n in padded_shape]
+        else:
+            fixed = self.fixed_roi_size
+            windows = [int(w) for w in (fixed if isinstance(fixed, Sequence) else [fixed] * len(padded_shape))]
+            if min(windows) <= 2 * margin:
+                raise ValueError(f"window edges {windows} leave no valid centre with a margin of {margin} voxels")
+        return windows, [1.0 - (w - 2 * margin + 0.5) / w for w in windows]
+
+    def __call__(self, inputs: torch.Tensor, network, *args, **kwargs):  # type: ignore[override]
+        self.roi_size, self.overlap = self.windows_for(inputs.shape[2:])
+        return super().__call__(inputs, network, *args, **kwargs)
 
 
 @dataclass
@@ -123,12 +182,15 @@ class QsmganInversion(nn.Module):
         min_window_size: smallest window edge (the training patch, 64).
         windows_per_batch: windows evaluated together.
         training_voxel_mm: isotropic voxel size the generator was trained at.
+        window_inferer: the sliding windows (default: :class:`ValidCentreWindowInferer` with the three window
+            arguments above); its ``margin``, if unset, becomes the generator's ``crop_voxels``.
     """
 
     def __init__(
         self, generator: nn.Module | None = None, *, prior: LearnedNdi | None = None,
         data_consistency: LearnedNdi | None = None, max_window_size: int = 128, min_window_size: int = 64,
         windows_per_batch: int = 2, training_voxel_mm: float = TRAINING_VOXEL_MM, zero_mean_correction: bool = False,
+        window_inferer: ValidCentreWindowInferer | None = None,
     ) -> None:
         super().__init__()
         self.generator = generator if generator is not None else QsmganGenerator()
@@ -146,6 +208,12 @@ class QsmganInversion(nn.Module):
         self.max_window_size, self.min_window_size = int(max_window_size), int(min_window_size)
         self.windows_per_batch = int(windows_per_batch)
         self.training_voxel_mm = float(training_voxel_mm)
+        if window_inferer is None:
+            window_inferer = ValidCentreWindowInferer(max_roi_size=max_window_size, min_roi_size=min_window_size,
+                                                      sw_batch_size=windows_per_batch)
+        if window_inferer.margin is None:
+            window_inferer.margin = int(self.generator.crop_voxels)
+        self.window_inferer = window_inferer
 
     def forward(
         self, field_ppm: torch.Tensor, mask: torch.Tensor | None, voxel_size_mm: Sequence[float],
@@ -219,12 +287,8 @@ class QsmganInversion(nn.Module):
         return without_mask_mean(correction, mask) if self.zero_mean_correction else correction
 
     def window_size(self, length: int) -> int:
-        """Window edge for an axis of ``length`` voxels: the fewest windows (each at most ``max_window_size``)
-        whose valid centres (window − 2 · margin) cover the axis, each as small as that allows."""
-        valid_max = self.max_window_size - 2 * self.generator.crop_voxels
-        count = -(-int(length) // valid_max)
-        window = -(-int(length) // count) + 2 * self.generator.crop_voxels
-        return max(self.min_window_size, 4 * -(-window // 4))
+        """Window edge for an axis of ``length`` voxels (see :meth:`ValidCentreWindowInferer.window_size`)."""
+        return self.window_inferer.window_size(length)
 
     def predict_on_training_grid(
         self, field_ppm: torch.Tensor, mask: torch.Tensor, prior_ppm: torch.Tensor | None = None
@@ -234,11 +298,9 @@ class QsmganInversion(nn.Module):
 
         The volume is zero-padded by the crop margin so that the windows' valid centres cover every voxel.
         The predictor returns two channels on the full window, ``[χ·w, w]`` with w = 1 on the valid centre
-        and 0 on the margin; after MONAI's blending their ratio is the mean of the valid predictions of
-        each voxel, so the unreliable window margins never enter the result.
+        and 0 on the margin; after the blending of :attr:`window_inferer` their ratio is the mean of the valid
+        predictions of each voxel, so the unreliable window margins never enter the result.
         """
-        from monai.inferers import sliding_window_inference
-
         margin = self.generator.crop_voxels
         prior = None if prior_ppm is None else prior_ppm[None]
         x = F.pad(generator_input(field_ppm[None], mask[None], prior), (margin,) * 6)
@@ -247,11 +309,7 @@ class QsmganInversion(nn.Module):
             chi = self.generator(window.contiguous(memory_format=torch.channels_last_3d)).contiguous()
             return F.pad(torch.cat([chi, torch.ones_like(chi)], dim=1), (margin,) * 6)
 
-        windows = [self.window_size(n) for n in field_ppm.shape]
-        # MONAI's window step is int(window · (1 − overlap)); this overlap makes it exactly the valid centre.
-        overlap = [1.0 - (w - 2 * margin + 0.5) / w for w in windows]
-        blended = sliding_window_inference(x, windows, self.windows_per_batch, predictor, overlap=overlap,
-                                           mode="constant")
+        blended = self.window_inferer(x, predictor)
         chi = blended[0, 0] / blended[0, 1].clamp_min(1e-6)
         n = field_ppm.shape
         return chi[margin:margin + n[0], margin:margin + n[1], margin:margin + n[2]] / CHI_SCALE
