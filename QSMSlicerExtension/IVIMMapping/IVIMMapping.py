@@ -1,10 +1,9 @@
 # ruff: noqa: N999  (Slicer module files are named after the module)
-"""IVIMMapping: 4-D diffusion series + b-values → D, f, D* and S0 maps with the ``ivim_mapping`` bundle.
+"""IVIMMapping: 4-D diffusion series + b-values → IVIM parameter maps with the ``ivim_mapping`` bundle.
 
-Thin Slicer layer: the parameter node, the panel and what this bundle needs staged. The panel behaviour and
-the bundle run are shared by the four modules (``QSMSlicerCommon.slicer_module``); command building, the child
-process, progress, cancel and output collection are plain Python in ``QSMSlicerCommon``. The maps are loaded
-with their unit in the node name (``<series>_D_mm2_per_s``, ``_f_fraction``, ``_Dstar_mm2_per_s``, ``_S0``).
+Thin Slicer layer (the parameter node, the panel, what this bundle needs staged) over ``QSMSlicerCommon``, which
+the four modules share (panel behaviour and bundle run: ``QSMSlicerCommon.slicer_module``). The maps are loaded
+with their unit in the node name (``<series>_D_mm2_per_s``: each output's ``node_unit`` in the description).
 """
 
 from __future__ import annotations
@@ -15,9 +14,10 @@ from typing import Annotated, Union
 import slicer
 from IVIMMappingLib.options import METHODS, MODELS, MODES, choose_b_values, ivim_options, write_bvals
 from IVIMMappingLib.series import series_b_value_labels, write_series
+from QSMSlicerCommon import capability
 from QSMSlicerCommon.options import IvimOptions
 from QSMSlicerCommon.runner import stage_volumes
-from QSMSlicerCommon.slicer_module import BundleLogicMixin, BundleWidgetMixin
+from QSMSlicerCommon.slicer_module import BundleLogicMixin, BundleWidgetMixin, describeModule
 from QSMSlicerCommon.workspace import TemporaryWorkspace
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
@@ -35,16 +35,7 @@ class IVIMMapping(ScriptedLoadableModule):
 
     def __init__(self, parent) -> None:
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "IVIM Mapping"
-        self.parent.categories = ["Quantification.Diffusion"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["QSM Slicer Extension developers"]
-        self.parent.helpText = (
-            "Fits intravoxel incoherent motion (IVIM) maps: D and D* (mm²/s), perfusion fraction f and S0, "
-            "bi- or tri-exponential, with IVIM-NET or least squares, running the ivim_mapping MONAI bundle in a "
-            "separate process."
-        )
-        self.parent.acknowledgementText = "Built on MONAI and PyTorch Lightning."
+        describeModule(self.parent, IvimOptions.BUNDLE, title="IVIM Mapping", category="Diffusion")
 
 
 @parameterNodeWrapper
@@ -61,9 +52,9 @@ class IVIMMappingParameterNode:
     input_mask: vtkMRMLScalarVolumeNode
     b_values_file: Path
     b_values: str = ""
-    model: Annotated[str, Choice(MODELS)] = MODELS[0]
-    mode: Annotated[str, Choice(MODES)] = MODES[0]
-    method: Annotated[str, Choice(METHODS)] = METHODS[0]
+    model: Annotated[str, Choice(MODELS)] = capability.default(IvimOptions.BUNDLE, "model")
+    mode: Annotated[str, Choice(MODES)] = capability.default(IvimOptions.BUNDLE, "mode")
+    method: Annotated[str, Choice(METHODS)] = capability.default(IvimOptions.BUNDLE, "method")
 
 
 class IVIMMappingWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):

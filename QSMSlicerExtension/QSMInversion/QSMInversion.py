@@ -1,9 +1,8 @@
 # ruff: noqa: N999  (Slicer module files are named after the module)
 """QSMInversion: local field map (+ mask) → susceptibility map χ (ppm) with the ``qsm_dipole_inversion`` bundle.
 
-Thin Slicer layer: the parameter node, the panel and what this bundle needs staged. The panel behaviour and
-the bundle run are shared by the four modules (``QSMSlicerCommon.slicer_module``); command building, the child
-process, progress, cancel and output collection are plain Python in ``QSMSlicerCommon``.
+Thin Slicer layer (the parameter node, the panel, what this bundle needs staged) over ``QSMSlicerCommon``, which
+the four modules share (panel behaviour and bundle run: ``QSMSlicerCommon.slicer_module``).
 """
 
 from __future__ import annotations
@@ -13,9 +12,10 @@ from typing import Annotated
 
 import slicer
 from QSMInversionLib.options import FIELD_UNITS, METHOD_CHOICES, qsm_options
+from QSMSlicerCommon import capability
 from QSMSlicerCommon.options import QsmOptions
 from QSMSlicerCommon.runner import stage_volumes
-from QSMSlicerCommon.slicer_module import BundleLogicMixin, BundleWidgetMixin
+from QSMSlicerCommon.slicer_module import BundleLogicMixin, BundleWidgetMixin, describeModule
 from QSMSlicerCommon.slicer_nodes import write_volume
 from QSMSlicerCommon.workspace import TemporaryWorkspace
 from slicer import vtkMRMLScalarVolumeNode
@@ -34,17 +34,10 @@ class QSMInversion(ScriptedLoadableModule):
 
     def __init__(self, parent) -> None:
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "QSM Inversion"
-        self.parent.categories = ["Quantification.QSM"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["QSM Slicer Extension developers"]
-        self.parent.helpText = (
-            "Computes a susceptibility map (ppm) from a local field map by dipole inversion, running the "
-            "qsm_dipole_inversion MONAI bundle in a separate process. Methods, as ranked on real brains against "
-            "COSMOS: QSMGAN (the default), TV, NDI, TKD. Learned NDI loses to TKD on real brains and is offered "
-            "for comparison only."
-        )
-        self.parent.acknowledgementText = "Built on MONAI and PyTorch Lightning."
+        describeModule(self.parent, QsmOptions.BUNDLE, title="QSM Inversion", category="QSM",
+                       helpNote="Method 'default' is the most accurate on real brains against COSMOS; the bundle's "
+                                "docs/README.md ranks the methods. Learned NDI, trained on simulations only, is "
+                                "offered for comparison.")
 
 
 @parameterNodeWrapper
@@ -57,7 +50,7 @@ class QSMInversionParameterNode:
 
     input_field: vtkMRMLScalarVolumeNode
     input_mask: vtkMRMLScalarVolumeNode
-    field_unit: Annotated[str, Choice(FIELD_UNITS)] = "ppm"
+    field_unit: Annotated[str, Choice(FIELD_UNITS)] = capability.default(QsmOptions.BUNDLE, "field_unit")
     b0_tesla: Annotated[float, WithinRange(0.1, 21.0)] = 3.0
     te_ms: Annotated[float, WithinRange(0.1, 500.0)] = 20.0
     method: Annotated[str, Choice(METHOD_CHOICES)] = METHOD_CHOICES[0]
@@ -68,6 +61,7 @@ class QSMInversionWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, VTKObs
 
     APPLY_TOOLTIP = "Run the dipole inversion"
     PRESELECT = {"input_field": "vtkMRMLScalarVolumeNode"}
+    PANEL_NOTES = {"method": "Panel choice 'default' leaves it to the bundle."}
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)

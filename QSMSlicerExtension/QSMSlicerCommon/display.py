@@ -1,12 +1,15 @@
 """How each bundle output is shown in Slicer: colour table, display range and unit, as plain data.
 
-Ranges are in the output's unit (χ in ppm, D and D* in mm²/s, f as a fraction, SPIO in µg Fe/mm³);
-``None`` keeps Slicer's automatic window/level. Colour node IDs are Slicer's built-in colour tables.
+The presets are each output's ``display`` entry in its bundle's description (:mod:`QSMSlicerCommon.capability`):
+ranges in the output's unit, ``None`` for Slicer's automatic window/level, colour node IDs of Slicer's colour
+tables. What is Slicer's own knowledge stays here: which built-in table stands in for a missing file table.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from QSMSlicerCommon import capability
 
 GREY = "vtkMRMLColorTableNodeGrey"
 #: Blue (negative) – white (zero) – red (positive): Slicer's diverging table, for signed maps such as χ.
@@ -14,7 +17,6 @@ DIVERGING = "vtkMRMLColorTableNodeFileDivergingBlueRed.txt"
 VIRIDIS = "vtkMRMLColorTableNodeFileViridis.txt"
 INFERNO = "vtkMRMLColorTableNodeFileInferno.txt"
 PLASMA = "vtkMRMLColorTableNodeFilePlasma.txt"
-LABELS = "vtkMRMLColorTableNodeLabels"
 #: Tables built into Slicer's colour logic (no colour file needed), used where a file table is missing.
 FMRI = "vtkMRMLColorTableNodefMRI"
 IRON = "vtkMRMLColorTableNodeIron"
@@ -49,19 +51,17 @@ class DisplayPreset:
     unit: str | None = None
 
 
-_D = DisplayPreset(VIRIDIS, (0.0, 3.0e-3), unit="mm2_per_s")
-_F = DisplayPreset(PLASMA, (0.0, 0.3), unit="fraction")
-_DSTAR = DisplayPreset(INFERNO, (0.0, 0.1), unit="mm2_per_s")
+def _preset(display: dict) -> DisplayPreset:
+    """A preset from an output's ``display`` entry in its description."""
+    display_range = display["range"]
+    return DisplayPreset(display["color_node_id"], tuple(display_range) if display_range else None,
+                         labelmap=display["labelmap"], unit=display["node_unit"])
+
 
 #: bundle → output name → preset; outputs that are not volumes (the lesion CSV) have none.
 PRESETS: dict[str, dict[str, DisplayPreset]] = {
-    "qsm_dipole_inversion": {"chi": DisplayPreset(DIVERGING, (-0.15, 0.15), unit="ppm")},
-    "ivim_mapping": {
-        "D": _D, "f": _F, "Dstar": _DSTAR, "f1": _F, "Dstar1": _DSTAR, "f2": _F, "Dstar2": _DSTAR,
-        "S0": DisplayPreset(GREY),
-    },
-    "spio_quantification": {"concentration": DisplayPreset(INFERNO, (0.0, 28.0), unit="ugFe_per_mm3")},
-    "rim_lesion_detection": {"rim_labels": DisplayPreset(LABELS, labelmap=True)},
+    bundle: {output: _preset(display) for output, display in capability.displays(bundle).items()}
+    for bundle in capability.bundles()
 }
 
 

@@ -2,7 +2,8 @@
 
 Field names are the bundles' command-line option names (DESIGN.md, "Command-line contracts"), so the
 command line is built from the dataclass fields and cannot drift from them: ``None`` means "not given, use
-the bundle's default". The first field is the main input, whose file name gives the output ``stem``.
+the bundle's default". The first field is the main input, whose file name gives the output ``stem``. Defaults,
+choices and output suffixes come from the bundle's description (:mod:`QSMSlicerCommon.capability`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
+
+from QSMSlicerCommon import capability
 
 
 class BundleOptions(Protocol):
@@ -24,53 +27,52 @@ class BundleOptions(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class QsmOptions:
-    """``qsm_dipole_inversion``: local field map (+ mask) → susceptibility χ in ppm.
+class _DescribedOutputs:
+    """``output_suffixes`` of an options dataclass: the outputs its bundle's description lists for these options."""
 
-    Attributes:
-        field: 3-D local field map (NIfTI), in ``field_unit``.
-        mask: brain mask; ``None`` lets the bundle use the voxels where the field is non-zero.
-        field_unit: ``ppm``, ``hz`` (needs ``b0_tesla``) or ``rad`` (needs ``b0_tesla`` and ``te_ms``).
-        b0_tesla: main field strength in tesla.
-        te_ms: echo time in milliseconds.
-        b0_dir: B0 direction in voxel axes; ``None`` takes scanner z through the NIfTI affine.
-        method: ``qsmgan``, ``learned_ndi``, ``tv``, ``ndi`` or ``tkd``; ``None`` is the bundle's default.
+    BUNDLE: ClassVar[str]
+
+    def output_suffixes(self) -> dict[str, str]:
+        """Output name → file suffix after ``{stem}_``, in the bundle's output order.
+
+        Raises:
+            ValueError: an option value outside the description's choices.
+        """
+        return capability.output_suffixes(self.BUNDLE, **{f.name: getattr(self, f.name)
+                                                           for f in dataclasses.fields(self)})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class QsmOptions(_DescribedOutputs):
+    """``qsm_dipole_inversion``: local field map (+ mask) → susceptibility χ.
+
+    Attributes are the bundle's inputs and options (help, units and choices: its description); ``None`` is
+    "not given": ``mask`` then means the voxels where the field is non-zero, ``b0_dir`` scanner z through the
+    NIfTI affine, ``method`` the bundle's default.
     """
 
     BUNDLE: ClassVar[str] = "qsm_dipole_inversion"
 
     field: Path
     mask: Path | None = None
-    field_unit: str = "ppm"
+    field_unit: str = capability.default(BUNDLE, "field_unit")
     b0_tesla: float | None = None
     te_ms: float | None = None
     b0_dir: tuple[float, float, float] | None = None
     method: str | None = None
 
-    def output_suffixes(self) -> dict[str, str]:
-        """``chi`` → ``chi.nii.gz``."""
-        return {"chi": "chi.nii.gz"}
-
 
 #: IVIM parameter maps per signal model, in the bundle's output order.
-IVIM_MAPS = {
-    "biexp": ("D", "f", "Dstar", "S0"),
-    "triexp": ("D", "f1", "Dstar1", "f2", "Dstar2", "S0"),
-}
+IVIM_MAPS = {model: tuple(capability.output_suffixes("ivim_mapping", model=model))
+             for model in capability.choices("ivim_mapping", "model")}
 
 
 @dataclass(frozen=True)
-class IvimOptions:
-    """``ivim_mapping``: 4-D diffusion series + b-values → D, f, D* (mm²/s, fraction) and S0.
+class IvimOptions(_DescribedOutputs):
+    """``ivim_mapping``: 4-D diffusion series + b-values → IVIM parameter maps.
 
-    Attributes:
-        dwi: 4-D diffusion-weighted series, last axis = b-values.
-        bvals: FSL-style b-value file (s/mm², one per volume).
-        mask: optional mask.
-        model: ``biexp`` or ``triexp``.
-        mode: ``fit`` (self-supervised on this data) or ``pretrained``.
-        method: ``net`` or ``lsq``.
+    Attributes are the bundle's inputs and the options the panel offers (help, units, choices and defaults:
+    its description); ``mask`` ``None`` fits every voxel.
     """
 
     BUNDLE: ClassVar[str] = "ivim_mapping"
@@ -78,39 +80,26 @@ class IvimOptions:
     dwi: Path
     bvals: Path
     mask: Path | None = None
-    model: str = "biexp"
-    mode: str = "fit"
-    method: str = "net"
-
-    def output_suffixes(self) -> dict[str, str]:
-        """One ``{name}.nii.gz`` per parameter map of the chosen model."""
-        if self.model not in IVIM_MAPS:
-            raise ValueError(f"unknown IVIM model {self.model!r}; use one of {', '.join(IVIM_MAPS)}")
-        return {name: f"{name}.nii.gz" for name in IVIM_MAPS[self.model]}
+    model: str = capability.default(BUNDLE, "model")
+    mode: str = capability.default(BUNDLE, "mode")
+    method: str = capability.default(BUNDLE, "method")
 
 
 @dataclass(frozen=True)
-class SpioOptions:
-    """``spio_quantification``: 2-channel View Line image (nx, nz, 1, 2) → SPIO concentration (µg Fe/mm³)."""
+class SpioOptions(_DescribedOutputs):
+    """``spio_quantification``: 2-channel View Line image (nx, nz, 1, 2) → SPIO iron concentration."""
 
     BUNDLE: ClassVar[str] = "spio_quantification"
 
     image: Path
 
-    def output_suffixes(self) -> dict[str, str]:
-        """``concentration`` → ``concentration.nii.gz``."""
-        return {"concentration": "concentration.nii.gz"}
-
 
 @dataclass(frozen=True)
-class RimOptions:
+class RimOptions(_DescribedOutputs):
     """``rim_lesion_detection``: QSM + FLAIR + lesion mask → per-lesion table and rim labelmap.
 
-    Attributes:
-        qsm: susceptibility map in ppm.
-        flair: FLAIR image (any scale).
-        lesion_mask: binary or integer-labelled lesion mask.
-        threshold: rim+ probability threshold; ``None`` is the bundle's validated operating point.
+    Attributes are the bundle's inputs and options (help and units: its description); ``threshold`` ``None``
+    is the bundle's validated operating point.
     """
 
     BUNDLE: ClassVar[str] = "rim_lesion_detection"
@@ -119,10 +108,6 @@ class RimOptions:
     flair: Path
     lesion_mask: Path
     threshold: float | None = None
-
-    def output_suffixes(self) -> dict[str, str]:
-        """The lesion table (CSV) and the labelmap (0 background, 1 rim−, 2 rim+)."""
-        return {"lesions": "lesions.csv", "rim_labels": "rim_labels.nii.gz"}
 
 
 def input_stem(path: str | os.PathLike) -> str:

@@ -12,12 +12,24 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from QSMSlicerCommon import capability
 from QSMSlicerCommon.job import BundleJob, JobResult, JobStatus
 from QSMSlicerCommon.options import BundleOptions
 from QSMSlicerCommon.runner import BundleRunner
 from QSMSlicerCommon.slicer_nodes import grid_node, load_job_outputs, slicer_bundle_runner
 from QSMSlicerCommon.slicer_panel import BundleRunPanel
 from QSMSlicerCommon.workspace import TemporaryWorkspace
+
+
+def describeModule(parent, bundle: str, *, title: str, category: str, helpNote: str = "") -> None:
+    """Fill in what Slicer shows about a module: its title, its category under *Quantification*, its help text
+    (from the bundle's description, then ``helpNote``), contributors and acknowledgement."""
+    parent.title = title
+    parent.categories = [f"Quantification.{category}"]
+    parent.dependencies = []
+    parent.contributors = ["QSM Slicer Extension developers"]
+    parent.helpText = " ".join(filter(None, (capability.module_help(bundle), helpNote)))
+    parent.acknowledgementText = "Built on MONAI and PyTorch Lightning."
 
 
 class BundleLogicMixin:
@@ -115,12 +127,14 @@ class BundleWidgetMixin:
     """The module panel's behaviour: parameter node ↔ GUI, Apply/Cancel, progress and log, loading results.
 
     The module's ``setup()`` loads its ``.ui`` (:meth:`loadBundleUI`) and calls :meth:`setupBundlePanel`. Class
-    attributes a module sets: ``APPLY_TOOLTIP`` (what Apply does) and ``PRESELECT`` (parameter name → node class
-    preselected from the scene when the parameter is empty). A module may override :meth:`onResultsLoaded`.
+    attributes a module sets: ``APPLY_TOOLTIP`` (what Apply does), ``PRESELECT`` (parameter name → node class
+    preselected from the scene when the parameter is empty) and ``PANEL_NOTES`` (option → what the panel adds to
+    the option's help, e.g. what its "use the default" value is). A module may override :meth:`onResultsLoaded`.
     """
 
     APPLY_TOOLTIP = "Run the bundle"
     PRESELECT: Mapping[str, str] = {}
+    PANEL_NOTES: Mapping[str, str] = {}
 
     def loadBundleUI(self, ui_file: str) -> None:
         """Load ``Resources/<ui_file>`` into the panel, expose its widgets as ``self.ui`` and give them the scene."""
@@ -142,7 +156,21 @@ class BundleWidgetMixin:
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.describeOptionWidgets()
         self.initializeParameterNode()
+
+    def describeOptionWidgets(self) -> None:
+        """Give each widget bound to a bundle option (``SlicerParameterName``) the option's help from the bundle's
+        description as tooltip, plus the module's ``PANEL_NOTES``, and its unit as the spin box suffix."""
+        options = capability.describe(self.logic.BUNDLE)["options"]
+        for widget in vars(self.ui).values():
+            name = widget.property("SlicerParameterName")
+            spec = options.get(name) if name else None
+            if spec is None:
+                continue
+            widget.toolTip = " ".join(filter(None, (spec["help"], self.PANEL_NOTES.get(name))))
+            if spec.get("unit"):
+                widget.suffix = f" {spec['unit']}"
 
     def cleanup(self) -> None:
         """Stop a running job and observers when the module is destroyed."""

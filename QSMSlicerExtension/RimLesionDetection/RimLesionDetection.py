@@ -19,7 +19,7 @@ from typing import Annotated, Union
 import slicer
 from QSMSlicerCommon.options import RimOptions
 from QSMSlicerCommon.runner import stage_volumes
-from QSMSlicerCommon.slicer_module import BundleLogicMixin, BundleWidgetMixin
+from QSMSlicerCommon.slicer_module import BundleLogicMixin, BundleWidgetMixin, describeModule
 from QSMSlicerCommon.slicer_nodes import write_volume
 from QSMSlicerCommon.workspace import TemporaryWorkspace
 from RimLesionDetectionLib.lesion_mask import write_lesion_mask
@@ -41,16 +41,8 @@ class RimLesionDetection(ScriptedLoadableModule):
 
     def __init__(self, parent) -> None:
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Rim Lesion Detection"
-        self.parent.categories = ["Quantification.QSM"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["QSM Slicer Extension developers"]
-        self.parent.helpText = (
-            "Classifies multiple sclerosis lesions as paramagnetic rim positive or negative from QSM and FLAIR "
-            "(QSMRim-Net), running the rim_lesion_detection MONAI bundle in a separate process. Outputs a lesion "
-            "table and a labelmap (1 rim−, 2 rim+)."
-        )
-        self.parent.acknowledgementText = "Built on MONAI and PyTorch Lightning."
+        describeModule(self.parent, RimOptions.BUNDLE, title="Rim Lesion Detection", category="QSM",
+                       helpNote="Classifier: QSMRim-Net.")
 
 
 @parameterNodeWrapper
@@ -74,6 +66,7 @@ class RimLesionDetectionWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, 
 
     APPLY_TOOLTIP = "Classify the lesions"
     PRESELECT = {"input_lesion_mask": "vtkMRMLLabelMapVolumeNode"}
+    PANEL_NOTES = {"threshold": "0 leaves it to the bundle."}
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)

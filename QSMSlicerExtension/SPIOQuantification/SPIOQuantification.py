@@ -1,9 +1,8 @@
 # ruff: noqa: N999  (Slicer module files are named after the module)
-"""SPIOQuantification: 2-channel View Line image → SPIO concentration (µg Fe/mm³) with ``spio_quantification``.
+"""SPIOQuantification: 2-channel View Line image → SPIO iron concentration with ``spio_quantification``.
 
-Thin Slicer layer: the parameter node, the panel and what this bundle needs staged. The panel behaviour and
-the bundle run are shared by the four modules (``QSMSlicerCommon.slicer_module``); command building, the child
-process, progress, cancel and output collection are plain Python in ``QSMSlicerCommon``.
+Thin Slicer layer (the parameter node, the panel, what this bundle needs staged) over ``QSMSlicerCommon``, which
+the four modules share (panel behaviour and bundle run: ``QSMSlicerCommon.slicer_module``).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from pathlib import Path
 import slicer
 from QSMSlicerCommon.options import SpioOptions
 from QSMSlicerCommon.runner import stage_volumes
-from QSMSlicerCommon.slicer_module import BundleLogicMixin, BundleWidgetMixin
+from QSMSlicerCommon.slicer_module import BundleLogicMixin, BundleWidgetMixin, describeModule
 from QSMSlicerCommon.slicer_nodes import write_volume
 from QSMSlicerCommon.workspace import TemporaryWorkspace
 from slicer import vtkMRMLScalarVolumeNode
@@ -37,17 +36,9 @@ class SPIOQuantification(ScriptedLoadableModule):
 
     def __init__(self, parent) -> None:
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "SPIO Quantification"
-        self.parent.categories = ["Quantification.SPIO"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["QSM Slicer Extension developers"]
-        self.parent.helpText = (
-            "Maps the concentration of superparamagnetic iron oxide (µg Fe/mm³) from a View Line acquisition "
-            "(even- and odd-line images as two channels) with DeepSPIO, running the spio_quantification MONAI "
-            "bundle in a separate process. The shipped network assumes the acquisition described in the bundle's "
-            "documentation (7 T, 128 × 128, 25 view lines)."
-        )
-        self.parent.acknowledgementText = "Built on MONAI and PyTorch Lightning."
+        describeModule(self.parent, SpioOptions.BUNDLE, title="SPIO Quantification", category="SPIO",
+                       helpNote="The shipped network assumes the acquisition described in the bundle's "
+                                "documentation.")
 
 
 @parameterNodeWrapper

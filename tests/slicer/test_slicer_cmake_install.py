@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from slicer_test_support import EXTENSION_DIR, MODULES, REPO
 
+from lightning_modules.monai_trust import BUNDLE_NAMES
+
 FAKE_SLICER = Path(__file__).resolve().parent / "fake_slicer"
 
 
@@ -34,8 +36,12 @@ def test_install_layout_runs_from_the_shipped_copy(tmp_path: Path) -> None:
             installed = modules_dir / relative
             assert installed.is_file(), relative
             assert installed.read_bytes() == path.read_bytes(), f"{relative} was overwritten by another module"
+    for path in (EXTENSION_DIR / "QSMSlicerCommon").glob("*.py"):
+        assert (modules_dir / "QSMSlicerCommon" / path.name).read_bytes() == path.read_bytes(), path.name
     data = modules_dir / "QSMSlicerExtensionData"
-    assert (data / "monai_bundles" / "qsm_dipole_inversion" / "configs" / "inference.json").is_file()
+    for bundle in BUNDLE_NAMES:
+        for config in ("inference.json", "capability.json"):
+            assert (data / "monai_bundles" / bundle / "configs" / config).is_file(), (bundle, config)
     assert (data / "lightning_modules" / "bundle_app.py").is_file()
     assert not list(prefix.rglob("__pycache__"))
 
@@ -44,11 +50,13 @@ def test_install_layout_runs_from_the_shipped_copy(tmp_path: Path) -> None:
     code = (f"import subprocess, sys; sys.path.insert(0, {str(modules_dir)!r}); "
             "from QSMSlicerCommon.locations import locate_extension_paths; "
             "import QSMSlicerCommon; print(QSMSlicerCommon.__file__); paths = locate_extension_paths(); "
+            "from QSMSlicerCommon import capability; print(','.join(capability.bundles())); "
             f"print(subprocess.run([sys.executable, '-c', {child!r}], env=paths.child_environment(), "
             "capture_output=True, text=True, check=True).stdout, end='')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    common, package, bundle = done.stdout.splitlines()
+    common, described, package, bundle = done.stdout.splitlines()
     assert Path(common) == modules_dir / "QSMSlicerCommon" / "__init__.py"
+    assert described.split(",") == sorted(BUNDLE_NAMES)
     assert Path(package) == data / "lightning_modules" / "bundle_app.py"
     assert Path(bundle) == data / "monai_bundles" / "qsm_dipole_inversion"

@@ -77,6 +77,20 @@ def test_panel_enables_apply_only_with_the_required_inputs(name: str, scene, sli
     widget.cleanup()
 
 
+def test_panel_option_tooltips_units_and_defaults_come_from_the_description(scene, slicer) -> None:
+    from QSMSlicerCommon.capability import describe
+
+    widget = real_slicer.new_module_widget("QSMInversion")
+    bound = {w.property("SlicerParameterName"): w for w in vars(widget.ui).values()
+             if w.property("SlicerParameterName")}
+    options = describe("qsm_dipole_inversion")["options"]
+    assert bound["field_unit"].toolTip == options["field_unit"]["help"]
+    assert bound["method"].toolTip == f"{options['method']['help']} {widget.PANEL_NOTES['method']}"
+    assert (bound["b0_tesla"].suffix, bound["te_ms"].suffix) == (" T", " ms")
+    assert widget._parameterNode.field_unit == options["field_unit"]["default"]
+    widget.cleanup()
+
+
 def test_qsm_panel_runs_on_a_left_handed_field_and_shows_chi_on_its_grid(qsm_phantom: Path, scene, slicer,
                                                                          tmp_path: Path) -> None:
     """LAS input (FSL, dcm2niix): χ comes back voxel for voxel on the field's grid, in diverging colours."""

@@ -13,7 +13,8 @@ from IVIMMappingLib.options import (
     stack_frames,
     write_bvals,
 )
-from QSMInversionLib.options import FIELD_UNITS, METHODS, qsm_options
+from QSMInversionLib.options import qsm_options
+from QSMSlicerCommon.capability import describe
 from QSMSlicerCommon.display import DIVERGING, PRESETS, output_node_name, preset_for
 from QSMSlicerCommon.install import read_requirements
 from QSMSlicerCommon.options import (
@@ -25,7 +26,6 @@ from QSMSlicerCommon.options import (
     expected_outputs,
     input_stem,
 )
-from QSMSlicerCommon.process import ERROR_PREFIX, PROGRESS_PREFIX
 from QSMSlicerCommon.runner import stage_volumes
 from QSMSlicerCommon.workspace import TemporaryWorkspace
 from RimLesionDetectionLib.lesions import lesion_centroid_ras, read_lesion_table, summarize_lesions
@@ -65,7 +65,7 @@ def test_ivim_command_and_outputs_per_model() -> None:
     biexp = IvimOptions(dwi=Path("/in/dwi.nii"), bvals=Path("/in/b.bval"))
     assert [p.name for p in expected_outputs(biexp, OUT).values()] == [
         "dwi_D.nii.gz", "dwi_f.nii.gz", "dwi_Dstar.nii.gz", "dwi_S0.nii.gz"]
-    with pytest.raises(ValueError, match="unknown IVIM model"):
+    with pytest.raises(ValueError, match="unknown model 'mono' for ivim_mapping; use one of biexp, triexp"):
         expected_outputs(IvimOptions(dwi=Path("d.nii"), bvals=Path("b.bval"), model="mono"), OUT)
 
 
@@ -90,16 +90,6 @@ def test_input_stem_follows_the_bundles_rule(name: str) -> None:
     assert input_stem(f"/d/{name}") == nifti_stem(f"/d/{name}")
 
 
-def test_constants_repeated_for_slicer_equal_the_package_ones() -> None:
-    from lightning_modules import bundle_app, physics
-    from lightning_modules.qsm import methods
-
-    assert PROGRESS_PREFIX == bundle_app.PROGRESS_PREFIX
-    assert ERROR_PREFIX == "error: "
-    assert METHODS == methods.METHODS
-    assert FIELD_UNITS == tuple(physics.FIELD_UNITS)
-
-
 def test_module_requirements_are_the_pyproject_specs() -> None:
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     declared = set(pyproject["project"]["dependencies"])
@@ -117,12 +107,11 @@ def test_module_requirements_are_the_pyproject_specs() -> None:
 
 
 def test_every_volume_output_has_a_display_preset() -> None:
-    volume_outputs = {
-        "qsm_dipole_inversion": ["chi"], "ivim_mapping": ["D", "f", "Dstar", "f1", "Dstar1", "f2", "Dstar2", "S0"],
-        "spio_quantification": ["concentration"], "rim_lesion_detection": ["rim_labels"],
-    }
-    for bundle, names in volume_outputs.items():
-        assert set(PRESETS[bundle]) == set(names)
+    assert set(PRESETS) == {options.BUNDLE for options in (QsmOptions, IvimOptions, SpioOptions, RimOptions)}
+    for bundle in PRESETS:
+        volume_outputs = {name for name, spec in describe(bundle)["outputs"].items()
+                          if spec["suffix"].endswith(".nii.gz")}
+        assert set(PRESETS[bundle]) == volume_outputs
     assert preset_for("rim_lesion_detection", "rim_labels").labelmap
     assert preset_for("rim_lesion_detection", "lesions") is None
     chi = preset_for("qsm_dipole_inversion", "chi")

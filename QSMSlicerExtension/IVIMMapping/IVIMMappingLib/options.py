@@ -6,14 +6,11 @@ import re
 from pathlib import Path
 
 import numpy as np
-from QSMSlicerCommon.options import IVIM_MAPS, IvimOptions
+from QSMSlicerCommon import capability
+from QSMSlicerCommon.options import IvimOptions
 
-#: ``--model`` values.
-MODELS = tuple(IVIM_MAPS)
-#: ``--mode`` values.
-MODES = ("fit", "pretrained")
-#: ``--method`` values.
-METHODS = ("net", "lsq")
+#: ``--model``, ``--mode`` and ``--method`` values, from the bundle's description.
+MODELS, MODES, METHODS = (capability.choices(IvimOptions.BUNDLE, option) for option in ("model", "mode", "method"))
 #: Node attribute in which Slicer's MultiVolume importer stores one label (here: the b-value) per frame.
 FRAME_LABELS_ATTRIBUTE = "MultiVolume.FrameLabels"
 #: A sequence's index is read as b-values only when its name or unit says so (not a time or a frame number).

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from QSMSlicerCommon import capability
 from QSMSlicerCommon.options import QsmOptions
 
-#: ``--field_unit`` values (``lightning_modules.physics``; a test keeps them equal).
-FIELD_UNITS = ("ppm", "hz", "rad")
+#: ``--field_unit`` values, from the bundle's description.
+FIELD_UNITS = capability.choices(QsmOptions.BUNDLE, "field_unit")
 #: Panel choice that leaves ``--method`` to the bundle's measured default.
 DEFAULT_METHOD_CHOICE = "default"
-#: ``--method`` values (``lightning_modules.qsm.methods.METHODS``; a test keeps them equal).
-METHODS = ("qsmgan", "learned_ndi", "tv", "ndi", "tkd")
+#: ``--method`` values, from the bundle's description.
+METHODS = capability.choices(QsmOptions.BUNDLE, "method")
 #: What the method combo box offers.
 METHOD_CHOICES = (DEFAULT_METHOD_CHOICE, *METHODS)
 
