@@ -240,7 +240,8 @@ class WebApp:
                               items=(f"{key}_{parameter.name}_choices", list(parameter.choices)),
                               density="compact", disabled=("running",), classes=f"param-{parameter.name}")
                 else:
-                    v.VTextField(v_model=(f"{key}_{parameter.name}",), label=parameter.label, type="number",
+                    v.VTextField(v_model=(f"{key}_{parameter.name}",), label=parameter.label,
+                                 type="text" if parameter.text else "number",
                                  density="compact", disabled=("running",), classes=f"param-{parameter.name}")
             with html.Div(v_if=f"{key}_downloads.length", classes="mb-2"):
                 html.Div("Outputs", classes="text-subtitle-2")

@@ -34,11 +34,12 @@ class Upload:
 
 @dataclass(frozen=True)
 class Parameter:
-    """One parameter of the module's parameter node: a choice among ``choices`` or a number."""
+    """One parameter of the module's parameter node: a choice among ``choices``, a number, or text."""
 
     name: str
     label: str
     choices: tuple[str, ...] = ()
+    text: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ def pages() -> tuple[Page, ...]:
              (Upload("input_dwi", "DWI series (4-D NIfTI, last axis = b-values)", "frames"),
               Upload("b_values_file", "b-values (.bval)", "bval"),
               Upload("input_mask", "Mask (optional)", "labelmap", required=False)),
-             (Parameter("model", "Model", MODELS), Parameter("mode", "Mode", MODES),
+             (Parameter("b_values", "…or type the b-values (s/mm²), without a .bval", text=True),
+              Parameter("model", "Model", MODELS), Parameter("mode", "Mode", MODES),
               Parameter("method", "Method", IVIM_METHODS)),
              help="D, f, D* and S0 maps with the IVIM Mapping panel's colour tables and ranges."),
         Page("spio", "SPIO", "SPIOQuantification",
