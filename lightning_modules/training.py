@@ -1,5 +1,12 @@
-"""Training plumbing shared by the capabilities' Lightning runs: keep the best validated weights on disk, gather
-validation results over DDP ranks."""
+"""Training plumbing shared by the capabilities' Lightning runs: write the best validated network to the bundle's
+``models/`` folder, gather validation results over DDP ranks.
+
+The best validated weights are kept by Lightning's ``ModelCheckpoint`` (``monitor``, ``mode="min"``, ``save_top_k=1``);
+:func:`save_best_network` (the last step of a bundle's ``train.json``) writes that checkpoint's network as a plain
+``state_dict``. :class:`SaveBestNetwork` does both in one callback for the runs not on ``ModelCheckpoint`` yet: SPIO,
+rim lesions (:class:`~lightning_modules.rim.module.SaveBestRimNet`) and QSMGAN, whose adversarial-phase metric is
+logged from a later epoch on (``ModelCheckpoint`` stops a run whose validation lacks the monitored metric).
+"""
 
 from __future__ import annotations
 
@@ -35,6 +42,24 @@ def gather_ranks(module: pl.LightningModule, tensor: torch.Tensor) -> torch.Tens
     if module.trainer.world_size == 1:
         return tensor[None]
     return module.all_gather(tensor.to(module.device)).cpu()
+
+
+def save_best_network(checkpoint: pl.callbacks.ModelCheckpoint, module: pl.LightningModule,
+                      path: str | os.PathLike) -> Path:
+    """Write the ``network`` of ``checkpoint``'s best model (or ``module.network`` as it is, if no validation ran) to
+    ``path`` as a plain ``state_dict``, atomically; returns the path.
+
+    Only global rank 0 writes: under DDP every rank runs the bundle's ``run`` list.
+    """
+    if not module.trainer.is_global_zero:
+        return Path(path)
+    if not checkpoint.best_model_path:
+        return save_state_dict(module.network.state_dict(), path)
+    state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+    saved = save_state_dict({k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")}, path)
+    print(f"best {checkpoint.monitor} {float(checkpoint.best_model_score):.4f} ({checkpoint.best_model_path}), "
+          f"wrote {saved}", flush=True)
+    return saved
 
 
 class SaveBestNetwork(pl.Callback):

@@ -59,6 +59,18 @@ def _improvements(stdout: str, metric: str) -> list[float]:
     return [float(v) for _, v in lines]
 
 
+def _best_checkpoint_written(stdout: str, metric: str, model: Path) -> float:
+    """The best value of ``metric`` that ``save_best_network`` reports (rank 0 only), after checking that ``model``
+    holds the network of that checkpoint."""
+    lines = re.findall(rf"best {metric} ([0-9.]+) \((.+\.ckpt)\), wrote", stdout)
+    assert len(lines) == 1, stdout[-2000:]
+    best = torch.load(lines[0][1], map_location="cpu", weights_only=True)["state_dict"]
+    written = torch.load(model, map_location="cpu", weights_only=True)
+    assert written.keys() == {k.removeprefix("network.") for k in best if k.startswith("network.")}
+    assert all(torch.equal(v, best["network." + k]) for k, v in written.items())
+    return float(lines[0][0])
+
+
 def test_spio_ddp_writes_the_best_weights_validated_on_the_whole_validation_set(tmp_path):
     from lightning_modules.spio.data import simulate_pool
     from lightning_modules.spio.module import sample_nmae
@@ -82,7 +94,7 @@ def test_qsm_ddp_training_writes_loadable_weights(tmp_path):
                                                  "--patch_size", "32", "--train_samples", "8", "--val_samples", "4",
                                                  "--batch_size", "2", "--trainer#limit_train_batches", "2",
                                                  "--trainer#max_time", "None"], tmp_path)
-    _improvements(stdout, "val_nrmse")
+    _best_checkpoint_written(stdout, "val_nrmse", model)
     _load_strict("qsm_dipole_inversion", model, overrides={"method": "learned_ndi"})
 
 
@@ -133,8 +145,11 @@ def test_savers_write_only_on_global_rank_zero(tmp_path, rank_zero):
     from types import SimpleNamespace
 
     from lightning_modules.rim.module import SaveBestRimNet
-    from lightning_modules.training import SaveBestNetwork
+    from lightning_modules.training import SaveBestNetwork, save_best_network
 
     for saver in (SaveBestNetwork(tmp_path / "a.pt", monitor="val_loss"), SaveBestRimNet(tmp_path / "b.pt")):
         saver.on_fit_start(SimpleNamespace(is_global_zero=rank_zero), SimpleNamespace(network=torch.nn.Linear(2, 1)))
         assert saver.save().is_file() == rank_zero
+    module = SimpleNamespace(network=torch.nn.Linear(2, 1), trainer=SimpleNamespace(is_global_zero=rank_zero))
+    no_validation = SimpleNamespace(best_model_path="")
+    assert save_best_network(no_validation, module, tmp_path / "c.pt").is_file() == rank_zero

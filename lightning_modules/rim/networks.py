@@ -11,33 +11,26 @@ The validated operating threshold is a buffer, so it travels with the ``state_di
 
 from __future__ import annotations
 
+import re
+
 import torch
+from monai.networks.nets.resnet import ResNetBlock
 from torch import nn
 
 from lightning_modules.rim.profile import RimProfile
 from lightning_modules.rim.smote import DeepSmote
 
-
-class BasicBlock3d(nn.Module):
-    """ResNet basic block (two 3×3×3 convolutions, batch norm, identity or 1×1×1 projection shortcut)."""
-
-    def __init__(self, in_channels: int, out_channels: int, *, stride: int = 1) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
-            nn.BatchNorm3d(out_channels), nn.ReLU(inplace=True),
-            nn.Conv3d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm3d(out_channels))
-        self.shortcut = nn.Identity() if stride == 1 and in_channels == out_channels else nn.Sequential(
-            nn.Conv3d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm3d(out_channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.body(x) + self.shortcut(x))
+#: Layer names of the hand-written block that the shipped weights (``models/model.pt``) were trained with →
+#: the names of MONAI's ``ResNetBlock``, which computes the same.
+_OLD_BLOCK_LAYERS = {"body.0": "conv1", "body.1": "bn1", "body.3": "conv2", "body.4": "bn2", "shortcut": "downsample"}
+_OLD_BLOCK_KEY = re.compile(r"^(features\.\d+\.)(body\.[0134]|shortcut)\.")
 
 
 class PatchResNet3d(nn.Module):
     """ResNet-18-like encoder cut to one block per stage: (B, C, n, n, n) patch → (B, widths[-1]) features.
 
-    The stem convolution has stride 2 (24³ → 12³), so that training runs on one CPU thread.
+    The blocks are MONAI's ``ResNetBlock`` (two 3×3×3 convolutions with batch norm, identity or 1×1×1 projection
+    shortcut). The stem convolution has stride 2 (24³ → 12³), so that training runs on one CPU thread.
     """
 
     def __init__(self, in_channels: int = 3, *, widths: tuple[int, ...] = (8, 16, 32)) -> None:
@@ -46,13 +39,26 @@ class PatchResNet3d(nn.Module):
                                    nn.BatchNorm3d(widths[0]), nn.ReLU(inplace=True)]
         previous = widths[0]
         for i, width in enumerate(widths):
-            layers.append(BasicBlock3d(previous, width, stride=1 if i == 0 else 2))
+            stride = 1 if i == 0 else 2
+            block = ResNetBlock(previous, width, spatial_dims=3, stride=stride)
+            if stride != 1 or previous != width:  # made after the block's convolutions: the same seeded initialisation
+                block.downsample = nn.Sequential(nn.Conv3d(previous, width, 1, stride=stride, bias=False),
+                                                 nn.BatchNorm3d(width))
+            layers.append(block)
             previous = width
         self.features = nn.Sequential(*layers)
         self.out_features = previous
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).mean(dim=(2, 3, 4))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Renames the block layers of weights saved with the hand-written block (``_OLD_BLOCK_LAYERS``)."""
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            name = _OLD_BLOCK_KEY.sub(lambda m: f"{m[1]}{_OLD_BLOCK_LAYERS[m[2]]}.", key[len(prefix):])
+            if prefix + name != key:
+                state_dict[prefix + name] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def _radiomics_mlp(n_in: int, hidden: tuple[int, ...], out: int) -> nn.Sequential:

@@ -1,5 +1,8 @@
 """Lesion-level detection metrics: ROC and PR curves, (partial) areas, F1 and the F1-optimal threshold.
 
+Curves and areas are scikit-learn's (``roc_curve``, ``roc_auc_score``, ``precision_recall_curve``,
+``average_precision_score``; imported where used, so that importing the package stays fast). An area is undefined
+when the labels hold one class only: scikit-learn then warns and returns NaN (older releases raise ``ValueError``).
 Partial ROC AUC over FPR < 0.1 follows QSMRim-Net's evaluation (Zhang et al., NeuroImage: Clinical 2022);
 it is reported normalised by 0.1 (1 = perfect; a random classifier gives 0.05) and McClish-standardised
 (0.5 = random), the convention of ``sklearn.metrics.roc_auc_score(max_fpr=0.1)``.
@@ -11,51 +14,50 @@ import numpy as np
 
 
 def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """False/true positive rates and thresholds (scores ≥ threshold are positive), from (0, 0) to (1, 1)."""
-    y = np.asarray(labels, dtype=bool)
-    s = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tp, fp = np.cumsum(y)[last], np.cumsum(~y)[last]
-    tpr = np.r_[0.0, tp / max(y.sum(), 1)]
-    fpr = np.r_[0.0, fp / max((~y).sum(), 1)]
-    return fpr, tpr, np.r_[np.inf, s[last]]
+    """False/true positive rates and thresholds (scores ≥ threshold are positive), from (0, 0) to (1, 1), one point
+    per distinct score (``sklearn.metrics.roc_curve`` keeping collinear points)."""
+    from sklearn import metrics
+
+    return metrics.roc_curve(labels, scores, drop_intermediate=False)
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (ties count one half)."""
-    fpr, tpr, _ = roc_curve(labels, scores)
-    return float(np.trapezoid(tpr, fpr))
+    from sklearn import metrics
+
+    return float(metrics.roc_auc_score(labels, scores))
 
 
 def partial_roc_auc(labels: np.ndarray, scores: np.ndarray, *, max_fpr: float = 0.1,
                     standardised: bool = False) -> float:
-    """ROC area over FPR ∈ [0, max_fpr] divided by ``max_fpr``, or McClish-standardised if ``standardised``."""
-    fpr, tpr, _ = roc_curve(labels, scores)
-    stop = np.searchsorted(fpr, max_fpr, side="right")
-    x = np.r_[fpr[:stop], max_fpr]
-    y = np.r_[tpr[:stop], np.interp(max_fpr, fpr, tpr)]
-    area = float(np.trapezoid(y, x))
-    if not standardised:
-        return area / max_fpr
+    """ROC area over FPR ∈ [0, max_fpr] divided by ``max_fpr``, or McClish-standardised if ``standardised``.
+
+    scikit-learn gives the McClish value ``0.5 (1 + (A − A_min) / (A_max − A_min))`` with ``A_min = max_fpr² / 2``
+    (the chance diagonal) and ``A_max = max_fpr``; the normalised area ``A / max_fpr`` is read back from it.
+    """
+    from sklearn import metrics
+
+    mcclish = float(metrics.roc_auc_score(labels, scores, max_fpr=max_fpr))
+    if standardised:
+        return mcclish
     min_area, max_area = 0.5 * max_fpr**2, max_fpr
-    return 0.5 * (1 + (area - min_area) / (max_area - min_area))
+    return (min_area + (2 * mcclish - 1) * (max_area - min_area)) / max_fpr
 
 
 def pr_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Precision, recall and thresholds, recall increasing from 0."""
-    y = np.asarray(labels, dtype=bool)
-    fpr, tpr, thresholds = roc_curve(labels, scores)
-    tp, fp = tpr * y.sum(), fpr * (~y).sum()
-    precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1e-12), 1.0)
-    return precision, tpr, thresholds
+    """Precision, recall and thresholds, recall increasing from 0 (precision 1 there, threshold ∞): the points of
+    ``sklearn.metrics.precision_recall_curve`` in the order of :func:`roc_curve`."""
+    from sklearn import metrics
+
+    precision, recall, thresholds = metrics.precision_recall_curve(labels, scores)
+    return precision[::-1], recall[::-1], np.r_[np.inf, thresholds[::-1]]
 
 
 def pr_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Average precision: Σ (R_k − R_{k−1}) P_k (the step-wise PR area, as ``average_precision_score``)."""
-    precision, recall, _ = pr_curve(labels, scores)
-    return float(np.sum(np.diff(recall) * precision[1:]))
+    """Average precision: Σ (R_k − R_{k−1}) P_k, the step-wise PR area (``sklearn.metrics.average_precision_score``)."""
+    from sklearn import metrics
+
+    return float(metrics.average_precision_score(labels, scores))
 
 
 def f1_at(labels: np.ndarray, scores: np.ndarray, threshold: float) -> float:
