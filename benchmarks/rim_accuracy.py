@@ -9,7 +9,7 @@ same standardised radiomic features (scikit-learn) and the FIELD_NOTES rule (mea
 across the lesion edge minus the core mean). Thresholds are F1-optimal on the training run's validation
 lesions. Lesion-level ROC AUC, partial AUC (FPR < 0.1), PR AUC and F1 at each model's stored operating
 threshold; a PNG of the ROC/PR curves and example patches; and the wall and CPU time of whole-brain inference
-(50 lesions, radiomics included) through the bundle's app.
+(50 lesions, radiomics included) through the bundle's ``inference.json``.
 
 Train the ablations first (see the bundle's docs/README.md), then:
 
@@ -114,10 +114,10 @@ def radiomics_logistic_regression(train: dict, val: np.ndarray, standardiser: Fe
 
 
 def time_whole_brain(n_lesions: int, folder: Path) -> dict[str, float]:
-    """Wall and CPU seconds of the bundle app on one synthetic brain with ``n_lesions`` lesions."""
+    """Wall and CPU seconds of the bundle (its ``inference.json``) on one synthetic brain with ``n_lesions`` lesions."""
     import nibabel as nib
+    from monai.bundle import run
 
-    from lightning_modules.rim.app import RimLesionDetectionApp
     from lightning_modules.rim.synth import make_subject
 
     subject = make_subject(123456, n_lesions=(n_lesions, n_lesions))
@@ -125,12 +125,9 @@ def time_whole_brain(n_lesions: int, folder: Path) -> dict[str, float]:
     for key, data in (("qsm", subject.qsm_ppm), ("flair", subject.flair), ("lesion_mask", subject.labels)):
         files[key] = str(folder / f"timing_{key}.nii.gz")
         nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), subject.affine), files[key])
-    app = RimLesionDetectionApp(QsmRimNetEnsemble(5), model_path=str(BUNDLE / "models" / "model.pt"),
-                                stats_path=str(BUNDLE / "models" / "radiomics_standardisation.json"),
-                                radiomics_params=str(BUNDLE / "configs" / "radiomics_qsm.yaml"),
-                                output_dir=str(folder / "timing_out"), **files)
     wall, cpu = time.perf_counter(), time.process_time()
-    app.run()
+    run(config_file=str(BUNDLE / "configs" / "inference.json"), output_dir=str(folder / "timing_out"), device="cpu",
+        **files)
     return {"n_lesions": int(subject.labels.max()), "shape": list(subject.labels.shape),
             "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
 

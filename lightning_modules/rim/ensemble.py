@@ -71,6 +71,27 @@ class QsmRimNetEnsemble(nn.Module):
         return ensemble.eval()
 
 
+class LesionRimClassifier(QsmRimNetEnsemble):
+    """The bundle's ``network_def``: the QSMRim-Net ensemble with MONAI's one-tensor interface (same weights).
+
+    ``forward(patches)`` takes lesion patches (B, 3, p, p, p) — QSM in ppm, FLAIR divided by its brain median,
+    the lesion's mask (0/1) — and returns calibrated rim+ logits (B, 1) (σ gives the rim+ probability). The
+    standardised radiomic features (B, n_radiomics) arrive as the keyword ``radiomics`` (the bundle passes them
+    with ``PrepareBatchExtraInput``); without them every feature is at its training mean (z-score 0), which is
+    what MONAI's ``verify_net_in_out`` runs. A case's batch of lesions, (1, N, 3, p, p, p) with radiomics
+    (1, N, n_radiomics), gives (1, N, 1).
+    """
+
+    def forward(self, patches: torch.Tensor, radiomics: torch.Tensor | None = None) -> torch.Tensor:
+        lead = patches.shape[:-4]
+        patches = patches.reshape(-1, *patches.shape[-4:])
+        if radiomics is None and self.members[0].mlp is not None:
+            radiomics = patches.new_zeros(patches.shape[0], self.members[0].n_radiomics)
+        elif radiomics is not None:
+            radiomics = radiomics.reshape(patches.shape[0], -1)
+        return super().forward(patches, radiomics).reshape(*lead, 1)
+
+
 @torch.no_grad()
 def out_of_fold_probabilities(members: Sequence[nn.Module], patches: np.ndarray, features: np.ndarray,
                               folds: np.ndarray, *, batch: int = 256) -> np.ndarray:
