@@ -168,9 +168,17 @@ def test_page_runs_its_bundle_and_shows_the_outputs(key: str, context, web_serve
     check_page(page, key, screenshots)
 
 
-def test_cancel_mid_run_leaves_no_process_and_no_file(context, web_server, inputs) -> None:
+def test_bad_input_is_one_line_and_cancel_mid_run_leaves_no_process_and_no_file(context, web_server, inputs,
+                                                                                tmp_path: Path) -> None:
     page = open_page(context, web_server, "ivim")
+    page.click("#run-button")
+    assert page.locator("#error").inner_text() == "select a DWI series"
+    not_nifti = tmp_path / "notes.nii.gz"
+    not_nifti.write_text("not an image")
+    page.set_input_files(".upload-input_dwi input[type=file]", str(not_nifti))
+    page.get_by_text("notes.nii.gz is not a NIfTI image").wait_for()
     upload(page, inputs["ivim"])  # default: fit mode, IVIM-NET trained on the data (minutes)
+    assert page.locator("#error").count() == 0
     page.click("#run-button")
     deadline = time.monotonic() + 60
     while (pid := scene(page)["running_pid"]) is None:

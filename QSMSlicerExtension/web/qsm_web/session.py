@@ -126,8 +126,8 @@ class Session:
             image = nibabel.load(str(path))
             shape = image.shape
         except Exception as error:  # nibabel raises several types for a file that is not NIfTI
-            raise ValueError(f"{path.name} is not a NIfTI image ({type(error).__name__}); upload a .nii or .nii.gz") \
-                from None
+            raise ValueError(f"{path.name} is not a NIfTI image ({type(error).__name__}); upload a .nii or .nii.gz "
+                             "image") from None
         if upload.kind == "frames":
             if len(shape) != 4:
                 raise ValueError(f"{path.name} has shape {shape}; {upload.label} must be a 4-D NIfTI")
