@@ -50,17 +50,28 @@ def check_case_headers(case: dict) -> None:
 
 
 def cases(qsm: str | None, flair: str | None, lesion_mask: str | None, *, datalist: str | None,
-          output_dir: str | os.PathLike) -> list[dict]:
+          output_dir: str | os.PathLike, dataset_dir: str | os.PathLike = ".") -> list[dict]:
     """The run's cases (the single case or ``--datalist``'s), each checked from its headers, with every output
     path resolved and collision-free; nothing is written yet. Without ``--qsm`` and ``--datalist`` there is no
     case (the workflow can still be built and checked, e.g. by MONAI's ``check_properties``; running it says what
-    is missing, see :func:`check_input_given`)."""
+    is missing, see :func:`check_input_given`).
+
+    Args:
+        dataset_dir: the folder relative ``--qsm``/``--flair``/``--lesion_mask`` paths are read from (default: the
+            current folder); a datalist's relative paths are read from the datalist's folder.
+    """
     if not (is_given(qsm) or is_given(datalist)):
         return []
+
+    def located(path: str | None) -> str | None:
+        if not is_given(path) or not is_given(dataset_dir) or Path(str(path)).is_absolute():
+            return path
+        return str(Path(str(dataset_dir)) / str(path))
+
     outputs = capability.outputs(BUNDLE)
     with exit_on_input_error():
-        return validated_cases({"qsm": qsm, "flair": flair, "lesion_mask": lesion_mask}, datalist=datalist,
-                               main_key=capability.main_input(BUNDLE),
+        return validated_cases({"qsm": located(qsm), "flair": located(flair), "lesion_mask": located(lesion_mask)},
+                               datalist=datalist, main_key=capability.main_input(BUNDLE),
                                outputs_of=lambda main: [output_path(output_dir, main, s) for s in outputs.values()],
                                validate=check_case_headers)
 
@@ -88,10 +99,3 @@ def threshold(value: object, network: nn.Module) -> float:
         if not 0.0 < number < 1.0:
             raise InputError(f"--threshold {number} is outside (0, 1); give a rim+ probability threshold")
         return number
-
-
-def dataset_dir(qsm: str | None, datalist: str | None) -> str:
-    """The folder the inputs are read from: the datalist's (its relative paths are taken from there), else the
-    QSM's."""
-    given = datalist if is_given(datalist) else qsm if is_given(qsm) else None
-    return str(Path(str(given)).resolve().parent) if given else os.getcwd()

@@ -127,6 +127,15 @@ def test_network_def_override_on_the_command_line(tmp_path: Path) -> None:
     assert _probabilities(tmp_path / "a" / "q_lesions.csv") != _probabilities(tmp_path / "b" / "q_lesions.csv")
 
 
+@needs_weights
+def test_dataset_dir_is_where_relative_inputs_are_read_from(tmp_path: Path, monkeypatch) -> None:
+    case = _case(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)  # the relative names do not exist here
+    bundle_run(config_file=str(CONFIG), output_dir=str(tmp_path / "out"), device="cpu",
+               dataset_dir=str(tmp_path / "data"), **{k: Path(v).name for k, v in case.items()})
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["q_lesions.csv", "q_rim_labels.nii.gz"]
+
+
 # ----------------------------------------------------------------------------------- each case read once
 
 @needs_weights
