@@ -56,41 +56,12 @@ from lightning_modules.bundle_app import (
     output_path,
     report_progress,
 )
-from lightning_modules.io import InputError, atomic_output_set, check_affine, load_nifti
+from lightning_modules.io import InputError, atomic_output_set, load_nifti, read_nifti_header
+
+__all__ = ["BundleEvaluator", "LoadNiftid", "SaveOutputsd", "input_error_in", "load_weights", "read_nifti_header"]
 
 #: Key suffix under which :class:`LoadNiftid` keeps each loaded file's path (``field`` → ``field_path``).
 PATH_SUFFIX = "_path"
-
-
-def read_nifti_header(
-    path: str | os.PathLike, *, what: str = "image", ndim: int | tuple[int, ...] | None = None
-) -> tuple[tuple[int, ...], np.ndarray]:
-    """A NIfTI file's shape (trailing singleton axes beyond ``ndim`` dropped) and affine, checked like
-    :func:`lightning_modules.io.load_nifti` checks them, without reading the voxel data.
-
-    Raises:
-        InputError: missing file, folder, unreadable header, degenerate affine, wrong dimensionality.
-    """
-    path = Path(path)
-    if str(path) and path.is_dir():
-        raise InputError(f"{what} file {str(path)!r} is a folder, not a file; give the NIfTI file inside it")
-    if not str(path) or not path.is_file():
-        raise InputError(f"{what} file {str(path)!r} does not exist; check the path")
-    try:
-        img = nib.load(str(path))
-    except Exception as err:  # nibabel raises many types for broken files
-        raise InputError(f"{what} file {str(path)!r} is not a readable NIfTI image ({err})") from None
-    affine = np.asarray(img.affine, dtype=np.float64)
-    check_affine(affine, path=path, what=what)
-    shape = tuple(int(n) for n in img.shape)
-    if ndim is not None:
-        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-        while len(shape) > max(allowed) and shape[-1] == 1:
-            shape = shape[:-1]
-        if len(shape) not in allowed:
-            want = " or ".join(f"{n}-D" for n in allowed)
-            raise InputError(f"{what} file {str(path)!r} is {len(shape)}-D with shape {shape}; expected {want}")
-    return shape, affine
 
 
 class LoadNiftid(MapTransform):

@@ -33,6 +33,46 @@ def nifti_stem(path: str | os.PathLike) -> str:
     return Path(name).stem
 
 
+def _open_nifti(
+    path: str | os.PathLike, *, what: str, ndim: int | tuple[int, ...] | None
+) -> tuple[nib.Nifti1Image, tuple[int, ...], np.ndarray]:
+    """The image (data not read yet), its shape with trailing singleton axes beyond ``ndim`` dropped, and its
+    affine, after the checks that need no voxel data (see :func:`load_nifti`)."""
+    path = Path(path)
+    if str(path) and path.is_dir():
+        raise InputError(f"{what} file {str(path)!r} is a folder, not a file; give the NIfTI file inside it")
+    if not str(path) or not path.is_file():
+        raise InputError(f"{what} file {str(path)!r} does not exist; check the path")
+    try:
+        img = nib.load(str(path))
+    except Exception as err:  # nibabel raises many types for broken files
+        raise InputError(f"{what} file {str(path)!r} is not a readable NIfTI image ({err})") from None
+    affine = np.asarray(img.affine, dtype=np.float64)
+    check_affine(affine, path=path, what=what)
+    shape = tuple(int(n) for n in img.shape)
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        while len(shape) > max(allowed) and shape[-1] == 1:
+            shape = shape[:-1]
+        if len(shape) not in allowed:
+            want = " or ".join(f"{n}-D" for n in allowed)
+            raise InputError(f"{what} file {str(path)!r} is {len(shape)}-D with shape {shape}; expected {want}")
+    return img, shape, affine
+
+
+def read_nifti_header(
+    path: str | os.PathLike, *, what: str = "image", ndim: int | tuple[int, ...] | None = None
+) -> tuple[tuple[int, ...], np.ndarray]:
+    """A NIfTI file's shape (trailing singleton axes beyond ``ndim`` dropped) and affine, checked as
+    :func:`load_nifti` checks them but without reading the voxel data (to validate a batch up front).
+
+    Raises:
+        InputError: missing file, folder, unreadable header, degenerate affine, wrong dimensionality.
+    """
+    _, shape, affine = _open_nifti(path, what=what, ndim=ndim)
+    return shape, affine
+
+
 def load_nifti(
     path: str | os.PathLike, *, what: str = "image", ndim: int | tuple[int, ...] | None = None
 ) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header]:
@@ -50,25 +90,11 @@ def load_nifti(
         InputError: missing/unreadable file, a folder given as the file, a degenerate affine (e.g. all-zero sform
             and no qform), wrong dimensionality, NaN or Inf values.
     """
-    path = Path(path)
-    if str(path) and path.is_dir():
-        raise InputError(f"{what} file {str(path)!r} is a folder, not a file; give the NIfTI file inside it")
-    if not str(path) or not path.is_file():
-        raise InputError(f"{what} file {str(path)!r} does not exist; check the path")
+    img, shape, affine = _open_nifti(path, what=what, ndim=ndim)
     try:
-        img = nib.load(str(path))
-        data = np.asarray(img.dataobj, dtype=np.float64)
-    except Exception as err:  # nibabel raises many types for broken files
+        data = np.asarray(img.dataobj, dtype=np.float64).reshape(shape)
+    except Exception as err:  # truncated or corrupt voxel data
         raise InputError(f"{what} file {str(path)!r} is not a readable NIfTI image ({err})") from None
-    affine = np.asarray(img.affine, dtype=np.float64)
-    check_affine(affine, path=path, what=what)
-    if ndim is not None:
-        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-        while data.ndim > max(allowed) and data.shape[-1] == 1:
-            data = data[..., 0]
-        if data.ndim not in allowed:
-            want = " or ".join(f"{n}-D" for n in allowed)
-            raise InputError(f"{what} file {str(path)!r} is {data.ndim}-D with shape {data.shape}; expected {want}")
     if not np.all(np.isfinite(data)):
         n_bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         raise InputError(f"{what} file {str(path)!r} contains {n_bad} NaN/Inf values; replace them (e.g. by 0)")
