@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from lightning_modules.ivim.app import pretrained_network
 from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.lsq import IvimLsq, bounds_array
 from lightning_modules.ivim.module import DEFAULT_REFINE_STRENGTH, fit_ivim_net
 from lightning_modules.ivim.networks import IvimNet, predict_ivim_net
 from lightning_modules.ivim.posterior import DEFAULT_N_SIMULATED, posterior_mean_fit
+from lightning_modules.ivim.pretrained import pretrained_network
 from lightning_modules.ivim.signal import model_signal, normalise_signal
 from lightning_modules.ivim.simulate import IVIMNET_B_VALUES, simulate_ivim
 

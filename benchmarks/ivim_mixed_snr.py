@@ -11,12 +11,12 @@ per tissue while each voxel's SNR is exactly its nominal one. Gaussian noise as 
 Tri-exponential study (``--model triexp``): 27 "tissues" drawn uniformly from the tri-exponential pre-training
 ranges (``PRETRAIN_RANGES``, seed ``--seed``), otherwise the same layout; dipy has no tri-exponential fit.
 
-Methods: the bundle's fit mode exactly as the command line runs it (``IvimMappingApp.fit_case``; options
-overridable with ``--app KEY=VALUE``), timed including its training; ``--method lsq``; dipy
-``IvimModel(fit_method="trr")`` on the first ``--n_dipy`` draws of every tissue and SNR (bi-exponential only).
-NRMSE = RMSE / mean(truth) over the voxels of one SNR (IVIM-NET's definition), scoring each parameter where the
-signal determines it, as OSIPI's rules do: D where f < 0.8 (not in blood, f = 1), D* (D1*, D2*) where f (f1, f2)
-> 0.03 (not where there is no perfusion), f everywhere.
+Methods: the bundle's fit mode exactly as the command line runs it (``lightning_modules.ivim.workflow.fit_study``:
+the bundle's transforms' functions and inferers; options overridable with ``--app KEY=VALUE``), timed including its
+training; ``--method lsq``; dipy ``IvimModel(fit_method="trr")`` on the first ``--n_dipy`` draws of every tissue and
+SNR (bi-exponential only). NRMSE = RMSE / mean(truth) over the voxels of one SNR (IVIM-NET's definition), scoring
+each parameter where the signal determines it, as OSIPI's rules do: D where f < 0.8 (not in blood, f = 1), D* (D1*,
+D2*) where f (f1, f2) > 0.03 (not where there is no perfusion), f everywhere.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ivim_mixed_snr.py``  (≈ 2 min on 2 CPU cores)
 """
@@ -35,10 +35,10 @@ import torch
 from ivim_accuracy import fit_dipy  # benchmarks/ is on sys.path when a benchmark runs as a script
 from scipy import ndimage
 
-from lightning_modules.ivim.app import IvimCase, IvimMappingApp
 from lightning_modules.ivim.lsq import IvimLsq
 from lightning_modules.ivim.signal import PARAMETER_NAMES, model_signal
 from lightning_modules.ivim.simulate import OSIPI_B_VALUES, PRETRAIN_RANGES
+from lightning_modules.ivim.workflow import IvimOptions, fit_study
 
 REPO = Path(__file__).resolve().parents[1]
 SNRS = (10, 30, 50, 100, 200)
@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the study (not of the fit)")
     parser.add_argument("--rician", action="store_true")
     parser.add_argument("--app", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="options of the bundle's app for the net, e.g. seed=1 posterior_mean=false")
+                        help="options of the bundle for the net, e.g. seed=1 posterior_mean=false")
     parser.add_argument("--label", default="default", help="name of the net's column")
     parser.add_argument("--save_estimates", default=None, help="also save truth, SNR and every estimate (.npz)")
     parser.add_argument("--output", default=None, help="Markdown table (default benchmarks/results/ivim/"
@@ -141,10 +141,10 @@ def main() -> None:
     signals = study["dwi"][mask]
     names = PARAMETER_NAMES[args.model][:-1]
     app_options = {"model": args.model, "num_threads": 1, **parse_app_options(args.app)}
-    app = IvimMappingApp(**app_options)
-    case = IvimCase("mixed_snr.nii.gz", signals, b, mask, np.eye(4), None)
+    options = IvimOptions.parse(**app_options)
+    torch.set_num_threads(options.num_threads)
     start, cpu_start = time.perf_counter(), time.process_time()
-    net = app.fit_case(case)
+    net = fit_study(study["dwi"], b, mask, options, bundle_root=REPO / "monai_bundles" / "ivim_mapping")
     net_s, net_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     load = os.getloadavg()[0]
     start = time.perf_counter()

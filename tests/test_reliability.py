@@ -358,16 +358,16 @@ def test_ivim_dwi_with_an_absurd_voxel_is_refused(tmp_path, capsys):
 
 
 def test_ivim_non_finite_fit_is_an_error_not_nan_maps(tmp_path, capsys, monkeypatch):
-    from lightning_modules.ivim.app import IvimMappingApp
+    from lightning_modules.ivim.inferers import LeastSquaresInferer
 
-    real_fit = IvimMappingApp.fit_case
+    real_estimate = LeastSquaresInferer.estimate
 
-    def nan_fit(self, case):
-        params = real_fit(self, case)
+    def nan_estimate(self, *args, **kwargs):
+        params = real_estimate(self, *args, **kwargs)
         params[0, 1] = np.nan
         return params
 
-    monkeypatch.setattr(IvimMappingApp, "fit_case", nan_fit)
+    monkeypatch.setattr(LeastSquaresInferer, "estimate", nan_estimate)
     dwi, bvals = _ivim_case(tmp_path)
     _refused(capsys, IVIM, expect="gave non-finite parameters in 1 voxel(s)", dwi=dwi, bvals=bvals, method="lsq",
              output_dir=tmp_path / "o")

@@ -212,21 +212,28 @@ class IvimLsq:
         if signal.shape[-1] != self.b_values.size:
             raise ValueError(f"signal has {signal.shape[-1]} volumes but there are {self.b_values.size} b-values")
         normalised, ref, valid = normalise_signal(signal.reshape(-1, signal.shape[-1]), self.b_values)
-        bi_bounds = bounds_array("biexp", "body") if self.model == "triexp" else self.bounds
         params = np.zeros((normalised.shape[0], len(PARAMETER_NAMES[self.model])))
-        voxels = np.flatnonzero(valid)
-        for start in range(0, voxels.size, _CHUNK_VOXELS):
-            idx = voxels[start : start + _CHUNK_VOXELS]
-            seg = segmented_fit(normalised[idx], self.b_values, bounds=bi_bounds,
-                                b_threshold_s_per_mm2=self.b_threshold)
-            seed = np.clip(_seed(self.model, seg, self.bounds), self.bounds[:, 0], self.bounds[:, 1])
-            if self.segmented_only and self.model == "biexp":
-                params[idx] = seed
-                continue
-            fitted = levenberg_marquardt(self._tensor(normalised[idx]), self._tensor(self.b_values),
-                                         self._tensor(seed), model=self.model, bounds=self._tensor(self.bounds),
-                                         iterations=self.iterations)
-            params[idx] = fitted.cpu().numpy()
+        params[valid] = self.fit_normalised(normalised[valid])
         params[:, -1] *= ref.ravel()
         params[~valid] = 0.0
         return IvimFit(self.model, params.reshape(*signal.shape[:-1], -1))
+
+    def fit_normalised(self, normalised: np.ndarray) -> np.ndarray:
+        """Parameters ``(n, n_params)`` of signals ``(n, n_b)`` already divided by S(b_min) (each with a positive
+        reference; S0 comes back relative to it)."""
+        normalised = np.asarray(normalised, dtype=np.float64)
+        bi_bounds = bounds_array("biexp", "body") if self.model == "triexp" else self.bounds
+        params = np.zeros((normalised.shape[0], len(PARAMETER_NAMES[self.model])))
+        for start in range(0, normalised.shape[0], _CHUNK_VOXELS):
+            chunk = slice(start, start + _CHUNK_VOXELS)
+            seg = segmented_fit(normalised[chunk], self.b_values, bounds=bi_bounds,
+                                b_threshold_s_per_mm2=self.b_threshold)
+            seed = np.clip(_seed(self.model, seg, self.bounds), self.bounds[:, 0], self.bounds[:, 1])
+            if self.segmented_only and self.model == "biexp":
+                params[chunk] = seed
+                continue
+            fitted = levenberg_marquardt(self._tensor(normalised[chunk]), self._tensor(self.b_values),
+                                         self._tensor(seed), model=self.model, bounds=self._tensor(self.bounds),
+                                         iterations=self.iterations)
+            params[chunk] = fitted.cpu().numpy()
+        return params

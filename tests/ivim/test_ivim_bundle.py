@@ -11,8 +11,8 @@ import nibabel as nib
 import numpy as np
 import numpy.testing as npt
 import pytest
+from monai.bundle import run
 
-from lightning_modules.ivim.app import IvimMappingApp
 from lightning_modules.ivim.simulate import IVIMNET_B_VALUES, simulate_ivim
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,6 +20,11 @@ BUNDLE = REPO / "monai_bundles" / "ivim_mapping"
 SHAPE = (6, 5, 4)
 AFFINE = np.array([[1.9, 0.2, 0.0, -10.0], [-0.2, 1.9, 0.1, 5.0], [0.0, -0.1, 4.0, 2.5], [0.0, 0.0, 0.0, 1.0]])
 BIEXP_MAPS = ("D", "f", "Dstar", "S0")
+
+
+def run_bundle(**options) -> None:
+    """Run the bundle's real ``inference.json`` in this process, as ``python -m monai.bundle run`` does."""
+    run(config_file=str(BUNDLE / "configs" / "inference.json"), **options)
 
 
 def write_case(folder: Path, *, b_values=IVIMNET_B_VALUES, name: str = "sub-01_dwi", seed: int = 0) -> dict:
@@ -55,16 +60,6 @@ def check_maps(output_dir: Path, stem: str, names=BIEXP_MAPS) -> dict[str, np.nd
     return maps
 
 
-def test_inference_config_passes_monai_workflow_checks() -> None:
-    from monai.bundle import ConfigWorkflow
-
-    configs = BUNDLE / "configs"
-    workflow = ConfigWorkflow(config_file=str(configs / "inference.json"), meta_file=str(configs / "metadata.json"),
-                              logging_file=str(configs / "logging.conf"), workflow_type="infer")
-    workflow.initialize()
-    assert workflow.check_properties() == []
-
-
 def test_command_line_least_squares_run_keeps_grid_and_zeros(tmp_path: Path) -> None:
     case = write_case(tmp_path / "in")
     out = tmp_path / "out"
@@ -83,8 +78,7 @@ def test_pretrained_net_and_batch_mode(tmp_path: Path) -> None:
     cases = [write_case(tmp_path / "in", name=f"sub-0{i}_dwi", seed=i) for i in (1, 2)]
     datalist = tmp_path / "in" / "datalist.json"
     datalist.write_text(json.dumps([{k: Path(v).name for k, v in c.items()} for c in cases]))
-    IvimMappingApp(datalist=str(datalist), mode="pretrained", output_dir=str(tmp_path / "out"),
-                   bundle_root=str(BUNDLE)).run()
+    run_bundle(datalist=str(datalist), mode="pretrained", output_dir=str(tmp_path / "out"))
     for i in (1, 2):
         maps = check_maps(tmp_path / "out", f"sub-0{i}_dwi")
         assert 0.0005 < np.median(maps["D"]) < 0.003
@@ -92,10 +86,10 @@ def test_pretrained_net_and_batch_mode(tmp_path: Path) -> None:
 
 def test_fit_mode_trains_on_the_data_and_triexp_lsq_writes_six_maps(tmp_path: Path) -> None:
     case = write_case(tmp_path / "in")
-    IvimMappingApp(**case, mode="fit", posterior_simulations=4096,
-                   output_dir=str(tmp_path / "fit")).run()  # the default posterior-mean fit, on fewer simulations
+    run_bundle(**case, mode="fit", posterior_simulations=4096,
+               output_dir=str(tmp_path / "fit"))  # the default posterior-mean fit, on fewer simulations
     check_maps(tmp_path / "fit", "sub-01_dwi")
-    IvimMappingApp(**case, model="triexp", method="lsq", output_dir=str(tmp_path / "tri")).run()
+    run_bundle(**case, model="triexp", method="lsq", output_dir=str(tmp_path / "tri"))
     check_maps(tmp_path / "tri", "sub-01_dwi", names=("D", "f1", "Dstar1", "f2", "Dstar2", "S0"))
 
 
@@ -106,9 +100,9 @@ def test_fit_mode_twice_on_the_same_study_gives_identical_maps_and_the_seed_chan
     options = {"posterior_mean": posterior_mean, "posterior_simulations": 4096, "max_epochs": 2,
                "batches_per_epoch": 10}
     maps = []
-    for run, seed in (("a", 0), ("b", 0), ("c", 5)):
-        IvimMappingApp(**case, **options, seed=seed, output_dir=str(tmp_path / run)).run()
-        maps.append(check_maps(tmp_path / run, "sub-01_dwi"))
+    for name, seed in (("a", 0), ("b", 0), ("c", 5)):
+        run_bundle(**case, **options, seed=seed, output_dir=str(tmp_path / name))
+        maps.append(check_maps(tmp_path / name, "sub-01_dwi"))
     for name in BIEXP_MAPS:
         npt.assert_array_equal(maps[0][name], maps[1][name])
     assert any(not np.array_equal(maps[0][name], maps[2][name]) for name in BIEXP_MAPS)
@@ -116,7 +110,7 @@ def test_fit_mode_twice_on_the_same_study_gives_identical_maps_and_the_seed_chan
 
 def test_triexp_fit_mode_writes_six_maps(tmp_path: Path) -> None:
     case = write_case(tmp_path / "in")
-    IvimMappingApp(**case, model="triexp", posterior_simulations=4096, output_dir=str(tmp_path / "fit")).run()
+    run_bundle(**case, model="triexp", posterior_simulations=4096, output_dir=str(tmp_path / "fit"))
     check_maps(tmp_path / "fit", "sub-01_dwi", names=("D", "f1", "Dstar1", "f2", "Dstar2", "S0"))
 
 
@@ -140,9 +134,9 @@ def _break(case: dict, problem: str, folder: Path) -> dict:
         nib.save(nib.Nifti1Image(np.ones((6, 5, 3), np.uint8), AFFINE), case["mask"])
     elif problem == "scheme":
         Path(case["bvals"]).write_text(" ".join(f"{v + 1:g}" for v in IVIMNET_B_VALUES))
-        return {**case, "mode": "pretrained", "bundle_root": str(BUNDLE)}
+        return {**case, "mode": "pretrained"}
     elif problem == "triexp_pretrained":
-        return {**case, "mode": "pretrained", "model": "triexp", "bundle_root": str(BUNDLE)}
+        return {**case, "mode": "pretrained", "model": "triexp"}
     return case
 
 
@@ -156,7 +150,7 @@ def test_bad_input_is_one_line_error_without_output(tmp_path: Path, capsys, prob
     case = _break(write_case(tmp_path / "in"), problem, tmp_path)
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
-        IvimMappingApp(**case, output_dir=str(out)).run()
+        run_bundle(**case, output_dir=str(out))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error:") and words in err, err

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from lightning_modules.io import InputError
-from lightning_modules.ivim.app import IvimMappingApp
 from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.ensemble import IvimNetEnsemble, ensemble_members
 from lightning_modules.ivim.module import fit_ivim_net
 from lightning_modules.ivim.networks import IvimNet, predict_ivim_net
 from lightning_modules.ivim.simulate import IVIMNET_B_VALUES, simulate_ivim
+from lightning_modules.ivim.workflow import IvimOptions
 
 B = np.array(IVIMNET_B_VALUES)
 
@@ -61,4 +61,4 @@ def test_fit_mode_ensemble_averages_members_whose_first_is_the_single_network_fi
 
 def test_bundle_refuses_an_ensemble_of_no_networks() -> None:
     with pytest.raises(InputError, match="--n_ensemble must be at least 1"):
-        IvimMappingApp(dwi="x.nii.gz", n_ensemble=0)._check_options()
+        IvimOptions.parse(n_ensemble=0, posterior_mean=False)

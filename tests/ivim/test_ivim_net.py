@@ -7,11 +7,11 @@ import numpy.testing as npt
 import pytest
 import torch
 
-from lightning_modules.ivim.app import PRETRAINED_SCHEMES, PRETRAINED_WEIGHTS, pretrained_network
 from lightning_modules.ivim.data import IvimDataModule
 from lightning_modules.ivim.lsq import IvimLsq
 from lightning_modules.ivim.module import IvimNetModule, train_ivim_net
 from lightning_modules.ivim.networks import IvimNet, predict_ivim_net
+from lightning_modules.ivim.pretrained import PRETRAINED_SCHEMES, PRETRAINED_WEIGHTS, pretrained_network
 from lightning_modules.ivim.signal import normalise_signal
 from lightning_modules.ivim.simulate import IVIMNET_B_VALUES, simulate_ivim
 from tests.ivim.conftest import load_osipi

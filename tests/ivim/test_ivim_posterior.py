@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from lightning_modules.io import InputError
-from lightning_modules.ivim.app import IvimMappingApp
 from lightning_modules.ivim.lsq import IvimLsq, bounds_array
 from lightning_modules.ivim.networks import IvimNet
 from lightning_modules.ivim.posterior import (
@@ -22,6 +21,7 @@ from lightning_modules.ivim.posterior import (
 )
 from lightning_modules.ivim.signal import model_signal, normalise_signal
 from lightning_modules.ivim.simulate import IVIMNET_B_VALUES, simulate_ivim
+from lightning_modules.ivim.workflow import IvimOptions
 
 B = np.array(IVIMNET_B_VALUES)
 
@@ -129,11 +129,10 @@ def test_posterior_mean_fit_is_reproducible_bounded_and_least_squares_at_high_sn
 
 def test_posterior_mean_is_a_true_or_false_flag_and_excludes_ivim_net_only_options() -> None:
     with pytest.raises(InputError, match="--posterior_mean must be true or false"):
-        IvimMappingApp(dwi="x.nii.gz", posterior_mean="maybe")._check_options()
-    app = IvimMappingApp(dwi="x.nii.gz", posterior_mean="true")
-    app._check_options()
-    assert app.posterior_mean is True
-    assert IvimMappingApp(dwi="x.nii.gz", posterior_mean="false").posterior_mean is False  # parsed on construction
+        IvimOptions.parse(posterior_mean="maybe")
+    assert IvimOptions.parse(posterior_mean="true").posterior_mean is True
+    assert IvimOptions.parse(posterior_mean="false").posterior_mean is False
+    assert IvimOptions.parse().posterior_mean is True  # the capability's default
     with pytest.raises(InputError, match="posterior_mean false"):
-        IvimMappingApp(dwi="x.nii.gz", n_ensemble=3)._check_options()
-    IvimMappingApp(dwi="x.nii.gz", n_ensemble=3, posterior_mean="false")._check_options()
+        IvimOptions.parse(n_ensemble=3)
+    assert IvimOptions.parse(n_ensemble=3, posterior_mean="false").estimator == "ivim_net"
