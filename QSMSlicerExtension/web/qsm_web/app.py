@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import os
 import signal
 import sys
@@ -290,6 +291,7 @@ def main(argv: list[str] | None = None) -> None:
         os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)
+    atexit.register(app.session.close)  # also when the server cannot start (e.g. the port is taken)
     app.server.start(host=args.host, port=args.port, timeout=args.timeout, open_browser=False,
                      exec_mode="main", show_connection_info=False)
 

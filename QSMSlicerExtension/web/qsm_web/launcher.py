@@ -104,15 +104,20 @@ class Launcher:
             if listening(self.host, port):
                 return process, port
             time.sleep(0.2)
-        self.stop_session(process)
+        self.stop_sessions([process])
         raise RuntimeError(f"the {page} session did not serve within {START_TIMEOUT_S:.0f} s")
 
-    def stop_session(self, process: subprocess.Popen, *, grace_s: float = 10.0) -> None:
-        """SIGTERM (the session cancels its run and removes its folder), SIGKILL to its group after ``grace_s``."""
-        if process.poll() is None:
-            process.terminate()
+    @staticmethod
+    def stop_sessions(processes: list[subprocess.Popen], *, grace_s: float = 10.0) -> None:
+        """SIGTERM to each (a session cancels its run and removes its folder), then SIGKILL to the process group
+        of any still running after ``grace_s``."""
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + grace_s
+        for process in processes:
             try:
-                process.wait(timeout=grace_s)
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
@@ -123,8 +128,7 @@ class Launcher:
             self._spare.join(timeout=START_TIMEOUT_S)
         with self._lock:
             sessions, self.sessions, self._spare_session = list(self.sessions), [], None
-        for process in sessions:
-            self.stop_session(process)
+        self.stop_sessions(sessions)
 
     def reap(self) -> None:
         """Forget sessions that ended on their own (their tab closed)."""
@@ -161,11 +165,13 @@ def serve(host: str, port: int, launcher: Launcher) -> None:
     async def stop_sessions(_app):
         launcher.stop_all()
 
+    def announce() -> None:
+        print(f"QSM Slicer Extension web app: http://{host}:{port}/ (Ctrl-C stops it and its sessions)", flush=True)
+
     app = web.Application()
     app.add_routes([web.get("/", index), web.get("/{page}", session)])
     app.on_shutdown.append(stop_sessions)
-    print(f"QSM Slicer Extension web app: http://{host}:{port}/ (Ctrl-C stops it and its sessions)", flush=True)
-    web.run_app(app, host=host, port=port, print=None)
+    web.run_app(app, host=host, port=port, print=lambda _message: announce())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -179,6 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     launcher = Launcher(args.host, session_timeout_s=args.session_timeout, bundle_python=args.bundle_python)
     try:
         serve(args.host, args.port, launcher)
+    except OSError as error:
+        sys.exit(f"error: cannot serve on {args.host}:{args.port} ({error.strerror or error}); choose another --port")
     finally:
         launcher.stop_all()
 
