@@ -82,7 +82,7 @@ def pages() -> tuple[Page, ...]:
              (Upload("input_dwi", "DWI series (4-D NIfTI, last axis = b-values)", "frames"),
               Upload("b_values_file", "b-values (.bval)", "bval"),
               Upload("input_mask", "Mask (optional)", "labelmap", required=False)),
-             (Parameter("b_values", "…or type the b-values (s/mm²), without a .bval", text=True),
+             (Parameter("b_values", "or type the b-values (s/mm²)", text=True),
               Parameter("model", "Model", MODELS), Parameter("mode", "Mode", MODES),
               Parameter("method", "Method", IVIM_METHODS)),
              help="D, f, D* and S0 maps with the IVIM Mapping panel's colour tables and ranges."),
