@@ -1,7 +1,7 @@
-"""What every bundle's inference app shares: case lists, output names, progress lines and one-line errors.
+"""What every bundle's command line shares: case lists, output names, progress lines and one-line errors.
 
-The bundles' ``inference.json`` build an app object (e.g. :class:`lightning_modules.qsm.app.QsmInversionApp`)
-whose ``run()`` is the workflow's ``run`` expression. User errors leave through :func:`exit_on_input_error`
+The bundles' ``inference.json`` are MONAI workflows built from :mod:`lightning_modules.bundle_workflow`, which
+uses these helpers. User errors leave through :func:`exit_on_input_error`
 as a single line on stderr and a non-zero exit, never as a traceback. :func:`validated_cases` checks every
 case and resolves every output path of a run before anything is written; :func:`interruptible` makes SIGTERM
 and SIGINT end a run with a non-zero exit and no temporary or partial output; :func:`print_bundle_help` is what
