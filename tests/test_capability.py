@@ -42,7 +42,7 @@ OPTIONS_CLASSES = (QsmOptions, IvimOptions, SpioOptions, RimOptions)
 WORKFLOW_LITERALS = {"dataset_dir", "save_execute_config", "help"}
 #: Settings in an ``inference.json`` that its capability.json does not describe yet: each for its bundle's owner to
 #: describe (a user option) or to move out of the top level (fixed by the weights); remove the entry then.
-NOT_YET_DESCRIBED = {"rim_lesion_detection": {"n_radiomics", "n_members"}, "spio_quantification": {"network"}}
+NOT_YET_DESCRIBED = {"rim_lesion_detection": {"n_radiomics", "n_members"}}
 
 
 def description(bundle: str) -> dict:
@@ -116,6 +116,7 @@ def test_inference_config_options_are_the_described_ones(bundle: str) -> None:
             assert value == spec["default"], f"--{name}: inference.json {value!r}, capability.json {spec['default']!r}"
     for name, text in config.get("options", {}).items():  # a copy of the help texts, until --help replaces it
         if name != "help":
+            assert name in described, f"--{name} has help in inference.json but no entry in capability.json"
             assert text == (found["inputs"].get(name) or found["options"][name])["help"], name
 
 
