@@ -11,6 +11,8 @@ from QSMSlicerCommon.options import IvimOptions
 
 #: ``--model``, ``--mode`` and ``--method`` values, from the bundle's description.
 MODELS, MODES, METHODS = (capability.choices(IvimOptions.BUNDLE, option) for option in ("model", "mode", "method"))
+#: Unit of the b-values, from the bundle's description.
+B_VALUE_UNIT = capability.describe(IvimOptions.BUNDLE)["inputs"]["bvals"]["unit"]
 #: Node attribute in which Slicer's MultiVolume importer stores one label (here: the b-value) per frame.
 FRAME_LABELS_ATTRIBUTE = "MultiVolume.FrameLabels"
 #: A sequence's index is read as b-values only when its name or unit says so (not a time or a frame number).
@@ -18,7 +20,7 @@ _B_VALUE_INDEX = re.compile(r"^b$|b[-_ ]?val|s/mm", re.IGNORECASE)
 
 
 def parse_b_values(text: str, *, source: str) -> list[float]:
-    """b-values in s/mm² from text separated by commas and/or whitespace.
+    """b-values (``B_VALUE_UNIT``) from text separated by commas and/or whitespace.
 
     Args:
         text: e.g. ``"0, 10, 20, 50"``.
@@ -32,15 +34,15 @@ def parse_b_values(text: str, *, source: str) -> list[float]:
     """
     tokens = [t for t in re.split(r"[,\s]+", text.strip()) if t]
     if not tokens:
-        raise ValueError(f"{source} holds no b-values; give one b-value in s/mm² per frame of the series")
+        raise ValueError(f"{source} holds no b-values; give one b-value in {B_VALUE_UNIT} per frame of the series")
     values = []
     for token in tokens:
         try:
             value = float(token)
         except ValueError:
-            raise ValueError(f"{source}: {token!r} is not a number; give b-values in s/mm²") from None
+            raise ValueError(f"{source}: {token!r} is not a number; give b-values in {B_VALUE_UNIT}") from None
         if value < 0:
-            raise ValueError(f"{source}: b-value {value:g} is negative; b-values are ≥ 0 s/mm²")
+            raise ValueError(f"{source}: b-value {value:g} is negative; b-values are ≥ 0 {B_VALUE_UNIT}")
         values.append(value)
     return values
 
@@ -99,7 +101,7 @@ def stack_frames(frames: list[np.ndarray], series_name: str) -> np.ndarray:
 
 
 def write_bvals(values: list[float], path: Path) -> Path:
-    """Write an FSL-style b-value file (one line, space-separated, s/mm²)."""
+    """Write an FSL-style b-value file (one line, space-separated, ``B_VALUE_UNIT``)."""
     path.write_text(" ".join(f"{v:g}" for v in values) + "\n", encoding="utf-8")
     return path
 
