@@ -56,7 +56,7 @@ class IvimInferer(Inferer):
         bounds: bounds preset of :data:`lightning_modules.ivim.lsq.BOUNDS` (``"body"`` or ``"brain"``).
     """
 
-    def __init__(self, *, model: str = "biexp", bounds: str = "body") -> None:
+    def __init__(self, *, model: str, bounds: str) -> None:
         super().__init__()
         self.model = model
         self.bounds = bounds
@@ -100,7 +100,7 @@ class LeastSquaresInferer(IvimInferer):
         device: torch device of the fit.
     """
 
-    def __init__(self, *, model: str = "biexp", bounds: str = "body", device: str | torch.device = "cpu") -> None:
+    def __init__(self, *, model: str, bounds: str, device: str | torch.device = "cpu") -> None:
         super().__init__(model=model, bounds=bounds)
         self.device = device
 
@@ -123,7 +123,7 @@ class PretrainedInferer(IvimInferer):
         device: torch device of a shipped network of another scheme.
     """
 
-    def __init__(self, *, model: str = "biexp", bounds: str = "body", bundle_root: str | None = None,
+    def __init__(self, *, model: str, bounds: str, bundle_root: str | None = None,
                  batch_size: int = NETWORK_BATCH_VOXELS, device: str | torch.device = "cpu") -> None:
         super().__init__(model=model, bounds=bounds)
         self.bundle_root = bundle_root
@@ -152,8 +152,7 @@ class PosteriorMeanInferer(IvimInferer):
         seed: seeds everything random (the same study, options and seed give the same maps).
     """
 
-    def __init__(self, *, model: str = "biexp", bounds: str = "body", n_simulated: int = DEFAULT_N_SIMULATED,
-                 seed: int = 0) -> None:
+    def __init__(self, *, model: str, bounds: str, n_simulated: int = DEFAULT_N_SIMULATED, seed: int = 0) -> None:
         super().__init__(model=model, bounds=bounds)
         self.n_simulated = int(n_simulated)
         self.seed = int(seed)
@@ -182,8 +181,8 @@ class IvimNetFitInferer(IvimInferer):
         InputError: (on a study) fewer than :data:`MIN_NET_FIT_VOXELS` voxels with signal.
     """
 
-    def __init__(self, *, model: str = "biexp", bounds: str = "body", max_epochs: int = 60,
-                 patience_epochs: int = DEFAULT_PATIENCE_EPOCHS, batches_per_epoch: int = 250,
+    def __init__(self, *, model: str, bounds: str, max_epochs: int, batches_per_epoch: int,
+                 patience_epochs: int = DEFAULT_PATIENCE_EPOCHS,
                  refine_strength: float = DEFAULT_REFINE_STRENGTH, n_ensemble: int = 1, seed: int = 0,
                  device: str | torch.device = "cpu") -> None:
         super().__init__(model=model, bounds=bounds)

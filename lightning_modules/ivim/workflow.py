@@ -42,16 +42,16 @@ from lightning_modules.ivim.transforms import read_bvals, study_signals
 
 BUNDLE = "ivim_mapping"
 
-#: Numeric options: (integer, minimum, what is expected) for the one-line error.
+#: Numeric options: (integer, minimum, what is expected) for the one-line error (which adds the default as an example).
 _NUMBERS = {
-    "posterior_simulations": (True, 1, "the number of simulated signals, e.g. 300000"),
-    "max_epochs": (True, 1, "the most training epochs, e.g. 60"),
-    "patience_epochs": (True, 0, "epochs without improvement before stopping, e.g. 10"),
-    "batches_per_epoch": (True, 1, "random batches per epoch, e.g. 250"),
+    "posterior_simulations": (True, 1, "the number of simulated signals"),
+    "max_epochs": (True, 1, "the most training epochs"),
+    "patience_epochs": (True, 0, "epochs without improvement before stopping"),
+    "batches_per_epoch": (True, 1, "random batches per epoch"),
     "refine_strength": (False, 0, "a weight decay ≥ 0 (0: off)"),
     "n_ensemble": (True, None, "1 or more networks"),
     "seed": (True, 0, "a non-negative integer"),
-    "num_threads": (True, 1, "the number of CPU threads, e.g. 1"),
+    "num_threads": (True, 1, "the number of CPU threads"),
 }
 
 
@@ -91,6 +91,7 @@ class IvimOptions:
             if values[name] not in allowed:
                 raise InputError(f"unknown --{name} {values[name]!r}; use one of {', '.join(allowed)}")
         for name, (integer, minimum, hint) in _NUMBERS.items():
+            hint = f"{hint}, e.g. {capability.default(BUNDLE, name)}"
             values[name] = parse_number(values[name], name, integer=integer, minimum=minimum, hint=hint)
             if values[name] is None:
                 raise InputError(f"--{name} needs a value")
