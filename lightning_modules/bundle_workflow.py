@@ -124,17 +124,23 @@ class SaveOutputsd(MapTransform):
         output_dir: the run's output folder (created if missing).
         spatial_ndim: rank of the written arrays (default: the main input's rank as stored, e.g. 4 for IVIM's DWI
             gives 3-D maps only if given as 3 here).
-        dtype: on-disk data type of arrays (labelmaps: ``"uint8"``).
+        dtype: on-disk data type of arrays (labelmaps: ``"uint8"``), for all outputs or per output key.
+        input_header: start each NIfTI from the main input's header (True, keeps e.g. its description and units)
+            or from a fresh one (False: for outputs that are not the input's kind, such as a labelmap of a map,
+            whose display range ``cal_min/cal_max`` must not be the input's); for all outputs or per output key.
+            Shape, affine (sform and qform), data type and scaling are always the output's own.
     """
 
     def __init__(self, outputs: Mapping[str, str], *, main_input: str, output_dir: str | os.PathLike,
-                 spatial_ndim: int = 3, dtype: Mapping[str, str] | str = "float32") -> None:
+                 spatial_ndim: int = 3, dtype: Mapping[str, str] | str = "float32",
+                 input_header: Mapping[str, bool] | bool = True) -> None:
         super().__init__(list(outputs), allow_missing_keys=False)
         self.outputs = dict(outputs)
         self.main_input = main_input
         self.output_dir = Path(output_dir)
         self.spatial_ndim = spatial_ndim
         self.dtype = dtype
+        self.input_header = input_header
 
     def main_path(self, data: Mapping) -> str:
         """The main input's path in a case (``{main_input}_path`` if the loader stored it)."""
@@ -160,7 +166,10 @@ class SaveOutputsd(MapTransform):
                 while value.ndim > self.spatial_ndim and value.shape[0] == 1:
                     value = value[0]
                 dtype = self.dtype.get(key, "float32") if isinstance(self.dtype, Mapping) else self.dtype
-                written.append(outputs.save_nifti(value, affine, path, header=reference.header, dtype=np.dtype(dtype)))
+                keep = self.input_header.get(key, True) if isinstance(self.input_header, Mapping) \
+                    else self.input_header
+                written.append(outputs.save_nifti(value, affine, path, header=reference.header if keep else None,
+                                                  dtype=np.dtype(dtype)))
         for path in written:
             print(f"wrote {path}", flush=True)
         d["written"] = [str(p) for p in written]

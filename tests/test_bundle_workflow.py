@@ -86,3 +86,21 @@ def test_read_nifti_header_checks_without_reading_data(tmp_path):
         read_nifti_header(_degenerate(tmp_path / "d.nii.gz"), ndim=3)
     with pytest.raises(InputError, match="expected 4-D"):
         read_nifti_header(_nifti(tmp_path / "b.nii.gz", np.zeros((3, 3, 3))), ndim=4)
+
+
+def test_outputs_take_the_input_header_or_a_fresh_one(tmp_path):
+    image = nib.Nifti1Image(np.ones((4, 5, 6), np.float32), np.diag([1.0, 1.0, 2.0, 1.0]))
+    image.header["descrip"] = b"scanner QSM"
+    image.header["cal_min"], image.header["cal_max"] = -0.2, 0.2
+    source = tmp_path / "qsm.nii.gz"
+    nib.save(image, str(source))
+    save = SaveOutputsd({"map": "map.nii.gz", "labels": "labels.nii.gz"}, main_input="qsm", output_dir=tmp_path,
+                        dtype={"labels": "uint8"}, input_header={"labels": False})
+    save({"qsm": str(source), "map": torch.zeros(1, 4, 5, 6), "labels": torch.ones(1, 4, 5, 6)})
+    kept, fresh = (nib.load(str(tmp_path / f"qsm_{name}.nii.gz")) for name in ("map", "labels"))
+    assert kept.header["descrip"].tobytes().startswith(b"scanner QSM")
+    assert float(kept.header["cal_max"]) == pytest.approx(0.2)
+    assert float(fresh.header["cal_max"]) == 0.0 and fresh.get_data_dtype() == np.uint8
+    for out in (kept, fresh):
+        np.testing.assert_array_equal(out.affine, nib.load(str(source)).affine)
+        assert out.shape == (4, 5, 6)
