@@ -195,3 +195,29 @@ def _field_spectrum(chi_ppm: torch.Tensor | np.ndarray, voxel_size_mm: Sequence[
     kernel = _cached_kernel(big, tuple(float(v) for v in voxel_size_mm), tuple(float(b) for b in b0_direction),
                             chi.dtype, str(chi.device))
     return torch.fft.rfftn(chi, s=big, dim=(-3, -2, -1)) * kernel, big, shape
+
+
+#: TKD kernel threshold of Shmueli et al. and the QSM challenges.
+TKD_THRESHOLD = 0.19
+
+
+def tkd_inversion(field_ppm: torch.Tensor, kernel: torch.Tensor, *, threshold: float = TKD_THRESHOLD,
+                  mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Thresholded k-space division (Shmueli et al., MRM 2009; Wharton et al., MRM 2010): the simplest inverse of
+    :func:`forward_field`, used by the QSM solvers and by simulators that need "the QSM a user would have".
+
+    ``χ = F⁻¹[F(φ) · D⁻¹_t]`` with ``D⁻¹_t = 1/D`` where ``|D| > t`` and ``sign(D)/t`` elsewhere (0 at k = 0).
+
+    Args:
+        field_ppm: local field (ppm), last three axes spatial.
+        kernel: half-spectrum dipole kernel (:func:`dipole_kernel`) of the field's grid.
+        threshold: kernel threshold t in (0, 2/3).
+        mask: χ is set to 0 outside it, if given.
+    """
+    if not 0 < threshold < 2 / 3:
+        raise ValueError(f"TKD threshold must be in (0, 2/3); got {threshold}")
+    t = float(threshold)
+    inverse = torch.where(kernel.abs() > t, 1.0 / torch.where(kernel == 0, 1.0, kernel), torch.sign(kernel) / t)
+    chi = torch.fft.irfftn(torch.fft.rfftn(field_ppm, dim=(-3, -2, -1)) * inverse, s=tuple(field_ppm.shape[-3:]),
+                           dim=(-3, -2, -1))
+    return chi if mask is None else chi * mask

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from lightning_modules.physics.dipole import field_error_std_ppm
+from lightning_modules.physics.dipole import TKD_THRESHOLD, field_error_std_ppm, tkd_inversion
 
 
 def solve(
@@ -32,15 +32,14 @@ def _spatial_shape(field: torch.Tensor) -> tuple[int, int, int]:
 
 
 class Tkd(nn.Module):
-    """Thresholded k-space division (Shmueli et al., MRM 2009; Wharton et al., MRM 2010).
-
-    ``χ = F⁻¹[F(φ) · D⁻¹_t]`` with ``D⁻¹_t = 1/D`` where ``|D| > t`` and ``sign(D)/t`` elsewhere (0 at k = 0).
+    """Thresholded k-space division (Shmueli et al., MRM 2009; Wharton et al., MRM 2010), as a solver module:
+    :func:`lightning_modules.physics.dipole.tkd_inversion`.
 
     Args:
         threshold: kernel threshold t (0.19 is the value of Shmueli et al. and of the QSM challenges).
     """
 
-    def __init__(self, *, threshold: float = 0.19) -> None:
+    def __init__(self, *, threshold: float = TKD_THRESHOLD) -> None:
         super().__init__()
         if not 0 < threshold < 2 / 3:
             raise ValueError(f"TKD threshold must be in (0, 2/3); got {threshold}")
@@ -50,11 +49,7 @@ class Tkd(nn.Module):
         self, field_ppm: torch.Tensor, kernel: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Invert a local field (ppm) with the half-spectrum dipole kernel; χ (ppm), 0 outside ``mask``."""
-        shape = _spatial_shape(field_ppm)
-        t = self.threshold
-        inverse = torch.where(kernel.abs() > t, 1.0 / torch.where(kernel == 0, 1.0, kernel), torch.sign(kernel) / t)
-        chi = torch.fft.irfftn(torch.fft.rfftn(field_ppm, dim=(-3, -2, -1)) * inverse, s=shape, dim=(-3, -2, -1))
-        return chi if mask is None else chi * mask
+        return tkd_inversion(field_ppm, kernel, threshold=self.threshold, mask=mask)
 
 
 class Ndi(nn.Module):

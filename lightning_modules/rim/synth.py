@@ -7,7 +7,8 @@ carry a paramagnetic shell of 1–2 mm and +0.02…+0.08 ppm relative to their c
 2/3 to all of the edge (the consensus criterion); rim− lesions are iso-, hypo- or uniformly hyperintense, some
 with a short paramagnetic arc (< 1/3 of the edge) as a confounder. Veins run through or beside some lesions.
 The QSM is what a user would have: χ → dipole field (:func:`lightning_modules.physics.dipole.forward_field`) → noise
-→ TKD (:class:`lightning_modules.qsm.solvers.Tkd`), with its streaking and underestimation. All arrays (i, j, k).
+→ TKD (:func:`lightning_modules.physics.dipole.tkd_inversion`), with its streaking and underestimation.
+All arrays (i, j, k).
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from lightning_modules.physics.dipole import dipole_kernel, forward_field
-from lightning_modules.qsm.solvers import Tkd
+from lightning_modules.physics.dipole import dipole_kernel, forward_field, tkd_inversion
 
 CHI_WM_PPM, CHI_GM_PPM = -0.03, 0.02
 RIM_CONTRAST_PPM = (0.02, 0.08)
@@ -231,7 +231,7 @@ def _tkd_qsm(rng: np.random.Generator, chi_ppm: np.ndarray, brain: np.ndarray, n
     field = field + noise_ppm * torch.as_tensor(rng.standard_normal(chi_ppm.shape), dtype=torch.float32) * mask
     kernel = dipole_kernel(chi_ppm.shape, (1.0, 1.0, 1.0))
     with torch.no_grad():
-        qsm = Tkd(threshold=tkd_threshold)(field, kernel, mask)
+        qsm = tkd_inversion(field, kernel, threshold=tkd_threshold, mask=mask)
     return qsm.numpy()
 
 
