@@ -28,7 +28,8 @@ START_S = 60.0
 
 def chromium() -> str | None:
     """The Chromium executable (``$QSM_CHROMIUM`` or the Debian package's)."""
-    return os.environ.get("QSM_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    named = os.environ.get("QSM_CHROMIUM")
+    return shutil.which(named) if named else shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def unavailable() -> str | None:
