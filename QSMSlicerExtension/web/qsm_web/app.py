@@ -102,14 +102,16 @@ class WebApp:
             self._guarded(lambda: self.session.set_parameter(key, name, changes[f"{key}_{name}"]))
         return handler
 
-    def _guarded(self, action) -> bool:
-        """Run a user action; a bad input becomes the page's one-line error instead of a traceback."""
+    def _guarded(self, action, *, user_action: bool = True) -> bool:
+        """Run an action; a bad input becomes the page's one-line error instead of a traceback. A user action
+        first clears the previous error."""
+        if user_action:
+            self.server.state.error = ""
         try:
             action()
         except (ValueError, RuntimeError, OSError) as error:
             self.server.state.error = str(error)
             return False
-        self.server.state.error = ""
         return True
 
     # -- run -----------------------------------------------------------------------------------------------------
@@ -147,7 +149,7 @@ class WebApp:
             if self.session.job is None:
                 continue
             with self.server.state:
-                self._guarded(self._poll_once)
+                self._guarded(self._poll_once, user_action=False)
 
     def _poll_once(self) -> None:
         """Stream the run's new output to the page; on its end show the result (outputs loaded by the session)."""
