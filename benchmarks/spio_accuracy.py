@@ -1,18 +1,25 @@
-"""Accuracy and speed of the shipped DeepSPIO weights against a no-learning baseline on simulated View Line data.
+"""Accuracy and speed of the shipped SPIO network and DeepSPIO side by side, against a no-learning baseline.
 
+All networks named in ``--networks`` run in the same process on the same images: the shipped DeepSPIO
+(``deepspio``, ``models/model.pt``) and candidates with ``--weights NAME=PATH`` (``lightning_modules.spio.
+networks.spio_network`` names, e.g. ``refined``).
 Experiments (della Maggiora et al., "DeepSPIO", IEEE TPAMI 2020, §5):
-  (a) simulated samples like training: the fixed validation set (seed 1, used to pick the weights) and a
-      held-out test set (seed 2, never seen);
+  (a) simulated samples like training: the fixed validation set (seed 1, used to pick the weights), a
+      held-out test set (seed 2, never seen), and a generator-variant test set (``benchmarks/spio_variant.py``:
+      Shepp–Logan and random-ellipse base images, ellipsoids and chains of touching spheres; seed 3), each
+      overall and per SNR bin;
   (b) the noise experiment: a SPIO cylinder (radius 3 mm, along y) in an agar disk (radius 22 mm) at
       0.22 … 27.9 µg Fe/mm³ and SNR 5, 11, 19 dB and ∞, 10 noise repetitions each;
   (c) the air-bubble confounder: an air sphere (radius 3 mm, no signal, χ_air − χ_tissue) 8 mm beside the cylinder.
 Metrics: NMAE ``‖Ĉ − C‖₁ / ‖C‖₁`` per image and the relative error of the mean concentration in the cylinder
-centre (within 1.5 mm of its axis). DeepSPIO = ``predict_concentration`` as the bundle runs it (flip average and
-0.1 µg Fe/mm³ floor); (a) also gives the network alone. Baseline: the training-mean predictor (a constant map;
-the all-zero map has NMAE 1). Runs on one CPU thread. Writes Markdown, CSV and a PNG to ``benchmarks/results/spio/``.
+centre (within 1.5 mm of its axis). Each network runs as ``predict_concentration`` as the bundle runs it (flip
+average and 0.1 µg Fe/mm³ floor); (a) also gives each network alone. Baseline: the training-mean predictor (a
+constant map; the all-zero map has NMAE 1). Runs on one CPU thread. Writes Markdown, CSV and a PNG to
+``benchmarks/results/spio/``.
 
 Usage:
     .venv/bin/python benchmarks/spio_accuracy.py [--n_test 100] [--repetitions 10] [--out benchmarks/results/spio]
+        [--networks deepspio,refined --weights refined=refined.pt]
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from spio_design_comparison import SNR_BINS, snr_bin
+from spio_variant import variant_sample
 
 from lightning_modules.bundle_app import bundle_root
 from lightning_modules.io import write_text_atomic
@@ -31,8 +40,8 @@ from lightning_modules.metrics import nmae
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.app import load_network, predict_concentration
 from lightning_modules.spio.baseline import TrainingMeanBaseline
-from lightning_modules.spio.data import random_sample, simulate_pool
-from lightning_modules.spio.networks import DeepSpio
+from lightning_modules.spio.data import random_sample, random_sample_with_snr
+from lightning_modules.spio.networks import WEIGHTS, spio_network
 from lightning_modules.spio.phantoms import agar_disk, cylinder, grid_3d_mm, sphere
 from lightning_modules.spio.viewline import acquire, add_noise, offresonance_tesla, tissue_signal
 
@@ -63,80 +72,98 @@ def cylinder_phantom(concentration: float, *, air_offset_mm: float | None = None
     return image, plane.numpy(), tissue_signal(agar_disk(radius_mm=22.0)), rho
 
 
-def experiment_a(network, baseline, *, n_val: int, n_test: int, cache_dir: str | None):
-    """NMAE (mean ± sd over images) of network and baseline on the validation and held-out test sets."""
+def labelled_sets(*, n_val: int, n_test: int):
+    """The three sets of (a): name → list of (image (2, x, z), truth (x, z), SNR dB)."""
+    def like_training(seed: int, n: int):
+        return [(image.numpy(), truth[0].numpy(), snr)
+                for image, truth, snr in (random_sample_with_snr(seed, i) for i in range(n))]
+
+    return {"validation (seed 1)": like_training(1, n_val), "held-out test (seed 2)": like_training(2, n_test),
+            "generator variant (seed 3)": [variant_sample(3, i) for i in range(n_test)]}
+
+
+def experiment_a(networks: dict, baseline, sets: dict):
+    """NMAE per image of each network (as shipped and alone) and the baseline, per set and SNR bin."""
     rows, examples = [], []
-    for name, seed, n in (("validation (seed 1)", 1, n_val), ("held-out test (seed 2)", 2, n_test)):
-        images, truths = simulate_pool(seed, n, cache_dir=(cache_dir or None) if seed == 1 else None, log_every=0)
-        net, raw, base = [], [], []
-        for image, truth in zip(images.float().numpy(), truths.float().numpy(), strict=True):
-            prediction = predict_concentration(network, image)
-            net.append(nmae(prediction, truth[0]))
-            alone = predict_concentration(network, image, flip_average=False, floor_ug_per_mm3=0.0)
-            raw.append(nmae(alone, truth[0]))
-            base.append(nmae(baseline.predict(image), truth[0]))
-            if len(examples) < 2 and seed == 2:
-                examples.append((f"test sample {len(examples)}", image, prediction, truth[0]))
-        rows.append((name, n, np.mean(net), np.std(net), np.median(net), np.mean(raw), np.std(raw), np.mean(base),
-                     np.std(base)))
+    for set_name, samples in sets.items():
+        scores = {name: {"all": [], "alone": []} for name in networks}
+        base = []
+        for image, truth, snr in samples:
+            if not truth.any():
+                continue
+            for name, network in networks.items():
+                prediction = predict_concentration(network, image)
+                value = nmae(prediction, truth)
+                scores[name]["all"].append(value)
+                scores[name].setdefault(snr_bin(snr), []).append(value)
+                alone = predict_concentration(network, image, flip_average=False, floor_ug_per_mm3=0.0)
+                scores[name]["alone"].append(nmae(alone, truth))
+                if len(examples) < 2 * len(networks) and set_name.startswith("generator"):
+                    examples.append((f"variant, {name}", image, prediction, truth))
+            base.append(nmae(baseline.predict(image), truth))
+        rows.append((set_name, scores, base))
     return rows, examples
 
 
-def experiment_b(network, baseline, *, repetitions: int):
-    """Cylinder centre error and NMAE per concentration and SNR (mean over noise repetitions)."""
+def experiment_b(networks: dict, baseline, *, repetitions: int):
+    """Cylinder centre error and NMAE per concentration, SNR and network (mean over noise repetitions)."""
     centre = centre_mask()
     rows, examples = [], []
     for c in CONCENTRATIONS:
         clean, truth, signal, _ = cylinder_phantom(c)
         for snr in SNRS_DB:
             generator = torch.Generator().manual_seed(int(1000 * c) + int(0 if math.isinf(snr) else snr))
-            errors, nmaes = [], []
-            for _ in range(repetitions):
-                image = add_noise(clean, snr_db=snr, signal=signal, generator=generator).numpy()
-                prediction = predict_concentration(network, image)
-                errors.append(100 * abs(prediction[centre].mean() - c) / c)
-                nmaes.append(nmae(prediction, truth))
+            images = [add_noise(clean, snr_db=snr, signal=signal, generator=generator).numpy()
+                      for _ in range(repetitions)]
             base_error = 100 * abs(baseline.mean_ug_per_mm3 - c) / c
-            rows.append((c, snr, np.mean(errors), np.std(errors), np.mean(nmaes), base_error))
-            if snr == 11.0 and c in (0.87, 6.98, 27.9):
-                examples.append((f"cylinder {c} SNR 11 dB", image, prediction, truth))
+            for name, network in networks.items():
+                errors, nmaes = [], []
+                for image in images:
+                    prediction = predict_concentration(network, image)
+                    errors.append(100 * abs(prediction[centre].mean() - c) / c)
+                    nmaes.append(nmae(prediction, truth))
+                rows.append((name, c, snr, np.mean(errors), np.std(errors), np.mean(nmaes), base_error))
+                if snr == 11.0 and c in (0.87, 27.9) and name == next(iter(networks)):
+                    examples.append((f"cylinder {c} SNR 11 dB", images[-1], prediction, truth))
     return rows, examples
 
 
-def experiment_c(network, *, repetitions: int):
+def experiment_c(networks: dict, *, repetitions: int):
     """Air sphere 8 mm beside a cylinder: centre error, NMAE and the concentration reported inside the air."""
     centre = centre_mask()
-    rows, examples = [], []
+    rows = []
     for c in (1.75, 6.98, 27.9):
         for air in (None, 8.0):
             clean, truth, signal, rho = cylinder_phantom(c, air_offset_mm=air)
             air_region = (rho == 0).numpy() & (agar_disk(radius_mm=22.0) > 0).numpy()
             for snr in (math.inf, 19.0):
                 generator = torch.Generator().manual_seed(7 + int(1000 * c))
-                errors, nmaes, in_air = [], [], []
-                for _ in range(repetitions):
-                    image = add_noise(clean, snr_db=snr, signal=signal, generator=generator).numpy()
-                    prediction = predict_concentration(network, image)
-                    errors.append(100 * abs(prediction[centre].mean() - c) / c)
-                    nmaes.append(nmae(prediction, truth))
-                    in_air.append(float(prediction[air_region].mean()) if air_region.any() else float("nan"))
-                rows.append((c, "yes" if air else "no", snr, np.mean(errors), np.mean(nmaes), np.mean(in_air)))
-                if air and snr == 19.0 and c == 6.98:
-                    examples.append((f"cylinder {c} + air bubble, 19 dB", image, prediction, truth))
-    return rows, examples
+                images = [add_noise(clean, snr_db=snr, signal=signal, generator=generator).numpy()
+                          for _ in range(repetitions)]
+                for name, network in networks.items():
+                    errors, nmaes, in_air = [], [], []
+                    for image in images:
+                        prediction = predict_concentration(network, image)
+                        errors.append(100 * abs(prediction[centre].mean() - c) / c)
+                        nmaes.append(nmae(prediction, truth))
+                        in_air.append(float(prediction[air_region].mean()) if air_region.any() else float("nan"))
+                    rows.append((name, c, "yes" if air else "no", snr, np.mean(errors), np.mean(nmaes),
+                                 np.mean(in_air)))
+    return rows
 
 
-def timings(network) -> tuple[float, float]:
-    """Median simulator time per 128 × 128 sample (ms) and network time per image (s), one thread."""
-    sim, net = [], []
+def timings(networks: dict) -> tuple[float, dict[str, float]]:
+    """Median simulator time per 128 × 128 sample (ms) and each network's time per image (s), one thread."""
+    sim, net = [], {name: [] for name in networks}
     for i in range(20):
         start = time.perf_counter()
         image, _ = random_sample(5, i)
         sim.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        predict_concentration(network, image.numpy())
-        net.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(sim)), float(np.median(net))
+        for name, network in networks.items():
+            start = time.perf_counter()
+            predict_concentration(network, image.numpy())
+            net[name].append(time.perf_counter() - start)
+    return 1e3 * float(np.median(sim)), {name: float(np.median(t)) for name, t in net.items()}
 
 
 def figure(examples, path: Path) -> None:
@@ -154,7 +181,7 @@ def figure(examples, path: Path) -> None:
         im = axes[1, j].imshow(prediction.T, origin="lower", cmap="inferno", vmin=0, vmax=vmax)
         axes[2, j].imshow(truth.T, origin="lower", cmap="inferno", vmin=0, vmax=vmax)
         fig.colorbar(im, ax=axes[1:, j], shrink=0.6, label="µg Fe/mm³")
-    for i, label in enumerate(("View Line (even + odd)", "DeepSPIO", "truth")):
+    for i, label in enumerate(("View Line (even + odd)", "prediction", "truth")):
         axes[i, 0].set_ylabel(label)
     for ax in axes.flat:
         ax.set_xticks([])
@@ -170,55 +197,80 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=10)
     parser.add_argument("--n_baseline", type=int, default=100, help="training samples for the training mean")
     parser.add_argument("--out", default="benchmarks/results/spio")
-    parser.add_argument("--model_path", default=str(Path(bundle_root("spio_quantification")) / "models" / "model.pt"))
-    parser.add_argument("--cache_dir", default=str(Path("~/.cache/qsm_slicer_extension/spio/pools").expanduser()))
+    parser.add_argument("--networks", default="deepspio",
+                        help="comma-separated --network names, each with its shipped weights")
+    parser.add_argument("--weights", action="append", default=[],
+                        help="NAME=PATH: weights for network NAME other than the shipped file (a candidate)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    network = load_network(DeepSpio(), args.model_path)
+    models = Path(bundle_root("spio_quantification")) / "models"
+    weights = {name: models / file for name, file in WEIGHTS.items()} | dict(w.split("=", 1) for w in args.weights)
+    networks = {name: load_network(spio_network(name), weights[name]) for name in args.networks.split(",")}
     baseline = TrainingMeanBaseline().fit(np.stack([random_sample(0, i)[1].numpy() for i in range(args.n_baseline)]))
-    rows_a, ex_a = experiment_a(network, baseline, n_val=args.n_val, n_test=args.n_test, cache_dir=args.cache_dir)
-    rows_b, ex_b = experiment_b(network, baseline, repetitions=args.repetitions)
-    rows_c, ex_c = experiment_c(network, repetitions=args.repetitions)
-    sim_ms, net_s = timings(network)
+    sets = labelled_sets(n_val=args.n_val, n_test=args.n_test)
+    rows_a, ex_a = experiment_a(networks, baseline, sets)
+    rows_b, ex_b = experiment_b(networks, baseline, repetitions=args.repetitions)
+    rows_c = experiment_c(networks, repetitions=args.repetitions)
+    sim_ms, net_s = timings(networks)
+    names = list(networks)
 
     def snr_name(snr: float) -> str:
         return "∞" if math.isinf(snr) else f"{snr:g} dB"
 
-    lines = ["# DeepSPIO accuracy on simulated View Line data", "",
+    def mean_sd(values) -> str:
+        return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "—"
+
+    lines = ["# SPIO accuracy on simulated View Line data: " + " vs ".join(names), "",
              f"Command: `.venv/bin/python benchmarks/spio_accuracy.py --n_test {args.n_test} "
-             f"--repetitions {args.repetitions}` (one CPU thread). Baseline: training-mean predictor "
-             f"({baseline.mean_ug_per_mm3:.3f} µg Fe/mm³ everywhere, from {args.n_baseline} training samples); "
-             "the all-zero map has NMAE 1.", "",
-             "## (a) Samples like training: NMAE per image", "",
-             "| set | n | DeepSPIO NMAE mean ± sd | median | network alone (no flip average, no floor) "
-             "| baseline NMAE mean ± sd |", "|---|---|---|---|---|---|"]
-    lines += [f"| {n} | {k} | {m:.3f} ± {s:.3f} | {med:.3f} | {rm:.3f} ± {rs:.3f} | {bm:.2f} ± {bs:.2f} |"
-              for n, k, m, s, med, rm, rs, bm, bs in rows_a]
+             f"--repetitions {args.repetitions} --networks {args.networks}"
+             + "".join(f" --weights {w}" for w in args.weights)
+             + "` (one CPU thread; all networks in this one run, on the same "
+             f"images). Baseline: training-mean predictor ({baseline.mean_ug_per_mm3:.3f} µg Fe/mm³ everywhere, "
+             f"from {args.n_baseline} training samples); the all-zero map has NMAE 1. Images without iron in the "
+             "imaged plane are left out (their NMAE is undefined).", "",
+             "## (a) NMAE per image (mean ± sd), as shipped (flip average, floor) and network alone", "",
+             "| set | n | " + " | ".join(f"{n} | {n} median | {n} alone" for n in names) + " | baseline |",
+             "|---|---" + "|---" * (3 * len(names) + 1) + "|"]
+    for set_name, scores, base in rows_a:
+        lines.append(f"| {set_name} | {len(base)} | " + " | ".join(
+            f"{mean_sd(scores[n]['all'])} | {np.median(scores[n]['all']):.3f} | {mean_sd(scores[n]['alone'])}"
+            for n in names) + f" | {np.mean(base):.2f} ± {np.std(base):.2f} |")
+    bins = [b for b, _, _ in SNR_BINS]
+    lines += ["", "### (a) per SNR bin: NMAE mean ± sd (n) [median]", "",
+              "| set | network | " + " | ".join(bins) + " |", "|---|---" + "|---" * len(bins) + "|"]
+    for set_name, scores, _ in rows_a:
+        for n in names:
+            lines.append(f"| {set_name} | {n} | " + " | ".join(
+                f"{mean_sd(scores[n].get(b, []))} ({len(scores[n].get(b, []))}) [{np.median(scores[n][b]):.3f}]"
+                if scores[n].get(b) else "—" for b in bins) + " |")
     lines += ["", f"## (b) Cylinder (r = 3 mm) in agar: error of the mean centre concentration, % "
               f"(mean ± sd over {args.repetitions} noise repetitions); NMAE of the whole map in brackets", "",
-              "| c (µg Fe/mm³) | " + " | ".join(f"SNR {snr_name(s)}" for s in SNRS_DB) + " | baseline |",
-              "|---" * (len(SNRS_DB) + 2) + "|"]
+              "| c (µg Fe/mm³) | network | " + " | ".join(f"SNR {snr_name(s)}" for s in SNRS_DB) + " | baseline |",
+              "|---|---" + "|---" * (len(SNRS_DB) + 1) + "|"]
     for c in CONCENTRATIONS:
-        cells = [f"{e:.1f} ± {s:.1f} ({n:.2f})" for cc, _, e, s, n, _ in rows_b if cc == c]
-        base = next(b for cc, _, _, _, _, b in rows_b if cc == c)
-        lines.append(f"| {c} | " + " | ".join(cells) + f" | {base:.0f} |")
+        for n in names:
+            cells = [f"{e:.1f} ± {sd:.1f} ({nm:.2f})" for nn, cc, _, e, sd, nm, _ in rows_b if cc == c and nn == n]
+            base = next(b for nn, cc, _, _, _, _, b in rows_b if cc == c and nn == n)
+            lines.append(f"| {c} | {n} | " + " | ".join(cells) + f" | {base:.0f} |")
     lines += ["", "## (c) Air-bubble confounder (air sphere r = 3 mm, 8 mm beside the cylinder)", "",
-              "| c (µg Fe/mm³) | air bubble | SNR | centre error % | NMAE | mean prediction in the air (µg Fe/mm³) |",
-              "|---|---|---|---|---|---|"]
-    lines += [f"| {c} | {a} | {snr_name(s)} | {e:.1f} | {n:.3f} | {'—' if math.isnan(air) else f'{air:.3f}'} |"
-              for c, a, s, e, n, air in rows_c]
+              "| c (µg Fe/mm³) | air bubble | SNR | network | centre error % | NMAE | mean prediction in the air "
+              "(µg Fe/mm³) |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {c} | {a} | {snr_name(s)} | {n} | {e:.1f} | {nm:.3f} | "
+              f"{'—' if math.isnan(air) else f'{air:.3f}'} |" for n, c, a, s, e, nm, air in rows_c]
     lines += ["", "## Speed (one CPU thread, median of 20)", "",
-              f"- simulator: {sim_ms:.0f} ms per 128 × 128 sample (phantom + 3-D dipole field + acquisition + noise)",
-              f"- DeepSPIO inference: {net_s * 1e3:.0f} ms per image", ""]
+              f"- simulator: {sim_ms:.0f} ms per 128 × 128 sample (phantom + 3-D dipole field + acquisition + noise)"]
+    lines += [f"- {n} inference (flip average: two network passes): {t:.3f} s per image" for n, t in net_s.items()]
+    lines.append("")
     out = Path(args.out)
     write_text_atomic("\n".join(lines), out / "spio_accuracy.md")
-    csv = ["experiment,concentration,snr_db,air,centre_error_pct,nmae,baseline"]
-    csv += [f"b,{c},{s},no,{e:.3f},{n:.4f},{b:.3f}" for c, s, e, _, n, b in rows_b]
-    csv += [f"c,{c},{s},{a},{e:.3f},{n:.4f}," for c, a, s, e, n, _ in rows_c]
-    csv += [f"a:{name},,,,,{m:.4f},{bm:.4f}" for name, _, m, _, _, _, _, bm, _ in rows_a]
+    csv = ["experiment,network,concentration,snr_db,air,centre_error_pct,nmae,baseline"]
+    csv += [f"b,{n},{c},{s},no,{e:.3f},{nm:.4f},{b:.3f}" for n, c, s, e, _, nm, b in rows_b]
+    csv += [f"c,{n},{c},{s},{a},{e:.3f},{nm:.4f}," for n, c, a, s, e, nm, _ in rows_c]
+    csv += [f"a:{set_name}:{b},{n},,,,,{np.mean(scores[n][b]):.4f},{np.mean(base):.4f}"
+            for set_name, scores, base in rows_a for n in names for b in ["all", *bins] if scores[n].get(b)]
     write_text_atomic("\n".join(csv) + "\n", out / "spio_accuracy.csv")
-    figure(ex_a + ex_b + ex_c, out / "spio_accuracy.png")
+    figure(ex_a + ex_b, out / "spio_accuracy.png")
     print("\n".join(lines))
 
 

@@ -36,6 +36,12 @@ def random_sample(seed: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
 
     The image is in the units of the spin density (tissue ≈ 1); concentration in µg Fe/mm³.
     """
+    image, concentration, _ = random_sample_with_snr(seed, index)
+    return image, concentration
+
+
+def random_sample_with_snr(seed: int, index: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """:func:`random_sample` plus the sample's SNR in dB (``math.inf`` for a noise-free sample)."""
     rng = np.random.default_rng([int(seed), int(index)])
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     rho = random_base(rng) * float(rng.uniform(0.5, 2.0))
@@ -53,7 +59,7 @@ def random_sample(seed: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
     snr_db = math.inf if rng.random() < P_NOISE_FREE else float(rng.uniform(*SNR_RANGE_DB))
     image, plane = simulate_viewline(rho, concentration, snr_db=snr_db, extra_chi_si_3d=extra_chi,
                                      generator=generator)
-    return image.float(), plane[None].float()
+    return image.float(), plane[None].float(), snr_db
 
 
 def simulate_pool(seed: int, n_samples: int, *, cache_dir: str | os.PathLike | None = None,

@@ -1,12 +1,12 @@
-"""LightningModule training the SPIO networks (LineUNet, DeepSPIO) on simulated View Line samples.
+"""LightningModule training the SPIO networks (DeepSPIO and the issue-24 candidates) on simulated View Line samples.
 
 Loss (della Maggiora et al., "DeepSPIO", IEEE TPAMI 2020, §4): per-sample normalised L1 (relative deviation)
 on each db4 wavelet sub-band, summed over the four sub-bands and averaged over the batch; weight decay via
 AdamW. The first ``l2_warmup_epochs`` use the squared (L2) version instead, to escape the all-zero minimum of
 L1 on sparse maps. A network without sub-bands (:class:`~lightning_modules.spio.line_unet.LineUNet`) is
 trained on the map itself: the damped NMAE (:func:`relative_l1_image`) plus ``l2_weight`` times its squared
-counterpart (:func:`relative_l2_image`). Validation reports the NMAE ``‖Ĉ − C‖₁ / ‖C‖₁`` of the concentration
-map (``val_nmae``).
+counterpart (:func:`relative_l2_image`), after ``l2_warmup_epochs`` of the squared one alone. Validation reports
+the NMAE ``‖Ĉ − C‖₁ / ‖C‖₁`` of the concentration map (``val_nmae``).
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ class DeepSpioModule(pl.LightningModule):
             sub-bands (DeepSPIO's loss), any other on the map.
         learning_rate: peak learning rate of the one-cycle schedule.
         weight_decay: AdamW weight decay.
-        l2_warmup_epochs: epochs trained with :func:`relative_l2_per_subband` before switching to the L1 loss.
+        l2_warmup_epochs: epochs trained with :func:`relative_l2_per_subband` (:func:`relative_l2_image` for a
+            network without sub-bands) before switching to the L1 loss.
         init_weights: a network ``state_dict`` file to start from (fine-tuning), or None; the weights of a
             narrower DeepSPIO of the same depth are widened first (:func:`initial_state`).
         image_loss_weight: weight of :func:`relative_l1_image` (the map's NMAE) added to the sub-band loss after
@@ -114,14 +115,15 @@ class DeepSpioModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         image, concentration = batch
+        warming_up = self.current_epoch < self.l2_warmup_epochs
         if not self.uses_subbands:
             predicted = self.network(image)
             l1 = relative_l1_image(predicted, concentration)
-            loss = l1 + self.l2_weight * relative_l2_image(predicted, concentration)
+            l2 = relative_l2_image(predicted, concentration)
+            loss = l2 if warming_up else l1 + self.l2_weight * l2
             self.log("train_image_nmae", l1, on_step=False, on_epoch=True, sync_dist=True)
             self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
             return loss
-        warming_up = self.current_epoch < self.l2_warmup_epochs
         loss_fn = relative_l2_per_subband if warming_up else relative_l1_per_subband
         subbands = self.network.subbands(image)
         per_band = loss_fn(subbands, self.dwt(concentration))

@@ -122,16 +122,17 @@ class DeepSpio(nn.Module):
         return self.inverse_dwt(self.subbands(image))
 
 
-#: The selectable SPIO networks (``--network`` of the bundle) and the weights file each ships with.
-WEIGHTS = {"refined": "model.pt", "deepspio": "deepspio.pt", "line_unet": "line_unet.pt"}
+#: The SPIO networks with weights in the bundle's ``models/`` folder, and the file of each.
+WEIGHTS = {"deepspio": "model.pt"}
 
 
-def spio_network(name: str = "refined", *, base_weights: str | None = None) -> nn.Module:
-    """The SPIO network ``name``.
+def spio_network(name: str = "deepspio", *, base_weights: str | None = None) -> nn.Module:
+    """The SPIO network ``name`` (``train.json``'s ``--network``).
 
-    ``"refined"``: :class:`~lightning_modules.spio.refined.RefinedDeepSpio` (DeepSPIO corrected by a LineUNet;
-    ``base_weights`` loads DeepSPIO's part for training); ``"deepspio"``: :class:`DeepSpio` alone;
-    ``"line_unet"``: :class:`~lightning_modules.spio.line_unet.LineUNet` alone (trained from scratch).
+    ``"deepspio"``: :class:`DeepSpio` (shipped); the candidates of issue 24, trainable but without shipped
+    weights: ``"line_unet"``: :class:`~lightning_modules.spio.line_unet.LineUNet` (line features + U-Net, from
+    scratch); ``"refined"``: :class:`~lightning_modules.spio.refined.RefinedDeepSpio` (frozen DeepSPIO, whose
+    weights ``base_weights`` loads, corrected by a LineUNet).
 
     Raises:
         ValueError: an unknown name.
@@ -146,4 +147,4 @@ def spio_network(name: str = "refined", *, base_weights: str | None = None) -> n
         from lightning_modules.spio.refined import RefinedDeepSpio
 
         return RefinedDeepSpio(base_weights=base_weights)
-    raise ValueError(f"unknown SPIO network {name!r}; choose one of {sorted(WEIGHTS)}")
+    raise ValueError(f"unknown SPIO network {name!r}; choose one of deepspio, line_unet, refined")
