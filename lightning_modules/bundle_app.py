@@ -64,6 +64,11 @@ def parse_flag(value: object) -> object:
     return {"true": True, "1": True, "false": False, "0": False}.get(str(value).strip().lower(), value)
 
 
+def no_input_error(main_key: str) -> InputError:
+    """The one-line error of a run given neither its main input nor ``--datalist``."""
+    return InputError(f"no input given; pass --{main_key} FILE.nii.gz or --datalist FILE.json")
+
+
 def case_list(single_case: dict, *, datalist: str | os.PathLike | None, main_key: str) -> list[dict]:
     """The cases to process: the single case given on the command line, or every entry of ``--datalist``.
 
@@ -76,7 +81,7 @@ def case_list(single_case: dict, *, datalist: str | os.PathLike | None, main_key
     """
     if not is_given(datalist):
         if not is_given(single_case.get(main_key)):
-            raise InputError(f"no input given; pass --{main_key} FILE.nii.gz or --datalist FILE.json")
+            raise no_input_error(main_key)
         return [dict(single_case)]
     path = Path(str(datalist))
     if path.is_dir():

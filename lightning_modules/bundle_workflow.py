@@ -10,14 +10,20 @@ What the config names is what runs. A bundle's ``inference.json`` reads, top to 
     "dataloader":     {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "num_workers": 0}
     "network_def":    the capability's nn.Module (forward(x) on ONE tensor; per-case geometry such as the dipole
                       kernel's voxel size / B0 direction arrives as keyword tensors through ``prepare_batch``)
-    "network":        "$lightning_modules.bundle_workflow.load_weights(@network_def, @model_path).to(@device)"
+    "run_device":     "$lightning_modules.bundle_workflow.checked_device(@device)"
+    "network":        "$lightning_modules.bundle_workflow.load_weights(@network_def, @model_path, @run_device)"
     "inferer":        {"_target_": "SimpleInferer"} or {"_target_": "SlidingWindowInferer", ...}
     "prepare_batch":  {"_target_": "PrepareBatchExtraInput", "extra_keys": {...}}   (when the forward needs more)
     "postprocessing": {"_target_": "Compose", "transforms": [<capability's dict transforms>, SaveOutputsd(...)]}
     "evaluator":      {"_target_": "lightning_modules.bundle_workflow.BundleEvaluator", "device": "@device",
                        "val_data_loader": "@dataloader", "network": "@network", "inferer": "@inferer",
                        "postprocessing": "@postprocessing", "prepare_batch": "@prepare_batch", "label": "@method"}
-    "run":            ["$@evaluator.run()"]
+    "run":            ["$lightning_modules.bundle_workflow.require_input(@<main input>, @datalist, bundle=...)",
+                       "$@evaluator.run()"]
+
+The config-time helpers (:func:`checked_device`, :func:`load_weights`, :func:`in_dataset_dir`,
+:func:`require_input`) run while MONAI parses the config, outside the evaluator, so each turns bad input into one
+line on stderr and exit status 2 itself (MONAI's parser would otherwise wrap the error in a traceback).
 
 Each case is read once, by :class:`LoadNiftid` inside the dataset; the up-front validation of a batch uses
 :func:`read_nifti_header`, which reads headers only. :class:`BundleEvaluator` is MONAI's
@@ -48,17 +54,21 @@ from monai.engines import SupervisedEvaluator
 from monai.transforms import MapTransform
 from torch import nn
 
+from lightning_modules import capability
 from lightning_modules.bundle_app import (
     exit_on_input_error,
     interruptible,
     is_given,
     load_network,
+    no_input_error,
     output_path,
     report_progress,
+    resolve_device,
 )
 from lightning_modules.io import InputError, atomic_output_set, load_nifti, read_nifti_header
 
-__all__ = ["BundleEvaluator", "LoadNiftid", "SaveOutputsd", "input_error_in", "load_weights", "read_nifti_header"]
+__all__ = ["BundleEvaluator", "LoadNiftid", "SaveOutputsd", "checked_device", "in_dataset_dir", "input_error_in",
+           "load_weights", "read_nifti_header", "require_input"]
 
 #: Key suffix under which :class:`LoadNiftid` keeps each loaded file's path (``field`` → ``field_path``).
 PATH_SUFFIX = "_path"
@@ -176,14 +186,42 @@ class SaveOutputsd(MapTransform):
         return d
 
 
-def load_weights(network: nn.Module, model_path: str | os.PathLike | None, *,
-                 hint: str = "train them with configs/train.json") -> nn.Module:
-    """``network`` with the shipped ``state_dict`` at ``model_path`` loaded (eval mode); a network without
-    weights (a classical solver, ``model_path`` absent) comes back as it is. One-line error for a missing or
-    mismatched weights file (inside :class:`BundleEvaluator` or :func:`exit_on_input_error`)."""
-    if not is_given(model_path):
-        return network.eval()
-    return load_network(network, str(model_path), hint=hint)
+@exit_on_input_error()
+def checked_device(value: object) -> torch.device:
+    """``--device`` as a torch device (absent: cuda when available, else cpu), refused in one line (exit status 2)
+    if it is not a device or is not available here."""
+    if not is_given(value):
+        value = "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_device(value)
+
+
+@exit_on_input_error()
+def require_input(main_input: object, datalist: object, *, bundle: str) -> None:
+    """Refuse a run of ``bundle`` given neither its main input (``--field``, ``--dwi``, ``--image``, ``--qsm``) nor
+    ``--datalist``, in one line (exit status 2). Without input a config still builds (its cases are empty), so
+    MONAI's property checks run; this refuses the run itself."""
+    if not is_given(main_input) and not is_given(datalist):
+        raise no_input_error(capability.main_input(bundle))
+
+
+def in_dataset_dir(path: object, dataset_dir: object) -> object:
+    """``path`` taken from ``dataset_dir`` (the config's ``dataset_dir``) when it is relative; absent values, absolute
+    paths and the default ``"."`` leave it as it is."""
+    if not is_given(path) or not is_given(dataset_dir) or str(dataset_dir) == "." or os.path.isabs(str(path)):
+        return path
+    return os.path.join(str(dataset_dir), str(path))
+
+
+@exit_on_input_error()
+def load_weights(network: nn.Module, model_path: str | os.PathLike | None, device: torch.device | str | None = None,
+                 *, hint: str = "train them with configs/train.json") -> nn.Module:
+    """``network`` with the shipped ``state_dict`` at ``model_path`` loaded (eval mode), moved to ``device`` if
+    given; a network without weights (a classical solver, ``model_path`` absent) comes back as it is. A missing or
+    mismatched weights file is one line and exit status 2 (``hint`` says what to do)."""
+    if is_given(model_path):
+        network = load_network(network, str(model_path), hint=hint)
+    network = network.eval()
+    return network if device is None else network.to(device)
 
 
 def input_error_in(error: BaseException) -> InputError | None:

@@ -11,33 +11,38 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from monai.bundle import run as bundle_run
+from nibabel.arrayproxy import ArrayProxy
 
 from lightning_modules.bundle_app import bundle_root
 from lightning_modules.metrics import nmae
-from lightning_modules.spio.app import (
-    CONCENTRATION_FLOOR_UG_PER_MM3,
-    SpioQuantificationApp,
-    load_network,
-    predict_concentration,
-)
+from lightning_modules.spio.app import CONCENTRATION_FLOOR_UG_PER_MM3, load_network, predict_concentration
 from lightning_modules.spio.baseline import TrainingMeanBaseline
 from lightning_modules.spio.data import random_sample
 from lightning_modules.spio.networks import DeepSpio
 
 BUNDLE = Path(bundle_root("spio_quantification"))
+CONFIG = BUNDLE / "configs" / "inference.json"
 MODEL = BUNDLE / "models" / "model.pt"
 needs_weights = pytest.mark.skipif(not MODEL.is_file(), reason="shipped weights not present")
 
 
-def test_inference_config_passes_monai_checks():
-    from monai.bundle import ConfigWorkflow
+def _run(capsys, **options) -> tuple[int, str]:
+    """Run the bundle's config in this process (what ``python -m monai.bundle run`` calls): (exit status, stderr)."""
+    capsys.readouterr()
+    try:
+        bundle_run(config_file=str(CONFIG), device="cpu", **options)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    return code, capsys.readouterr().err
 
-    workflow = ConfigWorkflow(config_file=str(BUNDLE / "configs" / "inference.json"),
-                              meta_file=str(BUNDLE / "configs" / "metadata.json"), workflow_type="infer")
-    workflow.initialize()
-    assert workflow.check_properties() == []
-    metadata = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
-    assert metadata["network_data_format"]["inputs"]["image"]["num_channels"] == 2
+
+def _one_error_line(err: str) -> str:
+    assert "Traceback" not in err, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
 
 
 @needs_weights
@@ -64,31 +69,95 @@ def test_command_line_writes_the_concentration_on_the_input_grid(cylinder_image,
 def test_wrong_shape_is_a_one_line_error_naming_the_acquisition(tmp_path, capsys, shape, expected):
     path = tmp_path / "bad.nii.gz"
     nib.save(nib.Nifti1Image(np.ones(shape, dtype=np.float32), np.eye(4)), str(path))
-    app = SpioQuantificationApp(DeepSpio(), model_path=str(MODEL), image=str(path), output_dir=str(tmp_path / "o"))
-    with pytest.raises(SystemExit) as exit_info:
-        app.run()
-    assert exit_info.value.code != 0
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(path) in err and expected in err
-    assert "7 T" in err and "25 lines" in err and "even-line and odd-line" in err
+    code, err = _run(capsys, image=str(path), output_dir=str(tmp_path / "o"))
+    assert code == 2
+    line = _one_error_line(err)
+    assert str(path) in line and expected in line
+    assert "7 T" in line and "25 lines" in line and "even-line and odd-line" in line
     assert not (tmp_path / "o").exists()
 
 
-def test_nan_in_a_datalist_case_stops_the_batch_before_any_output(cylinder_image, tmp_path, capsys):
-    good, _, _ = cylinder_image
+def _copy(source: Path, target: Path) -> Path:
+    target.write_bytes(source.read_bytes())
+    return target
+
+
+def _voxel_problem(kind: str) -> np.ndarray:
     data = np.ones((128, 128, 1, 2), dtype=np.float32)
-    data[3, 4, 0, 1] = np.nan
-    bad = tmp_path / "nan.nii.gz"
-    nib.save(nib.Nifti1Image(data, np.eye(4)), str(bad))
+    if kind == "NaN":
+        data[3, 4, 0, 1] = np.nan
+    elif kind == "zero everywhere":
+        data[:] = 0
+    else:  # "without such outliers"
+        data[5, 5, 0, 0] = 1e30
+    return data
+
+
+@needs_weights
+@pytest.mark.parametrize("kind", ["NaN", "zero everywhere", "without such outliers"])
+def test_a_case_with_bad_voxels_stops_the_batch_at_that_case(cylinder_image, tmp_path, capsys, kind):
+    """Voxels are read once, case by case: a batch stops AT the bad case (one line, exit 2), keeping the complete
+    outputs of the cases before it and writing nothing of the bad case or of the cases after it."""
+    good, _, _ = cylinder_image
+    first, last = _copy(good, tmp_path / "first.nii.gz"), _copy(good, tmp_path / "last.nii.gz")
+    nib.save(nib.Nifti1Image(_voxel_problem(kind), np.eye(4)), str(tmp_path / "bad.nii.gz"))
     datalist = tmp_path / "list.json"
-    datalist.write_text(json.dumps([{"image": str(good)}, {"image": "nan.nii.gz"}]))
-    app = SpioQuantificationApp(DeepSpio(), model_path=str(MODEL), datalist=str(datalist),
-                                output_dir=str(tmp_path / "o"))
-    with pytest.raises(SystemExit):
-        app.run()
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "nan.nii.gz" in err and "NaN" in err
+    datalist.write_text(json.dumps([{"image": first.name}, {"image": "bad.nii.gz"}, {"image": last.name}]))
+    out = tmp_path / "o"
+    code, err = _run(capsys, datalist=str(datalist), output_dir=str(out))
+    assert code == 2
+    line = _one_error_line(err)
+    assert str(tmp_path / "bad.nii.gz") in line and kind in line
+    assert sorted(p.name for p in out.iterdir()) == ["first_concentration.nii.gz"]  # no temporary file either
+    alone = tmp_path / "alone"
+    assert _run(capsys, image=str(first), output_dir=str(alone))[0] == 0
+    assert (out / "first_concentration.nii.gz").read_bytes() == (alone / "first_concentration.nii.gz").read_bytes()
+
+
+@pytest.mark.parametrize("problem", ["shape", "missing", "collision"])
+def test_a_header_problem_anywhere_in_the_batch_stops_it_before_any_output(cylinder_image, tmp_path, capsys,
+                                                                           problem):
+    good, _, _ = cylinder_image
+    entries = [{"image": str(good)}]
+    if problem == "shape":
+        nib.save(nib.Nifti1Image(np.ones((128, 128, 2), dtype=np.float32), np.eye(4)), str(tmp_path / "b.nii.gz"))
+        entries.append({"image": "b.nii.gz"})
+        expected = "has shape (128, 128, 2)"
+    elif problem == "missing":
+        entries.append({"image": "absent.nii.gz"})
+        expected = "does not exist"
+    else:
+        (tmp_path / "other").mkdir()
+        entries.append({"image": str(_copy(good, tmp_path / "other" / good.name))})
+        expected = "two cases would both write"
+    datalist = tmp_path / "list.json"
+    datalist.write_text(json.dumps(entries))
+    code, err = _run(capsys, datalist=str(datalist), output_dir=str(tmp_path / "o"))
+    assert code == 2 and expected in _one_error_line(err)
     assert not (tmp_path / "o").exists()
+
+
+@needs_weights
+def test_each_case_is_read_once(cylinder_image, tmp_path, capsys, monkeypatch):
+    """Voxel data is read once per case (headers aside: the batch is validated from them up front)."""
+    good, _, _ = cylinder_image
+    names = ["a.nii.gz", "b.nii.gz", "c.nii.gz"]
+    for name in names:
+        _copy(good, tmp_path / name)
+    datalist = tmp_path / "list.json"
+    datalist.write_text(json.dumps([{"image": name} for name in names]))
+    reads: list[str] = []
+    real = ArrayProxy.__array__
+
+    def counted(self, *args, **kwargs):
+        reads.append(Path(str(self.file_like)).name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ArrayProxy, "__array__", counted)
+    code, err = _run(capsys, datalist=str(datalist), output_dir=str(tmp_path / "o"))
+    assert code == 0, err
+    assert sorted(reads) == names, reads
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [f"{n[:1]}_concentration.nii.gz" for n in names]
 
 
 @needs_weights

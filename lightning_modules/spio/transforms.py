@@ -1,0 +1,169 @@
+"""MONAI dictionary transforms of the ``spio_quantification`` bundle: one View Line image from file to DeepSPIO's
+input, and the network's map back to the file's grid.
+
+The bundle's ``inference.json`` chains them after :class:`lightning_modules.bundle_workflow.LoadNiftid` (which
+reads ``image`` as a float64 :class:`~monai.data.MetaTensor` (nx, nz, 1, 2) with its affine)::
+
+    CheckViewLineImaged   the trained matrix (nx, nz, 1, 2), not all zero, an intensity scale the network can
+                          normalise (99th percentile > 0, no pixel over MAX_INTENSITY_OVER_P99 × it); a warning
+                          for a pixel size other than the trained one
+    ViewLineChannelsd     ``image`` as the network's (2, nx, nz) float32 input (channel 0 even, 1 odd lines)
+
+and, after the inferer (:class:`lightning_modules.spio.inferers.FlipAverageInferer`)::
+
+    ConcentrationFloord   the map ≥ 0 with values below CONCENTRATION_FLOOR_UG_PER_MM3 set to 0
+    Transposed            MONAI's: (1, nx, nz) → (nx, nz, 1), the input's grid for SaveOutputsd
+
+Every problem a user can cause is an :class:`~lightning_modules.io.InputError` naming the file and the acquisition
+the network assumes, which the evaluator prints as one line. :func:`check_case_header` is the same case's shape
+check from its header only (nothing read), run on every case of a batch before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import MapTransform
+
+from lightning_modules.bundle_workflow import PATH_SUFFIX, read_nifti_header
+from lightning_modules.io import InputError, voxel_sizes_mm
+from lightning_modules.spio import acquisition as acq
+from lightning_modules.spio.viewline import PIXEL_MM
+
+#: What the loaded file is called in messages.
+WHAT = {"image": "View Line image"}
+
+#: Shape of a View Line image file: (nx, nz, 1, 2), x phase-encode, z readout, 4th axis even / odd lines.
+VIEWLINE_FILE_SHAPE = (*acq.VIEWLINE_MATRIX, 1, 2)
+
+#: Largest pixel accepted, as a multiple of the image's 99th-percentile (channel-summed) intensity, which the
+#: network divides by: a magnitude image's brightest pixels are a few times that, a corrupt pixel far more.
+MAX_INTENSITY_OVER_P99 = 1000.0
+
+#: Predicted concentrations below this are reported as 0 µg Fe/mm³: they lie under the lowest concentration the
+#: network was trained on (0.22) and are mostly leakage around objects. Chosen, with the flip average, on
+#: simulated samples 1000–1299 of seed 1 (neither training nor the validation or test sets):
+#: ``benchmarks/spio_postprocessing.py``.
+CONCENTRATION_FLOOR_UG_PER_MM3 = 0.1
+
+#: The acquisition the shipped network was trained for, quoted in errors and in the bundle's docs.
+ACQUISITION = (
+    f"a View Line image of shape {VIEWLINE_FILE_SHAPE} "
+    f"(x phase-encode, z readout along B0, 4th axis = even-line and odd-line images) acquired at "
+    f"{acq.VIEWLINE_B0_TESLA:g} T with FOV {acq.VIEWLINE_FOV_MM[0]:g} × {acq.VIEWLINE_FOV_MM[1]:g} mm, "
+    f"{acq.VIEWLINE_N_LINES} lines of {acq.VIEWLINE_LINE_WIDTH_MM:g} mm every {acq.VIEWLINE_LINE_SPACING_MM:g} mm, "
+    f"Gz {acq.VIEWLINE_GZ_T_PER_M * 1e3:g} mT/m, Gr {acq.VIEWLINE_GR_T_PER_M * 1e3:g} mT/m, "
+    f"TE {acq.VIEWLINE_TE_S * 1e3:g} ms"
+)
+
+
+def _plain(value: torch.Tensor) -> torch.Tensor:
+    return value.as_tensor() if isinstance(value, MetaTensor) else value
+
+
+def check_viewline_shape(shape: tuple[int, ...], path: str) -> None:
+    """Refuse a file shape other than the trained (nx, nz, 1, 2), naming the acquisition the network assumes.
+
+    Raises:
+        InputError: the shape, with a hint when the two channels were stored as one.
+    """
+    if tuple(shape) != VIEWLINE_FILE_SHAPE:
+        problem = f"has shape {tuple(shape)}"
+        if len(shape) == 4 and shape[3] == 1:
+            problem += " (one channel; the even- and odd-line images must be separate volumes)"
+        raise InputError(f"View Line image {path!r} {problem}; the network expects {ACQUISITION}")
+
+
+def check_case_header(case: Mapping) -> None:
+    """Everything about one case (a dict with the command-line keys) that its header shows, without reading voxel
+    data: the file exists, is a readable NIfTI with a usable affine, of shape (nx, nz, 1, 2).
+
+    Raises:
+        InputError: the first problem, as one sentence naming the file.
+    """
+    path = str(case["image"])
+    shape, _ = read_nifti_header(path, what=WHAT["image"])
+    check_viewline_shape(shape, path)
+
+
+def check_plausible_intensities(image: np.ndarray, path: str) -> None:
+    """Refuse an image (nx, nz, 2) whose intensity scale the network cannot normalise: nothing above 0 in 99 % of
+    the pixels, or pixels beyond ``MAX_INTENSITY_OVER_P99`` times the 99th percentile (a corrupt pixel)."""
+    total = np.abs(image).sum(axis=-1)
+    p99 = float(np.percentile(total, 99))
+    if p99 <= 0:
+        raise InputError(f"View Line image {path!r} is zero in more than 99 % of its pixels; the network expects "
+                         f"a magnitude image of tissue or phantom across the field of view")
+    largest = float(total.max())
+    if largest > MAX_INTENSITY_OVER_P99 * p99:
+        n_bad = int(np.count_nonzero(total > MAX_INTENSITY_OVER_P99 * p99))
+        raise InputError(f"View Line image {path!r} has {n_bad} pixel(s) up to {largest:.3g}, over "
+                         f"{MAX_INTENSITY_OVER_P99:g}× its 99th-percentile intensity {p99:.3g}; the network "
+                         f"expects a magnitude image without such outliers: replace the corrupt pixels")
+
+
+class CheckViewLineImaged(MapTransform):
+    """Refuse a loaded View Line image (nx, nz, 1, 2) the network cannot quantify, as one :class:`InputError`
+    naming the file: a shape other than the trained one, all zero, or an implausible intensity scale
+    (:func:`check_plausible_intensities`). A pixel size more than 5 % off the trained one prints a warning (the
+    concentrations may be off) and goes on."""
+
+    def __init__(self, keys: Sequence[Hashable] | Hashable = "image") -> None:
+        super().__init__(keys)
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            path = str(d.get(f"{key}{PATH_SUFFIX}", d[key]))
+            image = _plain(d[key]).numpy()
+            check_viewline_shape(image.shape, path)
+            if not np.any(image):
+                raise InputError(f"View Line image {path!r} is zero everywhere; the network expects {ACQUISITION}")
+            check_plausible_intensities(image[:, :, 0, :], path)
+            pixel_mm = voxel_sizes_mm(np.asarray(d[key].affine, dtype=np.float64))[[0, 1]]
+            if not np.allclose(pixel_mm, PIXEL_MM, rtol=0.05):
+                print(f"warning: {path}: pixel size {pixel_mm.round(3).tolist()} mm differs from the trained "
+                      f"{[round(p, 3) for p in PIXEL_MM]} mm; the concentrations may be off", flush=True)
+        return d
+
+
+class ViewLineChannelsd(MapTransform):
+    """A View Line image (nx, nz, 1, 2) as the network's input (2, nx, nz) float32: channel 0 the even-line image,
+    channel 1 the odd-line image, in the file's intensity units (the network normalises them)."""
+
+    def __init__(self, keys: Sequence[Hashable] | Hashable = "image") -> None:
+        super().__init__(keys)
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = _plain(d[key])[:, :, 0, :].permute(2, 0, 1).to(torch.float32)
+        return d
+
+
+def floor_concentration(concentration: torch.Tensor,
+                        floor_ug_per_mm3: float = CONCENTRATION_FLOOR_UG_PER_MM3) -> torch.Tensor:
+    """``concentration`` (µg Fe/mm³, any shape) clamped at 0, with the values below ``floor_ug_per_mm3`` set to 0
+    (a floor of 0 keeps every positive value)."""
+    concentration = concentration.clamp_min(0.0)
+    zero = torch.zeros((), dtype=concentration.dtype, device=concentration.device)
+    return torch.where(concentration < floor_ug_per_mm3, zero, concentration)
+
+
+class ConcentrationFloord(MapTransform):
+    """The predicted map (µg Fe/mm³) ≥ 0, with the values below ``floor_ug_per_mm3`` reported as 0
+    (:func:`floor_concentration`)."""
+
+    def __init__(self, keys: Sequence[Hashable] | Hashable = "pred", *,
+                 floor_ug_per_mm3: float = CONCENTRATION_FLOOR_UG_PER_MM3) -> None:
+        super().__init__(keys)
+        self.floor_ug_per_mm3 = float(floor_ug_per_mm3)
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = floor_concentration(d[key], self.floor_ug_per_mm3)
+        return d

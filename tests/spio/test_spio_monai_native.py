@@ -1,0 +1,223 @@
+"""The ``spio_quantification`` bundle as a MONAI user runs it (issue 26): MONAI's ``verify_net_in_out`` on the
+``network_def``, ``ConfigWorkflow(...).check_properties() == []`` with the metadata, the config's ``inferer``,
+``network_def`` and post-processing are what runs (overriding them, in this process and on the command line,
+changes the map), and the map is bit-identical to the 0.3.4 app's on the input's exact grid and header."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import run as bundle_run
+from monai.inferers import SimpleInferer
+
+from lightning_modules.io import load_nifti
+from lightning_modules.spio.app import load_network, predict_concentration
+from lightning_modules.spio.inferers import FlipAverageInferer
+from lightning_modules.spio.networks import DeepSpio
+from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, ConcentrationFloord
+
+BUNDLE = Path(__file__).resolve().parents[2] / "monai_bundles" / "spio_quantification"
+CONFIG, META, MODEL = BUNDLE / "configs" / "inference.json", BUNDLE / "configs" / "metadata.json", \
+    BUNDLE / "models" / "model.pt"
+needs_weights = pytest.mark.skipif(not MODEL.is_file(), reason="shipped weights not present")
+
+
+def _map(folder: Path, stem: str = "viewline_cyl") -> np.ndarray:
+    return np.asarray(nib.load(str(folder / f"{stem}_concentration.nii.gz")).dataobj)
+
+
+def _run(image: Path, output_dir: Path, **overrides) -> np.ndarray:
+    bundle_run(config_file=str(CONFIG), image=str(image), output_dir=str(output_dir), device="cpu", **overrides)
+    return _map(output_dir, image.name.removesuffix(".nii.gz"))
+
+
+def _cli(image: Path, output_dir: Path, *extra: str) -> np.ndarray:
+    result = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIG), "--device",
+                             "cpu", "--image", str(image), "--output_dir", str(output_dir), *extra],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return _map(output_dir, image.name.removesuffix(".nii.gz"))
+
+
+def _network_input(path: Path) -> np.ndarray:
+    data, _, _ = load_nifti(path)
+    return np.moveaxis(data[:, :, 0, :], -1, 0)
+
+
+def _bits(array: np.ndarray) -> np.ndarray:
+    assert array.dtype == np.float32
+    return np.ascontiguousarray(array).view(np.uint32)
+
+
+def _map_of_the_0_3_4_app(network: DeepSpio, path: Path) -> np.ndarray:
+    """The map the bundle's 0.3.4 app wrote (``SpioQuantificationApp``, removed in 0.4.0), its steps kept here
+    verbatim: float64 image → (2, nx, nz) float32, x and x-mirrored in one batch, mean of the map and the mirrored
+    map, clamp at 0, the floor, (nx, nz, 1)."""
+    x = torch.as_tensor(_network_input(path), dtype=torch.float32)[None]
+    with torch.no_grad():
+        both = network(torch.cat([x, x.flip(-2)]))
+        concentration = 0.5 * (both[0, 0] + both[1, 0].flip(-2))
+    concentration = concentration.clamp_min(0.0).numpy()
+    floored = np.where(concentration < CONCENTRATION_FLOOR_UG_PER_MM3, np.zeros((), concentration.dtype),
+                       concentration)
+    return floored[:, :, None].astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------- the network interface
+
+def test_verify_net_in_out_passes() -> None:
+    from monai.bundle import verify_net_in_out
+
+    verify_net_in_out(net_id="network_def", meta_file=str(META), config_file=str(CONFIG), device="cpu")
+
+
+def test_config_with_metadata_passes_monai_property_check_without_input() -> None:
+    workflow = ConfigWorkflow(config_file=str(CONFIG), meta_file=str(META), workflow_type="infer")
+    workflow.initialize()
+    assert workflow.check_properties() == []
+    data_format = workflow.parser.get("_meta_#network_data_format")
+    assert data_format["inputs"]["image"]["num_channels"] == 2
+    assert data_format["inputs"]["image"]["spatial_shape"] == [128, 128]
+    assert "ug Fe/mm3" in data_format["outputs"]["pred"]["channel_def"]["0"]
+    assert workflow.parser.get("_meta_#version") == "0.4.0"
+
+
+@needs_weights
+def test_the_config_names_what_runs() -> None:
+    parser = ConfigParser.load_config_file(str(CONFIG))
+    config = ConfigParser(parser)
+    inferer = config.get_parsed_content("inferer")
+    assert isinstance(inferer, FlipAverageInferer) and isinstance(inferer.inferer, SimpleInferer)
+    assert inferer.spatial_axis == 0
+    assert isinstance(config.get_parsed_content("network_def"), DeepSpio)
+    floors = [t for t in config.get_parsed_content("postprocessing").transforms if isinstance(t, ConcentrationFloord)]
+    assert [t.floor_ug_per_mm3 for t in floors] == [CONCENTRATION_FLOOR_UG_PER_MM3]
+    evaluator = config.get_parsed_content("evaluator")
+    assert evaluator.inferer is config.get_parsed_content("inferer")
+    assert evaluator.network is config.get_parsed_content("network")
+
+
+def test_without_input_the_run_is_refused_in_one_line(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        bundle_run(config_file=str(CONFIG), output_dir=str(tmp_path / "o"), device="cpu")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: no input given; pass --image FILE.nii.gz or --datalist FILE.json"
+    assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------------------ the map, bit for bit
+
+@needs_weights
+def test_map_is_bit_identical_to_the_0_3_4_app_on_the_inputs_grid_and_header(cylinder_image, tmp_path) -> None:
+    path, affine, _ = cylinder_image
+    source = nib.load(str(path))
+    source.header["descrip"] = b"View Line phantom, scanner units"
+    source.header.set_xyzt_units("mm", "sec")
+    nib.save(nib.Nifti1Image(np.asarray(source.dataobj), affine, header=source.header), str(path))
+    written = _run(path, tmp_path / "out")
+    network = load_network(DeepSpio(), MODEL)
+    expected = _map_of_the_0_3_4_app(network, path)
+    assert written.shape == (128, 128, 1) and written.dtype == np.float32
+    np.testing.assert_array_equal(_bits(written), _bits(expected))
+    assert written.max() > 1.0 and np.count_nonzero(written) > 0
+    np.testing.assert_array_equal(_bits(predict_concentration(network, _network_input(path))[:, :, None]),
+                                  _bits(written))  # the benchmarks' entry point is the same computation
+    output = nib.load(str(tmp_path / "out" / "viewline_cyl_concentration.nii.gz"))
+    source = nib.load(str(path))
+    assert np.array_equal(output.affine, source.affine) and np.array_equal(output.get_sform(), source.affine)
+    np.testing.assert_allclose(output.get_qform(), source.affine, atol=1e-6)
+    for field in ("srow_x", "srow_y", "srow_z", "xyzt_units", "descrip"):  # the input's header, not a fresh one
+        assert np.array_equal(output.header[field], source.header[field]), field
+    np.testing.assert_array_equal(output.header["pixdim"][1:4], source.header["pixdim"][1:4])
+
+
+@needs_weights
+def test_predict_concentration_is_the_inferer_and_the_floor() -> None:
+    from lightning_modules.spio.data import random_sample
+
+    network = load_network(DeepSpio(), MODEL)
+    image = random_sample(987, 3)[0].numpy()
+    x = torch.as_tensor(image)[None]
+    with torch.no_grad():
+        averaged = FlipAverageInferer(SimpleInferer())(x, network)
+        single = SimpleInferer()(x, network)
+    floor = ConcentrationFloord("pred")
+    np.testing.assert_array_equal(_bits(predict_concentration(network, image)),
+                                  _bits(floor({"pred": averaged})["pred"][0, 0].numpy()))
+    np.testing.assert_array_equal(_bits(predict_concentration(network, image, flip_average=False,
+                                                              floor_ug_per_mm3=0.0)),
+                                  _bits(single[0, 0].clamp_min(0.0).numpy()))
+
+
+# ----------------------------------------------------------------------------- overrides change what runs
+
+@needs_weights
+def test_overriding_the_inferer_changes_what_runs(cylinder_image, tmp_path: Path) -> None:
+    path, _, _ = cylinder_image
+    network = load_network(DeepSpio(), MODEL)
+    image = _network_input(path)
+    shipped = _run(path, tmp_path / "a")
+    plain = _run(path, tmp_path / "b", inferer=SimpleInferer())
+    z_mirror = _run(path, tmp_path / "c", **{"inferer#spatial_axis": 1})
+    np.testing.assert_array_equal(_bits(plain[:, :, 0]), _bits(predict_concentration(network, image,
+                                                                                     flip_average=False)))
+    assert np.abs(plain - shipped).max() > 1e-3
+    assert np.abs(z_mirror - shipped).max() > 1e-3 and np.abs(z_mirror - plain).max() > 1e-3
+    cli = _cli(path, tmp_path / "d", "--inferer", "{'_target_': 'SimpleInferer'}")
+    np.testing.assert_array_equal(_bits(cli), _bits(plain))
+
+
+class DoubledDeepSpio(DeepSpio):
+    """DeepSPIO (the shipped weights fit it) whose map is doubled: an overriding network that is easy to predict."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return 2.0 * super().forward(image)
+
+
+@needs_weights
+def test_overriding_the_network_def_changes_what_runs(cylinder_image, tmp_path: Path) -> None:
+    path, _, _ = cylinder_image
+    shipped = _run(path, tmp_path / "a")
+    doubled = _run(path, tmp_path / "b", network_def=DoubledDeepSpio())
+    expected = predict_concentration(load_network(DoubledDeepSpio(), MODEL), _network_input(path))
+    np.testing.assert_array_equal(_bits(doubled[:, :, 0]), _bits(expected))
+    assert not np.array_equal(doubled, shipped)
+
+
+def test_network_def_override_on_the_command_line(cylinder_image, tmp_path: Path) -> None:
+    """A 1×1 convolution averaging the two channels, without weights, replaces DeepSPIO: the map is the floored
+    channel mean (the flip average of a mirror-symmetric operation is itself)."""
+    path, _, _ = cylinder_image
+    mean = "$torch.nn.Conv2d(2, 1, 1, bias=False).apply(lambda m: torch.nn.init.constant_(m.weight, 0.5))"
+    written = _cli(path, tmp_path / "o", "--network_def", mean, "--model_path", "")
+    x = torch.as_tensor(_network_input(path), dtype=torch.float32)
+    expected = torch.where(0.5 * x[0] + 0.5 * x[1] < CONCENTRATION_FLOOR_UG_PER_MM3, 0.0, 0.5 * x[0] + 0.5 * x[1])
+    np.testing.assert_allclose(written[:, :, 0], expected.numpy(), rtol=1e-6)
+    assert written.max() > 100  # image intensities (×1234), not concentrations: the override ran
+
+
+def test_dataset_dir_is_where_relative_inputs_are_read_from(cylinder_image, tmp_path: Path) -> None:
+    path, _, _ = cylinder_image
+    bundle_run(config_file=str(CONFIG), dataset_dir=str(path.parent), image=path.name, device="cpu",
+               output_dir=str(tmp_path / "out"), network_def=DeepSpio(), model_path="")
+    assert _map(tmp_path / "out").shape == (128, 128, 1)
+
+
+# ---------------------------------------------------------------------------------------- the inferer alone
+
+def test_flip_average_inferer_mirrors_the_named_axis() -> None:
+    x = torch.arange(24.0).reshape(1, 2, 3, 4)
+    first = lambda t: t[:, :1] * torch.arange(1.0, 5.0)  # noqa: E731  (weights along the last axis: not symmetric)
+    np.testing.assert_array_equal(FlipAverageInferer(spatial_axis=0)(x, first).numpy(), first(x).numpy())
+    along_z = FlipAverageInferer(spatial_axis=1)(x, first)
+    np.testing.assert_allclose(along_z.numpy(), (0.5 * (first(x) + first(x.flip(3)).flip(3))).numpy())
+    assert not torch.equal(along_z, first(x))
+    with pytest.raises(ValueError, match="spatial_axis 2 does not exist"):
+        FlipAverageInferer(spatial_axis=2)(x, first)
