@@ -1,7 +1,8 @@
 """Fixtures of the Slicer-extension tests (import paths are set up by ``slicer_test_support``).
 
-``slicer`` is real Slicer code (``real_slicer.py``: Slicer 5.12.3's Python layer + slicer-core + Qt stand-ins);
-tests that use it skip, saying why, where ``../shared/slicer-5.12.3`` or slicer-core is missing.
+``slicer`` is real Slicer code (``QSMSlicerExtension/headless/headless_slicer.py``: Slicer 5.12.3's Python layer
++ slicer-core + Qt stand-ins); tests that use it skip, saying why, where ``../shared/slicer-5.12.3`` or
+slicer-core is missing.
 """
 
 from __future__ import annotations
@@ -9,17 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import real_slicer
-import slicer_test_support  # noqa: F401  (puts QSMSlicerCommon and the <Module>Lib packages on sys.path)
+from slicer_test_support import headless_slicer  # also puts QSMSlicerCommon and the <Module>Lib packages on sys.path
 
 
 @pytest.fixture(scope="session")
 def slicer():
     """The ``slicer`` package on real Slicer code (loaded once per session)."""
-    reason = real_slicer.unavailable()
+    reason = headless_slicer.unavailable()
     if reason is not None:
         pytest.skip(reason)
-    return real_slicer.load()
+    return headless_slicer.load()
 
 
 @pytest.fixture

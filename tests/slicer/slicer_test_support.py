@@ -1,22 +1,56 @@
-"""Paths shared by the Slicer-extension tests, and the import paths Slicer would set up.
+"""Paths shared by the Slicer-extension tests, the import paths Slicer would set up, and Slicer's module factory.
 
-The Slicer modules cannot be imported here (no ``slicer``); their plain-Python parts can: ``QSMSlicerCommon``
-and each ``<Module>Lib`` are put on ``sys.path`` the way Slicer does (module folders and the extension folder).
+Importing this puts ``QSMSlicerExtension/headless`` on ``sys.path`` (``headless_slicer``: ``import slicer`` on
+real Slicer code) and, the way Slicer does, the extension folder and the module folders (``QSMSlicerCommon``
+and each ``<Module>Lib``).
 """
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parents[2]
 EXTENSION_DIR = REPO / "QSMSlicerExtension"
-MODULES = ("QSMInversion", "IVIMMapping", "SPIOQuantification", "RimLesionDetection")
+HEADLESS_DIR = EXTENSION_DIR / "headless"
 
-for folder in (EXTENSION_DIR, *(EXTENSION_DIR / m for m in MODULES)):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
+if str(HEADLESS_DIR) not in sys.path:
+    sys.path.insert(0, str(HEADLESS_DIR))
+
+import headless_slicer  # noqa: E402  (from HEADLESS_DIR)
+
+MODULES = headless_slicer.MODULES
+headless_slicer.add_module_paths()
+
+
+def register_module(name: str):
+    """What Slicer's scripted-module factory does with ``<name>/<name>.py``: import it, instantiate its module class
+    with a module object that knows the file's path (``slicer.modules.<name lower>``), which registers the
+    module's self-test in ``slicer.selfTests``. Returns the imported Python module."""
+    slicer = headless_slicer.load()
+    module = importlib.import_module(name)
+    parent = SimpleNamespace(path=module.__file__, name=name, isEntered=True)
+    setattr(slicer.modules, name.lower(), parent)
+    setattr(slicer.modules, f"{name}Instance", getattr(module, name)(parent))
+    return module
+
+
+def new_module_widget(name: str):
+    """The module's panel as Slicer makes it: the widget class on a ``qMRMLWidget`` with a layout, then ``setup()``."""
+    import qt
+
+    slicer = headless_slicer.load()
+    module = register_module(name)
+    panel = slicer.qMRMLWidget()
+    panel.setLayout(qt.QVBoxLayout())
+    panel.setMRMLScene(slicer.mrmlScene)
+    panel.isEntered = True
+    widget = getattr(module, f"{name}Widget")(panel)
+    widget.setup()
+    return widget
 
 
 def run_with_only(paths: list[Path], statement: str, *, drop: tuple[str, ...]) -> subprocess.CompletedProcess:

@@ -44,6 +44,8 @@ def test_install_layout_runs_from_the_shipped_copy(tmp_path: Path) -> None:
             assert (data / "monai_bundles" / bundle / "configs" / config).is_file(), (bundle, config)
     assert (data / "lightning_modules" / "bundle_app.py").is_file()
     assert not list(prefix.rglob("__pycache__"))
+    # the headless layer is for tests and the web app: its qt.py in Slicer would hide PythonQt's qt
+    assert not [p for name in ("headless_slicer.py", "qt.py", "ctk.py") for p in prefix.rglob(name)]
 
     child = ("import lightning_modules.bundle_app as b; print(b.__file__); "
              "print(b.bundle_root('qsm_dipole_inversion'))")

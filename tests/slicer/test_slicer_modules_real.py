@@ -1,4 +1,4 @@
-"""The four modules on real Slicer code (``real_slicer.py``), with the real bundles as child processes.
+"""The four modules on real Slicer code (``headless_slicer``), with the real bundles as child processes.
 
 Slicer's own Python layer registers each module, runs its self-test (``slicer.selfTests``), builds its panel from
 the ``.ui`` file and binds it to the real ``@parameterNodeWrapper`` parameter node; MRML nodes, their I/O and the
@@ -15,8 +15,14 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import real_slicer
-from slicer_test_support import MODULES, add_volume, ijk_to_ras_array, scene_node_ids
+from slicer_test_support import (
+    MODULES,
+    add_volume,
+    ijk_to_ras_array,
+    new_module_widget,
+    register_module,
+    scene_node_ids,
+)
 
 TIMEOUT_S = 300
 LEFT_HANDED = np.array([[-1.0, 0, 0, 12.0], [0, 1.0, 0, -12.0], [0, 0, 1.2, -14.4], [0, 0, 0, 1]])
@@ -57,7 +63,7 @@ def test_module_self_test_passes(name: str, scene, slicer, tmp_path: Path) -> No
     """The module's own ``<Module>Test`` through Slicer's ``slicer.selfTests``, the real bundle in a child."""
     import qt
 
-    real_slicer.register_module(name)
+    register_module(name)
     slicer.selfTests[name](msec=0)
     assert qt.dialogs == [], "no install question, no error"
     assert list(tmp_path.iterdir()) == [], "the run's temporary files are removed"
@@ -65,7 +71,7 @@ def test_module_self_test_passes(name: str, scene, slicer, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("name", MODULES)
 def test_panel_enables_apply_only_with_the_required_inputs(name: str, scene, slicer) -> None:
-    widget = real_slicer.new_module_widget(name)
+    widget = new_module_widget(name)
     assert not widget.ui.applyButton.enabled and widget.ui.applyButton.toolTip.startswith("Select ")
     selectors = {w.property("SlicerParameterName"): w for w in vars(widget.ui).values()
                  if w.property("SlicerParameterName")}
@@ -80,7 +86,7 @@ def test_panel_enables_apply_only_with_the_required_inputs(name: str, scene, sli
 def test_panel_option_tooltips_units_and_defaults_come_from_the_description(scene, slicer) -> None:
     from QSMSlicerCommon.capability import describe
 
-    widget = real_slicer.new_module_widget("QSMInversion")
+    widget = new_module_widget("QSMInversion")
     bound = {w.property("SlicerParameterName"): w for w in vars(widget.ui).values()
              if w.property("SlicerParameterName")}
     options = describe("qsm_dipole_inversion")["options"]
@@ -97,7 +103,7 @@ def test_qsm_panel_runs_on_a_left_handed_field_and_shows_chi_on_its_grid(qsm_pha
     import qt
 
     field = add_volume(slicer, "sphere_field", np.asarray(nib.load(str(qsm_phantom)).dataobj), LEFT_HANDED)
-    widget = real_slicer.new_module_widget("QSMInversion")
+    widget = new_module_widget("QSMInversion")
     assert widget._parameterNode.input_field is field, "the first volume is preselected"
     widget.ui.methodComboBox.currentIndex = widget.ui.methodComboBox.items.index("tkd")
     assert widget._parameterNode.method == "tkd"
@@ -122,7 +128,7 @@ def test_cancel_in_the_panel_stops_the_run_without_an_error(qsm_phantom: Path, s
     import qt
 
     slicer.util.loadVolume(str(qsm_phantom))
-    widget = real_slicer.new_module_widget("QSMInversion")
+    widget = new_module_widget("QSMInversion")
     widget.ui.applyButton.click()
     process = widget.panel.job.process
     widget.ui.cancelButton.click()
@@ -135,7 +141,7 @@ def test_a_bad_input_shows_the_bundles_one_line_error(scene, slicer, tmp_path: P
     import qt
 
     add_volume(slicer, "flat field", np.zeros((8, 8, 4), dtype=np.float32), np.eye(4))  # all zero: empty mask
-    widget = real_slicer.new_module_widget("QSMInversion")
+    widget = new_module_widget("QSMInversion")
     run_panel(widget)
     assert len(qt.dialogs) == 1 and "\n" not in qt.dialogs[0] and "flat_field" in qt.dialogs[0]
     assert list(tmp_path.iterdir()) == []
@@ -150,7 +156,7 @@ def test_ivim_logic_takes_a_sequence_and_a_b_value_file(scene, slicer, tmp_path:
         frame = add_volume(slicer, f"frame {b:g}", np.full((6, 5, 3), s, dtype=np.float32), affine)
         sequence.SetDataNodeAtValue(frame, str(int(b)))
         scene.RemoveNode(frame)  # the sequence keeps its own copy
-    logic = real_slicer.register_module("IVIMMapping").IVIMMappingLogic()
+    logic = register_module("IVIMMapping").IVIMMappingLogic()
     parameters = logic.getParameterNode()
     parameters.input_dwi = sequence
     parameters.method = "lsq"
@@ -198,7 +204,7 @@ def test_rim_panel_adds_only_its_results_names_reruns_alike_and_jumps_to_a_lesio
     import qt
 
     qsm, flair, segmentation, centres_ras = rim_phantom(slicer, scene)
-    widget = real_slicer.new_module_widget("RimLesionDetection")
+    widget = new_module_widget("RimLesionDetection")
     widget.ui.inputQsmSelector.setCurrentNode(qsm)
     widget.ui.inputFlairSelector.setCurrentNode(flair)
     widget.ui.inputLesionMaskSelector.setCurrentNode(segmentation)
@@ -224,7 +230,7 @@ def test_rim_panel_adds_only_its_results_names_reruns_alike_and_jumps_to_a_lesio
 
 
 def test_spio_logic_rejects_an_image_that_is_not_a_view_line_slice(scene, slicer) -> None:
-    logic = real_slicer.register_module("SPIOQuantification").SPIOQuantificationLogic()
+    logic = register_module("SPIOQuantification").SPIOQuantificationLogic()
     parameters = logic.getParameterNode()
     parameters.input_image = add_volume(slicer, "t2", np.ones((16, 16, 4), dtype=np.float32), np.eye(4))
     with pytest.raises(ValueError, match="'t2' has array shape \\(4, 16, 16\\); a View Line image is one slice"):
@@ -243,7 +249,7 @@ def test_declining_pip_ensure_starts_nothing_and_says_so(scene, slicer, monkeypa
     installs = []
     monkeypatch.setattr(slicer.packaging, "pip_install", lambda *args, **kwargs: installs.append(args))
     add_volume(slicer, "field", np.ones((4, 4, 4), dtype=np.float32), np.eye(4))
-    widget = real_slicer.new_module_widget("QSMInversion")
+    widget = new_module_widget("QSMInversion")
     qt.dialog_answers.append(qt.QMessageBox.Cancel)
     widget.ui.applyButton.click()
     assert not widget.panel.busy and installs == [] and list(tmp_path.iterdir()) == []
@@ -262,7 +268,7 @@ def test_slicer_5_11_without_pip_ensure_asks_and_declining_starts_nothing(scene,
     monkeypatch.delattr(slicer.packaging, "pip_ensure")
     installs = []
     monkeypatch.setattr(slicer.util, "pip_install", lambda *args, **kwargs: installs.append(args))
-    logic = real_slicer.register_module("QSMInversion").QSMInversionLogic()
+    logic = register_module("QSMInversion").QSMInversionLogic()
     parameters = logic.getParameterNode()
     parameters.input_field = add_volume(slicer, "field", np.ones((4, 4, 4), dtype=np.float32), np.eye(4))
     qt.dialog_answers.append(qt.QMessageBox.Cancel)

@@ -1,4 +1,4 @@
-"""Our node ↔ NIfTI code on real Slicer code (``real_slicer.py``), without a bundle run (each test takes < 1 s).
+"""Our node ↔ NIfTI code on real Slicer code (``headless_slicer``), without a bundle run (each test takes < 1 s).
 
 Inputs are written the way a run stages them; "outputs" are NIfTI files made here with the input's affine, as the
 bundles' contract says, and loaded back the way a run loads them. The parameter nodes, the colour tables, the
@@ -19,14 +19,13 @@ from QSMSlicerCommon.display import PRESETS, VIRIDIS
 from QSMSlicerCommon.slicer_nodes import apply_preset, load_outputs, write_volume
 from slicer_test_support import (
     EXTENSION_DIR,
+    HEADLESS_DIR,
     MODULES,
     add_volume,
     ijk_to_ras_array,
     run_with_only,
     scene_node_ids,
 )
-
-HERE = Path(__file__).resolve().parent
 
 
 def rotation(degrees: float, axis: int) -> np.ndarray:
@@ -170,14 +169,14 @@ def test_every_colour_table_the_modules_use_exists_in_a_slicer_scene(scene, slic
 def test_without_colour_files_the_maps_still_get_a_colour_table(slicer) -> None:
     """A Slicer whose colour files are missing has no file tables: the map falls back to a built-in table."""
     statement = (
-        "import real_slicer, numpy as np; slicer = real_slicer.load(colour_files=False); "
+        "import headless_slicer, numpy as np; slicer = headless_slicer.load(colour_files=False); "
         "from QSMSlicerCommon.display import PRESETS; from QSMSlicerCommon.slicer_nodes import apply_preset; "
         "node = slicer.util.addVolumeFromArray(np.zeros((2, 3, 4), np.float32), name='chi'); "
         "assert slicer.mrmlScene.GetNodeByID(PRESETS['qsm_dipole_inversion']['chi'].color_node_id) is None; "
         "[apply_preset(node, p) or print(node.GetDisplayNode().GetColorNodeID(), node.GetDisplayNode().GetColorNode()"
         " is not None) for p in (PRESETS['qsm_dipole_inversion']['chi'], PRESETS['ivim_mapping']['D'])]"
     )
-    done = run_with_only([HERE, EXTENSION_DIR], statement, drop=("QSMSlicerExtension", "tests"))
+    done = run_with_only([HEADLESS_DIR, EXTENSION_DIR], statement, drop=("QSMSlicerExtension", "tests"))
     assert done.returncode == 0, done.stderr[-2000:]
     assert [line.split() for line in done.stdout.splitlines() if line.startswith("vtkMRML")] == [
         ["vtkMRMLColorTableNodefMRI", "True"], ["vtkMRMLColorTableNodeIron", "True"]]
@@ -193,8 +192,8 @@ def test_a_colour_table_found_by_name_is_used(scene, slicer) -> None:
 @pytest.mark.parametrize("name", MODULES)
 def test_module_file_imports_like_slicer_imports_it(name: str, slicer) -> None:
     """Only the module's folder on sys.path (Slicer adds the module folder), real Slicer code: imports succeed."""
-    statement = f"import real_slicer; real_slicer.load(); import {name}; print({name}.{name}Logic.BUNDLE)"
-    done = run_with_only([HERE, EXTENSION_DIR / name], statement, drop=("QSMSlicerExtension", "tests"))
+    statement = f"import headless_slicer; headless_slicer.load(); import {name}; print({name}.{name}Logic.BUNDLE)"
+    done = run_with_only([HEADLESS_DIR, EXTENSION_DIR / name], statement, drop=("QSMSlicerExtension", "tests"))
     assert done.returncode == 0, done.stderr[-2000:]
 
 

@@ -7,7 +7,8 @@ does what Slicer's readers and writers do, with slicer-core's real logics and st
 by ``vtkSlicerVolumesLogic.AddArchetypeVolume`` (ITK), tables by ``vtkSlicerTablesLogic.AddTable``, and nodes
 are written by their own default storage node. ``slicer.modules.<name>.logic()`` are the real module logics on
 the same scene, with an application logic that made the scene's singletons, three slice views, and the colour
-tables from Slicer's colour files.
+tables from Slicer's colour files (:func:`build_application`), or those of an existing scene, such as the web
+app's trame-slicer one (:func:`install_application`).
 """
 
 from __future__ import annotations
@@ -93,16 +94,20 @@ class Application:
 
     applicationName = "3D Slicer"  # noqa: N815
 
-    def __init__(self, io_manager: CoreIOManager, *, version: tuple[int, int] = (5, 12)) -> None:
+    def __init__(self, io_manager: CoreIOManager, application_logic, *, version: tuple[int, int] = (5, 12)) -> None:
         self.majorVersion, self.minorVersion = version
         self.temporaryPath = tempfile.gettempdir()
         self.testing = False
         self._io_manager = io_manager
+        self._application_logic = application_logic  # also keeps it alive: the module logics only point to it
         self._main_window = _MainWindow()
         self._module_manager = _ModuleManager()
 
     def coreIOManager(self) -> CoreIOManager:  # noqa: N802
         return self._io_manager
+
+    def applicationLogic(self):  # noqa: N802
+        return self._application_logic
 
     def translate(self, context: str, text: str) -> str:
         return text
@@ -139,39 +144,64 @@ def share_folder_with_colour_files(colour_files: Path) -> Path:
     return home
 
 
-def build_application(slicer, colour_files: Path | None) -> tuple[Application, SimpleNamespace]:
-    """The scene, application logic, module logics and ``slicer.app`` over slicer-core, as Slicer sets them up.
+#: ``slicer.modules.<name>.logic()`` our modules and Slicer's Python layer use → the logic's class in slicer-core
+MODULE_LOGICS = {"colors": "vtkSlicerColorLogic", "volumes": "vtkSlicerVolumesLogic", "tables": "vtkSlicerTablesLogic",
+                 "segmentations": "vtkSlicerSegmentationsModuleLogic", "markups": "vtkSlicerMarkupsLogic",
+                 "sequences": "vtkSlicerSequencesLogic"}
+
+
+def install_application(slicer, scene, application_logic, colour_files: Path | None, *, logics: dict | None = None,
+                        io_volumes_logic=None) -> dict:
+    """Make ``slicer.mrmlScene``, ``slicer.app`` and ``slicer.modules.<name>.logic()`` those of a scene and its
+    application logic: the module logics of :data:`MODULE_LOGICS` that ``logics`` does not give are made and
+    registered, and a colour logic loads Slicer's colour files into the scene, as Slicer's start-up does.
+
+    Args:
+        slicer: the ``slicer`` package with slicer-core's classes in it.
+        scene: the ``vtkMRMLScene``.
+        application_logic: its ``vtkSlicerApplicationLogic``.
+        colour_files: Slicer's ``ColorFiles`` folder; ``None`` for a Slicer whose colour files are missing.
+        logics: module logics already registered on the scene, by ``slicer.modules`` name (``volumes``...).
+        io_volumes_logic: what the I/O manager reads volumes with (default: the volumes logic).
+
+    Returns:
+        Every module logic, by name.
+    """
+    if colour_files is not None:
+        application_logic.SetHomeDirectory(str(share_folder_with_colour_files(colour_files)))
+        application_logic.SetShareDirectory("share/Slicer-5.12")
+    logics = dict(logics or {})
+    for name, class_name in MODULE_LOGICS.items():
+        if name in logics:
+            continue
+        logic = logics[name] = getattr(slicer, class_name)()
+        if name == "colors":
+            application_logic.SetColorLogic(logic)
+        application_logic.SetModuleLogic(name.capitalize(), logic)
+        logic.SetMRMLApplicationLogic(application_logic)
+        logic.SetMRMLScene(scene)
+    for name, logic in logics.items():
+        setattr(slicer.modules, name, SimpleNamespace(logic=lambda logic=logic: logic))
+    slicer.mrmlScene = scene
+    slicer.app = Application(CoreIOManager(scene, io_volumes_logic or logics["volumes"], logics["tables"]),
+                             application_logic)
+    return logics
+
+
+def build_application(slicer, colour_files: Path | None) -> None:
+    """A new scene with its application logic, three slice views and :func:`install_application` on them.
 
     Args:
         slicer: the ``slicer`` package with slicer-core's classes in it.
         colour_files: Slicer's ``ColorFiles`` folder, loaded as the colour logic does at start-up; ``None``
             for a Slicer whose colour files are missing.
-
-    Returns:
-        ``slicer.app`` and ``slicer.modules`` entries (``volumes``, ``tables``, ``segmentations``, ``markups``,
-        ``colors``, ``sequences``; each with ``logic()``).
     """
     scene = slicer.vtkMRMLScene()
     application_logic = slicer.vtkSlicerApplicationLogic()
     application_logic.SetMRMLScene(scene)
-    if colour_files is not None:
-        application_logic.SetHomeDirectory(str(share_folder_with_colour_files(colour_files)))
-        application_logic.SetShareDirectory("share/Slicer-5.12")
-    colors = slicer.vtkSlicerColorLogic()
-    application_logic.SetColorLogic(colors)
-    logics = {"colors": colors, "volumes": slicer.vtkSlicerVolumesLogic(), "tables": slicer.vtkSlicerTablesLogic(),
-              "segmentations": slicer.vtkSlicerSegmentationsModuleLogic(),
-              "markups": slicer.vtkSlicerMarkupsLogic(), "sequences": slicer.vtkSlicerSequencesLogic()}
-    for name, logic in logics.items():
-        application_logic.SetModuleLogic(name.capitalize(), logic)
-        logic.SetMRMLApplicationLogic(application_logic)
-        logic.SetMRMLScene(scene)
+    install_application(slicer, scene, application_logic, colour_files)
     for layout_name in ("Red", "Yellow", "Green"):
         slice_logic = slicer.vtkMRMLSliceLogic()
         slice_logic.SetMRMLApplicationLogic(application_logic)
         slice_logic.SetMRMLScene(scene)
         slice_logic.AddSliceNode(layout_name)
-    slicer.mrmlScene = scene
-    app = Application(CoreIOManager(scene, logics["volumes"], logics["tables"]))
-    modules = {name: SimpleNamespace(logic=lambda logic=logic: logic) for name, logic in logics.items()}
-    return app, SimpleNamespace(**modules, application_logic=application_logic)
