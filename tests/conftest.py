@@ -1,4 +1,5 @@
-"""Shared fixtures: reproducible seeds and the location of the peer reference data (../shared/data)."""
+"""Shared fixtures: reproducible seeds, the location of the peer reference data (../shared/data), and a count of
+the NIfTI voxel reads of a bundle run."""
 
 from __future__ import annotations
 
@@ -32,3 +33,20 @@ def reference_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"peer reference data not found at {path} (set QSM_SLICER_REFERENCE_DATA or place ../shared/data)")
     return path
+
+
+@pytest.fixture
+def nifti_data_reads(monkeypatch) -> list[str]:
+    """The file names whose voxel data nibabel reads during the test, one entry per read (reading a header or an
+    affine does not count): a bundle that reads each case once reads each input file once."""
+    from nibabel.arrayproxy import ArrayProxy
+
+    reads: list[str] = []
+    real = ArrayProxy.__array__
+
+    def counted(self, *args, **kwargs):
+        reads.append(Path(str(self.file_like)).name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ArrayProxy, "__array__", counted)
+    return reads

@@ -15,9 +15,13 @@ from lightning_modules.bundle_workflow import (
     BundleEvaluator,
     LoadNiftid,
     SaveOutputsd,
+    checked_device,
+    in_dataset_dir,
+    load_weights,
     read_nifti_header,
 )
 from lightning_modules.io import InputError
+from lightning_modules.monai_trust import BUNDLE_NAMES
 
 
 class Double(torch.nn.Module):
@@ -104,3 +108,43 @@ def test_outputs_take_the_input_header_or_a_fresh_one(tmp_path):
     for out in (kept, fresh):
         np.testing.assert_array_equal(out.affine, nib.load(str(source)).affine)
         assert out.shape == (4, 5, 6)
+
+
+# ------------------------------------------------------------------ config-time helpers every bundle shares
+
+@pytest.mark.parametrize("bundle", BUNDLE_NAMES)
+def test_every_bundle_refuses_a_run_without_input_in_one_line(bundle, tmp_path, capsys):
+    from monai.bundle import run as bundle_run
+
+    from lightning_modules.bundle_app import bundle_root
+    from lightning_modules.capability import main_input
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        bundle_run(config_file=f"{bundle_root(bundle)}/configs/inference.json", output_dir=str(tmp_path / "o"),
+                   device="cpu")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == (f"error: no input given; pass --{main_input(bundle)} FILE.nii.gz or "
+                                               "--datalist FILE.json")
+    assert not (tmp_path / "o").exists()
+
+
+def test_checked_device_and_load_weights_are_one_line_errors(tmp_path, capsys):
+    assert checked_device(None) == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert checked_device("cpu") == torch.device("cpu")
+    with pytest.raises(SystemExit) as exit_info:
+        checked_device("gpu0")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: --device 'gpu0' is not a device; use cpu or cuda (cuda:0, ...)"
+    network = load_weights(torch.nn.Linear(2, 1).train(), None, "cpu")
+    assert not network.training  # no weights (a classical method): the network as it is, in eval mode
+    with pytest.raises(SystemExit):
+        load_weights(torch.nn.Linear(2, 1), tmp_path / "absent.pt", hint="use --method ndi")
+    assert capsys.readouterr().err.strip().endswith("does not exist; use --method ndi")
+
+
+def test_in_dataset_dir_takes_only_relative_given_paths_from_it():
+    assert in_dataset_dir("a.nii.gz", "/data") == "/data/a.nii.gz"
+    assert in_dataset_dir("/abs/a.nii.gz", "/data") == "/abs/a.nii.gz"
+    assert in_dataset_dir("a.nii.gz", ".") == "a.nii.gz"
+    assert in_dataset_dir(None, "/data") is None and in_dataset_dir("", "/data") == ""

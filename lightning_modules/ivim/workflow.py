@@ -1,17 +1,17 @@
 """What the ``ivim_mapping`` bundle's ``inference.json`` checks before it runs anything, and the study fit as one call.
 
-The config resolves, in this order: :func:`checked_options` (every option parsed and checked), :func:`require_input`,
-:func:`checked_device` (``--device``), :func:`ivim_cases` (every case checked from its headers and b-values, every
-output path resolved and free): a bad value ends the run there with one line and exit status 2, before anything is
-read or written. :func:`inferers` builds the estimators the config's ``inferer`` picks from. :func:`fit_study` is the
-same estimate on arrays (for benchmarks), through the bundle's own transforms' functions and inferers.
+The config resolves, in this order: :func:`checked_options` (every option parsed and checked), the shared
+:func:`~lightning_modules.bundle_workflow.require_input` and :func:`~lightning_modules.bundle_workflow.checked_device`
+(``--device``), :func:`ivim_cases` (every case checked from its headers and b-values, every output path resolved and
+free): a bad value ends the run there with one line and exit status 2, before anything is read or written.
+:func:`inferers` builds the estimators the config's ``inferer`` picks from. :func:`fit_study` is the same estimate
+on arrays (for benchmarks), through the bundle's own transforms' functions and inferers.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,10 +24,9 @@ from lightning_modules.bundle_app import (
     output_path,
     parse_flag,
     parse_number,
-    resolve_device,
     validated_cases,
 )
-from lightning_modules.bundle_workflow import load_weights, read_nifti_header
+from lightning_modules.bundle_workflow import in_dataset_dir, read_nifti_header
 from lightning_modules.io import InputError, check_same_grid
 from lightning_modules.ivim.inferers import (
     IvimInferer,
@@ -130,19 +129,6 @@ def checked_options(**raw: object) -> IvimOptions:
         return IvimOptions.parse(**raw)
 
 
-def checked_device(device: object) -> torch.device:
-    """``--device`` as a torch device; one line and exit status 2 if it is not one or is not available here."""
-    with exit_on_input_error():
-        return resolve_device(device)
-
-
-def checked_network(network: nn.Module, model_path: str | os.PathLike | None, device: torch.device) -> nn.Module:
-    """``network`` with the weights at ``model_path`` (:func:`~lightning_modules.bundle_workflow.load_weights`) on
-    ``device``; a missing or mismatched weights file ends the run with one line and exit status 2."""
-    with exit_on_input_error():
-        return load_weights(network, model_path).to(device)
-
-
 def inferers(options: IvimOptions, *, device: torch.device, bundle_root: str | os.PathLike) -> dict[str, IvimInferer]:
     """Every estimator of the bundle as its inferer, configured by ``options`` (:attr:`IvimOptions.estimator`
     picks one)."""
@@ -191,35 +177,24 @@ def ivim_cases(dwi: str | None, bvals: str | None, mask: str | None, *, datalist
     """The run's cases (``--dwi/--bvals/--mask`` or every ``--datalist`` entry), each checked by :func:`check_case`
     and with its outputs resolved and free (:func:`~lightning_modules.bundle_app.validated_cases`); a problem ends
     the run with one line and exit status 2 before anything is written. No input: no cases (MONAI's property
-    checks build the dataset without one; the run itself is refused by :func:`require_input`).
+    checks build the dataset without one; the run itself is refused by
+    :func:`~lightning_modules.bundle_workflow.require_input`).
 
     Args:
         dataset_dir: the folder relative ``--dwi``/``--bvals``/``--mask`` paths are read from (default: the current
             folder); a datalist's relative paths are read from the datalist's folder.
         network: the configured network (``--mode pretrained`` accepts the b-values it was trained for).
     """
-    def located(path: str | None) -> str | None:
-        if not is_given(path) or not is_given(dataset_dir) or str(dataset_dir) == "." or Path(str(path)).is_absolute():
-            return path
-        return str(Path(str(dataset_dir)) / str(path))
-
     main = capability.main_input(BUNDLE)
     if not is_given(dwi) and not is_given(datalist):
-        return []  # MONAI's property checks build the dataset without input; a run is refused by require_input
+        return []  # MONAI's property checks build the dataset without input; the run is refused by require_input
     suffixes = list(options.outputs().values())
     with exit_on_input_error():
         return validated_cases(
-            {"dwi": located(dwi), "bvals": located(bvals), "mask": located(mask)}, datalist=datalist, main_key=main,
+            {"dwi": in_dataset_dir(dwi, dataset_dir), "bvals": in_dataset_dir(bvals, dataset_dir),
+             "mask": in_dataset_dir(mask, dataset_dir)}, datalist=datalist, main_key=main,
             outputs_of=lambda path: [output_path(output_dir, path, suffix) for suffix in suffixes],
             validate=lambda case: check_case(case, options, network=network, bundle_root=bundle_root))
-
-
-def require_input(dwi: str | None, datalist: str | None) -> None:
-    """End the run with one line and exit status 2 if neither ``--dwi`` nor ``--datalist`` is given."""
-    if not is_given(dwi) and not is_given(datalist):
-        with exit_on_input_error():
-            raise InputError(f"no input given; pass --{capability.main_input(BUNDLE)} FILE.nii.gz or --datalist "
-                             "FILE.json")
 
 
 def fit_study(dwi: np.ndarray, b_values_s_per_mm2: np.ndarray, mask: np.ndarray | None, options: IvimOptions, *,

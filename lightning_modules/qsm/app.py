@@ -1,5 +1,6 @@
 """What the ``qsm_dipole_inversion`` bundle's ``inference.json`` calls while it is parsed, before MONAI's evaluator
-runs: the validated cases of a run, the device, the network with its weights.
+runs: the validated cases of a run, the method's network and its weights file (the device, the weights loading and
+the refusal of a run without input are :mod:`lightning_modules.bundle_workflow`'s, shared by every bundle).
 
 The workflow itself is MONAI's: ``inference.json`` names the loader and the transforms of
 :mod:`lightning_modules.qsm.transforms`, the network (:func:`lightning_modules.qsm.methods.inversion_network`),
@@ -13,30 +14,16 @@ from __future__ import annotations
 
 import os
 
-import torch
 from torch import nn
 
 from lightning_modules import capability
-from lightning_modules.bundle_app import (
-    case_list,
-    exit_on_input_error,
-    is_given,
-    output_path,
-    resolve_device,
-    validated_cases,
-)
-from lightning_modules.bundle_workflow import load_weights
+from lightning_modules.bundle_app import exit_on_input_error, is_given, output_path, validated_cases
+from lightning_modules.bundle_workflow import in_dataset_dir
 from lightning_modules.qsm.methods import BUNDLE, inversion_network, weights_for
 from lightning_modules.qsm.transforms import check_case_header
 
 #: The options of one case, as on the command line (DESIGN.md's contract, capability.json's inputs and options).
 CASE_KEYS = ("field", "mask", "field_unit", "b0_tesla", "te_ms", "b0_dir")
-
-
-def _in_dataset_dir(path: object, dataset_dir: object) -> object:
-    if not is_given(path) or not is_given(dataset_dir) or str(dataset_dir) == "." or os.path.isabs(str(path)):
-        return path
-    return os.path.join(str(dataset_dir), str(path))
 
 
 @exit_on_input_error()
@@ -54,29 +41,15 @@ def cases(*, output_dir: str | os.PathLike, datalist: str | None = None, dataset
         raise TypeError(f"unknown case options {sorted(unknown)}")
     main_key = capability.main_input(BUNDLE)
     if not is_given(options.get(main_key)) and not is_given(datalist):
-        return []  # no input: the config still parses (MONAI's property check); require_input refuses the run
+        return []  # no input: the config still parses (MONAI's property check); the run is refused by
+        # lightning_modules.bundle_workflow.require_input
     single = {key: options.get(key) for key in CASE_KEYS}
     for key in ("field", "mask"):
-        single[key] = _in_dataset_dir(single[key], dataset_dir)
+        single[key] = in_dataset_dir(single[key], dataset_dir)
     suffixes = list(capability.outputs(BUNDLE).values())
-    return validated_cases(single, datalist=_in_dataset_dir(datalist, dataset_dir), main_key=main_key,
+    return validated_cases(single, datalist=in_dataset_dir(datalist, dataset_dir), main_key=main_key,
                            outputs_of=lambda main: [output_path(output_dir, main, s) for s in suffixes],
                            validate=check_case_header)
-
-
-@exit_on_input_error()
-def require_input(run_cases: list[dict]) -> None:
-    """Refuse a run without input (no ``--field`` and no ``--datalist``) in one line."""
-    if not run_cases:
-        case_list({}, datalist=None, main_key=capability.main_input(BUNDLE))
-
-
-@exit_on_input_error()
-def device(value: object) -> torch.device:
-    """``--device`` as a torch device (default: cuda when available, else cpu), refused in one line if unusable."""
-    if not is_given(value):
-        value = "cuda" if torch.cuda.is_available() else "cpu"
-    return resolve_device(value)
 
 
 @exit_on_input_error()
@@ -90,11 +63,3 @@ def network(method: str, *, window_inferer: object = None) -> nn.Module:
 def model_path(method: str, bundle_root: str | None) -> str | None:
     """The shipped weights file of ``method`` (None for the classical methods)."""
     return weights_for(method, bundle_root)
-
-
-@exit_on_input_error()
-def loaded(network_def: nn.Module, path: str | os.PathLike | None, run_device: torch.device) -> nn.Module:
-    """``network_def`` with the weights at ``path`` (none for a classical method), in eval mode on ``run_device``;
-    a missing or mismatched weights file is one line and exit status 2."""
-    hint = "train them with configs/train.json or use --method ndi"
-    return load_weights(network_def, path, hint=hint).to(run_device)

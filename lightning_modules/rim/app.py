@@ -8,28 +8,21 @@ come from the capability description (``configs/capability.json``).
 
 The work itself is MONAI's evaluator over :mod:`lightning_modules.rim.transforms` and the network. These
 functions are the config's expressions that run while MONAI builds that workflow, before anything is written:
-every case of a batch checked from its headers and options, every output path resolved and collision-free, the
-device and the threshold. Bad input ends the run there with one line on stderr and exit status 2.
+every case of a batch checked from its headers and options, every output path resolved and collision-free, and
+the threshold (the device, the weights and the refusal of a run without input are
+:mod:`lightning_modules.bundle_workflow`'s, shared by every bundle). Bad input ends the run there with one line on
+stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import torch
 from torch import nn
 
 from lightning_modules import capability
-from lightning_modules.bundle_app import (
-    exit_on_input_error,
-    is_given,
-    output_path,
-    parse_number,
-    resolve_device,
-    validated_cases,
-)
-from lightning_modules.bundle_workflow import read_nifti_header
+from lightning_modules.bundle_app import exit_on_input_error, is_given, output_path, parse_number, validated_cases
+from lightning_modules.bundle_workflow import in_dataset_dir, read_nifti_header
 from lightning_modules.io import InputError
 from lightning_modules.rim.transforms import WHAT
 
@@ -54,7 +47,7 @@ def cases(qsm: str | None, flair: str | None, lesion_mask: str | None, *, datali
     """The run's cases (the single case or ``--datalist``'s), each checked from its headers, with every output
     path resolved and collision-free; nothing is written yet. Without ``--qsm`` and ``--datalist`` there is no
     case (the workflow can still be built and checked, e.g. by MONAI's ``check_properties``; running it says what
-    is missing, see :func:`check_input_given`).
+    is missing, see :func:`lightning_modules.bundle_workflow.require_input`).
 
     Args:
         dataset_dir: the folder relative ``--qsm``/``--flair``/``--lesion_mask`` paths are read from (default: the
@@ -62,32 +55,13 @@ def cases(qsm: str | None, flair: str | None, lesion_mask: str | None, *, datali
     """
     if not (is_given(qsm) or is_given(datalist)):
         return []
-
-    def located(path: str | None) -> str | None:
-        if not is_given(path) or not is_given(dataset_dir) or Path(str(path)).is_absolute():
-            return path
-        return str(Path(str(dataset_dir)) / str(path))
-
     outputs = capability.outputs(BUNDLE)
     with exit_on_input_error():
-        return validated_cases({"qsm": located(qsm), "flair": located(flair), "lesion_mask": located(lesion_mask)},
+        return validated_cases({"qsm": in_dataset_dir(qsm, dataset_dir), "flair": in_dataset_dir(flair, dataset_dir),
+                                "lesion_mask": in_dataset_dir(lesion_mask, dataset_dir)},
                                datalist=datalist, main_key=capability.main_input(BUNDLE),
                                outputs_of=lambda main: [output_path(output_dir, main, s) for s in outputs.values()],
                                validate=check_case_headers)
-
-
-def check_input_given(qsm: str | None, datalist: str | None) -> None:
-    """Refuse a run without ``--qsm`` and without ``--datalist`` in one line."""
-    if not (is_given(qsm) or is_given(datalist)):
-        with exit_on_input_error():
-            raise InputError(f"no input given; pass --{capability.main_input(BUNDLE)} FILE.nii.gz or --datalist "
-                             "FILE.json")
-
-
-def device(value: object) -> torch.device:
-    """``--device`` as a torch device, refused in one line if it is not one or not available here."""
-    with exit_on_input_error():
-        return resolve_device(value)
 
 
 def threshold(value: object, network: nn.Module) -> float:
