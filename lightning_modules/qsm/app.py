@@ -41,8 +41,7 @@ def cases(*, output_dir: str | os.PathLike, datalist: str | None = None, dataset
         raise TypeError(f"unknown case options {sorted(unknown)}")
     main_key = capability.main_input(BUNDLE)
     if not is_given(options.get(main_key)) and not is_given(datalist):
-        return []  # no input: the config still parses (MONAI's property check); the run is refused by
-        # lightning_modules.bundle_workflow.require_input
+        return []  # no input: the config still parses for MONAI's checks; bundle_workflow.require_input refuses runs
     single = {key: options.get(key) for key in CASE_KEYS}
     for key in ("field", "mask"):
         single[key] = in_dataset_dir(single[key], dataset_dir)
