@@ -20,6 +20,7 @@ import pytest
 import web_inputs
 
 RUN_TIMEOUT_S = 180
+POLL_MS = 200  # page checks by timer: animation frames (Playwright's default) stall in a background tab
 PAGE_TIMEOUT_MS = 90_000  # a session process starts VTK and Slicer's libraries (seconds; more on a busy machine)
 
 
@@ -59,7 +60,9 @@ def choose(page, parameter: str, value: str) -> None:
 
 
 def prepare(page, key: str, inputs) -> None:
-    """Upload the page's inputs and make its choices (``PAGES``), as a user does."""
+    """Switch to the page's tab, upload its inputs and make its choices (``PAGES``), as a user does (a tab in the
+    background gets hardly any animation frames, which the menus and Playwright's clicks wait for)."""
+    page.bring_to_front()
     upload(page, inputs[key])
     for parameter, value in PAGES[key][0].items():
         choose(page, parameter, value)
@@ -68,7 +71,7 @@ def prepare(page, key: str, inputs) -> None:
 def wait_until_done(page, *, timeout_s: float = RUN_TIMEOUT_S) -> None:
     """Wait until the run has ended; fail with the page's one-line error if it failed."""
     page.wait_for_function("document.querySelector('#status').innerText.startsWith('done:') "
-                           "|| document.querySelector('#error') !== null", timeout=timeout_s * 1000)
+                           "|| document.querySelector('#error') !== null", polling=POLL_MS, timeout=timeout_s * 1000)
     assert page.locator("#error").count() == 0, page.inner_text("#error")
 
 

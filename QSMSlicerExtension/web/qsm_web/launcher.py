@@ -3,10 +3,11 @@
 A trame server shares one state (and here one Slicer scene) among all the tabs connected to it. The launcher
 therefore serves only a start page; opening ``/qsm``, ``/ivim``, ``/spio`` or ``/rim`` hands the tab a new
 :mod:`qsm_web.app` process on a free port of the same host (its own scene, its own temporary folder) and
-redirects the tab to it. Starting a session takes seconds (VTK, Slicer's libraries, the views), so after each
-hand-out the launcher starts a spare one for the next tab. A session process exits when no tab has been
-connected to it for ``--session-timeout`` seconds (a spare too); stopping the launcher (Ctrl-C, SIGTERM) stops
-every session it started, each cancelling its run.
+redirects the tab to it. Starting a session takes seconds (VTK, Slicer's libraries, the views), so the launcher
+keeps a spare one for the next tab, started when the launcher serves and after each hand-out; a tab that arrives
+while the spare is still starting waits for it rather than starting another. A session process exits when no
+tab has been connected to it for ``--session-timeout`` seconds (a spare too); stopping the launcher (Ctrl-C,
+SIGTERM) stops every session it started, each cancelling its run.
 """
 
 from __future__ import annotations
@@ -60,7 +61,11 @@ class Launcher:
         self._lock = threading.Lock()
 
     def session_for(self, page: str) -> int:
-        """A ready session showing ``page`` (the spare one if it is ready) and its port; then start a spare."""
+        """A ready session showing ``page`` and its port: the spare one (waited for if it is still starting, which
+        is sooner than starting another), else a new one; then start the next spare."""
+        starting = self._spare
+        if starting is not None:
+            starting.join(timeout=START_TIMEOUT_S)
         with self._lock:
             spare, self._spare_session = self._spare_session, None
         if spare is not None and spare[0].poll() is None:
@@ -69,10 +74,16 @@ class Launcher:
                                                           method="POST"), timeout=10).close()
         else:
             _, port = self.start_session(page)
-        if self._spare is None or not self._spare.is_alive():
+        self.start_spare()
+        return port
+
+    def start_spare(self) -> None:
+        """Start a spare session in the background, unless one is being started."""
+        with self._lock:
+            if self._spare is not None and self._spare.is_alive():
+                return
             self._spare = threading.Thread(target=self._start_spare, daemon=True)
             self._spare.start()
-        return port
 
     def _start_spare(self) -> None:
         try:
@@ -165,13 +176,14 @@ def serve(host: str, port: int, launcher: Launcher) -> None:
     async def stop_sessions(_app):
         launcher.stop_all()
 
-    def announce() -> None:
+    def serving() -> None:  # called once the port is bound
         print(f"QSM Slicer Extension web app: http://{host}:{port}/ (Ctrl-C stops it and its sessions)", flush=True)
+        launcher.start_spare()  # the first tab need not wait for a session to start
 
     app = web.Application()
     app.add_routes([web.get("/", index), web.get("/{page}", session)])
     app.on_shutdown.append(stop_sessions)
-    web.run_app(app, host=host, port=port, print=lambda _message: announce())
+    web.run_app(app, host=host, port=port, print=lambda _message: serving())
 
 
 def main(argv: list[str] | None = None) -> None:
