@@ -123,16 +123,29 @@ def cmake_list(cmake: str, variable: str) -> list[str]:
     return match.group(1).split()
 
 
+def module_cmake_files(module: str) -> dict[str, set[str]]:
+    """The scripts and resources that ``qsm_add_scripted_module`` (top-level CMakeLists.txt) builds for the call in
+    the module's CMakeLists.txt, as paths relative to the module folder."""
+    call = (EXTENSION_DIR / module / "CMakeLists.txt").read_text(encoding="utf-8")
+    match = re.search(r"qsm_add_scripted_module\(NAME (\w+) LIB_SCRIPTS ([^)]*)\)", call)
+    assert match and match.group(1) == module, "a module's CMakeLists.txt is one qsm_add_scripted_module() call"
+    top = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
+    function = re.search(r"function\(qsm_add_scripted_module\)(.*?)endfunction\(\)", top, re.S)
+    assert function, "no qsm_add_scripted_module() in the top-level CMakeLists.txt"
+    body = function.group(1).replace("${MODULE_NAME}", module)
+    assert f"set(_scripts {module}.py {module}Lib/__init__.py)" in body and "SCRIPTS ${_scripts}" in body
+    assert re.search(r"slicerMacroBuildScriptedModule\(.*WITH_GENERIC_TESTS.*\)", body, re.S)
+    resources = re.search(r"RESOURCES\s+(.*?)\s+WITH_GENERIC_TESTS", body, re.S).group(1).split()
+    scripts = {f"{module}.py", f"{module}Lib/__init__.py"} | {f"{module}Lib/{s}" for s in match.group(2).split()}
+    return {"scripts": scripts, "resources": set(resources)}
+
+
 @pytest.mark.parametrize("module", MODULES)
 def test_module_folder_layout_and_cmake(module: str) -> None:
     folder = EXTENSION_DIR / module
     assert sorted(p.name for p in folder.glob("*.py")) == [f"{module}.py"], "helpers belong in <Module>Lib/"
     assert (folder / "Resources" / "Icons" / f"{module}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    cmake = (folder / "CMakeLists.txt").read_text(encoding="utf-8")
-    assert f"set(MODULE_NAME {module})" in cmake and "slicerMacroBuildScriptedModule(" in cmake
-    assert re.search(r"slicerMacroBuildScriptedModule\(.*WITH_GENERIC_TESTS.*\)", cmake, re.S)
-    listed = {"scripts": {i.replace("${MODULE_NAME}", module) for i in cmake_list(cmake, "MODULE_PYTHON_SCRIPTS")},
-              "resources": {i.replace("${MODULE_NAME}", module) for i in cmake_list(cmake, "MODULE_PYTHON_RESOURCES")}}
+    listed = module_cmake_files(module)
     on_disk = {"scripts": {f"{module}.py"} | {f"{module}Lib/{p.name}" for p in (folder / f"{module}Lib").glob("*.py")},
                "resources": {str(p.relative_to(folder)) for p in (folder / "Resources").rglob("*") if p.is_file()}}
     assert listed == on_disk, "CMake must list every script and resource that exists, and nothing else"
