@@ -1,8 +1,10 @@
 """Every bundle's ``configs/train.json`` scales by configuration: a real two-process DDP run on CPU (gloo).
 
 Each run trains for two tiny epochs with ``--trainer#accelerator cpu --trainer#devices 2 --trainer#strategy ddp``
-(Lightning re-launches the ``monai.bundle run`` command once per rank), and must write weights that load into the
-bundle's ``network_def`` (the inference one; for rim lesions one member of its ensemble), from rank 0 only.
+(Lightning re-launches the ``monai.bundle run`` command once per rank), and must write, from rank 0 only, the network
+of the best checkpoint that Lightning's ``ModelCheckpoint`` kept, as weights that load into the bundle's
+``network_def`` (the inference one; for rim lesions one member of its ensemble). That the best epoch, not the last
+one, is exported is checked in ``tests/test_best_checkpoint.py``.
 """
 
 from __future__ import annotations
@@ -51,24 +53,17 @@ def _load_strict(bundle: str, path: Path, *, config: str = "inference.json", ove
     return network.eval()
 
 
-def _improvements(stdout: str, metric: str) -> list[float]:
-    """The values in the saver's 'epoch N: <metric> X, ... wrote' lines; each epoch once (rank 0 only)."""
-    lines = re.findall(rf"epoch (\d+): {metric} ([0-9.]+).*wrote", stdout)
-    epochs = [int(e) for e, _ in lines]
-    assert lines and epochs == sorted(set(epochs)), stdout[-2000:]
-    return [float(v) for _, v in lines]
-
-
-def _best_checkpoint_written(stdout: str, metric: str, model: Path) -> float:
-    """The best value of ``metric`` that ``save_best_network`` reports (rank 0 only), after checking that ``model``
-    holds the network of that checkpoint."""
-    lines = re.findall(rf"best {metric} ([0-9.]+) \((.+\.ckpt)\), wrote", stdout)
+def _best_checkpoint_written(stdout: str, metric: str, model: Path) -> tuple[float, int]:
+    """The best value of ``metric`` that ``save_best_network`` reports (rank 0 only) and the epoch of that checkpoint,
+    after checking that ``model`` holds the network of that checkpoint."""
+    lines = re.findall(rf"best {metric} ([0-9.]+) \((.+epoch=(\d+)-step=\d+\.ckpt)\), wrote", stdout)
     assert len(lines) == 1, stdout[-2000:]
-    best = torch.load(lines[0][1], map_location="cpu", weights_only=True)["state_dict"]
+    value, checkpoint, epoch = lines[0]
+    best = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     written = torch.load(model, map_location="cpu", weights_only=True)
     assert written.keys() == {k.removeprefix("network.") for k in best if k.startswith("network.")}
     assert all(torch.equal(v, best["network." + k]) for k, v in written.items())
-    return float(lines[0][0])
+    return float(value), int(epoch)
 
 
 def test_spio_ddp_writes_the_best_weights_validated_on_the_whole_validation_set(tmp_path):
@@ -79,7 +74,7 @@ def test_spio_ddp_writes_the_best_weights_validated_on_the_whole_validation_set(
     stdout = _run_train("spio_quantification", ["--work_dir", str(tmp_path / "work"), "--model_path", str(model),
                                                 "--pool_size", "0", "--samples_per_epoch", "8", "--batch_size", "2",
                                                 "--n_val", "4"], tmp_path)
-    best = min(_improvements(stdout, "val_nmae"))
+    best, _ = _best_checkpoint_written(stdout, "val_nmae", model)
     network = _load_strict("spio_quantification", model)
     images, truths = simulate_pool(1, 4, log_every=0)  # the validation set (seed 0 + 1), stored as in training
     with torch.no_grad():
@@ -116,7 +111,8 @@ def test_qsmgan_ddp_training_runs_both_phases(tmp_path):
                                                  "--n_critic", "2", "--trainer#limit_train_batches", "2",
                                                  "--trainer#max_time", "None"], tmp_path,
                         config="train_qsmgan.json", strategy="ddp_find_unused_parameters_true")
-    assert _improvements(stdout, "val_nrmse_adversarial")  # the adversarial phase (epoch 1) ran and was saved
+    _, epoch = _best_checkpoint_written(stdout, "val_nrmse_adversarial", model)
+    assert epoch == 1  # the adversarial phase ran and only its epoch could be chosen
     _load_strict("qsm_dipole_inversion", model, config="train_qsmgan.json")
 
 
@@ -133,7 +129,7 @@ def test_rim_ddp_training_builds_the_cache_once_and_judges_the_whole_validation_
     stdout = _run_train("rim_lesion_detection", ["--work_dir", str(tmp_path / "work"), "--model_path", str(model),
                                                  "--stats_path", str(stats), "--n_subjects", "4", "--n_folds", "2",
                                                  "--batch_size", "8", "--cache_workers", "1"], tmp_path)
-    _improvements(stdout, "val_pr_auc")
+    _best_checkpoint_written(stdout, "val_selection", model)
     assert sorted(p.name for p in (tmp_path / "work" / "lesions").iterdir()) == [
         f"subject_{i:06d}.npz" for i in range(4)]  # no temporary files left by two ranks building at once
     assert stats.is_file()
@@ -141,15 +137,11 @@ def test_rim_ddp_training_builds_the_cache_once_and_judges_the_whole_validation_
 
 
 @pytest.mark.parametrize("rank_zero", [True, False])
-def test_savers_write_only_on_global_rank_zero(tmp_path, rank_zero):
+def test_save_best_network_writes_only_on_global_rank_zero(tmp_path, rank_zero):
     from types import SimpleNamespace
 
-    from lightning_modules.rim.module import SaveBestRimNet
-    from lightning_modules.training import SaveBestNetwork, save_best_network
+    from lightning_modules.training import save_best_network
 
-    for saver in (SaveBestNetwork(tmp_path / "a.pt", monitor="val_loss"), SaveBestRimNet(tmp_path / "b.pt")):
-        saver.on_fit_start(SimpleNamespace(is_global_zero=rank_zero), SimpleNamespace(network=torch.nn.Linear(2, 1)))
-        assert saver.save().is_file() == rank_zero
     module = SimpleNamespace(network=torch.nn.Linear(2, 1), trainer=SimpleNamespace(is_global_zero=rank_zero))
-    no_validation = SimpleNamespace(best_model_path="")
+    no_validation = SimpleNamespace(best_model_path="", best_model_score=None)
     assert save_best_network(no_validation, module, tmp_path / "c.pt").is_file() == rank_zero

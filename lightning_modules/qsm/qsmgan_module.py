@@ -119,8 +119,9 @@ class QsmganModule(pl.LightningModule):
         nrmse = (fake - chi).pow(2).sum(dims).sqrt() / chi.pow(2).sum(dims).sqrt().clamp_min(1e-9)
         self.log("val_l1", self.l1_loss(fake, chi, mask), prog_bar=True, sync_dist=True)
         self.log("val_nrmse", nrmse.mean(), prog_bar=True, sync_dist=True)
-        if self.adversarial:
-            self.log("val_nrmse_adversarial", nrmse.mean(), sync_dist=True)
+        # the best-checkpoint metric of the adversarial phase; NaN before it: ModelCheckpoint never picks those epochs
+        adversarial_nrmse = nrmse.mean() if self.adversarial else torch.full_like(nrmse.mean(), float("nan"))
+        self.log("val_nrmse_adversarial", adversarial_nrmse, sync_dist=True)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.network.generator.parameters(), lr=self.learning_rate),

@@ -1,16 +1,14 @@
-"""LightningModule training QSMRim-Net on cached lesions, and the callback that ships the best weights.
+"""LightningModule training QSMRim-Net on cached lesions.
 
 Loss: binary cross-entropy on the rim+ logit of every lesion of the batch plus the rim+ samples DeepSMOTE
 interpolates in feature space (Dablain et al. 2022; Zhang et al., NeuroImage: Clinical 2022). Validation
-reports lesion-level ROC AUC, partial AUC (FPR < 0.1) and PR AUC; the operating threshold (F1-optimal on the
-validation lesions) is written into the network's ``threshold`` buffer when the weights are saved.
+reports lesion-level ROC AUC, partial AUC (FPR < 0.1) and PR AUC, and writes the operating threshold (F1-optimal
+on the validation lesions) into the network's ``threshold`` buffer, so that the checkpoint of each validated epoch
+carries its own threshold; ``train.json``'s ``ModelCheckpoint`` keeps the epoch with the best ``val_selection``.
 """
 
 from __future__ import annotations
 
-import os
-
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.nn import functional as F
@@ -19,7 +17,17 @@ from lightning_modules.rim.data import augment_patches
 from lightning_modules.rim.networks import QsmRimNet
 from lightning_modules.rim.scores import best_f1_threshold, pr_auc, roc_auc
 from lightning_modules.rim.scores import partial_roc_auc as pauc
-from lightning_modules.training import SaveBestNetwork, gather_ranks, save_state_dict
+from lightning_modules.training import gather_ranks
+
+
+def selection_score(pr_auc: float, roc_auc: float) -> torch.Tensor:
+    """The validation score that chooses the shipped epoch: PR AUC, ties (e.g. several epochs at PR AUC 1.0) broken
+    by ROC AUC; higher is better.
+
+    ``pr_auc + 2⁻²⁰ · roc_auc`` in float64 (Lightning keeps a float64 tensor's precision), so that ROC AUC only
+    decides between PR AUCs closer than 10⁻⁶.
+    """
+    return torch.tensor(pr_auc, dtype=torch.float64) + torch.tensor(roc_auc, dtype=torch.float64) * 2.0**-20
 
 
 class RimNetModule(pl.LightningModule):
@@ -45,8 +53,6 @@ class RimNetModule(pl.LightningModule):
         self.flair_jitter = float(flair_jitter)
         self._val_scores: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
-        self.val_probabilities: np.ndarray | None = None
-        self.val_labels: np.ndarray | None = None
 
     def forward(self, patches: torch.Tensor, radiomics: torch.Tensor) -> torch.Tensor:
         return self.network(patches, radiomics)
@@ -76,40 +82,20 @@ class RimNetModule(pl.LightningModule):
                           for parts in (self._val_scores, self._val_labels))
         self._val_scores.clear()
         self._val_labels.clear()
-        self.val_probabilities, self.val_labels = scores, labels
-        if labels.min() == labels.max():
+        if labels.min() == labels.max():  # AUCs undefined: no epoch of this validation set can be chosen
+            self.log("val_selection", float("nan"))
             return
-        self.log("val_roc_auc", roc_auc(labels, scores), prog_bar=True)
+        roc, pr = roc_auc(labels, scores), pr_auc(labels, scores)
+        self.log("val_roc_auc", roc, prog_bar=True)
         self.log("val_pauc", pauc(labels, scores))
-        self.log("val_pr_auc", pr_auc(labels, scores), prog_bar=True)
+        self.log("val_pr_auc", pr, prog_bar=True)
+        self.log("val_selection", selection_score(pr, roc))
+        threshold, f1 = best_f1_threshold(labels, scores)
+        self.network.threshold.fill_(threshold)
+        self.log("val_threshold", threshold)
+        self.log("val_f1", f1)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(self.trainer.max_epochs, 1))
         return {"optimizer": optimizer, "lr_scheduler": schedule}
-
-
-class SaveBestRimNet(SaveBestNetwork):
-    """Writes the network's ``state_dict`` (with the F1-optimal validation threshold) whenever ``monitor`` improves.
-
-    Ties of ``monitor`` (e.g. several epochs at PR AUC 1.0) are broken by the validation ROC AUC; higher is better.
-    """
-
-    def __init__(self, path: str | os.PathLike, *, monitor: str = "val_pr_auc") -> None:
-        super().__init__(path, monitor=monitor)
-        self.best: tuple[float, float] = (-np.inf, -np.inf)
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        metrics = trainer.callback_metrics
-        if trainer.sanity_checking or self.monitor not in metrics or not trainer.is_global_zero:
-            return
-        value = (float(metrics[self.monitor]), float(metrics.get("val_roc_auc", 0.0)))
-        if value <= self.best:
-            return
-        self.best = value
-        threshold, f1 = best_f1_threshold(pl_module.val_labels, pl_module.val_probabilities)
-        pl_module.network.threshold.fill_(threshold)
-        self.best_state = {k: v.detach().cpu().clone() for k, v in pl_module.network.state_dict().items()}
-        save_state_dict(self.best_state, self.path)
-        print(f"epoch {trainer.current_epoch}: {self.monitor} {value[0]:.4f} (ROC AUC {value[1]:.4f}), "
-              f"threshold {threshold:.3f} (F1 {f1:.3f}), wrote {self.path}", flush=True)
