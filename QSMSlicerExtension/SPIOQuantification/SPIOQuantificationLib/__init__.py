@@ -1,12 +1,6 @@
 # ruff: noqa: N999  (Slicer names module packages <Module>Lib)
-"""Plain-Python helpers of the SPIOQuantification module.
-
-Importing this package makes ``QSMSlicerCommon`` importable when the module runs from a source checkout
-(``QSMSlicerExtension/QSMSlicerCommon`` next to the module folder); an installed extension has it next to the
-module already.
-"""
-
-from __future__ import annotations
+"""Plain-Python helpers of the SPIOQuantification module; importing the package first makes ``QSMSlicerCommon``
+importable from a source checkout (QSMSlicerExtension/README.md, "From a source checkout")."""
 
 import os
 import sys
