@@ -1,9 +1,8 @@
 # ruff: noqa: N999  (Slicer module files are named after the module)
 """IVIMMapping: 4-D diffusion series + b-values → IVIM parameter maps with the ``ivim_mapping`` bundle.
 
-Thin Slicer layer (the parameter node, the panel, what this bundle needs staged) over ``QSMSlicerCommon``, which
-the four modules share (panel behaviour and bundle run: ``QSMSlicerCommon.slicer_module``). The maps are loaded
-with their unit in the node name (``<series>_D_mm2_per_s``: each output's ``node_unit`` in the description).
+The b-values come from a .bval file, typed values or the series itself; the maps are loaded with their unit in
+the node name (``<series>_D_mm2_per_s``: each output's ``node_unit`` in the description).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 # ruff: noqa: N999  (Slicer module files are named after the module)
 """QSMInversion: local field map (+ mask) → susceptibility map χ (ppm) with the ``qsm_dipole_inversion`` bundle.
 
-Thin Slicer layer (the parameter node, the panel, what this bundle needs staged) over ``QSMSlicerCommon``, which
-the four modules share (panel behaviour and bundle run: ``QSMSlicerCommon.slicer_module``).
+The χ map is loaded as ``<field>_chi_ppm`` in diverging colours; the panel and the run are ``BundleWidgetMixin``'s
+and ``BundleLogicMixin``'s.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 # ruff: noqa: N999  (Slicer module files are named after the module)
 """RimLesionDetection: QSM + FLAIR + lesion mask → rim+ probability per lesion with ``rim_lesion_detection``.
 
-Thin Slicer layer: the parameter node, the panel and what this bundle needs staged. The panel behaviour and
-the bundle run are shared by the four modules (``QSMSlicerCommon.slicer_module``). The lesion table is loaded
-as a ``vtkMRMLTableNode`` linked to the rim labelmap (1 rim−, 2 rim+): clicking a row in the panel jumps the
-slice views to that lesion.
+The lesion mask may be a labelmap or a segmentation (written as a labelmap on the QSM grid). The lesion table
+is loaded as a ``vtkMRMLTableNode`` linked to the rim labelmap (1 rim−, 2 rim+): clicking a row in the panel
+jumps the slice views to that lesion.
 """
 
 from __future__ import annotations

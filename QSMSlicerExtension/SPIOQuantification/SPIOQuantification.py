@@ -1,8 +1,7 @@
 # ruff: noqa: N999  (Slicer module files are named after the module)
 """SPIOQuantification: 2-channel View Line image → SPIO iron concentration with ``spio_quantification``.
 
-Thin Slicer layer (the parameter node, the panel, what this bundle needs staged) over ``QSMSlicerCommon``, which
-the four modules share (panel behaviour and bundle run: ``QSMSlicerCommon.slicer_module``).
+The image's layout (one x–z slice, two channels) is checked before staging (``view_line_layout_problem``).
 """
 
 from __future__ import annotations
