@@ -3,19 +3,24 @@
 The description names the capability's inputs (the main input first: its file name gives the output stem),
 its options (help text with units, default, choices), and its outputs (file suffix after ``{stem}_``, unit,
 help, the display preset the Slicer panel and the web app use, and ``when``: the option values under which an
-output is written, e.g. IVIM's ``f1`` only for ``--model triexp``). The bundle's ``inference.json``, its app
-and transforms, ``--help``, the Slicer modules and the docs all read it; none of them repeats a suffix, a unit,
-a method name or a default. ``tests/test_capability.py`` fails when a reader and the description disagree.
+output is written, e.g. IVIM's ``f1`` only for ``--model triexp``). An option's ``requires`` names, per choice, the
+options that choice needs (QSM's ``--field_unit rad`` needs ``--b0_tesla`` and ``--te_ms``); a table output's
+``columns`` are its CSV columns in order, with unit and help (the rim bundle's lesion table). The bundle's
+``inference.json``, its app and transforms, ``--help``, the Slicer modules and the docs all read it; none of them
+repeats a suffix, a unit, a column, a method name, a default or a requirement. ``tests/test_capability.py`` fails
+when a reader and the description disagree.
 
 Schema (every key present; ``null`` where it does not apply)::
 
     {"bundle": str, "title": str, "description": str, "main_input": str,
      "inputs":  {name: {"help": str, "kind": "volume" | "labelmap" | "text", "required": bool, ["unit": str]}},
-     "options": {name: {"help": str, "default": value, ["choices": [...]], ["unit": str]}},
+     "options": {name: {"help": str, "default": value, ["choices": [...]], ["unit": str],
+                        ["requires": {choice: [option, ...]}]}},
      "outputs": {name: {"suffix": str, "unit": str | null, "help": str,
                         "display": {"color_node_id": str, "range": [lo, hi] | null, "labelmap": bool,
                                     "node_unit": str | null} | null,
-                        ["when": {option: [values]}]}}}
+                        ["when": {option: [values]}],
+                        ["columns": [{"name": str, "unit": str | null, "help": str}, ...]]}}}
 
 The Slicer side reads the same file with the standard library only (``QSMSlicerCommon``), because Slicer's
 Python does not have this package's dependencies.
@@ -90,3 +95,21 @@ def suffix(bundle: str, output: str) -> str:
     'chi.nii.gz'
     """
     return describe(bundle)["outputs"][output]["suffix"]
+
+
+def requires(bundle: str, option: str, value: object) -> tuple[str, ...]:
+    """The options that ``--option value`` needs (empty if it needs none, or ``value`` is not a choice).
+
+    >>> requires("qsm_dipole_inversion", "field_unit", "rad")
+    ('b0_tesla', 'te_ms')
+    """
+    return tuple(describe(bundle)["options"][option].get("requires", {}).get(value, ()))
+
+
+def columns(bundle: str, output: str) -> tuple[str, ...]:
+    """The column names of a table output, in the file's order (their units and help: ``describe``).
+
+    >>> columns("rim_lesion_detection", "lesions")[:3]
+    ('lesion_id', 'n_voxels', 'volume_mm3')
+    """
+    return tuple(column["name"] for column in describe(bundle)["outputs"][output]["columns"])

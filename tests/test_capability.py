@@ -36,6 +36,7 @@ from QSMSlicerCommon import capability as slicer_capability  # noqa: E402
 from QSMSlicerCommon.display import PRESETS  # noqa: E402
 from QSMSlicerCommon.options import IvimOptions, QsmOptions, RimOptions, SpioOptions  # noqa: E402
 from QSMSlicerCommon.process import PROGRESS_PREFIX, parse_progress  # noqa: E402
+from RimLesionDetectionLib import lesions as rim_lesions_lib  # noqa: E402
 
 OPTIONS_CLASSES = (QsmOptions, IvimOptions, SpioOptions, RimOptions)
 #: Literal keys of an ``inference.json`` that are workflow plumbing or ``--help``, not options of the capability.
@@ -69,12 +70,20 @@ def test_description_follows_the_schema(bundle: str) -> None:
         assert spec["kind"] in ("volume", "labelmap", "text") and isinstance(spec["required"], bool), name
     assert not set(found["inputs"]) & set(found["options"])
     for name, spec in found["options"].items():
-        assert {"help", "default"} <= set(spec) <= {"help", "default", "choices", "unit"}, name
+        assert {"help", "default"} <= set(spec) <= {"help", "default", "choices", "unit", "requires"}, name
         if "choices" in spec:
             assert spec["choices"] and spec["default"] in spec["choices"], name
+        for choice, needed in spec.get("requires", {}).items():
+            assert choice in spec["choices"] and needed, (name, choice)
+            assert set(needed) <= set(found["options"]) - {name}, (name, choice)
     for name, spec in found["outputs"].items():
-        assert {"suffix", "unit", "help", "display"} <= set(spec) <= {"suffix", "unit", "help", "display", "when"}
+        assert {"suffix", "unit", "help", "display"} <= set(spec) <= {"suffix", "unit", "help", "display", "when",
+                                                                         "columns"}
         assert spec["suffix"].startswith(name + "."), name
+        if "columns" in spec:
+            assert spec["suffix"].endswith(".csv") and spec["columns"], name
+            assert all(set(column) == {"name", "unit", "help"} and column["help"] for column in spec["columns"]), name
+            assert len({column["name"] for column in spec["columns"]}) == len(spec["columns"]), name
         if spec["display"] is not None:
             assert set(spec["display"]) == {"color_node_id", "range", "labelmap", "node_unit"}, name
             assert spec["display"]["range"] is None or len(spec["display"]["range"]) == 2, name
@@ -91,6 +100,14 @@ def test_the_slicer_reader_reads_what_the_bundle_reader_reads(bundle: str) -> No
     for option, spec in description(bundle)["options"].items():
         assert slicer_capability.default(bundle, option) == capability.default(bundle, option) == spec["default"]
         assert slicer_capability.choices(bundle, option) == capability.choices(bundle, option)
+        for choice in spec.get("choices", ()):
+            needed = tuple(spec.get("requires", {}).get(choice, ()))
+            assert slicer_capability.requires(bundle, option, choice) == capability.requires(bundle, option, choice)
+            assert capability.requires(bundle, option, choice) == needed, (option, choice)
+    for output, spec in description(bundle)["outputs"].items():
+        if "columns" in spec:
+            names = tuple(column["name"] for column in spec["columns"])
+            assert slicer_capability.columns(bundle, output) == capability.columns(bundle, output) == names
 
 
 # --- bundle side ------------------------------------------------------------------------------------------------
@@ -126,6 +143,55 @@ def test_the_solvers_offer_the_described_choices() -> None:
 
     assert tuple(methods.METHODS) == capability.choices("qsm_dipole_inversion", "method")
     assert tuple(physics.FIELD_UNITS) == capability.choices("qsm_dipole_inversion", "field_unit")
+
+
+QSM = "qsm_dipole_inversion"
+
+
+@pytest.mark.parametrize("unit", capability.choices(QSM, "field_unit"))
+def test_field_units_need_exactly_the_described_options(unit: str) -> None:
+    """The conversion to ppm works with what the description says a unit needs, and fails without any of it."""
+    from lightning_modules import physics
+    from lightning_modules.io import InputError
+    from lightning_modules.qsm.transforms import field_scale
+
+    needed = capability.requires(QSM, "field_unit", unit)
+    physics.field_scale_to_ppm(unit, **dict.fromkeys(needed, 3.0))
+    assert field_scale({"field_unit": unit, **dict.fromkeys(needed, "3")}, "f.nii.gz") > 0
+    for missing in needed:
+        given = {name: 3.0 for name in needed if name != missing}
+        with pytest.raises(ValueError, match=f"needs --{missing}"):
+            physics.field_scale_to_ppm(unit, **given)
+        with pytest.raises(InputError, match=f"'f.nii.gz': a field in {unit} needs --{missing}"):
+            field_scale({"field_unit": unit, **given}, "f.nii.gz")
+
+
+def test_field_unit_help_texts_state_the_described_requirements() -> None:
+    options = description(QSM)["options"]
+    for unit in capability.choices(QSM, "field_unit"):
+        needed = capability.requires(QSM, "field_unit", unit)
+        if needed:
+            assert f"{unit} (needs {' and '.join(f'--{name}' for name in needed)})" in options["field_unit"]["help"]
+    for option in {name for unit in capability.choices(QSM, "field_unit")
+                   for name in capability.requires(QSM, "field_unit", unit)}:
+        units = [unit for unit in capability.choices(QSM, "field_unit")
+                 if option in capability.requires(QSM, "field_unit", unit)]
+        assert options[option]["help"].endswith(f"for --field_unit {' or '.join(units)}"), option
+
+
+def test_the_rim_lesion_table_has_the_described_columns() -> None:
+    """The writer fills every described column, and its docstring example (the file's bytes) holds."""
+    import doctest
+
+    from lightning_modules.rim import transforms
+
+    names = capability.columns("rim_lesion_detection", "lesions")
+    assert transforms.TABLE_COLUMNS == names
+    header, row = transforms.lesion_table([3], [2], [4.0], np.array([[1.0, 2.0, 3.0]]), [0.75], 0.5).splitlines()
+    assert tuple(header.split(",")) == names and len(row.split(",")) == len(names)
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner()
+    for test in finder.find(transforms.lesion_table, globs=vars(transforms)):
+        assert runner.run(test).failed == 0
 
 
 def write(path: Path, data: np.ndarray) -> str:
@@ -199,6 +265,23 @@ def test_panel_choices_are_the_described_ones() -> None:
         assert values == capability.choices("ivim_mapping", option), option
 
 
+@pytest.mark.parametrize("unit", capability.choices(QSM, "field_unit"))
+def test_the_qsm_panel_passes_exactly_the_options_a_field_unit_requires(unit: str) -> None:
+    options = qsm_lib.qsm_options(Path("f.nii.gz"), None, field_unit=unit, b0_tesla=3.0, te_ms=20.0, method="tkd")
+    given = {name for name in ("b0_tesla", "te_ms") if getattr(options, name) is not None}
+    assert given == set(capability.requires(QSM, "field_unit", unit))
+
+
+def test_the_rim_panel_reads_described_lesion_table_columns() -> None:
+    described = description("rim_lesion_detection")["outputs"]["lesions"]["columns"]
+    columns = {column["name"]: column for column in described}
+    assert rim_lesions_lib.TABLE_COLUMNS == tuple(columns)
+    assert rim_lesions_lib.CENTROID_COLUMNS == ("centroid_x", "centroid_y", "centroid_z")
+    assert all(columns[name]["unit"] == "mm" and "RAS" in columns[name]["help"]
+               for name in rim_lesions_lib.CENTROID_COLUMNS)
+    assert rim_lesions_lib.RIM_POSITIVE_COLUMN in columns
+
+
 @pytest.mark.parametrize("bundle", BUNDLE_NAMES)
 def test_display_presets_are_the_described_ones(bundle: str) -> None:
     outputs = description(bundle)["outputs"]
@@ -235,6 +318,9 @@ def test_bundle_docs_name_every_output_unit_and_choice(bundle: str) -> None:
     for option, spec in found["options"].items():
         for choice in spec.get("choices", ()):
             assert f"`{choice}`" in docs or f"--{option} {choice}" in docs, (option, choice)
+    for name, spec in found["outputs"].items():
+        for column in spec.get("columns", ()):
+            assert column["name"] in docs, (name, column["name"])
 
 
 def test_slicer_readme_shows_the_described_node_names_and_displays() -> None:

@@ -1,8 +1,9 @@
 """What a capability is, read from its bundle's one description ``configs/capability.json``, for the modules.
 
 The description (schema: ``lightning_modules.capability``) names the bundle's inputs, its options with help,
-default and choices, and its outputs with file suffix, unit and display preset. The panels take their choices,
-defaults, tooltips, help text, output names and display presets from it instead of retyping them. This is the
+default, choices and what a choice requires, and its outputs with file suffix, unit, display preset and table
+columns. The panels take their choices, defaults, tooltips, help text, the options a choice needs, output names,
+display presets and table columns from it instead of retyping them. This is the
 Slicer side's reader of the same file as ``lightning_modules.capability``, with the standard library only,
 because Slicer's Python lacks that package's dependencies; ``tests/test_capability.py`` keeps the two readers
 and every other reader equal to the description.
@@ -54,6 +55,24 @@ def choices(bundle: str, option: str) -> tuple:
     ('ppm', 'hz', 'rad')
     """
     return tuple(describe(bundle)["options"][option].get("choices", ()))
+
+
+def requires(bundle: str, option: str, value: object) -> tuple[str, ...]:
+    """The options that ``--option value`` needs (empty if it needs none, or ``value`` is not a choice).
+
+    >>> requires("qsm_dipole_inversion", "field_unit", "hz")
+    ('b0_tesla',)
+    """
+    return tuple(describe(bundle)["options"][option].get("requires", {}).get(value, ()))
+
+
+def columns(bundle: str, output: str) -> tuple[str, ...]:
+    """The column names of a table output, in the file's order (their units and help: ``describe``).
+
+    >>> columns("rim_lesion_detection", "lesions")[-2:]
+    ('rim_probability', 'rim_positive')
+    """
+    return tuple(column["name"] for column in describe(bundle)["outputs"][output]["columns"])
 
 
 def help_of(bundle: str, name: str) -> str | None:

@@ -5,7 +5,7 @@ The bundle's ``inference.json`` chains them after :class:`lightning_modules.bund
 reads ``field`` and ``mask`` as float64 :class:`~monai.data.MetaTensor` s with their affine)::
 
     BrainMaskd       mask > 0, or the voxels where the field is not 0 when no mask is given (and the grid check)
-    FieldToPpmd      the field in ppm from its --field_unit (hz needs --b0_tesla, rad --b0_tesla and --te_ms)
+    FieldToPpmd      the field in ppm from its --field_unit and what that unit requires (capability.json)
     CheckFieldPlausibled   refuse |field| > MAX_PLAUSIBLE_FIELD_PPM (a wrong unit or a corrupt voxel)
     DipoleGeometryd  voxel_size_mm (from the affine) and b0_direction (--b0_dir, else scanner z through the affine)
     NetworkInputd    ``image`` (1, i, j, k) float32 field and ``mask`` (1, i, j, k) float32, the network's input
@@ -28,7 +28,7 @@ from monai.transforms import MapTransform, Transform
 
 from lightning_modules.bundle_app import is_given, parse_number
 from lightning_modules.bundle_workflow import PATH_SUFFIX, read_nifti_header
-from lightning_modules.capability import default
+from lightning_modules.capability import choices, default, requires
 from lightning_modules.io import InputError, check_same_grid, voxel_sizes_mm
 from lightning_modules.physics import field_scale_to_ppm
 from lightning_modules.physics.dipole import b0_direction_from_affine, normalise_direction
@@ -68,14 +68,25 @@ def parse_b0_dir(value: object) -> np.ndarray | None:
 
 
 def field_scale(case: Mapping, field_path: str) -> float:
-    """Factor that brings the case's field map to ppm, from its ``field_unit``, ``b0_tesla`` and ``te_ms``."""
+    """Factor that brings the case's field map to ppm, from its ``field_unit`` and the options that unit requires
+    by the bundle's description (``b0_tesla``, ``te_ms``); given values of the others are checked, not used."""
     unit = str(case.get("field_unit") or default(BUNDLE, "field_unit"))
-    b0_tesla = parse_number(case.get("b0_tesla"), "b0_tesla", hint="the main field strength in T, e.g. 3")
-    te_ms = parse_number(case.get("te_ms"), "te_ms", hint="the echo time in ms, e.g. 20")
+    values = {"b0_tesla": parse_number(case.get("b0_tesla"), "b0_tesla", hint="the main field strength in T, e.g. 3"),
+              "te_ms": parse_number(case.get("te_ms"), "te_ms", hint="the echo time in ms, e.g. 20")}
     try:
-        return field_scale_to_ppm(unit, b0_tesla=b0_tesla, te_ms=te_ms)
+        return field_scale_to_ppm(unit, **{name: values[name] for name in requires(BUNDLE, "field_unit", unit)})
     except ValueError as err:
         raise InputError(f"field map {field_path!r}: {err}") from None
+
+
+def unit_requirements() -> str:
+    """What each field unit needs, from the bundle's description.
+
+    >>> unit_requirements()
+    'hz with --b0_tesla, rad with --b0_tesla and --te_ms'
+    """
+    return ", ".join(f"{unit} with " + " and ".join(f"--{name}" for name in needed)
+                     for unit in choices(BUNDLE, "field_unit") if (needed := requires(BUNDLE, "field_unit", unit)))
 
 
 def check_case_header(case: Mapping) -> None:
@@ -157,8 +168,7 @@ class CheckFieldPlausibled(MapTransform):
                 raise InputError(
                     f"field map {_path(d, key)!r} reaches {largest:.3g} ppm as --field_unit {unit} ({n_bad} voxel(s) "
                     f"above {self.max_ppm:g} ppm); the bundle expects a local field of at most a few ppm: give the "
-                    f"right --field_unit (hz with --b0_tesla, rad with --b0_tesla and --te_ms) or zero the corrupt "
-                    f"voxels")
+                    f"right --field_unit ({unit_requirements()}) or zero the corrupt voxels")
         return d
 
 

@@ -30,13 +30,13 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, ResampleToMatch
 
 from lightning_modules.bundle_workflow import PATH_SUFFIX
+from lightning_modules.capability import columns
 from lightning_modules.io import InputError, voxel_sizes_mm
 from lightning_modules.rim.lesions import describe_lesions, label_lesions, lesion_patches, normalise_flair
 from lightning_modules.rim.radiomics import FeatureStandardiser, feature_matrix, lesion_features, make_extractor
 
-#: Columns of the lesion table (DESIGN.md's contract; centroids in RAS mm).
-TABLE_COLUMNS = ("lesion_id", "n_voxels", "volume_mm3", "centroid_x", "centroid_y", "centroid_z",
-                 "rim_probability", "rim_positive")
+#: Columns of the lesion table, in order, as the bundle's capability.json describes them (centroids in RAS mm).
+TABLE_COLUMNS = columns("rim_lesion_detection", "lesions")
 
 #: Largest |χ| (ppm) accepted in a QSM: brain tissue lies within about ±1 ppm and even veins and calcifications
 #: stay within a few ppm, so larger values are another unit (a ppb map, an int16 map scaled by 1000) or a corrupt
@@ -242,7 +242,7 @@ class LesionPatchesd(MapTransform):
 
 def lesion_table(lesion_ids: Sequence[int], n_voxels: Sequence[int], volumes_mm3: Sequence[float],
                  centroids_ras_mm: np.ndarray, probabilities: Sequence[float], threshold: float) -> str:
-    """The CSV text: one row per lesion with DESIGN.md's columns (``TABLE_COLUMNS``; centroids in RAS mm).
+    """The CSV text: one row per lesion with the described columns (``TABLE_COLUMNS``; centroids in RAS mm).
 
     >>> print(lesion_table([3], [2], [4.0], np.array([[1.0, 2.0, 3.0]]), [0.75], 0.5), end="")
     lesion_id,n_voxels,volume_mm3,centroid_x,centroid_y,centroid_z,rim_probability,rim_positive
@@ -251,8 +251,10 @@ def lesion_table(lesion_ids: Sequence[int], n_voxels: Sequence[int], volumes_mm3
     out = io.StringIO()
     out.write(",".join(TABLE_COLUMNS) + "\n")
     for label, count, volume, (x, y, z), p in zip(lesion_ids, n_voxels, volumes_mm3, centroids_ras_mm, probabilities):
-        out.write(f"{int(label)},{int(count)},{float(volume):.3f},{float(x):.3f},{float(y):.3f},{float(z):.3f},"
-                  f"{float(p):.6f},{int(p >= threshold)}\n")
+        row = {"lesion_id": f"{int(label)}", "n_voxels": f"{int(count)}", "volume_mm3": f"{float(volume):.3f}",
+               "centroid_x": f"{float(x):.3f}", "centroid_y": f"{float(y):.3f}", "centroid_z": f"{float(z):.3f}",
+               "rim_probability": f"{float(p):.6f}", "rim_positive": f"{int(p >= threshold)}"}
+        out.write(",".join(row[column] for column in TABLE_COLUMNS) + "\n")
     return out.getvalue()
 
 

@@ -1,9 +1,10 @@
 """The lesion table of ``rim_lesion_detection``: its summary, each lesion's position, and its link to the labelmap.
 
-The table (DESIGN.md contract) has one row per lesion with ``centroid_x, centroid_y, centroid_z`` in RAS mm,
-the coordinates Slicer's views use, so a row is a place to jump to. In Slicer the table node keeps a node
-reference (:data:`RIM_LABELS_REFERENCE`) to the rim labelmap loaded with it; clicking a row shows that
-labelmap and centres the slice views on the lesion. ``slicer`` is imported inside the functions that need it.
+The table's columns are those of the bundle's description (``capability.json``, output ``lesions``): one row per
+lesion with ``centroid_x, centroid_y, centroid_z`` in RAS mm, the coordinates Slicer's views use, so a row is a
+place to jump to, and the call ``rim_positive``. In Slicer the table node keeps a node reference
+(:data:`RIM_LABELS_REFERENCE`) to the rim labelmap loaded with it; clicking a row shows that labelmap and centres the
+slice views on the lesion. ``slicer`` is imported inside the functions that need it.
 """
 
 from __future__ import annotations
@@ -12,10 +13,16 @@ import csv
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from QSMSlicerCommon import capability
+
 #: Node reference role from the lesion table node to its rim labelmap node.
 RIM_LABELS_REFERENCE = "rimLabels"
+#: The lesion table's columns, in order, from the bundle's description.
+TABLE_COLUMNS = capability.columns("rim_lesion_detection", "lesions")
 #: The table's centroid columns (RAS mm).
-CENTROID_COLUMNS = ("centroid_x", "centroid_y", "centroid_z")
+CENTROID_COLUMNS = tuple(column for column in TABLE_COLUMNS if column.startswith("centroid_"))
+#: The table's rim+ call (1 rim+, 0 rim−).
+RIM_POSITIVE_COLUMN = "rim_positive"
 
 
 def summarize_lesions(rim_positive: Sequence[str]) -> str:
@@ -36,7 +43,7 @@ def read_lesion_table(csv_path: Path) -> tuple[Callable[[int, str], str], int]:
     """
     with open(csv_path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    missing = [c for c in (*CENTROID_COLUMNS, "rim_positive") if rows and c not in rows[0]]
+    missing = [c for c in (*CENTROID_COLUMNS, RIM_POSITIVE_COLUMN) if rows and c not in rows[0]]
     if missing:
         raise ValueError(f"lesion table {str(csv_path)!r} has no {', '.join(missing)} column; "
                          "is it a rim bundle output?")
