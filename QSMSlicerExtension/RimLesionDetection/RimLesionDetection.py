@@ -22,7 +22,13 @@ from QSMSlicerCommon.slicer_module import BundleLogicMixin, BundleWidgetMixin, d
 from QSMSlicerCommon.slicer_nodes import write_volume
 from QSMSlicerCommon.workspace import TemporaryWorkspace
 from RimLesionDetectionLib.lesion_mask import write_lesion_mask
-from RimLesionDetectionLib.lesions import jump_to_lesion, link_table_to_labels, summarize_lesions, table_column
+from RimLesionDetectionLib.lesions import (
+    RIM_POSITIVE_COLUMN,
+    jump_to_lesion,
+    link_table_to_labels,
+    summarize_lesions,
+    table_column,
+)
 from RimLesionDetectionLib.options import rim_options
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
@@ -81,7 +87,7 @@ class RimLesionDetectionWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, 
     def onResultsLoaded(self, outputs: dict) -> None:
         """Show the lesion table in the panel and its summary in the log."""
         self.ui.lesionTableView.setMRMLTableNode(outputs["lesions"])
-        self.panel.log(summarize_lesions(table_column(outputs["lesions"], "rim_positive")))
+        self.panel.log(summarize_lesions(table_column(outputs["lesions"], RIM_POSITIVE_COLUMN)))
 
     def onLesionClicked(self, index) -> None:
         """A row of the lesion table was clicked: jump the slice views to that lesion."""
