@@ -148,6 +148,8 @@ def check_spio(page, summary: dict) -> None:
 def check_rim(page, summary: dict) -> None:
     assert {"name": "rim_qsm_lesions", "rows": 2} in summary["tables"]
     assert volume(summary, "rim_qsm_rim_labels")["class"] == "vtkMRMLLabelMapVolumeNode"
+    header = page.locator("#lesion-table").inner_text()  # the columns and units of the bundle's description
+    assert "volume_mm3 (mm³)" in header and "centroid_x (mm)" in header and "rim_probability" in header
     page.locator("#lesion-table .lesion-row").nth(1).click()
     page.get_by_text("lesion 2 at RAS").wait_for()
     expected = np.subtract(web_inputs.RIM_CENTRES[1], 16.0)  # the phantom's affine: RAS = index − 16 mm

@@ -24,8 +24,15 @@ from qsm_web import slicer_layer
 
 LOG_LINES = 200  # log lines kept on the page
 POLL_S = 0.2  # how often the run is polled (as the panels' QTimer)
-#: lesion table columns shown (the downloadable CSV has them all) → their headers
-LESION_COLUMNS = {"lesion_id": "lesion", "volume_mm3": "mm³", "rim_probability": "P(rim+)", "rim_positive": "rim+"}
+
+
+def lesion_headers() -> list[dict]:
+    """Headers of the lesion table: every column of the rim bundle's lesion CSV, titled with its unit, as the
+    bundle's capability description lists them (the one place the columns are written)."""
+    from QSMSlicerCommon import capability
+
+    columns = capability.describe("rim_lesion_detection")["outputs"]["lesions"]["columns"]
+    return [{"title": f"{c['name']} ({c['unit']})" if c["unit"] else c["name"], "key": c["name"]} for c in columns]
 
 
 def default_bundle_python() -> str:
@@ -169,7 +176,7 @@ class WebApp:
             if key == "rim":
                 rows = self.session.lesion_rows()
                 state.lesions = rows
-                state.lesion_headers = [{"title": title, "key": key} for key, title in LESION_COLUMNS.items()]
+                state.lesion_headers = lesion_headers()
         else:
             state.error = result.message if result.status is JobStatus.FAILED else ""
 
