@@ -9,7 +9,9 @@ where the iron is; what it gets wrong is each object's level. Steps (each can be
    the core mask, the map / L, log L) and the target ratio (true median level in the core) / L (0 if spurious).
 2. ``cnn`` / ``gbm``: a small CNN on the crops, or gradient boosting (scikit-learn) on 41 features per object;
    trained on the first 90 % of the pool images, the last 10 % held out (weighted |ratio error| reported).
-3. ``evaluate``: on the tuning set (samples 1000–1299 of seed 1) and the generator-variant set, NMAE per image of
+3. ``extent_oracle``: gradient boosting with and without each object's true extent along y (from the simulator's
+   3-D truth, re-drawn from the pool's seeds) on pool images 0–2 499: does the unseen extent explain the level error?
+4. ``evaluate``: on the tuning set (samples 1000–1299 of seed 1) and the generator-variant set, NMAE per image of
    DeepSPIO as shipped against E-flat (the core at the predicted level) and E-scale (the map times the ratio),
    overall and per SNR bin.
 
@@ -18,6 +20,7 @@ Usage (one CPU thread; the pool is ``train.json``'s cache of 12 000 seed-0 sampl
     .venv/bin/python benchmarks/spio_object_levels.py gbm --work /tmp/spio_levels
     .venv/bin/python benchmarks/spio_object_levels.py cnn --steps 2500 --work /tmp/spio_levels
     .venv/bin/python benchmarks/spio_object_levels.py evaluate --work /tmp/spio_levels
+    .venv/bin/python benchmarks/spio_object_levels.py extent_oracle --pool_images 2500
 """
 
 from __future__ import annotations
@@ -195,6 +198,44 @@ def train_cnn(work: Path, steps: int) -> None:
     torch.save(net.state_dict(), work / "cnn.pt")
 
 
+def extent_oracle(work: Path, n_images: int, pool_dir: Path) -> None:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from lightning_modules.spio import acquisition as acq
+    from lightning_modules.spio.phantoms import random_base, random_concentration
+
+    images, _ = simulate_pool(0, 12000, cache_dir=pool_dir)
+    network, line_features = shipped_network(), LineFeatures()
+    features, extents, ratio, weight, image_index = [], [], [], [], []
+    for i in range(n_images):
+        rng = np.random.default_rng([0, i])  # the draws of data.random_sample_with_snr, up to the 3-D truth
+        rng.integers(2**62)
+        rho = random_base(rng) * float(rng.uniform(0.5, 2.0))
+        truth_3d = random_concentration(rng, rho).numpy()
+        truth = truth_3d[:, truth_3d.shape[1] // 2]
+        thickness_mm = (truth_3d > 0).sum(axis=1) * acq.VIEWLINE_DY_MM
+        image = images[i].float().numpy()
+        for crop, _, core, level in crops(image, predict_concentration(network, image), line_features):
+            values = truth[core][truth[core] > 0]
+            features.append(object_features(crop))
+            t = thickness_mm[core]
+            extents.append([t.mean(), np.median(t), t.max()])
+            ratio.append(float(np.median(values)) / level if len(values) else 0.0)
+            weight.append(level * core.sum() / (truth.sum() + level * core.sum()))
+            image_index.append(i)
+    features, extents = np.asarray(features), np.asarray(extents, dtype=np.float32)
+    ratio, weight, image_index = np.asarray(ratio), np.asarray(weight), np.asarray(image_index)
+    held = image_index >= np.quantile(image_index, 0.9)
+    def held_out_error(x):
+        model = HistGradientBoostingRegressor(loss="absolute_error", max_iter=400, learning_rate=0.05,
+                                              max_leaf_nodes=31, min_samples_leaf=40, random_state=0)
+        model.fit(x[~held], ratio[~held], sample_weight=weight[~held])
+        return weighted_error(np.clip(model.predict(x[held]), 0, None), ratio[held], weight[held])
+    print(f"{len(ratio)} objects; held-out weighted |ratio error|: DeepSPIO's level "
+          f"{weighted_error(np.ones(held.sum()), ratio[held], weight[held]):.3f}, gbm {held_out_error(features):.3f}, "
+          f"gbm + true y-extent {held_out_error(np.concatenate([features, extents], 1)):.3f}")
+
+
 def evaluate(work: Path, n_tuning: int, n_variant: int) -> str:
     from spio_variant import variant_sample
 
@@ -245,7 +286,7 @@ def evaluate(work: Path, n_tuning: int, n_variant: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("step", choices=("objects", "gbm", "cnn", "evaluate"))
+    parser.add_argument("step", choices=("objects", "gbm", "cnn", "extent_oracle", "evaluate"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/spio_levels"))
     parser.add_argument("--pool_images", type=int, default=5000)
     parser.add_argument("--pool_dir", type=Path, default=DEFAULT_POOL)
@@ -261,6 +302,8 @@ def main() -> None:
         train_gbm(args.work)
     elif args.step == "cnn":
         train_cnn(args.work, args.steps)
+    elif args.step == "extent_oracle":
+        extent_oracle(args.work, min(args.pool_images, 2500), args.pool_dir)
     else:
         print(evaluate(args.work, args.n_tuning, args.n_variant))
 
