@@ -68,7 +68,7 @@ from lightning_modules.bundle_app import (
 from lightning_modules.io import InputError, atomic_output_set, load_nifti, read_nifti_header
 
 __all__ = ["BundleEvaluator", "LoadNiftid", "SaveOutputsd", "checked_device", "in_dataset_dir", "input_error_in",
-           "load_weights", "read_nifti_header", "require_input"]
+           "load_weights", "plain_tensor", "read_nifti_header", "require_input"]
 
 #: Key suffix under which :class:`LoadNiftid` keeps each loaded file's path (``field`` → ``field_path``).
 PATH_SUFFIX = "_path"
@@ -110,13 +110,16 @@ class LoadNiftid(MapTransform):
         return d
 
 
+def plain_tensor(value: torch.Tensor) -> torch.Tensor:
+    """``value`` without MONAI's metadata (a :class:`~monai.data.MetaTensor` as a plain tensor; others as they are)."""
+    return value.as_tensor() if isinstance(value, MetaTensor) else value
+
+
 def _as_array(value: object) -> np.ndarray | str:
     if isinstance(value, str):
         return value
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu()
-        value = value.as_tensor() if isinstance(value, MetaTensor) else value
-        return value.numpy()
+        return plain_tensor(value.detach().cpu()).numpy()
     return np.asarray(value)
 
 

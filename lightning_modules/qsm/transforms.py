@@ -27,7 +27,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
 from lightning_modules.bundle_app import is_given, parse_number
-from lightning_modules.bundle_workflow import PATH_SUFFIX, read_nifti_header
+from lightning_modules.bundle_workflow import PATH_SUFFIX, plain_tensor, read_nifti_header
 from lightning_modules.capability import choices, default, requires
 from lightning_modules.io import InputError, check_same_grid, voxel_sizes_mm
 from lightning_modules.physics import field_scale_to_ppm
@@ -41,10 +41,6 @@ MAX_PLAUSIBLE_FIELD_PPM = 100.0
 
 #: What the loaded files are called in messages.
 WHAT = {"field": "field map", "mask": "mask"}
-
-
-def _plain(value: torch.Tensor) -> torch.Tensor:
-    return value.as_tensor() if isinstance(value, MetaTensor) else value
 
 
 def _path(data: Mapping, key: str) -> str:
@@ -122,11 +118,11 @@ class BrainMaskd(MapTransform):
             mask_path = _path(d, self.mask_key)
             check_same_grid(tuple(field.shape), _affine(field), tuple(mask.shape), _affine(mask), path_b=mask_path,
                             what_b="mask", ref="field map")
-            inside = _plain(mask) > 0
+            inside = plain_tensor(mask) > 0
             if not bool(inside.any()):
                 raise InputError(f"mask file {mask_path!r} is empty (no voxel > 0); give a brain mask")
         else:
-            inside = _plain(field) != 0
+            inside = plain_tensor(field) != 0
             if not bool(inside.any()):
                 raise InputError(f"field map {_path(d, self.field_key)!r} is zero everywhere, so there is nothing "
                                  "to invert")
@@ -160,7 +156,7 @@ class CheckFieldPlausibled(MapTransform):
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
-            magnitude = _plain(d[key]).abs()
+            magnitude = plain_tensor(d[key]).abs()
             largest = float(magnitude.max())
             if largest > self.max_ppm:
                 unit = d.get("field_unit") or default(BUNDLE, "field_unit")
@@ -199,6 +195,6 @@ class NetworkInputd(Transform):
 
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
-        d[self.image_key] = _plain(d[self.field_key]).to(torch.float32)[None]
-        d[self.mask_key] = _plain(d[self.mask_key]).to(torch.float32)[None]
+        d[self.image_key] = plain_tensor(d[self.field_key]).to(torch.float32)[None]
+        d[self.mask_key] = plain_tensor(d[self.mask_key]).to(torch.float32)[None]
         return d

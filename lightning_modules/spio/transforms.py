@@ -25,10 +25,9 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from lightning_modules.bundle_workflow import PATH_SUFFIX, read_nifti_header
+from lightning_modules.bundle_workflow import PATH_SUFFIX, plain_tensor, read_nifti_header
 from lightning_modules.io import InputError, voxel_sizes_mm
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.viewline import PIXEL_MM
@@ -58,10 +57,6 @@ ACQUISITION = (
     f"Gz {acq.VIEWLINE_GZ_T_PER_M * 1e3:g} mT/m, Gr {acq.VIEWLINE_GR_T_PER_M * 1e3:g} mT/m, "
     f"TE {acq.VIEWLINE_TE_S * 1e3:g} ms"
 )
-
-
-def _plain(value: torch.Tensor) -> torch.Tensor:
-    return value.as_tensor() if isinstance(value, MetaTensor) else value
 
 
 def check_viewline_shape(shape: tuple[int, ...], path: str) -> None:
@@ -118,7 +113,7 @@ class CheckViewLineImaged(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             path = str(d.get(f"{key}{PATH_SUFFIX}", d[key]))
-            image = _plain(d[key]).numpy()
+            image = plain_tensor(d[key]).numpy()
             check_viewline_shape(image.shape, path)
             if not np.any(image):
                 raise InputError(f"View Line image {path!r} is zero everywhere; the network expects {ACQUISITION}")
@@ -140,7 +135,7 @@ class ViewLineChannelsd(MapTransform):
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = _plain(d[key])[:, :, 0, :].permute(2, 0, 1).to(torch.float32)
+            d[key] = plain_tensor(d[key])[:, :, 0, :].permute(2, 0, 1).to(torch.float32)
         return d
 
 
