@@ -72,9 +72,15 @@ def sample_nmae(predicted: torch.Tensor, target: torch.Tensor, *, eps: float = 0
 
 
 def initial_state(path: str, network: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The ``state_dict`` in ``path`` for ``network``; a narrower DeepSPIO's weights are widened (Net2WiderNet)."""
+    """The ``state_dict`` in ``path`` for ``network``; a narrower DeepSPIO's weights are widened (Net2WiderNet),
+    plain DeepSPIO weights given to :class:`~lightning_modules.spio.line_inputs.DeepSpioLineInputs` get zero weights
+    for its extra input channels."""
+    from lightning_modules.spio.line_inputs import FIRST_CONV, DeepSpioLineInputs, from_deepspio
+
     state = torch.load(path, map_location="cpu", weights_only=True)
     own = network.state_dict()
+    if isinstance(network, DeepSpioLineInputs) and state[FIRST_CONV].shape[1] != own[FIRST_CONV].shape[1]:
+        return from_deepspio(state)
     if isinstance(network, DeepSpio) and set(state) == set(own) and any(state[k].shape != own[k].shape for k in own):
         state = widen_state_dict(state, network)
     return state

@@ -132,7 +132,8 @@ def spio_network(name: str = "deepspio", *, base_weights: str | None = None) -> 
     ``"deepspio"``: :class:`DeepSpio` (shipped); the candidates of issue 24, trainable but without shipped
     weights: ``"line_unet"``: :class:`~lightning_modules.spio.line_unet.LineUNet` (line features + U-Net, from
     scratch); ``"refined"``: :class:`~lightning_modules.spio.refined.RefinedDeepSpio` (frozen DeepSPIO, whose
-    weights ``base_weights`` loads, corrected by a LineUNet).
+    weights ``base_weights`` loads, corrected by a LineUNet); ``"deepspio_lines"``:
+    :class:`~lightning_modules.spio.line_inputs.DeepSpioLineInputs` (DeepSPIO on the line features).
 
     Raises:
         ValueError: an unknown name.
@@ -143,8 +144,13 @@ def spio_network(name: str = "deepspio", *, base_weights: str | None = None) -> 
         from lightning_modules.spio.line_unet import LineUNet
 
         return LineUNet()
+    if name == "deepspio_lines":
+        from lightning_modules.spio.line_inputs import DeepSpioLineInputs
+
+        return DeepSpioLineInputs()
     if name == "refined":
         from lightning_modules.spio.refined import RefinedDeepSpio
 
         return RefinedDeepSpio(base_weights=base_weights)
-    raise ValueError(f"unknown SPIO network {name!r}; choose one of deepspio, line_unet, refined")
+    raise ValueError(f"unknown SPIO network {name!r}; choose one of deepspio, deepspio_lines, line_unet, "
+                     "refined")

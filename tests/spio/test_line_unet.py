@@ -140,3 +140,21 @@ def test_refined_network_starts_at_deepspio_and_trains_only_the_correction(tmp_p
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in refined.refine.parameters())
     state = refined.state_dict()
     assert any(k.startswith("base.") for k in state) and any(k.startswith("refine.") for k in state)
+
+
+def test_deepspio_on_line_features_starts_at_deepspio_and_learns_from_the_new_channels(tmp_path):
+    from lightning_modules.spio.line_inputs import FIRST_CONV, DeepSpioLineInputs
+    from lightning_modules.spio.module import DeepSpioModule
+
+    torch.manual_seed(0)
+    base = DeepSpio().eval()
+    path = tmp_path / "deepspio.pt"
+    torch.save(base.state_dict(), path)
+    network = DeepSpioModule(network=spio_network("deepspio_lines"), init_weights=str(path)).network.eval()
+    assert isinstance(network, DeepSpioLineInputs)
+    image = torch.rand(2, 2, 128, 128)
+    with torch.no_grad():
+        assert_allclose(network(image).numpy(), base(image).numpy(), atol=1e-5)  # zero weights on the new inputs
+    network(image).abs().mean().backward()
+    new_inputs = network.state_dict(keep_vars=True)[FIRST_CONV].grad[:, 2:]
+    assert new_inputs.abs().sum() > 0  # the line features get a gradient at once
