@@ -51,3 +51,67 @@ class FlipAverageInferer(Inferer):
         both = self.inferer(torch.cat([inputs, inputs.flip(dim)]), network, *args, **kwargs)
         n = inputs.shape[0]
         return 0.5 * (both[:n] + both[n:].flip(dim))
+
+
+class ShiftAverageInferer(Inferer):
+    """The mean over ``shifts`` of ``inferer``'s prediction of the input shifted by that many pixels along one
+    spatial axis, each shifted back: ``mean_s shift(f(shift(x, s)), −s)``.
+
+    Along the View Line phase-encode axis x a shift moves the object and the base image together and leaves the
+    lines, so it is an exact symmetry of the acquisition; DeepSPIO's stride-2 stages see each shift on another
+    sampling phase, so the maps differ and their mean is a test-time ensemble. All shifts run as ONE batch.
+    The pixels shifted in are 0 (no signal), not wrapped round: a roll puts the tissue of one edge of the field of
+    view next to the other edge, an image unlike any acquisition, where DeepSPIO reports false iron. Each output
+    pixel is the mean over the shifts that saw it.
+
+    Args:
+        inferer: the inner inferer that runs the network (default: MONAI's ``SimpleInferer``).
+        shifts: the shifts in pixels (0 is the input itself).
+        spatial_axis: the rolled spatial axis of inputs (B, C, *spatial) and outputs (B, C', *spatial).
+
+    >>> import torch
+    >>> x = torch.arange(6.0).reshape(1, 1, 3, 2)
+    >>> bool(torch.equal(ShiftAverageInferer(shifts=(0, 1, 2))(x, lambda t: 3 * t), 3 * x))
+    True
+    """
+
+    def __init__(self, inferer: Inferer | None = None, *, shifts: tuple[int, ...] = (0, 1),
+                 spatial_axis: int = 0) -> None:
+        super().__init__()
+        if not shifts or any(int(s) != s for s in shifts):
+            raise ValueError(f"shifts must be a non-empty sequence of whole pixels, not {shifts!r}")
+        if int(spatial_axis) != spatial_axis or spatial_axis < 0:
+            raise ValueError(f"spatial_axis must be a spatial axis index ≥ 0, not {spatial_axis!r}")
+        self.inferer = SimpleInferer() if inferer is None else inferer
+        self.shifts = tuple(int(s) for s in shifts)
+        self.spatial_axis = int(spatial_axis)
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any,
+                 **kwargs: Any) -> torch.Tensor:
+        """Run ``network`` on every shift of ``inputs`` (B, C, *spatial); returns the averaged (B, C', *spatial)."""
+        dim = 2 + self.spatial_axis
+        if dim >= inputs.ndim:
+            raise ValueError(f"spatial_axis {self.spatial_axis} does not exist in inputs of shape "
+                             f"{tuple(inputs.shape)} (batch, channel, spatial...)")
+        n = inputs.shape[0]
+        outputs = self.inferer(torch.cat([shift(inputs, s, dim) for s in self.shifts]), network, *args, **kwargs)
+        back = [shift(outputs[i * n:(i + 1) * n], -s, dim) for i, s in enumerate(self.shifts)]
+        seen = [shift(torch.ones_like(b), -s, dim) for b, s in zip(back, self.shifts, strict=True)]
+        return torch.stack(back).sum(0) / torch.stack(seen).sum(0).clamp_min(1.0)
+
+
+def shift(tensor: torch.Tensor, pixels: int, dim: int) -> torch.Tensor:
+    """``tensor`` moved by ``pixels`` along ``dim`` (towards higher indices when positive), zeros shifted in.
+
+    >>> shift(torch.tensor([1.0, 2.0, 3.0]), 1, 0).tolist(), shift(torch.tensor([1.0, 2.0, 3.0]), -1, 0).tolist()
+    ([0.0, 1.0, 2.0], [2.0, 3.0, 0.0])
+    """
+    size = tensor.shape[dim]
+    if abs(pixels) >= size:
+        return torch.zeros_like(tensor)
+    out = torch.zeros_like(tensor)
+    if pixels >= 0:
+        out.narrow(dim, pixels, size - pixels).copy_(tensor.narrow(dim, 0, size - pixels))
+    else:
+        out.narrow(dim, 0, size + pixels).copy_(tensor.narrow(dim, -pixels, size + pixels))
+    return out

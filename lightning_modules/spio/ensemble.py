@@ -1,0 +1,35 @@
+"""An ensemble of SPIO networks: the mean of their concentration maps (issue 24, session 18).
+
+Each member is a SPIO network (image (B, 2, X, Z) → map (B, 1, X, Z), µg Fe/mm³); the ensemble is one
+``nn.Module`` whose ``state_dict`` holds every member's weights under ``members.<i>.``, so a bundle's
+``network_def`` and ``model_path`` name it like any single network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class MapEnsemble(nn.Module):
+    """Mean of the members' concentration maps.
+
+    Args:
+        members: the networks, each mapping (B, 2, X, Z) to (B, 1, X, Z).
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(image) for member in self.members]).mean(0)
+
+
+def ensemble_state(member_states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` of a :class:`MapEnsemble` from its members' ``state_dict`` s, in order."""
+    return {f"members.{i}.{key}": value for i, state in enumerate(member_states) for key, value in state.items()}
