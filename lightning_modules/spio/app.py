@@ -8,7 +8,7 @@ inferer (:class:`lightning_modules.spio.inferers.FlipAverageInferer`) and the ev
 (:class:`lightning_modules.bundle_workflow.BundleEvaluator`). :func:`cases` runs while the config is parsed:
 every case of a batch checked from its header, every output path resolved and collision-free, before anything is
 read or written. :func:`predict_concentration` is the same map of an image held in an array (benchmarks, tests),
-through the same inferer and floor.
+through the same inferers and floor (since 0.5.0 the flip average wraps a shift average along x).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch import nn
 from lightning_modules import capability
 from lightning_modules.bundle_app import exit_on_input_error, is_given, load_network, output_path, validated_cases
 from lightning_modules.bundle_workflow import in_dataset_dir
-from lightning_modules.spio.inferers import FlipAverageInferer
+from lightning_modules.spio.inferers import SHIFT_AVERAGE_PX, FlipAverageInferer, ShiftAverageInferer
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, check_case_header, floor_concentration
 
 __all__ = ["CONCENTRATION_FLOOR_UG_PER_MM3", "apply_floor", "cases", "load_network", "predict_concentration"]
@@ -54,7 +54,7 @@ def cases(image: str | None, *, datalist: str | None, output_dir: str | os.PathL
 
 
 def predict_concentration(network: nn.Module, image: np.ndarray, device: torch.device | str = "cpu", *,
-                          flip_average: bool = True,
+                          flip_average: bool = True, shifts_px: tuple[int, ...] = SHIFT_AVERAGE_PX,
                           floor_ug_per_mm3: float = CONCENTRATION_FLOOR_UG_PER_MM3) -> np.ndarray:
     """Concentration map (nx, nz) in µg Fe/mm³ (≥ 0) of a View Line image (2, nx, nz) in any intensity units: what
     the bundle writes, through its inferer and floor.
@@ -65,10 +65,15 @@ def predict_concentration(network: nn.Module, image: np.ndarray, device: torch.d
         device: where to run the network.
         flip_average: average with the mirrored prediction of the image mirrored along x
             (:class:`~lightning_modules.spio.inferers.FlipAverageInferer`); makes the map exactly flip-equivariant.
+        shifts_px: average over these shifts of the image along x
+            (:class:`~lightning_modules.spio.inferers.ShiftAverageInferer`, inside the flip average); ``(0,)``
+            runs the network on the image alone.
         floor_ug_per_mm3: predictions below this are set to 0 (0 keeps every positive value).
     """
     x = torch.as_tensor(np.asarray(image), dtype=torch.float32, device=device)[None]
-    inferer = FlipAverageInferer(SimpleInferer()) if flip_average else SimpleInferer()
+    inferer = SimpleInferer() if tuple(shifts_px) == (0,) else ShiftAverageInferer(SimpleInferer(), shifts=shifts_px)
+    if flip_average:
+        inferer = FlipAverageInferer(inferer)
     with torch.no_grad():
         concentration = inferer(x, network.to(device))[0, 0]
     return floor_concentration(concentration, floor_ug_per_mm3).cpu().numpy()

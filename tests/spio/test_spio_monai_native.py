@@ -1,7 +1,8 @@
 """The ``spio_quantification`` bundle as a MONAI user runs it (issue 26): MONAI's ``verify_net_in_out`` on the
 ``network_def``, ``ConfigWorkflow(...).check_properties() == []`` with the metadata, the config's ``inferer``,
 ``network_def`` and post-processing are what runs (overriding them, in this process and on the command line,
-changes the map), and the map is bit-identical to the 0.3.4 app's on the input's exact grid and header."""
+changes the map), and the map is bit-identical to ``predict_concentration`` (the benchmarks' entry point) on the
+input's exact grid and header; with the shift average overridden away it is bit-identical to the 0.3.4 app's."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from monai.inferers import SimpleInferer
 
 from lightning_modules.io import load_nifti
 from lightning_modules.spio.app import load_network, predict_concentration
-from lightning_modules.spio.inferers import FlipAverageInferer
+from lightning_modules.spio.inferers import SHIFT_AVERAGE_PX, FlipAverageInferer, ShiftAverageInferer
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, ConcentrationFloord
 
@@ -86,7 +87,7 @@ def test_config_with_metadata_passes_monai_property_check_without_input() -> Non
     assert data_format["inputs"]["image"]["num_channels"] == 2
     assert data_format["inputs"]["image"]["spatial_shape"] == [128, 128]
     assert "ug Fe/mm3" in data_format["outputs"]["pred"]["channel_def"]["0"]
-    assert workflow.parser.get("_meta_#version") == "0.4.0"
+    assert workflow.parser.get("_meta_#version") == "0.5.0"
 
 
 @needs_weights
@@ -94,8 +95,10 @@ def test_the_config_names_what_runs() -> None:
     parser = ConfigParser.load_config_file(str(CONFIG))
     config = ConfigParser(parser)
     inferer = config.get_parsed_content("inferer")
-    assert isinstance(inferer, FlipAverageInferer) and isinstance(inferer.inferer, SimpleInferer)
-    assert inferer.spatial_axis == 0
+    assert isinstance(inferer, FlipAverageInferer) and isinstance(inferer.inferer, ShiftAverageInferer)
+    assert isinstance(inferer.inferer.inferer, SimpleInferer)
+    assert inferer.spatial_axis == 0 and inferer.inferer.spatial_axis == 0
+    assert inferer.inferer.shifts == SHIFT_AVERAGE_PX == (-1, 0, 1)
     assert isinstance(config.get_parsed_content("network_def"), DeepSpio)
     floors = [t for t in config.get_parsed_content("postprocessing").transforms if isinstance(t, ConcentrationFloord)]
     assert [t.floor_ug_per_mm3 for t in floors] == [CONCENTRATION_FLOOR_UG_PER_MM3]
@@ -115,7 +118,8 @@ def test_without_input_the_run_is_refused_in_one_line(tmp_path: Path, capsys) ->
 # ------------------------------------------------------------------------------ the map, bit for bit
 
 @needs_weights
-def test_map_is_bit_identical_to_the_0_3_4_app_on_the_inputs_grid_and_header(cylinder_image, tmp_path) -> None:
+def test_map_is_predict_concentrations_bit_for_bit_and_the_0_3_4_apps_without_the_shift_average(
+        cylinder_image, tmp_path) -> None:
     path, affine, _ = cylinder_image
     source = nib.load(str(path))
     source.header["descrip"] = b"View Line phantom, scanner units"
@@ -123,12 +127,13 @@ def test_map_is_bit_identical_to_the_0_3_4_app_on_the_inputs_grid_and_header(cyl
     nib.save(nib.Nifti1Image(np.asarray(source.dataobj), affine, header=source.header), str(path))
     written = _run(path, tmp_path / "out")
     network = load_network(DeepSpio(), MODEL)
-    expected = _map_of_the_0_3_4_app(network, path)
     assert written.shape == (128, 128, 1) and written.dtype == np.float32
-    np.testing.assert_array_equal(_bits(written), _bits(expected))
     assert written.max() > 1.0 and np.count_nonzero(written) > 0
     np.testing.assert_array_equal(_bits(predict_concentration(network, _network_input(path))[:, :, None]),
                                   _bits(written))  # the benchmarks' entry point is the same computation
+    flip_only = _run(path, tmp_path / "flip_only", **{"inferer#inferer": SimpleInferer()})
+    np.testing.assert_array_equal(_bits(flip_only), _bits(_map_of_the_0_3_4_app(network, path)))
+    assert np.abs(flip_only - written).max() > 1e-3  # the shift average changes the map
     output = nib.load(str(tmp_path / "out" / "viewline_cyl_concentration.nii.gz"))
     source = nib.load(str(path))
     assert np.array_equal(output.affine, source.affine) and np.array_equal(output.get_sform(), source.affine)
@@ -146,12 +151,15 @@ def test_predict_concentration_is_the_inferer_and_the_floor() -> None:
     image = random_sample(987, 3)[0].numpy()
     x = torch.as_tensor(image)[None]
     with torch.no_grad():
-        averaged = FlipAverageInferer(SimpleInferer())(x, network)
+        averaged = FlipAverageInferer(ShiftAverageInferer(SimpleInferer(), shifts=(-1, 0, 1)))(x, network)
+        flipped = FlipAverageInferer(SimpleInferer())(x, network)
         single = SimpleInferer()(x, network)
     floor = ConcentrationFloord("pred")
     np.testing.assert_array_equal(_bits(predict_concentration(network, image)),
                                   _bits(floor({"pred": averaged})["pred"][0, 0].numpy()))
-    np.testing.assert_array_equal(_bits(predict_concentration(network, image, flip_average=False,
+    np.testing.assert_array_equal(_bits(predict_concentration(network, image, shifts_px=(0,))),
+                                  _bits(floor({"pred": flipped})["pred"][0, 0].numpy()))
+    np.testing.assert_array_equal(_bits(predict_concentration(network, image, flip_average=False, shifts_px=(0,),
                                                               floor_ug_per_mm3=0.0)),
                                   _bits(single[0, 0].clamp_min(0.0).numpy()))
 
@@ -167,7 +175,8 @@ def test_overriding_the_inferer_changes_what_runs(cylinder_image, tmp_path: Path
     plain = _run(path, tmp_path / "b", inferer=SimpleInferer())
     z_mirror = _run(path, tmp_path / "c", **{"inferer#spatial_axis": 1})
     np.testing.assert_array_equal(_bits(plain[:, :, 0]), _bits(predict_concentration(network, image,
-                                                                                     flip_average=False)))
+                                                                                     flip_average=False,
+                                                                                     shifts_px=(0,))))
     assert np.abs(plain - shipped).max() > 1e-3
     assert np.abs(z_mirror - shipped).max() > 1e-3 and np.abs(z_mirror - plain).max() > 1e-3
     cli = _cli(path, tmp_path / "d", "--inferer", "{'_target_': 'SimpleInferer'}")
