@@ -29,6 +29,7 @@ import scipy.ndimage as ndi
 import torch
 from scipy.optimize import nnls
 from spio_design_comparison import snr_bin, tuning_set
+from spio_ideal_observer import chord_occupancy
 from spio_object_levels import objects, shipped_network
 
 from lightning_modules.io import write_text_atomic
@@ -41,8 +42,7 @@ from lightning_modules.spio.line_features import (
     LineFeatures,
     offresonance_from_iq,
 )
-from lightning_modules.spio.phantoms import grid_3d_mm
-from lightning_modules.spio.viewline import PIXEL_MM, VOXEL_3D_MM, offresonance_tesla
+from lightning_modules.spio.viewline import PIXEL_MM, offresonance_tesla
 
 WRAP_TESLA = abs(LINE_PERIOD_MM / 2 / DISPLACEMENT_MM_PER_TESLA)
 DILATE_PX = 3
@@ -53,11 +53,7 @@ def unit_field(component: np.ndarray, extent: float) -> np.ndarray:
     d = ndi.distance_transform_edt(component) * PIXEL_MM[0]
     radius = d.max()
     half_chord = torch.as_tensor(extent * np.sqrt(np.clip(d * (2 * radius - d), 0.0, None)), dtype=torch.float32)
-    _, y, _ = grid_3d_mm()
-    dy = VOXEL_3D_MM[1]
-    h = half_chord[:, None, :]
-    overlap = torch.clamp(torch.minimum(y + dy / 2, h) - torch.maximum(y - dy / 2, -h), min=0.0) / dy
-    return offresonance_tesla(overlap).numpy()
+    return offresonance_tesla(chord_occupancy(half_chord[:, None, :])).numpy()
 
 
 def fit_levels(image: np.ndarray, shipped: np.ndarray, line_features: LineFeatures, extent: float = 1.0):

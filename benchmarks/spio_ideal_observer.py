@@ -42,21 +42,25 @@ LEVEL_RATIOS = np.geomspace(0.4, 2.5, 61)
 EXTENT_RATIOS = (0.5, 0.63, 0.8, 1.0, 1.25, 1.6, 2.0, 3.0)
 
 
+def chord_occupancy(half_chord_mm: torch.Tensor, y_centre_mm: float = 0.0) -> torch.Tensor:
+    """Fraction (x, y, z) of each voxel of the 3-D grid covered by a chord of half-length (x, 1, z) along y."""
+    _, y, _ = grid_3d_mm()
+    dy = VOXEL_3D_MM[1]
+    low, high = y - y_centre_mm - dy / 2, y - y_centre_mm + dy / 2
+    return torch.clamp(torch.minimum(high, half_chord_mm) - torch.maximum(low, -half_chord_mm), min=0.0) / dy
+
+
 def ellipsoid_occupancy(radius_mm: float, y_semi_axis_mm: float, centre_mm: tuple[float, float],
                         y_centre_mm: float = 0.0) -> torch.Tensor:
     """Fraction (x, y, z) of each voxel inside the ellipsoid, exact along y (chord overlap), pixel centres in x, z."""
-    x, y, z = grid_3d_mm()
+    x, _, z = grid_3d_mm()
     rho2 = ((x - centre_mm[0]) ** 2 + (z - centre_mm[1]) ** 2) / radius_mm**2
-    half_chord = y_semi_axis_mm * torch.sqrt(torch.clamp(1.0 - rho2, min=0.0))
-    dy = VOXEL_3D_MM[1]
-    low, high = y - y_centre_mm - dy / 2, y - y_centre_mm + dy / 2
-    overlap = torch.clamp(torch.minimum(high, half_chord) - torch.maximum(low, -half_chord), min=0.0)
-    return overlap / dy
+    return chord_occupancy(y_semi_axis_mm * torch.sqrt(torch.clamp(1.0 - rho2, min=0.0)), y_centre_mm)
 
 
-def image(occupancy: torch.Tensor, in_plane: torch.Tensor, level: float, rho: torch.Tensor) -> torch.Tensor:
-    """Noise-free View Line image of the object at ``level`` (the plane's map is the cross-section × level)."""
-    return acquire(rho, level * in_plane, offresonance_tesla(level * occupancy))
+def image(unit_field_t: torch.Tensor, in_plane: torch.Tensor, level: float, rho: torch.Tensor) -> torch.Tensor:
+    """Noise-free View Line image of the object at ``level``; the field is linear in it (``unit_field_t`` at 1)."""
+    return acquire(rho, level * in_plane, level * unit_field_t)
 
 
 def rician_loglik(measured: np.ndarray, templates: np.ndarray, sigma: float) -> np.ndarray:
@@ -87,10 +91,12 @@ def main() -> None:
                     distance2 = (x[:, 0, :] - centre[0]) ** 2 + (z[:, 0, :] - centre[1]) ** 2
                     in_plane = (distance2 <= seen**2).float()
                     near = distance2 <= (4 * radius + 6.0) ** 2
+                    fields = [offresonance_tesla(ellipsoid_occupancy(seen, seen * s, centre)) for s in EXTENT_RATIOS]
                     templates = np.stack([np.stack([
-                        image(ellipsoid_occupancy(seen, seen * s, centre), in_plane, level * r, rho)[:, near]
-                        .flatten().numpy() for s in EXTENT_RATIOS]) for r in LEVEL_RATIOS])  # (R, S, P)
-                    clean = image(ellipsoid_occupancy(radius, radius, centre, y_centre), in_plane, level, rho)
+                        image(field, in_plane, level * r, rho)[:, near].flatten().numpy() for field in fields])
+                        for r in LEVEL_RATIOS])  # (R, S, P)
+                    truth_field = offresonance_tesla(ellipsoid_occupancy(radius, radius, centre, y_centre))
+                    clean = image(truth_field, in_plane, level, rho)
                     flat = templates.reshape(-1, templates.shape[-1])
                     for snr in SNRS_DB:
                         for _ in range(args.realisations if np.isfinite(snr) else 1):

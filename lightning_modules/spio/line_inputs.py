@@ -30,9 +30,8 @@ class DeepSpioLineInputs(DeepSpio):
         super().__init__(in_channels=N_FEATURES, **kwargs)
         self.line_features = LineFeatures()
 
-    def subbands(self, image: torch.Tensor) -> torch.Tensor:
-        features = self.bottleneck(self.encoder(self.line_features(image)))
-        return self.output_scale * torch.cat([d(features) for d in self.decoders], dim=1)
+    def inputs(self, image: torch.Tensor) -> torch.Tensor:
+        return self.line_features(image)
 
 
 def from_deepspio(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
+from lightning_modules.spio.line_inputs import FIRST_CONV, DeepSpioLineInputs, from_deepspio
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.wavelets import SUBBANDS, Dwt2
 from lightning_modules.spio.widen import widen_state_dict
@@ -75,8 +76,6 @@ def initial_state(path: str, network: torch.nn.Module) -> dict[str, torch.Tensor
     """The ``state_dict`` in ``path`` for ``network``; a narrower DeepSPIO's weights are widened (Net2WiderNet),
     plain DeepSPIO weights given to :class:`~lightning_modules.spio.line_inputs.DeepSpioLineInputs` get zero weights
     for its extra input channels."""
-    from lightning_modules.spio.line_inputs import FIRST_CONV, DeepSpioLineInputs, from_deepspio
-
     state = torch.load(path, map_location="cpu", weights_only=True)
     own = network.state_dict()
     if isinstance(network, DeepSpioLineInputs) and state[FIRST_CONV].shape[1] != own[FIRST_CONV].shape[1]:

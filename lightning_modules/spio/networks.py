@@ -113,9 +113,13 @@ class DeepSpio(nn.Module):
         scale = torch.quantile(total, 0.99, dim=1).clamp_min(1e-8)
         return image / scale[:, None, None, None]
 
+    def inputs(self, image: torch.Tensor) -> torch.Tensor:
+        """What the encoder reads: the normalised image (subclasses may add derived channels)."""
+        return self.normalise(image)
+
     def subbands(self, image: torch.Tensor) -> torch.Tensor:
         """Predicted db4 sub-bands (cA, cH, cV, cD) of the concentration, (B, 4, X/2, Z/2), µg Fe/mm³."""
-        features = self.bottleneck(self.encoder(self.normalise(image)))
+        features = self.bottleneck(self.encoder(self.inputs(image)))
         return self.output_scale * torch.cat([d(features) for d in self.decoders], dim=1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
