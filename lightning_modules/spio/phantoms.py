@@ -132,6 +132,22 @@ def random_base(rng: np.random.Generator) -> torch.Tensor:
     return agar_disk(radius_mm=rng.uniform(14.0, 24.0), centre_mm=tuple(rng.uniform(-3.0, 3.0, size=2)))
 
 
+def augment_base(spin_density: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """The spin density (x, z) changed in intensity only, as real anatomy varies: a smooth multiplicative field
+    ``exp(s·g)`` (g: unit-variance Gaussian-smoothed noise, smoothing 6–16 pixels, s 0.2–0.6) and a contrast power
+    ``ρ^γ`` (γ 0.5–2), renormalised to the input's maximum; zero stays zero (issue 24, candidate L)."""
+    from scipy.ndimage import gaussian_filter
+
+    peak = float(spin_density.max())
+    if peak <= 0:
+        return spin_density
+    field = gaussian_filter(rng.normal(size=tuple(spin_density.shape)), rng.uniform(6.0, 16.0))
+    field = field / max(float(field.std()), 1e-12) * rng.uniform(0.2, 0.6)
+    changed = (spin_density / peak).clamp_min(0.0) ** float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+    changed = changed * torch.as_tensor(np.exp(field), dtype=spin_density.dtype)
+    return changed * (peak / max(float(changed.max()), 1e-12))
+
+
 def random_concentration(rng: np.random.Generator, spin_density: torch.Tensor, *, n_objects: int | None = None,
                          ) -> torch.Tensor:
     """3-D SPIO concentration (x, y, z) in µg Fe/mm³: 1–5 random objects centred on tissue of the plane.

@@ -1,17 +1,20 @@
-"""SPIO training data: on-the-fly samples are fresh every epoch and disjoint across DDP ranks and loader workers."""
+"""SPIO training data: on-the-fly samples are fresh every epoch and disjoint across DDP ranks and loader workers;
+the intensity augmentation of the base images changes nothing when off and only intensities when on."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
 from lightning_modules.spio import data
-from lightning_modules.spio.data import OnTheFlyDataset, ViewLineDataModule
+from lightning_modules.spio.data import OnTheFlyDataset, ViewLineDataModule, random_sample_with_snr
+from lightning_modules.spio.phantoms import agar_disk, augment_base
 
 
-def _fake_sample(seed: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _fake_sample(seed: int, index: int, *, base_augmentation: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Stands in for the simulator: the 'image' is the sample index, the 'concentration' the seed."""
     return torch.tensor([float(index)]), torch.tensor([float(seed)])
 
@@ -65,3 +68,33 @@ def test_setup_gives_the_dataset_the_trainers_rank():
     module.setup("fit")
     assert (module.train_set.rank, module.train_set.world_size) == (2, 3)
     assert len(module.train_set) == 4 and list(module.train_set.indices(1)) == [20, 21, 22, 23]
+
+
+def test_base_augmentation_off_gives_exactly_the_plain_samples_and_on_changes_some() -> None:
+    for index in range(3):
+        plain = random_sample_with_snr(7, index)
+        off = random_sample_with_snr(7, index, base_augmentation=0.0)
+        assert all(torch.equal(a, b) for a, b in zip(plain[:2], off[:2], strict=True)) and plain[2] == off[2]
+    changed = [not torch.equal(random_sample_with_snr(7, i)[0], random_sample_with_snr(7, i, base_augmentation=1.0)[0])
+               for i in range(3)]
+    assert all(changed)
+
+
+def test_augment_base_changes_intensity_only() -> None:
+    disk = agar_disk(radius_mm=18.0, centre_mm=(0.0, 0.0))
+    out = augment_base(disk, np.random.default_rng(0))
+    assert out.shape == disk.shape and torch.isfinite(out).all()
+    assert torch.equal(out > 0, disk > 0)                    # the support (zero stays zero, tissue stays tissue)
+    assert float(out.max()) == pytest.approx(float(disk.max()))
+    inside = disk > 0.99 * disk.max()
+    assert float(out[inside].std()) > 0.05 * float(out.max())  # the uniform disk is no longer uniform
+    torch.testing.assert_close(augment_base(disk, np.random.default_rng(0)), out)
+
+
+def test_base_augmentation_needs_fresh_samples_and_reaches_the_dataset() -> None:
+    with pytest.raises(ValueError, match="pool_size 0"):
+        ViewLineDataModule(pool_size=100, base_augmentation=0.5)
+    module = ViewLineDataModule(seed=0, pool_size=0, samples_per_epoch=4, batch_size=2, base_augmentation=0.5)
+    module.val_set = []
+    module.setup("fit")
+    assert module.train_set.base_augmentation == 0.5
