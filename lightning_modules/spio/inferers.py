@@ -20,7 +20,26 @@ from monai.inferers import Inferer, SimpleInferer
 SHIFT_AVERAGE_PX = (-1, 0, 1)
 
 
-class FlipAverageInferer(Inferer):
+class _SpatialAxisInferer(Inferer):
+    """An inferer around ``inferer`` that works along one spatial axis of inputs (B, C, *spatial)."""
+
+    def __init__(self, inferer: Inferer | None, spatial_axis: int) -> None:
+        super().__init__()
+        if int(spatial_axis) != spatial_axis or spatial_axis < 0:
+            raise ValueError(f"spatial_axis must be a spatial axis index ≥ 0, not {spatial_axis!r}")
+        self.inferer = SimpleInferer() if inferer is None else inferer
+        self.spatial_axis = int(spatial_axis)
+
+    def _dim(self, inputs: torch.Tensor) -> int:
+        """The tensor dimension of the spatial axis in ``inputs``."""
+        dim = 2 + self.spatial_axis
+        if dim >= inputs.ndim:
+            raise ValueError(f"spatial_axis {self.spatial_axis} does not exist in inputs of shape "
+                             f"{tuple(inputs.shape)} (batch, channel, spatial...)")
+        return dim
+
+
+class FlipAverageInferer(_SpatialAxisInferer):
     """The mean of ``inferer``'s prediction and the mirrored prediction of the input mirrored along one spatial
     axis: ``0.5 · (f(x) + flip(f(flip(x))))``.
 
@@ -40,25 +59,18 @@ class FlipAverageInferer(Inferer):
     """
 
     def __init__(self, inferer: Inferer | None = None, *, spatial_axis: int = 0) -> None:
-        super().__init__()
-        if int(spatial_axis) != spatial_axis or spatial_axis < 0:
-            raise ValueError(f"spatial_axis must be a spatial axis index ≥ 0, not {spatial_axis!r}")
-        self.inferer = SimpleInferer() if inferer is None else inferer
-        self.spatial_axis = int(spatial_axis)
+        super().__init__(inferer, spatial_axis)
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any,
                  **kwargs: Any) -> torch.Tensor:
         """Run ``network`` on ``inputs`` (B, C, *spatial) and its mirror; returns the averaged (B, C', *spatial)."""
-        dim = 2 + self.spatial_axis
-        if dim >= inputs.ndim:
-            raise ValueError(f"spatial_axis {self.spatial_axis} does not exist in inputs of shape "
-                             f"{tuple(inputs.shape)} (batch, channel, spatial...)")
+        dim = self._dim(inputs)
         both = self.inferer(torch.cat([inputs, inputs.flip(dim)]), network, *args, **kwargs)
         n = inputs.shape[0]
         return 0.5 * (both[:n] + both[n:].flip(dim))
 
 
-class ShiftAverageInferer(Inferer):
+class ShiftAverageInferer(_SpatialAxisInferer):
     """The mean over ``shifts`` of ``inferer``'s prediction of the input shifted by that many pixels along one
     spatial axis, each shifted back: ``mean_s shift(f(shift(x, s)), −s)``.
 
@@ -82,22 +94,15 @@ class ShiftAverageInferer(Inferer):
 
     def __init__(self, inferer: Inferer | None = None, *, shifts: tuple[int, ...] = (0, 1),
                  spatial_axis: int = 0) -> None:
-        super().__init__()
+        super().__init__(inferer, spatial_axis)
         if not shifts or any(int(s) != s for s in shifts):
             raise ValueError(f"shifts must be a non-empty sequence of whole pixels, not {shifts!r}")
-        if int(spatial_axis) != spatial_axis or spatial_axis < 0:
-            raise ValueError(f"spatial_axis must be a spatial axis index ≥ 0, not {spatial_axis!r}")
-        self.inferer = SimpleInferer() if inferer is None else inferer
         self.shifts = tuple(int(s) for s in shifts)
-        self.spatial_axis = int(spatial_axis)
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any,
                  **kwargs: Any) -> torch.Tensor:
         """Run ``network`` on every shift of ``inputs`` (B, C, *spatial); returns the averaged (B, C', *spatial)."""
-        dim = 2 + self.spatial_axis
-        if dim >= inputs.ndim:
-            raise ValueError(f"spatial_axis {self.spatial_axis} does not exist in inputs of shape "
-                             f"{tuple(inputs.shape)} (batch, channel, spatial...)")
+        dim = self._dim(inputs)
         n = inputs.shape[0]
         outputs = self.inferer(torch.cat([shift(inputs, s, dim) for s in self.shifts]), network, *args, **kwargs)
         back = [shift(outputs[i * n:(i + 1) * n], -s, dim) for i, s in enumerate(self.shifts)]
