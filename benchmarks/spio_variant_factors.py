@@ -61,9 +61,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--out", default="benchmarks/results/spio/spio_variant_factors.md")
+    parser.add_argument("--model_path", default=str(Path(bundle_root("spio_quantification")) / "models" / "model.pt"),
+                        help="DeepSPIO weights (default: the shipped ones)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    network = load_network(DeepSpio(), str(Path(bundle_root("spio_quantification")) / "models" / "model.pt"))
+    network = load_network(DeepSpio(), args.model_path)
     sets = {
         "training generator (seed 2, the held-out test set)":
             lambda i: (*(v.numpy() if torch.is_tensor(v) else v for v in random_sample_with_snr(2, i)), None),
@@ -73,7 +75,8 @@ def main() -> None:
     }
     bins = ["all"] + [name for name, _, _ in SNR_BINS]
     lines = ["# Generator variant, factor by factor (DeepSPIO as shipped)", "",
-             f"Command: `.venv/bin/python benchmarks/spio_variant_factors.py --n {args.n}` (one CPU thread). NMAE "
+             f"Command: `.venv/bin/python benchmarks/spio_variant_factors.py --n {args.n} --model_path {args.model_path}` "
+             "(one CPU thread). NMAE "
              "per image, mean [median] (n), images with iron in the plane only.", "",
              "| set | " + " | ".join(bins) + " |", "|---" * (len(bins) + 1) + "|"]
     for name, draw in sets.items():
