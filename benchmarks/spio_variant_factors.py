@@ -74,10 +74,10 @@ def main() -> None:
         "generator variant (seed 3)": lambda i: (*variant_sample(3, i), variant_base_kind(3, i)),
     }
     bins = ["all"] + [name for name, _, _ in SNR_BINS]
-    lines = ["# Generator variant, factor by factor (DeepSPIO as shipped)", "",
-             f"Command: `.venv/bin/python benchmarks/spio_variant_factors.py --n {args.n} --model_path {args.model_path}` "
-             "(one CPU thread). NMAE "
-             "per image, mean [median] (n), images with iron in the plane only.", "",
+    command = f".venv/bin/python benchmarks/spio_variant_factors.py --n {args.n} --model_path {args.model_path}"
+    lines = ["# Generator variant, factor by factor (DeepSPIO, 0.5.0 inference)", "",
+             f"Command: `{command}` (one CPU thread). NMAE per image, mean [median] (n), images with iron in the "
+             "plane only.", "",
              "| set | " + " | ".join(bins) + " |", "|---" * (len(bins) + 1) + "|"]
     for name, draw in sets.items():
         rows: dict[str, dict[str, list[float]]] = {name: {"all": []}}
