@@ -66,12 +66,12 @@ def predict_concentration(network: nn.Module, image: np.ndarray, device: torch.d
         flip_average: average with the mirrored prediction of the image mirrored along x
             (:class:`~lightning_modules.spio.inferers.FlipAverageInferer`); makes the map exactly flip-equivariant.
         shifts_px: average over these shifts of the image along x
-            (:class:`~lightning_modules.spio.inferers.ShiftAverageInferer`, inside the flip average); ``(0,)``
-            runs the network on the image alone.
+            (:class:`~lightning_modules.spio.inferers.ShiftAverageInferer`, inside the flip average); ``(0,)`` is
+            the image alone.
         floor_ug_per_mm3: predictions below this are set to 0 (0 keeps every positive value).
     """
     x = torch.as_tensor(np.asarray(image), dtype=torch.float32, device=device)[None]
-    inferer = SimpleInferer() if tuple(shifts_px) == (0,) else ShiftAverageInferer(SimpleInferer(), shifts=shifts_px)
+    inferer = ShiftAverageInferer(SimpleInferer(), shifts=shifts_px)
     if flip_average:
         inferer = FlipAverageInferer(inferer)
     with torch.no_grad():

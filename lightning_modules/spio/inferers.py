@@ -84,7 +84,7 @@ class ShiftAverageInferer(_SpatialAxisInferer):
     Args:
         inferer: the inner inferer that runs the network (default: MONAI's ``SimpleInferer``).
         shifts: the shifts in pixels (0 is the input itself).
-        spatial_axis: the rolled spatial axis of inputs (B, C, *spatial) and outputs (B, C', *spatial).
+        spatial_axis: the shifted spatial axis of inputs (B, C, *spatial) and outputs (B, C', *spatial).
 
     >>> import torch
     >>> x = torch.arange(6.0).reshape(1, 1, 3, 2)
@@ -105,9 +105,10 @@ class ShiftAverageInferer(_SpatialAxisInferer):
         dim = self._dim(inputs)
         n = inputs.shape[0]
         outputs = self.inferer(torch.cat([shift(inputs, s, dim) for s in self.shifts]), network, *args, **kwargs)
-        back = [shift(outputs[i * n:(i + 1) * n], -s, dim) for i, s in enumerate(self.shifts)]
-        seen = [shift(torch.ones_like(b), -s, dim) for b, s in zip(back, self.shifts, strict=True)]
-        return torch.stack(back).sum(0) / torch.stack(seen).sum(0).clamp_min(1.0)
+        total = sum(shift(outputs[i * n:(i + 1) * n], -s, dim) for i, s in enumerate(self.shifts))
+        size = inputs.shape[dim]
+        seen = sum(shift(torch.ones(size, dtype=total.dtype, device=total.device), -s, 0) for s in self.shifts)
+        return total / seen.clamp_min(1.0).reshape([size if d == dim else 1 for d in range(total.ndim)])
 
 
 def shift(tensor: torch.Tensor, pixels: int, dim: int) -> torch.Tensor:
@@ -117,9 +118,9 @@ def shift(tensor: torch.Tensor, pixels: int, dim: int) -> torch.Tensor:
     ([0.0, 1.0, 2.0], [2.0, 3.0, 0.0])
     """
     size = tensor.shape[dim]
-    if abs(pixels) >= size:
-        return torch.zeros_like(tensor)
     out = torch.zeros_like(tensor)
+    if abs(pixels) >= size:
+        return out
     if pixels >= 0:
         out.narrow(dim, pixels, size - pixels).copy_(tensor.narrow(dim, 0, size - pixels))
     else:

@@ -12,6 +12,7 @@ import functools
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter
 
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.viewline import PIXEL_MM, VOXEL_3D_MM, pixel_centres_mm
@@ -136,8 +137,6 @@ def augment_base(spin_density: torch.Tensor, rng: np.random.Generator) -> torch.
     """The spin density (x, z) changed in intensity only, as real anatomy varies: a smooth multiplicative field
     ``exp(s·g)`` (g: unit-variance Gaussian-smoothed noise, smoothing 6–16 pixels, s 0.2–0.6) and a contrast power
     ``ρ^γ`` (γ 0.5–2), renormalised to the input's maximum; zero stays zero (issue 24, candidate L)."""
-    from scipy.ndimage import gaussian_filter
-
     peak = float(spin_density.max())
     if peak <= 0:
         return spin_density
