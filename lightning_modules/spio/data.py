@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from lightning_modules.spio import acquisition as acq
-from lightning_modules.spio.phantoms import augment_base, random_base, random_concentration, sphere
+from lightning_modules.spio.phantoms import augment_base, head_anatomy, random_base, random_concentration, sphere
 from lightning_modules.spio.viewline import simulate_viewline
 
 #: Training SNR range in dB (uniform), and the probability of a noise-free sample.
@@ -31,16 +32,19 @@ P_NOISE_FREE = 0.1
 P_AIR_BUBBLE = 0.2
 
 
-def random_sample(seed: int, index: int, *, base_augmentation: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def random_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Simulated sample ``index`` of ``seed``: View Line image (2, 128, 128) and concentration (1, 128, 128).
 
     The image is in the units of the spin density (tissue ≈ 1); concentration in µg Fe/mm³.
     """
-    image, concentration, _ = random_sample_with_snr(seed, index, base_augmentation=base_augmentation)
+    image, concentration, _ = random_sample_with_snr(seed, index, base_augmentation=base_augmentation,
+                                                     head_bases=head_bases)
     return image, concentration
 
 
-def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 0.0,
+def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
+                           base: Callable[[np.random.Generator], torch.Tensor] = random_base,
                            ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """:func:`random_sample` plus the sample's SNR in dB (``math.inf`` for a noise-free sample).
 
@@ -48,14 +52,23 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
         base_augmentation: probability that the base image's intensity is changed
             (:func:`~lightning_modules.spio.phantoms.augment_base`, from a random stream of its own, so 0 gives
             exactly the plain samples).
+        head_bases: probability that the base image gets a real head's anatomy (skull and scalp layers, vessels,
+            texture: :func:`~lightning_modules.spio.phantoms.head_anatomy`), from a random stream of its own (0
+            gives exactly the plain samples).
+        base: draws the spin density (x, z) from the sample's random generator; the default is training's
+            (an MNI slice or an agar disk); benchmarks pass others (e.g. real subjects' slices).
     """
     rng = np.random.default_rng([int(seed), int(index)])
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    rho = random_base(rng) * float(rng.uniform(0.5, 2.0))
+    rho = base(rng) * float(rng.uniform(0.5, 2.0))
     if base_augmentation > 0:
         augment_rng = np.random.default_rng([int(seed), int(index), 31])
         if augment_rng.random() < base_augmentation:
             rho = augment_base(rho, augment_rng)
+    if head_bases > 0:
+        head_rng = np.random.default_rng([int(seed), int(index), 47])
+        if head_rng.random() < head_bases:
+            rho = head_anatomy(rho, head_rng)
     concentration = random_concentration(rng, rho)
     extra_chi = None
     if rng.random() < P_AIR_BUBBLE:
@@ -147,14 +160,16 @@ class OnTheFlyDataset(IterableDataset):
         rank, world_size: this process's global rank and the number of processes (``Trainer.global_rank``,
             ``Trainer.world_size``; Lightning's own launcher does not export ``RANK``).
         base_augmentation: probability of an intensity-augmented base image (:func:`random_sample`).
+        head_bases: probability of a base image with a real head's anatomy (:func:`random_sample`).
     """
 
     def __init__(self, seed: int, *, samples_per_epoch: int, batch_size: int = 1, n_workers: int = 1,
-                 rank: int = 0, world_size: int = 1, base_augmentation: float = 0.0) -> None:
+                 rank: int = 0, world_size: int = 1, base_augmentation: float = 0.0, head_bases: float = 0.0,
+                 ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0 … {world_size - 1}")
         self.seed, self.rank, self.world_size, self.n_workers = seed, rank, world_size, max(n_workers, 1)
-        self.base_augmentation = base_augmentation
+        self.base_augmentation, self.head_bases = base_augmentation, head_bases
         runs = world_size * self.n_workers
         self.per_worker = math.ceil(samples_per_epoch / (runs * batch_size)) * batch_size
         self.epoch = 0
@@ -176,7 +191,8 @@ class OnTheFlyDataset(IterableDataset):
                                f"{n_workers}")
         epoch, self.epoch = self.epoch, self.epoch + 1
         for index in self.indices(epoch, worker):
-            yield random_sample(self.seed, index, base_augmentation=self.base_augmentation)
+            yield random_sample(self.seed, index, base_augmentation=self.base_augmentation,
+                                head_bases=self.head_bases)
 
 
 class ViewLineDataModule(pl.LightningDataModule):
@@ -193,15 +209,18 @@ class ViewLineDataModule(pl.LightningDataModule):
         cache_dir: folder for the cached pools (None: no cache).
         base_augmentation: probability of an intensity-augmented base image in the fresh training samples
             (``pool_size`` 0 only; validation always uses the plain generator).
+        head_bases: probability of a base image with a real head's anatomy in the fresh training samples
+            (:func:`random_sample`; ``pool_size`` 0 only).
     """
 
     def __init__(self, *, seed: int = 0, pool_size: int = 6000, samples_per_epoch: int = 4000, n_val: int = 64,
                  batch_size: int = 16, num_workers: int = 0, cache_dir: str | None = None,
-                 base_augmentation: float = 0.0) -> None:
+                 base_augmentation: float = 0.0, head_bases: float = 0.0) -> None:
         super().__init__()
-        if base_augmentation and pool_size > 0:
-            raise ValueError("base_augmentation needs fresh samples (pool_size 0); the cached pools are plain")
-        self.base_augmentation = base_augmentation
+        if (base_augmentation or head_bases) and pool_size > 0:
+            raise ValueError("base_augmentation and head_bases need fresh samples (pool_size 0); the cached pools "
+                             "are plain")
+        self.base_augmentation, self.head_bases = base_augmentation, head_bases
         self.seed, self.pool_size, self.samples_per_epoch = seed, pool_size, samples_per_epoch
         self.n_val, self.batch_size, self.num_workers, self.cache_dir = n_val, batch_size, num_workers, cache_dir
         self.train_set: Dataset | None = None
@@ -218,7 +237,8 @@ class ViewLineDataModule(pl.LightningDataModule):
                 rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
                 self.train_set = OnTheFlyDataset(self.seed, samples_per_epoch=self.samples_per_epoch,
                                                  batch_size=self.batch_size, n_workers=self.num_workers, rank=rank,
-                                                 world_size=world_size, base_augmentation=self.base_augmentation)
+                                                 world_size=world_size, base_augmentation=self.base_augmentation,
+                                                 head_bases=self.head_bases)
 
     def train_dataloader(self) -> DataLoader:
         shuffle = isinstance(self.train_set, PoolDataset)
