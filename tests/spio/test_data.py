@@ -1,5 +1,6 @@
 """SPIO training data: on-the-fly samples are fresh every epoch and disjoint across DDP ranks and loader workers;
-the intensity augmentation of the base images changes nothing when off and only intensities when on."""
+the intensity augmentation of the base images changes nothing when off and only intensities when on; head anatomy
+(scalp, skull, vessels, texture) is drawn where it belongs and changes nothing when off."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import torch
 
 from lightning_modules.spio import data
 from lightning_modules.spio.data import OnTheFlyDataset, ViewLineDataModule, random_sample_with_snr
-from lightning_modules.spio.phantoms import agar_disk, augment_base
+from lightning_modules.spio.phantoms import agar_disk, augment_base, head_anatomy
+from lightning_modules.spio.viewline import PIXEL_MM
 
 
-def _fake_sample(seed: int, index: int, *, base_augmentation: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def _fake_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Stands in for the simulator: the 'image' is the sample index, the 'concentration' the seed."""
     return torch.tensor([float(index)]), torch.tensor([float(seed)])
 
@@ -98,3 +101,52 @@ def test_base_augmentation_needs_fresh_samples_and_reaches_the_dataset() -> None
     module.val_set = []
     module.setup("fit")
     assert module.train_set.base_augmentation == 0.5
+
+
+def test_head_bases_off_gives_exactly_the_plain_samples_and_on_changes_them() -> None:
+    for index in range(3):
+        plain, off = random_sample_with_snr(8, index), random_sample_with_snr(8, index, head_bases=0.0)
+        assert all(torch.equal(a, b) for a, b in zip(plain[:2], off[:2], strict=True)) and plain[2] == off[2]
+        assert not torch.equal(plain[0], random_sample_with_snr(8, index, head_bases=1.0)[0])
+
+
+def test_a_sample_is_drawn_on_the_base_it_is_given() -> None:
+    disk = agar_disk(radius_mm=10.0, centre_mm=(0.0, 0.0))
+    image, concentration, _ = random_sample_with_snr(9, 0, base=lambda rng: disk)
+    assert concentration.shape == (1, *disk.shape) and concentration.sum() > 0
+    # objects are centred on the disk's tissue, and the noise-free part of the image lies inside the disk's
+    # footprint moved by at most the field's displacement: far outside it, the image is noise only
+    far = torch.from_numpy(np.hypot(*np.meshgrid(*(np.arange(n) - n / 2 + 0.5 for n in disk.shape),
+                                                 indexing="ij")) * PIXEL_MM[0] > 22.0)
+    assert float(image.abs().sum(0)[far].mean()) < 0.2 * float(image.abs().sum(0)[disk > 0].mean())
+
+
+def test_head_anatomy_adds_scalp_outside_the_tissue_and_keeps_it_inside() -> None:
+    disk = agar_disk(radius_mm=8.0, centre_mm=(0.0, 0.0))
+    centre = [n / 2 - 0.5 for n in disk.shape]
+    radius_mm = torch.from_numpy(np.hypot(*np.meshgrid(*(np.arange(n) - c for n, c in zip(disk.shape, centre,
+                                                                                         strict=True)),
+                                                       indexing="ij")) * PIXEL_MM[0])
+    for seed in range(5):
+        out = head_anatomy(disk, np.random.default_rng(seed))
+        assert out.shape == disk.shape and torch.isfinite(out).all() and out.min() >= 0
+        torch.testing.assert_close(head_anatomy(disk, np.random.default_rng(seed)), out)
+        # beyond CSF + skull + scalp (at most 3 + 8 + 9 mm, plus a pixel of smoothing) there is only air
+        assert float(out[radius_mm > 8.0 + 20.0 + 1.5].abs().max()) == 0.0
+        # the scalp: a ring of bright signal (≥ 0.5 × the tissue's) 3.5–20 mm outside the tissue
+        ring = (radius_mm > 8.0 + 3.5) & (radius_mm < 8.0 + 20.0)
+        assert float(out[ring].max()) > 0.5
+        # the layer right outside the tissue (CSF, then skull) is darker than the tissue
+        assert float(out[(radius_mm > 8.6) & (radius_mm < 9.0)].mean()) < 0.5
+        # inside, the tissue keeps its level within the texture (≤ 0.1 · 4 sd) and vessels (0.1–2 ×)
+        inside = out[radius_mm < 7.0]
+        assert 0.7 < float(inside.median()) < 1.3 and float(inside.max()) <= 2.0 * 1.5
+
+
+def test_head_bases_need_fresh_samples_and_reach_the_dataset() -> None:
+    with pytest.raises(ValueError, match="pool_size 0"):
+        ViewLineDataModule(pool_size=100, head_bases=0.5)
+    module = ViewLineDataModule(seed=0, pool_size=0, samples_per_epoch=4, batch_size=2, head_bases=0.5)
+    module.val_set = []
+    module.setup("fit")
+    assert module.train_set.head_bases == 0.5
