@@ -6,14 +6,15 @@ networks.spio_network`` names, e.g. ``refined``).
 Experiments (della Maggiora et al., "DeepSPIO", IEEE TPAMI 2020, §5):
   (a) simulated samples like training: the fixed validation set (seed 1, used to pick the weights), a
       held-out test set (seed 2, never seen), and a generator-variant test set (``benchmarks/spio_variant.py``:
-      Shepp–Logan and random-ellipse base images, ellipsoids and chains of touching spheres; seed 3), each
-      overall and per SNR bin;
+      Shepp–Logan and random-ellipse base images, ellipsoids and chains of touching spheres; seed 3), and the
+      training generator on real subjects' head slices (``benchmarks/spio_real_bases.py``; seed 2, when the
+      pyradiomics brains are in ../shared/data), each overall and per SNR bin;
   (b) the noise experiment: a SPIO cylinder (radius 3 mm, along y) in an agar disk (radius 22 mm) at
       0.22 … 27.9 µg Fe/mm³ and SNR 5, 11, 19 dB and ∞, 10 noise repetitions each;
   (c) the air-bubble confounder: an air sphere (radius 3 mm, no signal, χ_air − χ_tissue) 8 mm beside the cylinder.
 Metrics: NMAE ``‖Ĉ − C‖₁ / ‖C‖₁`` per image and the relative error of the mean concentration in the cylinder
 centre (within 1.5 mm of its axis). Each network runs as ``predict_concentration`` as the bundle runs it (flip
-average around the x-shift average, and 0.1 µg Fe/mm³ floor); (a) also gives each network alone. Baseline: the
+average around the x-shift average, and the 0.15 µg Fe/mm³ floor); (a) also gives each network alone. Baseline: the
 training-mean predictor (a constant map; the all-zero map has NMAE 1). Runs on one CPU thread. Writes Markdown, CSV
 and a PNG to ``benchmarks/results/spio/``.
 
@@ -32,10 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from spio_design_comparison import SNR_BINS, snr_bin
+from spio_real_bases import REAL_BRAINS, real_brain_slice
 from spio_variant import variant_sample
 
 from lightning_modules.bundle_app import bundle_root
-from lightning_modules.io import write_text_atomic
+from lightning_modules.io import reference_data_dir, write_text_atomic
 from lightning_modules.metrics import nmae
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.app import load_network, predict_concentration
@@ -73,13 +75,20 @@ def cylinder_phantom(concentration: float, *, air_offset_mm: float | None = None
 
 
 def labelled_sets(*, n_val: int, n_test: int):
-    """The three sets of (a): name → list of (image (2, x, z), truth (x, z), SNR dB)."""
+    """The sets of (a): name → list of (image (2, x, z), truth (x, z), SNR dB)."""
     def like_training(seed: int, n: int):
         return [(image.numpy(), truth[0].numpy(), snr)
                 for image, truth, snr in (random_sample_with_snr(seed, i) for i in range(n))]
 
-    return {"validation (seed 1)": like_training(1, n_val), "held-out test (seed 2)": like_training(2, n_test),
+    sets = {"validation (seed 1)": like_training(1, n_val), "held-out test (seed 2)": like_training(2, n_test),
             "generator variant (seed 3)": [variant_sample(3, i) for i in range(n_test)]}
+    if all(reference_data_dir(name).is_file() for name in REAL_BRAINS):
+        sets["real subjects' slices (seed 2)"] = [
+            (image.numpy(), truth[0].numpy(), snr)
+            for image, truth, snr in (random_sample_with_snr(2, i, base=real_brain_slice) for i in range(n_test))]
+    else:
+        print(f"real brain MR not found at {reference_data_dir('pyradiomics')}: the real-subjects set is left out")
+    return sets
 
 
 def experiment_a(networks: dict, baseline, sets: dict):
