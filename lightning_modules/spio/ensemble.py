@@ -1,4 +1,5 @@
-"""An ensemble of SPIO networks: the mean of their concentration maps (issue 24, session 18).
+"""Combining SPIO networks: the mean of their concentration maps (issue 24, session 18) and the interpolation of a
+network's weights with its fine-tuned copy's (session 19).
 
 Each member is a SPIO network (image (B, 2, X, Z) → map (B, 1, X, Z), µg Fe/mm³); the ensemble is one
 ``nn.Module`` whose ``state_dict`` holds every member's weights under ``members.<i>.``, so a bundle's
@@ -33,3 +34,17 @@ class MapEnsemble(nn.Module):
 def ensemble_state(member_states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """The ``state_dict`` of a :class:`MapEnsemble` from its members' ``state_dict`` s, in order."""
     return {f"members.{i}.{key}": value for i, state in enumerate(member_states) for key, value in state.items()}
+
+
+def interpolate_states(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor], alpha: float,
+                       ) -> dict[str, torch.Tensor]:
+    """Weights ``(1 − alpha) · base + alpha · tuned`` of one network and its fine-tuned copy (WiSE-FT, Wortsman et
+    al., CVPR 2022: the interpolation keeps much of what fine-tuning bought on a shifted distribution and recovers
+    the base's accuracy on its own); floating-point entries are interpolated, integer ones (counters) taken from
+    ``tuned``. Both must have the same keys and shapes."""
+    if base.keys() != tuned.keys():
+        raise ValueError(f"the two networks differ in their weights: {sorted(base.keys() ^ tuned.keys())[:5]}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    return {key: torch.lerp(base[key], tuned[key], alpha) if tuned[key].is_floating_point() else tuned[key].clone()
+            for key in tuned}

@@ -1,5 +1,6 @@
 """Test-time shift average (:class:`ShiftAverageInferer`) and checkpoint ensembles (:class:`MapEnsemble`) of the
-SPIO networks (issue 24, session 18): exact against hand-computed maps, and no wrap-round at the field's edges."""
+SPIO networks (issue 24, session 18): exact against hand-computed maps, and no wrap-round at the field's edges;
+weight interpolation with a fine-tuned copy (session 19): the end points are the two networks, the middle their mean."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_modules.spio.ensemble import MapEnsemble, ensemble_state
+from lightning_modules.spio.ensemble import MapEnsemble, ensemble_state, interpolate_states
 from lightning_modules.spio.inferers import FlipAverageInferer, ShiftAverageInferer, shift
 from lightning_modules.spio.networks import DeepSpio
 
@@ -75,3 +76,32 @@ def test_ensemble_is_the_mean_of_its_members_and_loads_from_their_weights() -> N
     assert inferred.shape == (2, 1, 32, 32) and torch.isfinite(inferred).all()
     with pytest.raises(ValueError, match="at least one member"):
         MapEnsemble([])
+
+
+def test_weight_interpolation_runs_from_the_base_to_the_tuned_network() -> None:
+    torch.manual_seed(0)
+    base, tuned = DeepSpio().state_dict(), DeepSpio().state_dict()
+    tuned = {k: v + 1.0 if v.is_floating_point() else v + 3 for k, v in tuned.items()}
+    for key in base:                      # the fixtures differ in every floating-point entry
+        assert not base[key].is_floating_point() or not torch.equal(base[key], tuned[key])
+    for alpha, expected in ((0.0, base), (1.0, tuned)):
+        mixed = interpolate_states(base, tuned, alpha)
+        for key, value in mixed.items():
+            if value.is_floating_point():
+                torch.testing.assert_close(value, expected[key], rtol=0, atol=1e-6)
+    half = interpolate_states(base, tuned, 0.5)
+    for key, value in half.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (base[key] + tuned[key]) / 2)
+        else:                             # counters (e.g. BatchNorm's num_batches_tracked) come from the tuned copy
+            assert torch.equal(value, tuned[key])
+    network = DeepSpio()
+    network.load_state_dict(half)         # a plain state_dict the bundle's network_def loads strictly
+
+
+def test_weight_interpolation_refuses_other_networks_and_alphas_outside_0_1() -> None:
+    base = DeepSpio().state_dict()
+    with pytest.raises(ValueError, match="differ"):
+        interpolate_states(base, {**base, "extra.weight": torch.zeros(1)}, 0.5)
+    with pytest.raises(ValueError, match="alpha"):
+        interpolate_states(base, base, 1.5)
