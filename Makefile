@@ -91,7 +91,9 @@ train-ivim: $(STAMP)
 # from the previous stage's best weights; stage 7 (0.3.0) widens it to the shipped network (train.json's
 # network_def, Net2WiderNet: lightning_modules/spio/widen.py) and trains on a pool twice as large; stage 8 (0.3.1)
 # restarts it at half the peak learning rate on a pool twice as large again; stages 9 and 10 restart it at peak
-# 3e-4 and 2e-4 on 21 000 samples.
+# 3e-4 and 2e-4 on 21 000 samples (0.3.3). Stage 11 (0.6.0, issue 24 session 19) fine-tunes stage 10 on fresh
+# samples, half with a real head's anatomy (scalp, skull, vessels, texture) and half intensity-augmented, and the
+# shipped weights are 0.75 x stage 10 + 0.25 x stage 11 (weight interpolation, WiSE-FT).
 SPIO       := monai_bundles/spio_quantification
 SPIO_WORK  ?= $(HOME)/.cache/qsm_slicer_extension/spio
 SPIO_TRAIN := $(PY) -m monai.bundle run --config_file $(SPIO)/configs/train.json
@@ -121,7 +123,11 @@ train-spio: $(STAMP)
 	$(SPIO_TRAIN) --model_path $(SPIO_WORK)/stage10.pt --init_weights $(SPIO_WORK)/stage9.pt \
 	  --l2_warmup_epochs 0 --learning_rate 0.0002 --pool_size 21000 --trainer#max_epochs 5 \
 	  --trainer#limit_train_batches 1100
-	cp $(SPIO_WORK)/stage10.pt $(SPIO)/models/model.pt
+	OMP_NUM_THREADS=1 $(SPIO_TRAIN) --model_path $(SPIO_WORK)/stage11.pt --init_weights $(SPIO_WORK)/stage10.pt \
+	  --seed 27 --pool_size 0 --samples_per_epoch 4000 --head_bases 0.5 --base_augmentation 0.5 \
+	  --l2_warmup_epochs 0 --learning_rate 0.0002 --trainer#max_epochs 14
+	$(PY) benchmarks/spio_weight_interpolation.py --base $(SPIO_WORK)/stage10.pt --tuned $(SPIO_WORK)/stage11.pt \
+	  --save_alpha 0.25 --save_to $(SPIO)/models/model.pt
 
 # The shipped rim classifier (bundle 0.4.0) is a 5-member ensemble trained in two stages. Stage 1 (synthetic
 # lesion shapes, 56 subjects): member k holds fold k out; fold 0 fits the radiomics standardisation, the other

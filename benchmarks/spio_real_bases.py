@@ -113,7 +113,7 @@ def main() -> None:
     bins = ["all"] + [name for name, _, _ in SNR_BINS]
     command = (f".venv/bin/python benchmarks/spio_real_bases.py --n {args.n} --sets {args.sets} "
                f"--model_path {args.model_path}")
-    lines = ["# DeepSPIO on real subjects' anatomy (0.5.0 inference)", "",
+    lines = ["# DeepSPIO on real subjects' anatomy (as the bundle runs it: flip × shift average, floor)", "",
              f"Command: `{command}` (one CPU thread). NMAE per image, mean [median] (n), images with iron in the "
              "plane only; real bases: pyradiomics brain1/brain2 (real MR, 0.78 mm pixels). The last two columns "
              "split the mean NMAE into the error on pixels with iron and on pixels without.", "",

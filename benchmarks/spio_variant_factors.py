@@ -75,7 +75,7 @@ def main() -> None:
     }
     bins = ["all"] + [name for name, _, _ in SNR_BINS]
     command = f".venv/bin/python benchmarks/spio_variant_factors.py --n {args.n} --model_path {args.model_path}"
-    lines = ["# Generator variant, factor by factor (DeepSPIO, 0.5.0 inference)", "",
+    lines = ["# Generator variant, factor by factor (DeepSPIO as the bundle runs it)", "",
              f"Command: `{command}` (one CPU thread). NMAE per image, mean [median] (n), images with iron in the "
              "plane only.", "",
              "| set | " + " | ".join(bins) + " |", "|---" * (len(bins) + 1) + "|"]
