@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lightning_modules.bundle_app import bundle_root
 from lightning_modules.io import write_text_atomic
 from lightning_modules.metrics import nmae
 from lightning_modules.spio.app import load_network, predict_concentration
@@ -36,6 +37,12 @@ def snr_bin(snr_db: float) -> str:
         if (math.isinf(low) and math.isinf(snr_db)) or low <= snr_db < high or (high == 30.0 and snr_db == 30.0):
             return name
     raise ValueError(f"SNR {snr_db} dB is in no bin")
+
+
+def add_model_path_argument(parser: argparse.ArgumentParser) -> None:
+    """``--model_path``: DeepSPIO weights, by default the shipped ones (the SPIO diagnostics share it)."""
+    parser.add_argument("--model_path", default=str(Path(bundle_root("spio_quantification")) / "models" / "model.pt"),
+                        help="DeepSPIO weights (default: the shipped ones)")
 
 
 def tuning_set(seed: int = 1, start: int = 1000, n: int = 300):

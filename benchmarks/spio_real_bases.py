@@ -23,9 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.ndimage import binary_fill_holes, distance_transform_edt
-from spio_design_comparison import SNR_BINS, snr_bin
+from spio_design_comparison import SNR_BINS, add_model_path_argument, snr_bin
 
-from lightning_modules.bundle_app import bundle_root
 from lightning_modules.io import reference_data_dir, write_text_atomic
 from lightning_modules.metrics import nmae
 from lightning_modules.spio import acquisition as acq
@@ -95,8 +94,7 @@ def main() -> None:
                         help="overview: the test set, its MNI-only twin and real slices of both subjects (seed 2); "
                              "subjects: R1 = brain1 only (seed 6, session 19's tuning set), R2 = brain2 only (seed 7)")
     parser.add_argument("--out", default="benchmarks/results/spio/spio_real_bases.md")
-    parser.add_argument("--model_path", default=str(Path(bundle_root("spio_quantification")) / "models" / "model.pt"),
-                        help="DeepSPIO weights (default: the shipped ones)")
+    add_model_path_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     network = load_network(DeepSpio(), args.model_path)

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from spio_design_comparison import SNR_BINS, snr_bin
+from spio_design_comparison import SNR_BINS, add_model_path_argument, snr_bin
 from spio_variant import ellipse_base, shepp_logan_base, variant_concentration, variant_sample
 
-from lightning_modules.bundle_app import bundle_root
 from lightning_modules.io import write_text_atomic
 from lightning_modules.metrics import nmae
 from lightning_modules.spio.app import load_network, predict_concentration
@@ -61,8 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--out", default="benchmarks/results/spio/spio_variant_factors.md")
-    parser.add_argument("--model_path", default=str(Path(bundle_root("spio_quantification")) / "models" / "model.pt"),
-                        help="DeepSPIO weights (default: the shipped ones)")
+    add_model_path_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     network = load_network(DeepSpio(), args.model_path)

@@ -94,13 +94,14 @@ def test_augment_base_changes_intensity_only() -> None:
     torch.testing.assert_close(augment_base(disk, np.random.default_rng(0)), out)
 
 
-def test_base_augmentation_needs_fresh_samples_and_reaches_the_dataset() -> None:
+@pytest.mark.parametrize("option", ["base_augmentation", "head_bases"])
+def test_base_image_options_need_fresh_samples_and_reach_the_dataset(option: str) -> None:
     with pytest.raises(ValueError, match="pool_size 0"):
-        ViewLineDataModule(pool_size=100, base_augmentation=0.5)
-    module = ViewLineDataModule(seed=0, pool_size=0, samples_per_epoch=4, batch_size=2, base_augmentation=0.5)
+        ViewLineDataModule(pool_size=100, **{option: 0.5})
+    module = ViewLineDataModule(seed=0, pool_size=0, samples_per_epoch=4, batch_size=2, **{option: 0.5})
     module.val_set = []
     module.setup("fit")
-    assert module.train_set.base_augmentation == 0.5
+    assert getattr(module.train_set, option) == 0.5
 
 
 def test_head_bases_off_gives_exactly_the_plain_samples_and_on_changes_them() -> None:
@@ -141,12 +142,3 @@ def test_head_anatomy_adds_scalp_outside_the_tissue_and_keeps_it_inside() -> Non
         # inside, the tissue keeps its level within the texture (≤ 0.1 · 4 sd) and vessels (0.1–2 ×)
         inside = out[radius_mm < 7.0]
         assert 0.7 < float(inside.median()) < 1.3 and float(inside.max()) <= 2.0 * 1.5
-
-
-def test_head_bases_need_fresh_samples_and_reach_the_dataset() -> None:
-    with pytest.raises(ValueError, match="pool_size 0"):
-        ViewLineDataModule(pool_size=100, head_bases=0.5)
-    module = ViewLineDataModule(seed=0, pool_size=0, samples_per_epoch=4, batch_size=2, head_bases=0.5)
-    module.val_set = []
-    module.setup("fit")
-    assert module.train_set.head_bases == 0.5
