@@ -108,8 +108,9 @@ def experiment_a(networks: dict, baseline, sets: dict):
                 alone = predict_concentration(network, image, flip_average=False, shifts_px=(0,),
                                               floor_ug_per_mm3=0.0)
                 scores[name]["alone"].append(nmae(alone, truth))
-                if len(examples) < 2 * len(networks) and set_name.startswith("generator"):
-                    examples.append((f"variant, {name}", image, prediction, truth))
+                label = {"generator": "variant", "real": "real head"}.get(set_name.split()[0])
+                if label and sum(title.startswith(label) for title, *_ in examples) < 2 * len(networks):
+                    examples.append((f"{label}, {name}", image, prediction, truth))
             base.append(nmae(baseline.predict(image), truth))
         rows.append((set_name, scores, base))
     return rows, examples
