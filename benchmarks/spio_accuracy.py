@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from spio_design_comparison import SNR_BINS, snr_bin
+from spio_design_comparison import SNR_BINS, sample_arrays, snr_bin
 from spio_real_bases import REAL_BRAINS, real_brain_slice
 from spio_variant import variant_sample
 
@@ -42,7 +42,7 @@ from lightning_modules.metrics import nmae
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.app import load_network, predict_concentration
 from lightning_modules.spio.baseline import TrainingMeanBaseline
-from lightning_modules.spio.data import random_sample, random_sample_with_snr
+from lightning_modules.spio.data import random_sample
 from lightning_modules.spio.networks import WEIGHTS, spio_network
 from lightning_modules.spio.phantoms import agar_disk, cylinder, grid_3d_mm, sphere
 from lightning_modules.spio.viewline import acquire, add_noise, offresonance_tesla, tissue_signal
@@ -76,16 +76,11 @@ def cylinder_phantom(concentration: float, *, air_offset_mm: float | None = None
 
 def labelled_sets(*, n_val: int, n_test: int):
     """The sets of (a): name → list of (image (2, x, z), truth (x, z), SNR dB)."""
-    def like_training(seed: int, n: int):
-        return [(image.numpy(), truth[0].numpy(), snr)
-                for image, truth, snr in (random_sample_with_snr(seed, i) for i in range(n))]
-
-    sets = {"validation (seed 1)": like_training(1, n_val), "held-out test (seed 2)": like_training(2, n_test),
+    sets = {"validation (seed 1)": sample_arrays(1, range(n_val)),
+            "held-out test (seed 2)": sample_arrays(2, range(n_test)),
             "generator variant (seed 3)": [variant_sample(3, i) for i in range(n_test)]}
     if all(reference_data_dir(name).is_file() for name in REAL_BRAINS):
-        sets["real subjects' slices (seed 2)"] = [
-            (image.numpy(), truth[0].numpy(), snr)
-            for image, truth, snr in (random_sample_with_snr(2, i, base=real_brain_slice) for i in range(n_test))]
+        sets["real subjects' slices (seed 2)"] = sample_arrays(2, range(n_test), base=real_brain_slice)
     else:
         print(f"real brain MR not found at {reference_data_dir('pyradiomics')}: the real-subjects set is left out")
     return sets

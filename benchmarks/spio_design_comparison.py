@@ -45,10 +45,16 @@ def add_model_path_argument(parser: argparse.ArgumentParser) -> None:
                         help="DeepSPIO weights (default: the shipped ones)")
 
 
-def tuning_set(seed: int = 1, start: int = 1000, n: int = 300):
-    """Images (2, x, z), truths (x, z) and SNRs (dB) of samples ``start … start+n−1`` of ``seed``."""
-    samples = [random_sample_with_snr(seed, i) for i in range(start, start + n)]
+def sample_arrays(seed: int, indices, **options):
+    """Images (2, x, z), truths (x, z) and SNRs (dB) of samples ``indices`` of ``seed`` as arrays
+    (``options`` go to ``random_sample_with_snr``, e.g. ``base=``)."""
+    samples = (random_sample_with_snr(seed, i, **options) for i in indices)
     return [(image.numpy(), truth[0].numpy(), snr) for image, truth, snr in samples]
+
+
+def tuning_set(seed: int = 1, start: int = 1000, n: int = 300):
+    """The tuning set: :func:`sample_arrays` of samples ``start … start+n−1`` of ``seed``."""
+    return sample_arrays(seed, range(start, start + n))
 
 
 def build(expression: str) -> torch.nn.Module:

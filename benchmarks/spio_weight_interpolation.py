@@ -18,14 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from spio_design_comparison import SNR_BINS, snr_bin, tuning_set
+from spio_design_comparison import SNR_BINS, sample_arrays, scores, tuning_set
 from spio_real_bases import real_brain_slice
 
 from lightning_modules.bundle_app import bundle_root
 from lightning_modules.io import write_text_atomic
-from lightning_modules.metrics import nmae
-from lightning_modules.spio.app import predict_concentration
-from lightning_modules.spio.data import random_sample_with_snr
 from lightning_modules.spio.ensemble import interpolate_states
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.training import save_state_dict
@@ -33,19 +30,12 @@ from lightning_modules.training import save_state_dict
 
 def real_tuning_set(n: int = 200):
     """R1: images (2, x, z), truths (x, z) and SNRs of training's generator on brain1's slices, seed 6."""
-    base = functools.partial(real_brain_slice, brains=(0,))
-    samples = (random_sample_with_snr(6, i, base=base) for i in range(n))
-    return [(image.numpy(), truth[0].numpy(), snr) for image, truth, snr in samples]
+    return sample_arrays(6, range(n), base=functools.partial(real_brain_slice, brains=(0,)))
 
 
 def table_row(network, samples) -> list[float]:
     """Mean NMAE overall and per SNR bin (images with iron in the plane only)."""
-    per_bin: dict[str, list[float]] = {"all": []}
-    for image, truth, snr in samples:
-        if truth.any():
-            value = nmae(predict_concentration(network, image), truth)
-            per_bin["all"].append(value)
-            per_bin.setdefault(snr_bin(snr), []).append(value)
+    per_bin = scores(network, samples)
     return [float(np.mean(per_bin.get(b, [np.nan]))) for b in ["all", *(name for name, _, _ in SNR_BINS)]]
 
 
@@ -68,7 +58,7 @@ def main() -> None:
         return
     sets = {"R1": real_tuning_set(args.n_real), "T": tuning_set()}
     bins = ["all", *(name for name, _, _ in SNR_BINS)]
-    command = (f".venv/bin/python benchmarks/spio_weight_interpolation.py --tuned {args.tuned} "
+    command = (f".venv/bin/python benchmarks/spio_weight_interpolation.py --base {args.base} --tuned {args.tuned} "
                f"--alphas {args.alphas}")
     lines = [f"# Weight interpolation (1 − α) · {Path(args.base).name} + α · {Path(args.tuned).name}", "",
              f"Command: `{command}` (one CPU thread; 0.5.0 inference). Mean NMAE per image.", "",

@@ -157,7 +157,8 @@ def head_anatomy(spin_density: torch.Tensor, rng: np.random.Generator) -> torch.
       (× 0.1–0.4, flow voids);
     - fine texture: ``exp(a·g)`` with g unit-variance noise smoothed by 0.6–2 pixels, a 0.02–0.1.
 
-    Zero stays zero beyond the scalp; the result's maximum may exceed the input's (a bright scalp).
+    Zero stays zero beyond the scalp and its smoothing; the result's maximum may exceed the input's (a bright
+    scalp).
     """
     rho = spin_density.double().numpy()
     peak = float(rho.max())
@@ -172,8 +173,7 @@ def head_anatomy(spin_density: torch.Tensor, rng: np.random.Generator) -> torch.
     if rng.random() < 0.5:
         diploe = (outside_mm >= csf + skull / 3) & (outside_mm < csf + 2 * skull / 3)
         layers[diploe] = rng.uniform(0.3, 0.8) * peak
-    layers = gaussian_filter(layers, rng.uniform(0.5, 1.0)) * ~tissue
-    rho = np.where(tissue, rho, layers)
+    rho = np.where(tissue, rho, gaussian_filter(layers, rng.uniform(0.5, 1.0)))
     inside = np.argwhere(tissue)
     if len(inside):
         for _ in range(int(rng.integers(0, 7))):
