@@ -61,7 +61,8 @@ def main() -> None:
     command = (f".venv/bin/python benchmarks/spio_weight_interpolation.py --base {args.base} --tuned {args.tuned} "
                f"--alphas {args.alphas}")
     lines = [f"# Weight interpolation (1 − α) · {Path(args.base).name} + α · {Path(args.tuned).name}", "",
-             f"Command: `{command}` (one CPU thread; 0.5.0 inference). Mean NMAE per image.", "",
+             f"Command: `{command}` (one CPU thread; as the bundle runs it: flip × shift average, floor). "
+             "Mean NMAE per image.", "",
              "| α | R1 all | " + " | ".join(f"T {b}" for b in bins) + " |", "|---" * (len(bins) + 2) + "|"]
     for alpha in (float(a) for a in args.alphas.split(",")):
         network = DeepSpio()

@@ -133,6 +133,14 @@ def random_base(rng: np.random.Generator) -> torch.Tensor:
     return agar_disk(radius_mm=rng.uniform(14.0, 24.0), centre_mm=tuple(rng.uniform(-3.0, 3.0, size=2)))
 
 
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], *, smoothing_px: tuple[float, float],
+                  amplitude: tuple[float, float]) -> np.ndarray:
+    """Gaussian noise smoothed by a random width in ``smoothing_px`` (pixels), scaled to unit standard deviation,
+    times a random amplitude in ``amplitude`` (draws: the noise, the width, the amplitude, in that order)."""
+    noise = gaussian_filter(rng.normal(size=shape), rng.uniform(*smoothing_px))
+    return noise / max(float(noise.std()), 1e-12) * rng.uniform(*amplitude)
+
+
 def augment_base(spin_density: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """The spin density (x, z) changed in intensity only, as real anatomy varies: a smooth multiplicative field
     ``exp(s·g)`` (g: unit-variance Gaussian-smoothed noise, smoothing 6–16 pixels, s 0.2–0.6) and a contrast power
@@ -140,8 +148,7 @@ def augment_base(spin_density: torch.Tensor, rng: np.random.Generator) -> torch.
     peak = float(spin_density.max())
     if peak <= 0:
         return spin_density
-    field = gaussian_filter(rng.normal(size=tuple(spin_density.shape)), rng.uniform(6.0, 16.0))
-    field = field / max(float(field.std()), 1e-12) * rng.uniform(0.2, 0.6)
+    field = _smooth_noise(rng, tuple(spin_density.shape), smoothing_px=(6.0, 16.0), amplitude=(0.2, 0.6))
     changed = (spin_density / peak).clamp_min(0.0) ** float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
     changed = changed * torch.as_tensor(np.exp(field), dtype=spin_density.dtype)
     return changed * (peak / max(float(changed.max()), 1e-12))
@@ -187,8 +194,7 @@ def head_anatomy(spin_density: torch.Tensor, rng: np.random.Generator) -> torch.
             vessel = np.clip(width_px / 2 + 0.5 - distance_px, 0.0, 1.0) * tissue
             gain = rng.uniform(1.3, 2.0) if rng.random() < 0.5 else rng.uniform(0.1, 0.4)
             rho = rho * (1 + (gain - 1) * vessel)
-    texture = gaussian_filter(rng.normal(size=shape), rng.uniform(0.6, 2.0))
-    texture = texture / max(float(texture.std()), 1e-12) * rng.uniform(0.02, 0.1)
+    texture = _smooth_noise(rng, shape, smoothing_px=(0.6, 2.0), amplitude=(0.02, 0.1))
     return torch.as_tensor(rho * np.exp(texture), dtype=spin_density.dtype)
 
 
