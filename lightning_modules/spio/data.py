@@ -22,8 +22,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from lightning_modules.spio import acquisition as acq
+from lightning_modules.spio.auxiliary import auxiliary_targets
 from lightning_modules.spio.phantoms import augment_base, head_anatomy, random_base, random_concentration, sphere
-from lightning_modules.spio.viewline import simulate_viewline
+from lightning_modules.spio.viewline import simulate_viewline_with_field
 
 #: Training SNR range in dB (uniform), and the probability of a noise-free sample.
 SNR_RANGE_DB = (5.0, 30.0)
@@ -58,6 +59,24 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
         base: draws the spin density (x, z) from the sample's random generator; the default is training's
             (an MNI slice or an agar disk); benchmarks pass others (e.g. real subjects' slices).
     """
+    image, concentration, snr_db, _ = _simulate(seed, index, base_augmentation=base_augmentation,
+                                                head_bases=head_bases, base=base)
+    return image, concentration, snr_db
+
+
+def random_sample_with_targets(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
+                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`random_sample` plus the auxiliary targets of the same sample (2, 64, 64): the plane's field and the
+    iron's extent along y (:func:`~lightning_modules.spio.auxiliary.auxiliary_targets`)."""
+    image, concentration, _, targets = _simulate(seed, index, base_augmentation=base_augmentation,
+                                                 head_bases=head_bases, base=random_base, with_targets=True)
+    return image, concentration, targets
+
+
+def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: float,
+              base: Callable[[np.random.Generator], torch.Tensor], with_targets: bool = False,
+              ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None]:
+    """Sample ``index`` of ``seed``: image, plane concentration, SNR and (``with_targets``) auxiliary targets."""
     rng = np.random.default_rng([int(seed), int(index)])
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     rho = base(rng) * float(rng.uniform(0.5, 2.0))
@@ -81,9 +100,10 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
         extra_chi = bubble.float() * acq.AIR_MINUS_TISSUE_CHI_SI
         rho = torch.where(bubble[:, bubble.shape[1] // 2, :], torch.zeros(()), rho)
     snr_db = math.inf if rng.random() < P_NOISE_FREE else float(rng.uniform(*SNR_RANGE_DB))
-    image, plane = simulate_viewline(rho, concentration, snr_db=snr_db, extra_chi_si_3d=extra_chi,
-                                     generator=generator)
-    return image.float(), plane[None].float(), snr_db
+    image, plane, delta_b = simulate_viewline_with_field(rho, concentration, snr_db=snr_db,
+                                                         extra_chi_si_3d=extra_chi, generator=generator)
+    targets = auxiliary_targets(delta_b, concentration) if with_targets else None
+    return image.float(), plane[None].float(), snr_db, targets
 
 
 def simulate_pool(seed: int, n_samples: int, *, cache_dir: str | os.PathLike | None = None,
@@ -161,15 +181,17 @@ class OnTheFlyDataset(IterableDataset):
             ``Trainer.world_size``; Lightning's own launcher does not export ``RANK``).
         base_augmentation: probability of an intensity-augmented base image (:func:`random_sample`).
         head_bases: probability of a base image with a real head's anatomy (:func:`random_sample`).
+        with_targets: yield ``(image, concentration, auxiliary targets)``
+            (:func:`random_sample_with_targets`) instead of pairs; the image and map are the same.
     """
 
     def __init__(self, seed: int, *, samples_per_epoch: int, batch_size: int = 1, n_workers: int = 1,
                  rank: int = 0, world_size: int = 1, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                 ) -> None:
+                 with_targets: bool = False) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0 … {world_size - 1}")
         self.seed, self.rank, self.world_size, self.n_workers = seed, rank, world_size, max(n_workers, 1)
-        self.base_augmentation, self.head_bases = base_augmentation, head_bases
+        self.base_augmentation, self.head_bases, self.with_targets = base_augmentation, head_bases, with_targets
         runs = world_size * self.n_workers
         self.per_worker = math.ceil(samples_per_epoch / (runs * batch_size)) * batch_size
         self.epoch = 0
@@ -190,9 +212,9 @@ class OnTheFlyDataset(IterableDataset):
             raise RuntimeError(f"OnTheFlyDataset was built for {self.n_workers} loader worker(s) but runs in "
                                f"{n_workers}")
         epoch, self.epoch = self.epoch, self.epoch + 1
+        sample = random_sample_with_targets if self.with_targets else random_sample
         for index in self.indices(epoch, worker):
-            yield random_sample(self.seed, index, base_augmentation=self.base_augmentation,
-                                head_bases=self.head_bases)
+            yield sample(self.seed, index, base_augmentation=self.base_augmentation, head_bases=self.head_bases)
 
 
 class ViewLineDataModule(pl.LightningDataModule):
@@ -211,16 +233,19 @@ class ViewLineDataModule(pl.LightningDataModule):
             (``pool_size`` 0 only; validation always uses the plain generator).
         head_bases: probability of a base image with a real head's anatomy in the fresh training samples
             (:func:`random_sample`; ``pool_size`` 0 only).
+        auxiliary_targets: training batches also carry the auxiliary targets (field, extent along y;
+            ``pool_size`` 0 only); validation batches stay ``(image, concentration)``.
     """
 
     def __init__(self, *, seed: int = 0, pool_size: int = 6000, samples_per_epoch: int = 4000, n_val: int = 64,
                  batch_size: int = 16, num_workers: int = 0, cache_dir: str | None = None,
-                 base_augmentation: float = 0.0, head_bases: float = 0.0) -> None:
+                 base_augmentation: float = 0.0, head_bases: float = 0.0, auxiliary_targets: bool = False) -> None:
         super().__init__()
-        if (base_augmentation or head_bases) and pool_size > 0:
-            raise ValueError("base_augmentation and head_bases need fresh samples (pool_size 0); the cached pools "
-                             "are plain")
+        if (base_augmentation or head_bases or auxiliary_targets) and pool_size > 0:
+            raise ValueError("base_augmentation, head_bases and auxiliary_targets need fresh samples (pool_size 0); "
+                             "the cached pools are plain")
         self.base_augmentation, self.head_bases = base_augmentation, head_bases
+        self.auxiliary_targets = bool(auxiliary_targets)
         self.seed, self.pool_size, self.samples_per_epoch = seed, pool_size, samples_per_epoch
         self.n_val, self.batch_size, self.num_workers, self.cache_dir = n_val, batch_size, num_workers, cache_dir
         self.train_set: Dataset | None = None
@@ -238,7 +263,8 @@ class ViewLineDataModule(pl.LightningDataModule):
                 self.train_set = OnTheFlyDataset(self.seed, samples_per_epoch=self.samples_per_epoch,
                                                  batch_size=self.batch_size, n_workers=self.num_workers, rank=rank,
                                                  world_size=world_size, base_augmentation=self.base_augmentation,
-                                                 head_bases=self.head_bases)
+                                                 head_bases=self.head_bases,
+                                                 with_targets=self.auxiliary_targets)
 
     def train_dataloader(self) -> DataLoader:
         shuffle = isinstance(self.train_set, PoolDataset)

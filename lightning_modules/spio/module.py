@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
+from lightning_modules.spio.auxiliary import AUXILIARY_CHANNELS, AuxiliaryDecoder, relative_l1_channels
 from lightning_modules.spio.line_inputs import FIRST_CONV, DeepSpioLineInputs, from_deepspio
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.wavelets import SUBBANDS, Dwt2
@@ -100,11 +101,14 @@ class DeepSpioModule(pl.LightningModule):
         image_loss_weight: weight of :func:`relative_l1_image` (the map's NMAE) added to the sub-band loss after
             the warm-up; 0 gives the paper's loss alone.
         l2_weight: weight of :func:`relative_l2_image` in the map loss (networks without sub-bands).
+        auxiliary_weight: weight of the auxiliary loss (:func:`~lightning_modules.spio.auxiliary.relative_l1_channels`
+            of a training-only :class:`~lightning_modules.spio.auxiliary.AuxiliaryDecoder` on DeepSPIO's
+            bottleneck against the field and extent targets; training batches must then carry them); 0: none.
     """
 
     def __init__(self, *, network: torch.nn.Module | None = None, learning_rate: float = 1e-3,
                  weight_decay: float = 1e-4, l2_warmup_epochs: int = 0, init_weights: str | None = None,
-                 image_loss_weight: float = 0.0, l2_weight: float = 0.5) -> None:
+                 image_loss_weight: float = 0.0, l2_weight: float = 0.5, auxiliary_weight: float = 0.0) -> None:
         super().__init__()
         self.network = network if network is not None else DeepSpio()
         if init_weights:
@@ -114,12 +118,18 @@ class DeepSpioModule(pl.LightningModule):
         self.image_loss_weight, self.l2_weight = image_loss_weight, l2_weight
         self.uses_subbands = hasattr(self.network, "subbands")
         self.dwt = Dwt2()
+        self.auxiliary_weight = float(auxiliary_weight)
+        self.auxiliary_decoder = None
+        if self.auxiliary_weight:
+            if not isinstance(self.network, DeepSpio):
+                raise ValueError("auxiliary targets need a DeepSPIO network (its bottleneck features)")
+            self.auxiliary_decoder = AuxiliaryDecoder(self.network.bottleneck[-1].shortcut[0].out_channels)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.network(image)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        image, concentration = batch
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        image, concentration = batch[0], batch[1]
         warming_up = self.current_epoch < self.l2_warmup_epochs
         if not self.uses_subbands:
             predicted = self.network(image)
@@ -130,9 +140,18 @@ class DeepSpioModule(pl.LightningModule):
             self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
             return loss
         loss_fn = relative_l2_per_subband if warming_up else relative_l1_per_subband
-        subbands = self.network.subbands(image)
+        features = self.network.features(image)
+        subbands = self.network.decode(features)
         per_band = loss_fn(subbands, self.dwt(concentration))
         loss = per_band.sum()
+        if self.auxiliary_decoder is not None:
+            if len(batch) != 3:
+                raise ValueError("auxiliary_weight > 0 needs training batches with auxiliary targets "
+                                 "(the data module's auxiliary_targets=True)")
+            per_target = relative_l1_channels(self.auxiliary_decoder(features), batch[2])
+            loss = loss + self.auxiliary_weight * per_target.mean()
+            for name, value in zip(AUXILIARY_CHANNELS, per_target, strict=True):
+                self.log(f"train_aux_{name}", value, on_step=False, on_epoch=True, sync_dist=True)
         if self.image_loss_weight and not warming_up:
             image_loss = relative_l1_image(self.network.inverse_dwt(subbands), concentration)
             self.log("train_image_nmae", image_loss, on_step=False, on_epoch=True, sync_dist=True)

@@ -42,15 +42,16 @@ class ResidualBlock(nn.Module):
         return self.activation(self.body(x) + self.shortcut(x))
 
 
-def decoder(in_channels: int, widths: tuple[int, ...]) -> nn.Sequential:
-    """Transposed-convolution decoder (×2 per stage, BN, Leaky ReLU 0.01) ending in a 3×3 conv to one channel."""
+def decoder(in_channels: int, widths: tuple[int, ...], *, out_channels: int = 1) -> nn.Sequential:
+    """Transposed-convolution decoder (×2 per stage, BN, Leaky ReLU 0.01) ending in a 3×3 conv to
+    ``out_channels``."""
     layers: list[nn.Module] = []
     channels = in_channels
     for width in widths:
         layers += [nn.ConvTranspose2d(channels, width, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
                    nn.LeakyReLU(0.01, inplace=True)]
         channels = width
-    layers.append(nn.Conv2d(channels, 1, 3, padding=1))
+    layers.append(nn.Conv2d(channels, out_channels, 3, padding=1))
     return nn.Sequential(*layers)
 
 
@@ -117,10 +118,17 @@ class DeepSpio(nn.Module):
         """What the encoder reads: the normalised image (subclasses may add derived channels)."""
         return self.normalise(image)
 
+    def features(self, image: torch.Tensor) -> torch.Tensor:
+        """The bottleneck's features (B, bottleneck_channels, X/4, Z/4) that the sub-band decoders read."""
+        return self.bottleneck(self.encoder(self.inputs(image)))
+
+    def decode(self, features: torch.Tensor) -> torch.Tensor:
+        """Sub-bands from :meth:`features`, (B, 4, X/2, Z/2), µg Fe/mm³."""
+        return self.output_scale * torch.cat([d(features) for d in self.decoders], dim=1)
+
     def subbands(self, image: torch.Tensor) -> torch.Tensor:
         """Predicted db4 sub-bands (cA, cH, cV, cD) of the concentration, (B, 4, X/2, Z/2), µg Fe/mm³."""
-        features = self.bottleneck(self.encoder(self.inputs(image)))
-        return self.output_scale * torch.cat([d(features) for d in self.decoders], dim=1)
+        return self.decode(self.features(image))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.inverse_dwt(self.subbands(image))

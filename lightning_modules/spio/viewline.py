@@ -155,8 +155,18 @@ def simulate_viewline(
     Returns:
         ``(image, concentration)``: the View Line image (2, x, z) and the true concentration of the plane (x, z).
     """
+    image, plane, _ = simulate_viewline_with_field(spin_density, concentration_3d, snr_db=snr_db,
+                                                   extra_chi_si_3d=extra_chi_si_3d, generator=generator)
+    return image, plane
+
+
+def simulate_viewline_with_field(
+    spin_density: torch.Tensor, concentration_3d: torch.Tensor, *, snr_db: float = math.inf,
+    extra_chi_si_3d: torch.Tensor | None = None, generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`simulate_viewline` plus the off-resonance ΔB of the plane (x, z) in T that made the image."""
     plane = concentration_3d[:, concentration_3d.shape[1] // 2, :]
     delta_b = offresonance_tesla(concentration_3d, extra_chi_si_3d=extra_chi_si_3d)
     image = acquire(spin_density, plane, delta_b)
     image = add_noise(image, snr_db=snr_db, signal=tissue_signal(spin_density), generator=generator)
-    return image, plane
+    return image, plane, delta_b
