@@ -6,7 +6,9 @@ AdamW. The first ``l2_warmup_epochs`` use the squared (L2) version instead, to e
 L1 on sparse maps. A network without sub-bands (:class:`~lightning_modules.spio.line_unet.LineUNet`) is
 trained on the map itself: the damped NMAE (:func:`relative_l1_image`) plus ``l2_weight`` times its squared
 counterpart (:func:`relative_l2_image`), after ``l2_warmup_epochs`` of the squared one alone. Validation reports
-the NMAE ``‖Ĉ − C‖₁ / ‖C‖₁`` of the concentration map (``val_nmae``).
+the NMAE ``‖Ĉ − C‖₁ / ‖C‖₁`` of the concentration map (``val_nmae``). With ``auxiliary_weight`` > 0 a training-only
+decoder on DeepSPIO's bottleneck also learns dense physics targets of each sample, the field and the iron's extent
+along y (:mod:`lightning_modules.spio.auxiliary`; issue 24, session 21: ≈ 1.5× faster learning from scratch).
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ class DeepSpioModule(pl.LightningModule):
         if self.auxiliary_weight:
             if not isinstance(self.network, DeepSpio):
                 raise ValueError("auxiliary targets need a DeepSPIO network (its bottleneck features)")
-            self.auxiliary_decoder = AuxiliaryDecoder(self.network.bottleneck[-1].shortcut[0].out_channels)
+            self.auxiliary_decoder = AuxiliaryDecoder(self.network.feature_channels)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.network(image)

@@ -91,6 +91,7 @@ class DeepSpio(nn.Module):
             blocks.append(ResidualBlock(channels, bottleneck_channels))
             channels = bottleneck_channels
         self.bottleneck = nn.Sequential(*blocks)
+        self.feature_channels = channels  # what :meth:`features` gives per pixel
         self.decoders = nn.ModuleList(decoder(channels, tuple(decoder_widths)) for _ in range(4))
         self.output_scale = float(output_scale_ug_per_mm3)
         self.inverse_dwt = InverseDwt2(wavelet)
