@@ -10,7 +10,7 @@ the network's shared features more to learn from on every pixel (issue 24, "pred
   shape that sets how much field an object of a given in-plane size and level makes).
 
 Both at half resolution (2 × 2 means), where DeepSPIO's decoders work. A training-only decoder
-(:class:`AuxiliaryDecoder`) reads DeepSPIO's bottleneck features; the bundle's network never contains it.
+(:func:`auxiliary_decoder`) reads DeepSPIO's bottleneck features; the bundle's network never contains it.
 """
 
 from __future__ import annotations
@@ -52,15 +52,7 @@ def relative_l1_channels(predicted: torch.Tensor, target: torch.Tensor, *, eps: 
     return (error / (norm + eps)).mean(0)
 
 
-class AuxiliaryDecoder(nn.Module):
-    """Training-only head: DeepSPIO's bottleneck features (B, C, X/4, Z/4) → auxiliary targets (B, 2, X/2, Z/2).
-
-    Shaped like one of DeepSPIO's own sub-band decoders (one transposed-convolution stage), with two outputs.
-    """
-
-    def __init__(self, in_channels: int = 64, widths: tuple[int, ...] = (32,)) -> None:
-        super().__init__()
-        self.body = decoder(in_channels, widths, out_channels=len(AUXILIARY_CHANNELS))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.body(features)
+def auxiliary_decoder(in_channels: int, widths: tuple[int, ...] = (32,)) -> nn.Sequential:
+    """Training-only head: DeepSPIO's bottleneck features (B, C, X/4, Z/4) → auxiliary targets (B, 2, X/2, Z/2),
+    shaped like one of DeepSPIO's own sub-band decoders (one transposed-convolution stage), with two outputs."""
+    return decoder(in_channels, widths, out_channels=len(AUXILIARY_CHANNELS))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
-from lightning_modules.spio.auxiliary import AUXILIARY_CHANNELS, AuxiliaryDecoder, relative_l1_channels
+from lightning_modules.spio.auxiliary import AUXILIARY_CHANNELS, auxiliary_decoder, relative_l1_channels
 from lightning_modules.spio.line_inputs import FIRST_CONV, DeepSpioLineInputs, from_deepspio
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.wavelets import SUBBANDS, Dwt2
@@ -104,7 +104,7 @@ class DeepSpioModule(pl.LightningModule):
             the warm-up; 0 gives the paper's loss alone.
         l2_weight: weight of :func:`relative_l2_image` in the map loss (networks without sub-bands).
         auxiliary_weight: weight of the auxiliary loss (:func:`~lightning_modules.spio.auxiliary.relative_l1_channels`
-            of a training-only :class:`~lightning_modules.spio.auxiliary.AuxiliaryDecoder` on DeepSPIO's
+            of a training-only :func:`~lightning_modules.spio.auxiliary.auxiliary_decoder` on DeepSPIO's
             bottleneck against the field and extent targets; training batches must then carry them); 0: none.
     """
 
@@ -125,7 +125,7 @@ class DeepSpioModule(pl.LightningModule):
         if self.auxiliary_weight:
             if not isinstance(self.network, DeepSpio):
                 raise ValueError("auxiliary targets need a DeepSPIO network (its bottleneck features)")
-            self.auxiliary_decoder = AuxiliaryDecoder(self.network.feature_channels)
+            self.auxiliary_decoder = auxiliary_decoder(self.network.feature_channels)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.network(image)

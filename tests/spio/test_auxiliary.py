@@ -57,7 +57,7 @@ def test_auxiliary_loss_trains_its_decoder_and_stays_out_of_the_network():
     module.log = lambda *args, **kwargs: None
     with_aux = module.training_step(batch, 0)
     with_aux.backward()
-    assert module.auxiliary_decoder.body[-1].weight.grad.abs().sum() > 0
+    assert module.auxiliary_decoder[-1].weight.grad.abs().sum() > 0
     assert not any("auxiliary" in key for key in module.network.state_dict())
     plain = DeepSpioModule(auxiliary_weight=0.0)
     plain.load_state_dict(module.state_dict(), strict=False)
