@@ -31,6 +31,21 @@ class MapEnsemble(nn.Module):
         return torch.stack([member(image) for member in self.members]).mean(0)
 
 
+def deepspio_ensemble(n_members: int = 2) -> MapEnsemble:
+    """A :class:`MapEnsemble` of ``n_members`` DeepSPIO networks (session 22: independently trained lineages)."""
+    from lightning_modules.spio.networks import DeepSpio
+
+    return MapEnsemble([DeepSpio() for _ in range(n_members)])
+
+
+def write_ensemble(member_paths: Sequence[str], out: str) -> None:
+    """Write the :class:`MapEnsemble` ``state_dict`` of the members' weight files, in order, to ``out`` (atomically)."""
+    from lightning_modules.training import save_state_dict
+
+    states = [torch.load(path, map_location="cpu", weights_only=True) for path in member_paths]
+    save_state_dict(ensemble_state(states), out)
+
+
 def ensemble_state(member_states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """The ``state_dict`` of a :class:`MapEnsemble` from its members' ``state_dict`` s, in order."""
     return {f"members.{i}.{key}": value for i, state in enumerate(member_states) for key, value in state.items()}
@@ -48,3 +63,13 @@ def interpolate_states(base: dict[str, torch.Tensor], tuned: dict[str, torch.Ten
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     return {key: torch.lerp(base[key], tuned[key], alpha) if tuned[key].is_floating_point() else tuned[key].clone()
             for key in tuned}
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write a MapEnsemble's weights from its members' weight files.")
+    parser.add_argument("members", nargs="+", help="the members' state_dict files, in order")
+    parser.add_argument("--out", required=True, help="the ensemble's state_dict file")
+    arguments = parser.parse_args()
+    write_ensemble(arguments.members, arguments.out)

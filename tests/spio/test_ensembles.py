@@ -8,7 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_modules.spio.ensemble import MapEnsemble, ensemble_state, interpolate_states
+from lightning_modules.spio.ensemble import (
+    MapEnsemble,
+    deepspio_ensemble,
+    ensemble_state,
+    interpolate_states,
+    write_ensemble,
+)
 from lightning_modules.spio.inferers import FlipAverageInferer, ShiftAverageInferer, shift
 from lightning_modules.spio.networks import DeepSpio
 
@@ -105,3 +111,19 @@ def test_weight_interpolation_refuses_other_networks_and_alphas_outside_0_1() ->
         interpolate_states(base, {**base, "extra.weight": torch.zeros(1)}, 0.5)
     with pytest.raises(ValueError, match="alpha"):
         interpolate_states(base, base, 1.5)
+
+
+def test_written_ensemble_of_two_deepspio_files_is_the_mean_of_their_maps(tmp_path) -> None:
+    torch.manual_seed(1)
+    paths, members = [], []
+    for i in range(2):
+        member = DeepSpio().eval()
+        torch.save(member.state_dict(), tmp_path / f"m{i}.pt")
+        paths.append(str(tmp_path / f"m{i}.pt"))
+        members.append(member)
+    write_ensemble(paths, str(tmp_path / "ensemble.pt"))
+    ensemble = deepspio_ensemble(2).eval()
+    ensemble.load_state_dict(torch.load(tmp_path / "ensemble.pt", weights_only=True))  # strict: every key
+    x = torch.rand(1, 2, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ensemble(x), 0.5 * (members[0](x) + members[1](x)))
