@@ -6,7 +6,9 @@ AdamW. The first ``l2_warmup_epochs`` use the squared (L2) version instead, to e
 L1 on sparse maps. A network without sub-bands (:class:`~lightning_modules.spio.line_unet.LineUNet`) is
 trained on the map itself: the damped NMAE (:func:`relative_l1_image`) plus ``l2_weight`` times its squared
 counterpart (:func:`relative_l2_image`), after ``l2_warmup_epochs`` of the squared one alone. Validation reports
-the NMAE ``‖Ĉ − C‖₁ / ‖C‖₁`` of the concentration map (``val_nmae``). With ``auxiliary_weight`` > 0 a training-only
+the NMAE ``‖Ĉ − C‖₁ / ‖C‖₁`` of the concentration map (``val_nmae``), averaged over the samples with iron in
+the plane (as the benchmarks do; a sample without any has no NMAE, and would otherwise count its false iron over
+a zero norm). With ``auxiliary_weight`` > 0 a training-only
 decoder on DeepSPIO's bottleneck also learns dense physics targets of each sample, the field and the iron's extent
 along y (:mod:`lightning_modules.spio.auxiliary`; issue 24, session 21: ≈ 1.5× faster learning from scratch).
 
@@ -195,7 +197,10 @@ class DeepSpioModule(pl.LightningModule):
                 loss = relative_l1_image(predicted, concentration)
                 predicted = predicted.clamp_min(0.0)
         self.log("val_loss", loss, prog_bar=True, sync_dist=True)
-        self.log("val_nmae", sample_nmae(predicted, concentration).mean(), prog_bar=True, sync_dist=True)
+        with_iron = concentration.flatten(1).sum(-1) > 0
+        if with_iron.any():  # the epoch's value is the mean over every sample with iron (weighted by their count)
+            self.log("val_nmae", sample_nmae(predicted[with_iron], concentration[with_iron]).mean(), prog_bar=True,
+                     sync_dist=True, batch_size=int(with_iron.sum()))
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)

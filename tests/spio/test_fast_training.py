@@ -1,6 +1,7 @@
 """Fast CPU training (issue 24, session 22): the channels-last layout trains the same numbers as the default
 layout; under bf16 mixed precision the network runs in bfloat16 while the losses and the validation NMAE stay
-float32 (validation equals a float32 evaluation of the same weights)."""
+float32 (validation equals a float32 evaluation of the same weights); the validation NMAE averages the samples with
+iron in the plane."""
 
 from __future__ import annotations
 
@@ -71,3 +72,22 @@ def test_bf16_mixed_runs_the_network_in_bfloat16_and_validates_in_float32():
         expected = sample_nmae(module.network(val[0]).clamp_min(0.0), val[1]).mean()
     torch.testing.assert_close(trainer.callback_metrics["val_nmae"], expected, rtol=1e-5, atol=1e-6)
     assert all(p.dtype == torch.float32 for p in module.parameters())  # fp32 master weights
+
+
+def test_validation_nmae_averages_the_samples_with_iron_and_skips_an_empty_plane():
+    image, concentration = batch_of(range(3))
+    concentration[1] = 0.0  # a sample without iron in the plane (sample 49 of seed 63 is one)
+    torch.manual_seed(0)
+    module = DeepSpioModule(network=small_deepspio()).eval()
+    logged = {}
+    module.log = lambda name, value, **kwargs: logged.__setitem__(name, (value, kwargs.get("batch_size")))
+    with torch.no_grad():
+        module.validation_step((image, concentration), 0)
+        predicted = module.network(image).clamp_min(0.0)
+    value, weight = logged["val_nmae"]
+    expected = sample_nmae(predicted[[0, 2]], concentration[[0, 2]]).mean()
+    torch.testing.assert_close(value, expected)
+    assert weight == 2 and bool(torch.isfinite(value))
+    logged.clear()
+    module.validation_step((image[1:2], concentration[1:2]), 0)
+    assert "val_nmae" not in logged and "val_loss" in logged  # an all-empty batch has no NMAE to log
