@@ -137,7 +137,8 @@ class DeepSpioModule(pl.LightningModule):
                 raise ValueError("auxiliary targets need a DeepSPIO network (its bottleneck features)")
             self.auxiliary_decoder = auxiliary_decoder(self.network.feature_channels)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.to(memory_format=self.memory_format)
+        if channels_last:  # the default layout needs no conversion
+            self.to(memory_format=self.memory_format)
 
     def _layout(self, image: torch.Tensor) -> torch.Tensor:
         """``image`` in the module's memory layout (a no-op for the default, contiguous NCHW)."""
