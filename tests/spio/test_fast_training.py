@@ -1,13 +1,18 @@
 """Fast CPU training (issue 24, session 22): the channels-last layout trains the same numbers as the default
 layout; under bf16 mixed precision the network runs in bfloat16 while the losses and the validation NMAE stay
 float32 (validation equals a float32 evaluation of the same weights); the validation NMAE averages the samples with
-iron in the plane."""
+iron in the plane. Session 23: train.json's ``--ema_decay`` averages the weights, and the saved network is the average."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytorch_lightning as pl
 import torch
+from monai.bundle import ConfigParser
 from torch.utils.data import DataLoader
+
+from lightning_modules.training import save_best_network
 
 from lightning_modules.spio.data import random_sample
 from lightning_modules.spio.module import DeepSpioModule, sample_nmae
@@ -91,3 +96,46 @@ def test_validation_nmae_averages_the_samples_with_iron_and_skips_an_empty_plane
     logged.clear()
     module.validation_step((image[1:2], concentration[1:2]), 0)
     assert "val_nmae" not in logged and "val_loss" in logged  # an all-empty batch has no NMAE to log
+
+
+TRAIN_CONFIG = Path(__file__).resolve().parents[2] / "monai_bundles" / "spio_quantification" / "configs" / "train.json"
+
+
+def train_callbacks(**overrides) -> list:
+    parser = ConfigParser.load_config_file(str(TRAIN_CONFIG))
+    config = ConfigParser(parser)
+    config.update(overrides)
+    return config.get_parsed_content("trainer#callbacks")
+
+
+class WeightRecorder(pl.Callback):
+    """The network's (raw) weights after every optimiser step."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, torch.Tensor]] = []
+
+    def on_train_batch_end(self, trainer, module, *args) -> None:
+        self.steps.append({k: v.detach().clone() for k, v in module.network.state_dict().items()})
+
+
+def test_ema_decay_saves_the_moving_average_of_the_weights(tmp_path):
+    assert [type(c).__name__ for c in train_callbacks()] == ["ModelCheckpoint"]  # the default: no averaging
+    saver, ema = train_callbacks(ema_decay=0.5)
+    assert isinstance(ema, pl.callbacks.EMAWeightAveraging)
+    train, val = batch_of(range(6)), batch_of(range(6, 8))
+    torch.manual_seed(0)
+    module = DeepSpioModule(network=small_deepspio(), learning_rate=0.05)
+    recorder = WeightRecorder()
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, default_root_dir=tmp_path,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         callbacks=[recorder, saver, ema])
+    trainer.fit(module, DataLoader(list(zip(*train, strict=True)), batch_size=2),
+                DataLoader(list(zip(*val, strict=True)), batch_size=2))
+    saved = torch.load(save_best_network(saver, module, tmp_path / "ema.pt"), weights_only=True)
+    name = "encoder.0.0.weight"
+    average = recorder.steps[0][name]  # the first update copies, then average <- 0.5 average + 0.5 weights
+    for step in recorder.steps[1:]:
+        average = 0.5 * average + 0.5 * step[name]
+    assert len(recorder.steps) == 3
+    torch.testing.assert_close(saved[name], average, rtol=1e-6, atol=1e-7)
+    assert not torch.allclose(saved[name], recorder.steps[-1][name])  # not the last raw weights
