@@ -1,7 +1,8 @@
 """Fast CPU training (issue 24, session 22): the channels-last layout trains the same numbers as the default
 layout; under bf16 mixed precision the network runs in bfloat16 while the losses and the validation NMAE stay
 float32 (validation equals a float32 evaluation of the same weights); the validation NMAE averages the samples with
-iron in the plane. Session 23: train.json's ``--ema_decay`` averages the weights, and the saved network is the average."""
+iron in the plane. Session 23: train.json's ``--ema_decay`` averages the weights, and the saved network is the
+average."""
 
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ import torch
 from monai.bundle import ConfigParser
 from torch.utils.data import DataLoader
 
-from lightning_modules.training import save_best_network
-
 from lightning_modules.spio.data import random_sample
 from lightning_modules.spio.module import DeepSpioModule, sample_nmae
 from lightning_modules.spio.networks import DeepSpio
+from lightning_modules.training import save_best_network
 
 
 def small_deepspio() -> DeepSpio:
