@@ -102,8 +102,7 @@ TRAIN_CONFIG = Path(__file__).resolve().parents[2] / "monai_bundles" / "spio_qua
 
 
 def train_callbacks(**overrides) -> list:
-    parser = ConfigParser.load_config_file(str(TRAIN_CONFIG))
-    config = ConfigParser(parser)
+    config = ConfigParser(ConfigParser.load_config_file(str(TRAIN_CONFIG)))
     config.update(overrides)
     return config.get_parsed_content("trainer#callbacks")
 

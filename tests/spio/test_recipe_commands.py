@@ -15,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN_JSON = ROOT / "monai_bundles" / "spio_quantification" / "configs" / "train.json"
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
 
 
 def bundle_commands(target: str) -> list[list[str]]:
@@ -29,7 +30,6 @@ def options(command: list[str]) -> dict[str, str]:
     return {command[i][2:]: command[i + 1] for i in keys}
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
 @pytest.mark.parametrize("target", ["train-spio", "train-spio-scratch"])
 def test_every_recipe_option_is_a_train_json_key(target):
     config = json.loads(TRAIN_JSON.read_text())
@@ -46,10 +46,10 @@ def test_every_recipe_option_is_a_train_json_key(target):
 
 
 def test_the_scratch_recipe_trains_fast_on_fresh_samples_in_23000_steps():
-    steps = 0
+    batch_size, steps = json.loads(TRAIN_JSON.read_text())["batch_size"], 0
     for command in bundle_commands("train-spio-scratch"):
         given = options(command)
         assert given["trainer#precision"] == "bf16-mixed" and given["channels_last"] == "true"
         assert given["pool_size"] == "0" and given["num_workers"] == "1" and given["auxiliary_weight"] == "1"
-        steps += int(given["samples_per_epoch"]) // 16 * int(given["trainer#max_epochs"])  # train.json's batch 16
+        steps += int(given["samples_per_epoch"]) // batch_size * int(given["trainer#max_epochs"])
     assert steps == 23_000
