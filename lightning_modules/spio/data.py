@@ -34,19 +34,19 @@ P_AIR_BUBBLE = 0.2
 
 
 def random_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+                  noise_free_fraction: float = P_NOISE_FREE) -> tuple[torch.Tensor, torch.Tensor]:
     """Simulated sample ``index`` of ``seed``: View Line image (2, 128, 128) and concentration (1, 128, 128).
 
     The image is in the units of the spin density (tissue ≈ 1); concentration in µg Fe/mm³.
     """
     image, concentration, _ = random_sample_with_snr(seed, index, base_augmentation=base_augmentation,
-                                                     head_bases=head_bases)
+                                                     head_bases=head_bases, noise_free_fraction=noise_free_fraction)
     return image, concentration
 
 
 def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
                            base: Callable[[np.random.Generator], torch.Tensor] = random_base,
-                           ) -> tuple[torch.Tensor, torch.Tensor, float]:
+                           noise_free_fraction: float = P_NOISE_FREE) -> tuple[torch.Tensor, torch.Tensor, float]:
     """:func:`random_sample` plus the sample's SNR in dB (``math.inf`` for a noise-free sample).
 
     Args:
@@ -58,23 +58,30 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
             gives exactly the plain samples).
         base: draws the spin density (x, z) from the sample's random generator; the default is training's
             (an MNI slice or an agar disk); benchmarks pass others (e.g. real subjects' slices).
+        noise_free_fraction: probability of a noise-free sample (else the SNR is uniform in ``SNR_RANGE_DB``). It
+            thresholds the same random draw, so the default gives exactly the samples every earlier run saw, and
+            a larger value turns some noisy samples noise-free while leaving every other part of them unchanged.
     """
     image, concentration, snr_db, _ = _simulate(seed, index, base_augmentation=base_augmentation,
-                                                head_bases=head_bases, base=base)
+                                                head_bases=head_bases, base=base,
+                                                noise_free_fraction=noise_free_fraction)
     return image, concentration, snr_db
 
 
 def random_sample_with_targets(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
+                               noise_free_fraction: float = P_NOISE_FREE,
                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`random_sample` plus the auxiliary targets of the same sample (2, 64, 64): the plane's field and the
     iron's extent along y (:func:`~lightning_modules.spio.auxiliary.auxiliary_targets`)."""
     image, concentration, _, targets = _simulate(seed, index, base_augmentation=base_augmentation,
-                                                 head_bases=head_bases, base=random_base, with_targets=True)
+                                                 head_bases=head_bases, base=random_base, with_targets=True,
+                                                 noise_free_fraction=noise_free_fraction)
     return image, concentration, targets
 
 
 def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: float,
               base: Callable[[np.random.Generator], torch.Tensor], with_targets: bool = False,
+              noise_free_fraction: float = P_NOISE_FREE,
               ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None]:
     """Sample ``index`` of ``seed``: image, plane concentration, SNR and (``with_targets``) auxiliary targets."""
     rng = np.random.default_rng([int(seed), int(index)])
@@ -99,7 +106,8 @@ def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: fl
         bubble = sphere(centre, float(rng.uniform(1.5, 4.0))) & (concentration == 0)
         extra_chi = bubble.float() * acq.AIR_MINUS_TISSUE_CHI_SI
         rho = torch.where(bubble[:, bubble.shape[1] // 2, :], torch.zeros(()), rho)
-    snr_db = math.inf if rng.random() < P_NOISE_FREE else float(rng.uniform(*SNR_RANGE_DB))
+    noise_free = rng.random() < noise_free_fraction
+    snr_db = math.inf if noise_free else float(rng.uniform(*SNR_RANGE_DB))
     image, plane, delta_b = simulate_viewline_with_field(rho, concentration, snr_db=snr_db,
                                                          extra_chi_si_3d=extra_chi, generator=generator)
     targets = auxiliary_targets(delta_b, concentration) if with_targets else None
@@ -183,15 +191,17 @@ class OnTheFlyDataset(IterableDataset):
         head_bases: probability of a base image with a real head's anatomy (:func:`random_sample`).
         with_targets: yield ``(image, concentration, auxiliary targets)``
             (:func:`random_sample_with_targets`) instead of pairs; the image and map are the same.
+        noise_free_fraction: probability of a noise-free sample (:func:`random_sample_with_snr`).
     """
 
     def __init__(self, seed: int, *, samples_per_epoch: int, batch_size: int = 1, n_workers: int = 1,
                  rank: int = 0, world_size: int = 1, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                 with_targets: bool = False) -> None:
+                 with_targets: bool = False, noise_free_fraction: float = P_NOISE_FREE) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0 … {world_size - 1}")
         self.seed, self.rank, self.world_size, self.n_workers = seed, rank, world_size, max(n_workers, 1)
         self.base_augmentation, self.head_bases, self.with_targets = base_augmentation, head_bases, with_targets
+        self.noise_free_fraction = noise_free_fraction
         runs = world_size * self.n_workers
         self.per_worker = math.ceil(samples_per_epoch / (runs * batch_size)) * batch_size
         self.epoch = 0
@@ -214,7 +224,8 @@ class OnTheFlyDataset(IterableDataset):
         epoch, self.epoch = self.epoch, self.epoch + 1
         sample = random_sample_with_targets if self.with_targets else random_sample
         for index in self.indices(epoch, worker):
-            yield sample(self.seed, index, base_augmentation=self.base_augmentation, head_bases=self.head_bases)
+            yield sample(self.seed, index, base_augmentation=self.base_augmentation, head_bases=self.head_bases,
+                         noise_free_fraction=self.noise_free_fraction)
 
 
 class ViewLineDataModule(pl.LightningDataModule):
@@ -235,17 +246,23 @@ class ViewLineDataModule(pl.LightningDataModule):
             (:func:`random_sample`; ``pool_size`` 0 only).
         auxiliary_targets: training batches also carry the auxiliary targets (field, extent along y;
             ``pool_size`` 0 only); validation batches stay ``(image, concentration)``.
+        noise_free_fraction: probability of a noise-free sample in the fresh training samples (``pool_size`` 0
+            only; validation keeps :data:`P_NOISE_FREE`, so validation NMAE means the same in every run).
     """
 
     def __init__(self, *, seed: int = 0, pool_size: int = 6000, samples_per_epoch: int = 4000, n_val: int = 64,
                  batch_size: int = 16, num_workers: int = 0, cache_dir: str | None = None,
-                 base_augmentation: float = 0.0, head_bases: float = 0.0, auxiliary_targets: bool = False) -> None:
+                 base_augmentation: float = 0.0, head_bases: float = 0.0, auxiliary_targets: bool = False,
+                 noise_free_fraction: float = P_NOISE_FREE) -> None:
         super().__init__()
-        if (base_augmentation or head_bases or auxiliary_targets) and pool_size > 0:
-            raise ValueError("base_augmentation, head_bases and auxiliary_targets need fresh samples (pool_size 0); "
-                             "the cached pools are plain")
+        if not 0.0 <= noise_free_fraction <= 1.0:
+            raise ValueError(f"noise_free_fraction must be in [0, 1], got {noise_free_fraction}")
+        plain = not (base_augmentation or head_bases or auxiliary_targets) and noise_free_fraction == P_NOISE_FREE
+        if not plain and pool_size > 0:
+            raise ValueError("base_augmentation, head_bases, auxiliary_targets and noise_free_fraction need fresh "
+                             "samples (pool_size 0); the cached pools are plain")
         self.base_augmentation, self.head_bases = base_augmentation, head_bases
-        self.auxiliary_targets = bool(auxiliary_targets)
+        self.auxiliary_targets, self.noise_free_fraction = bool(auxiliary_targets), noise_free_fraction
         self.seed, self.pool_size, self.samples_per_epoch = seed, pool_size, samples_per_epoch
         self.n_val, self.batch_size, self.num_workers, self.cache_dir = n_val, batch_size, num_workers, cache_dir
         self.train_set: Dataset | None = None
@@ -264,7 +281,8 @@ class ViewLineDataModule(pl.LightningDataModule):
                                                  batch_size=self.batch_size, n_workers=self.num_workers, rank=rank,
                                                  world_size=world_size, base_augmentation=self.base_augmentation,
                                                  head_bases=self.head_bases,
-                                                 with_targets=self.auxiliary_targets)
+                                                 with_targets=self.auxiliary_targets,
+                                                 noise_free_fraction=self.noise_free_fraction)
 
     def train_dataloader(self) -> DataLoader:
         shuffle = isinstance(self.train_set, PoolDataset)
