@@ -1,14 +1,17 @@
 """SPIO training data: on-the-fly samples are fresh every epoch and disjoint across DDP ranks and loader workers;
 the intensity augmentation of the base images changes nothing when off and only intensities when on; head anatomy
-(scalp, skull, vessels, texture) is drawn where it belongs and changes nothing when off."""
+(scalp, skull, vessels, texture) is drawn where it belongs and changes nothing when off; a larger noise-free
+fraction (session 24) turns noisy training samples noise-free, changes nothing else and reaches training only."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from monai.bundle import ConfigParser
 
 from lightning_modules.spio import data
 from lightning_modules.spio.data import OnTheFlyDataset, ViewLineDataModule, random_sample_with_snr
@@ -17,7 +20,7 @@ from lightning_modules.spio.viewline import PIXEL_MM
 
 
 def _fake_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+                 noise_free_fraction: float = data.P_NOISE_FREE) -> tuple[torch.Tensor, torch.Tensor]:
     """Stands in for the simulator: the 'image' is the sample index, the 'concentration' the seed."""
     return torch.tensor([float(index)]), torch.tensor([float(seed)])
 
@@ -94,7 +97,7 @@ def test_augment_base_changes_intensity_only() -> None:
     torch.testing.assert_close(augment_base(disk, np.random.default_rng(0)), out)
 
 
-@pytest.mark.parametrize("option", ["base_augmentation", "head_bases"])
+@pytest.mark.parametrize("option", ["base_augmentation", "head_bases", "noise_free_fraction"])
 def test_base_image_options_need_fresh_samples_and_reach_the_dataset(option: str) -> None:
     with pytest.raises(ValueError, match="pool_size 0"):
         ViewLineDataModule(pool_size=100, **{option: 0.5})
@@ -102,6 +105,33 @@ def test_base_image_options_need_fresh_samples_and_reach_the_dataset(option: str
     module.val_set = []
     module.setup("fit")
     assert getattr(module.train_set, option) == 0.5
+
+
+def test_noise_free_fraction_turns_noisy_samples_noise_free_and_changes_nothing_else() -> None:
+    n = 40
+    default = [random_sample_with_snr(5, i) for i in range(n)]
+    for i, (image, concentration, snr_db) in enumerate(default):       # the default is what every run saw
+        same = random_sample_with_snr(5, i, noise_free_fraction=data.P_NOISE_FREE)
+        assert torch.equal(same[0], image) and torch.equal(same[1], concentration) and same[2] == snr_db
+    more = [random_sample_with_snr(5, i, noise_free_fraction=0.5) for i in range(n)]
+    noise_free = [np.isinf(s[2]) for s in more]
+    assert all(noise_free[i] for i in range(n) if np.isinf(default[i][2]))   # noise-free stays noise-free
+    assert 0.25 * n < sum(noise_free) < 0.75 * n and sum(noise_free) > sum(np.isinf(s[2]) for s in default)
+    turned = []                                                           # (SNR, noise level) of those turned
+    for (image, concentration, snr_db), (image2, concentration2, snr2) in zip(default, more, strict=True):
+        assert torch.equal(concentration, concentration2)                 # the same object in the same tissue
+        if snr2 == snr_db:
+            assert torch.equal(image, image2)
+        else:       # the same image without its noise: the difference is noise of the sample's SNR (tissue ≈ 1)
+            noise = float((image - image2).std() / image2[image2 > 0.5 * image2.max()].mean())
+            assert 0.1 < noise / 10 ** (-snr_db / 20) < 3
+            turned.append((snr_db, noise))
+    snrs, noises = np.array(turned).T
+    assert len(turned) >= 5 and np.corrcoef(snrs, np.log10(noises))[0, 1] < -0.9  # lower SNR, more noise removed
+    assert all(np.isinf(random_sample_with_snr(5, i, noise_free_fraction=1.0)[2]) for i in range(8))
+    assert not any(np.isinf(random_sample_with_snr(5, i, noise_free_fraction=0.0)[2]) for i in range(8))
+    with pytest.raises(ValueError, match="noise_free_fraction"):
+        ViewLineDataModule(pool_size=0, noise_free_fraction=1.5)
 
 
 def test_head_bases_off_gives_exactly_the_plain_samples_and_on_changes_them() -> None:
@@ -142,3 +172,16 @@ def test_head_anatomy_adds_scalp_outside_the_tissue_and_keeps_it_inside() -> Non
         # inside, the tissue keeps its level within the texture (≤ 0.1 · 4 sd) and vessels (0.1–2 ×)
         inside = out[radius_mm < 7.0]
         assert 0.7 < float(inside.median()) < 1.3 and float(inside.max()) <= 2.0 * 1.5
+
+
+def test_train_json_passes_noise_free_fraction_to_the_training_samples_only() -> None:
+    config_file = Path(__file__).parents[2] / "monai_bundles/spio_quantification/configs/train.json"
+    for given, expected in ((None, data.P_NOISE_FREE), (0.25, 0.25)):
+        config = ConfigParser(ConfigParser.load_config_file(str(config_file)))
+        config.update({"pool_size": 0, "samples_per_epoch": 4, "n_val": 2, "cache_dir": None})
+        if given is not None:
+            config["noise_free_fraction"] = given
+        module = config.get_parsed_content("datamodule")
+        module.val_set = []
+        module.setup("fit")
+        assert module.train_set.noise_free_fraction == expected
