@@ -120,7 +120,8 @@ def test_forward_field_kernel_cache_follows_voxel_size_and_b0():
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
 def test_forward_field_slice_equals_the_slice_of_the_full_field(dtype, rtol):
     """The one-slice field (a weighted sum instead of the inverse FFT along the sliced axis) is the full field's
-    slice, for both allowed axes, edge and inner indices, a batch axis, anisotropic voxels and an oblique B0."""
+    slice, for both allowed axes, edge and inner indices, a batch axis, anisotropic voxels and an oblique B0, also
+    when χ is zero in most slices (those are skipped) or everywhere."""
     chi = torch.randn(2, 20, 12, 18, generator=torch.Generator().manual_seed(0), dtype=dtype)
     voxel, b0 = (0.5, 1.2, 0.7), (0.3, 0.2, 0.93)
     for axis, index in ((0, 0), (0, 7), (1, 11), (1, 6)):
@@ -128,6 +129,16 @@ def test_forward_field_slice_equals_the_slice_of_the_full_field(dtype, rtol):
         one = forward_field_slice(chi, voxel, b0, axis=axis, index=index)
         assert one.shape == full.shape and one.dtype == dtype
         assert float((one - full).abs().max()) <= rtol * float(full.abs().max())
+    sparse = chi.clone()                              # χ only in a few slices: the empty ones are skipped
+    sparse[:, 3:17] = 0
+    sparse[:, :, 2:9] = 0
+    sparse[1, :, 10] = 0
+    for axis, index in ((0, 5), (1, 4), (1, 10)):
+        full = forward_field(sparse, voxel, b0).select(axis - 3, index)
+        one = forward_field_slice(sparse, voxel, b0, axis=axis, index=index)
+        assert float((one - full).abs().max()) <= rtol * float(full.abs().max())
+    assert torch.equal(forward_field_slice(torch.zeros_like(chi), voxel, b0, axis=1, index=3),
+                       torch.zeros(2, 20, 18, dtype=dtype))
     with pytest.raises(ValueError, match="axis must be 0 or 1"):
         forward_field_slice(chi, voxel, b0, axis=2, index=0)
     with pytest.raises(IndexError, match="outside"):
