@@ -1,0 +1,78 @@
+"""Issue 24, session 24: how large a difference the tuning set's SNR bins can resolve — paired differences.
+
+The decision rules since session 19 ship a candidate only if its mean NMAE on the tuning set (seed 1, samples
+1000–1299) is not above the shipped network's in any SNR bin. The bins hold 32 (∞), 63, 86 and 116 images. This
+benchmark gives, per bin, each candidate's mean NMAE minus the first candidate's on the same images (paired), with
+its standard error, and the same on the tuning set's own images simulated without noise (``noise_free_fraction``
+1: every image at SNR ∞, each otherwise identical), which measures the ∞ bin on all 297 images instead of 32.
+Each network runs as the bundle runs it (``predict_concentration``). One CPU thread.
+
+Usage:
+    .venv/bin/python benchmarks/spio_paired_bins.py \\
+        --candidate "C=lightning_modules.spio.networks.DeepSpio()@monai_bundles/spio_quantification/models/model.pt" \\
+        --candidate "G4n=lightning_modules.spio.networks.DeepSpio()@benchmarks/results/spio/session24_weights/G4n.pt" \\
+        [--out benchmarks/results/spio/spio_paired_bins_session24.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from spio_design_comparison import SNR_BINS, build, sample_arrays, scores  # benchmarks/ is on sys.path
+
+from lightning_modules.io import write_text_atomic
+from lightning_modules.spio.app import load_network
+
+
+def paired_cell(values: list[float], reference: list[float]) -> str:
+    """``mean ± standard error`` of the paired differences ``values − reference``."""
+    d = np.asarray(values) - np.asarray(reference)
+    return f"{d.mean():+.4f} ± {d.std(ddof=1) / np.sqrt(len(d)):.4f}"
+
+
+def table(title: str, results: dict[str, dict[str, list[float]]], bins: list[str]) -> list[str]:
+    """Markdown: mean NMAE per bin, then the paired differences from the first candidate."""
+    names = list(results)
+    first = results[names[0]]
+    lines = [f"### {title}", "", "| candidate | " + " | ".join(f"{b} (n = {len(first[b])})" for b in bins) + " |",
+             "|---" * (len(bins) + 1) + "|"]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{np.mean(results[name][b]):.3f}" for b in bins) + " |")
+    for name in names[1:]:
+        lines.append(f"| {name} − {names[0]} (paired ± s.e.) | "
+                     + " | ".join(paired_cell(results[name][b], first[b]) for b in bins) + " |")
+    return lines + [""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--candidate", action="append", required=True,
+                        help="NAME=module.Class(args)@weights.pt (repeat; the first is the reference)")
+    parser.add_argument("--out", default="benchmarks/results/spio/spio_paired_bins_session24.md")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    indices = range(1000, 1300)
+    sets = {"the tuning set as it is (the rules' bins)": sample_arrays(1, indices),
+            "the tuning set's images without noise": sample_arrays(1, indices, noise_free_fraction=1.0)}
+    networks = {}
+    for candidate in args.candidate:
+        name, rest = candidate.split("=", 1)
+        expression, weights = rest.rsplit("@", 1)
+        networks[name] = load_network(build(expression), weights)
+    lines = ["# SPIO tuning set: paired differences per SNR bin (issue 24, session 24)", "",
+             "Command: `.venv/bin/python benchmarks/spio_paired_bins.py "
+             + " ".join(f'--candidate "{c}"' for c in args.candidate) + "`", ""]
+    for title, samples in sets.items():
+        results = {name: scores(network, samples) for name, network in networks.items()}
+        bins = ["all"] + [b for b, _, _ in SNR_BINS if b in results[next(iter(results))]]
+        lines += table(title, results, bins)
+    text = "\n".join(lines)
+    write_text_atomic(text, Path(args.out))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
