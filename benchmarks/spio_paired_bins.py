@@ -7,11 +7,15 @@ its standard error, and the same on the tuning set's own images simulated withou
 1: every image at SNR ∞, each otherwise identical), which measures the ∞ bin on all 297 images instead of 32.
 Each network runs as the bundle runs it (``predict_concentration``). One CPU thread.
 
+``--start``/``--n`` choose other samples of seed 1 (fresh ones for a confirmatory rule), ``--fixed_snrs`` the
+fixed SNRs (dB, ``inf`` for none) at which the same images are also simulated (``random_sample_with_snr``'s
+``snr_db``): one paired set per SNR, every image in every set.
+
 Usage:
     .venv/bin/python benchmarks/spio_paired_bins.py \\
         --candidate "C=lightning_modules.spio.networks.DeepSpio()@monai_bundles/spio_quantification/models/model.pt" \\
         --candidate "G4n=lightning_modules.spio.networks.DeepSpio()@benchmarks/results/spio/session24_weights/G4n.pt" \\
-        [--out benchmarks/results/spio/spio_paired_bins_session24.md]
+        [--start 1000 --n 300 --fixed_snrs inf] [--out benchmarks/results/spio/spio_paired_bins_session24.md]
 """
 
 from __future__ import annotations
@@ -51,12 +55,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidate", action="append", required=True,
                         help="NAME=module.Class(args)@weights.pt (repeat; the first is the reference)")
+    parser.add_argument("--start", type=int, default=1000, help="first sample of seed 1")
+    parser.add_argument("--n", type=int, default=300, help="samples")
+    parser.add_argument("--fixed_snrs", default="inf", help="comma-separated SNRs in dB (inf: no noise)")
     parser.add_argument("--out", default="benchmarks/results/spio/spio_paired_bins_session24.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    indices = range(1000, 1300)
-    sets = {"the tuning set as it is (the rules' bins)": sample_arrays(1, indices),
-            "the tuning set's images without noise": sample_arrays(1, indices, noise_free_fraction=1.0)}
+    indices = range(args.start, args.start + args.n)
+    set_name = ("the tuning set" if (args.start, args.n) == (1000, 300)
+            else f"samples {args.start}–{args.start + args.n - 1} of seed 1")
+    sets = {f"{set_name} as it is (the rules' bins)": sample_arrays(1, indices)}
+    for snr in (float(x) for x in args.fixed_snrs.split(",") if x.strip()):
+        title = (f"{set_name}'s images without noise" if snr == float("inf")
+                 else f"{set_name}'s images at {snr:g} dB")
+        sets[title] = sample_arrays(1, indices, snr_db=snr)
     networks = {}
     for candidate in args.candidate:
         name, rest = candidate.split("=", 1)
@@ -64,7 +76,9 @@ def main() -> None:
         networks[name] = load_network(build(expression), weights)
     lines = ["# SPIO tuning set: paired differences per SNR bin (issue 24, session 24)", "",
              "Command: `.venv/bin/python benchmarks/spio_paired_bins.py "
-             + " ".join(f'--candidate "{c}"' for c in args.candidate) + "`", ""]
+             + " ".join(f'--candidate "{c}"' for c in args.candidate)
+             + ("" if (args.start, args.n, args.fixed_snrs) == (1000, 300, "inf")
+                else f" --start {args.start} --n {args.n} --fixed_snrs {args.fixed_snrs}") + "`", ""]
     for title, samples in sets.items():
         results = {name: scores(network, samples) for name, network in networks.items()}
         bins = ["all"] + [b for b, _, _ in SNR_BINS if b in results[next(iter(results))]]

@@ -46,7 +46,8 @@ def random_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head
 
 def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
                            base: Callable[[np.random.Generator], torch.Tensor] = random_base,
-                           noise_free_fraction: float = P_NOISE_FREE) -> tuple[torch.Tensor, torch.Tensor, float]:
+                           noise_free_fraction: float = P_NOISE_FREE, snr_db: float | None = None,
+                           ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """:func:`random_sample` plus the sample's SNR in dB (``math.inf`` for a noise-free sample).
 
     Args:
@@ -61,10 +62,12 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
         noise_free_fraction: probability of a noise-free sample (else the SNR is uniform in ``SNR_RANGE_DB``). It
             thresholds the same random draw, so the default gives exactly the samples every earlier run saw, and
             a larger value turns some noisy samples noise-free while leaving every other part of them unchanged.
+        snr_db: if given, the sample's SNR (dB; ``math.inf`` for none) instead of the drawn one, everything else
+            unchanged: the same images at a fixed SNR, for paired comparisons per SNR (benchmarks).
     """
     image, concentration, snr_db, _ = _simulate(seed, index, base_augmentation=base_augmentation,
                                                 head_bases=head_bases, base=base,
-                                                noise_free_fraction=noise_free_fraction)
+                                                noise_free_fraction=noise_free_fraction, fixed_snr_db=snr_db)
     return image, concentration, snr_db
 
 
@@ -81,7 +84,7 @@ def random_sample_with_targets(seed: int, index: int, *, base_augmentation: floa
 
 def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: float,
               base: Callable[[np.random.Generator], torch.Tensor], with_targets: bool = False,
-              noise_free_fraction: float = P_NOISE_FREE,
+              noise_free_fraction: float = P_NOISE_FREE, fixed_snr_db: float | None = None,
               ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None]:
     """Sample ``index`` of ``seed``: image, plane concentration, SNR and (``with_targets``) auxiliary targets."""
     rng = np.random.default_rng([int(seed), int(index)])
@@ -108,6 +111,8 @@ def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: fl
         rho = torch.where(bubble[:, bubble.shape[1] // 2, :], torch.zeros(()), rho)
     noise_free = rng.random() < noise_free_fraction
     snr_db = math.inf if noise_free else float(rng.uniform(*SNR_RANGE_DB))
+    if fixed_snr_db is not None:
+        snr_db = float(fixed_snr_db)
     image, plane, delta_b = simulate_viewline_with_field(rho, concentration, snr_db=snr_db,
                                                          extra_chi_si_3d=extra_chi, generator=generator)
     targets = auxiliary_targets(delta_b, concentration) if with_targets else None

@@ -128,6 +128,14 @@ def test_noise_free_fraction_turns_noisy_samples_noise_free_and_changes_nothing_
             turned.append((snr_db, noise))
     snrs, noises = np.array(turned).T
     assert len(turned) >= 5 and np.corrcoef(snrs, np.log10(noises))[0, 1] < -0.9  # lower SNR, more noise removed
+    for i in range(8):                           # a fixed SNR: the same sample, its noise set by the SNR given
+        drawn, fixed = default[i], random_sample_with_snr(5, i, snr_db=12.0)
+        assert fixed[2] == 12.0 and torch.equal(fixed[1], drawn[1])
+        assert torch.equal(random_sample_with_snr(5, i, snr_db=np.inf)[0], more[i][0] if np.isinf(more[i][2])
+                           else random_sample_with_snr(5, i, noise_free_fraction=1.0)[0])
+        if drawn[2] == 12.0 or np.isinf(drawn[2]):
+            continue
+        assert not torch.equal(fixed[0], drawn[0])
     assert all(np.isinf(random_sample_with_snr(5, i, noise_free_fraction=1.0)[2]) for i in range(8))
     assert not any(np.isinf(random_sample_with_snr(5, i, noise_free_fraction=0.0)[2]) for i in range(8))
     with pytest.raises(ValueError, match="noise_free_fraction"):
