@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WEB_STAMP := .venv-web/.installed
 
-.PHONY: install install-web web demo test test-fast bench bench-qsm bench-ivim bench-spio bench-rim train-qsm train-qsmgan train-ivim train-spio train-spio-scratch train-rim lint clean
+.PHONY: install install-web web demo test test-fast bench bench-qsm bench-ivim bench-spio bench-rim train-qsm train-qsmgan train-ivim train-spio train-spio-scratch train-spio-base train-spio-060 train-rim lint clean
 
 install: $(STAMP) $(WEB_STAMP)
 
@@ -87,7 +87,7 @@ train-qsmgan: $(STAMP)
 train-ivim: $(STAMP)
 	$(PY) -m monai.bundle run --config_file monai_bundles/ivim_mapping/configs/train.json
 
-# SPIO: stages 1-6 train the 0.2 network (12-24-48 channels) from scratch and then restart the one-cycle schedule
+# SPIO 0.6.0 (the weights shipped until session 24; ≈ 11.6 h on one core): stages 1-6 train the 0.2 network (12-24-48 channels) from scratch and then restart the one-cycle schedule
 # from the previous stage's best weights; stage 7 (0.3.0) widens it to the shipped network (train.json's
 # network_def, Net2WiderNet: lightning_modules/spio/widen.py) and trains on a pool twice as large; stage 8 (0.3.1)
 # restarts it at half the peak learning rate on a pool twice as large again; stages 9 and 10 restart it at peak
@@ -100,7 +100,7 @@ SPIO_TRAIN := $(PY) -m monai.bundle run --config_file $(SPIO)/configs/train.json
 SPIO_0_2   := --network_def "\$$lightning_modules.spio.networks.DeepSpio(encoder_widths=(12, 24, 48), \
   bottleneck_channels=48, decoder_widths=(24,))"
 SPIO_AGAIN := --l2_warmup_epochs 0 --learning_rate 0.001
-train-spio: $(STAMP)
+train-spio-060: $(STAMP)
 	mkdir -p $(SPIO_WORK)
 	$(SPIO_TRAIN) $(SPIO_0_2) --model_path $(SPIO_WORK)/stage1.pt
 	$(SPIO_TRAIN) $(SPIO_0_2) --model_path $(SPIO_WORK)/stage2.pt --init_weights $(SPIO_WORK)/stage1.pt \
@@ -129,17 +129,33 @@ train-spio: $(STAMP)
 	$(PY) benchmarks/spio_weight_interpolation.py --base $(SPIO_WORK)/stage10.pt --tuned $(SPIO_WORK)/stage11.pt \
 	  --save_alpha 0.25 --save_to $(SPIO)/models/model.pt
 
-# SPIO from scratch in ≈ 3 h on two CPU cores (issue 24, sessions 21-23; NOT the shipped weights: tuning NMAE 0.395
-# against 0.6.0's 0.393, real anatomy 0.407 vs 0.451; bundle docs, "Session 23"). 23 000 optimiser steps, every
-# stage on fresh samples with one loader worker simulating on the other core, the dense auxiliary targets
-# (training only), bf16-mixed and channels-last; each stage keeps its best epoch by its own validation NMAE.
-# F and F2 ran in float32 on one core each (session 21); G, G2 and G3 ran as written here (sessions 22-23).
+# SPIO from scratch on two CPU cores (issue 24, sessions 21-24). Every stage on fresh samples with a loader worker
+# simulating on the other core, the dense auxiliary targets (training only), bf16-mixed and channels-last; each
+# stage keeps its best epoch by its own validation NMAE. F and F2 ran in float32 on one core each (session 21);
+# G, G2 (sessions 22), G3 (23), G3n and G4n (24) ran as written here.
+# train-spio (the shipped 0.7.0, 27 000 steps ≈ 3 h 20 min at the measured 0.44 s per step): F → F2 → G → G2 →
+#   G3n → G4n (one training sample in four noise-free in the last two), copied to the bundle's models/model.pt.
+# train-spio-scratch (23 000 steps ≈ 2 h 50 min; NOT shipped: tuning 0.395 vs 0.393): F → F2 → G → G2 → G3.
 SPIO_FAST  := OMP_NUM_THREADS=1 $(SPIO_TRAIN) --pool_size 0 --num_workers 1 --auxiliary_weight 1 \
   --trainer\#precision bf16-mixed --channels_last true
-SPIO_HEADS := --head_bases 0.5 --base_augmentation 0.5
+SPIO_FAST2 := OMP_NUM_THREADS=1 $(SPIO_TRAIN) --pool_size 0 --num_workers 2 --auxiliary_weight 1 \
+  --trainer\#precision bf16-mixed --channels_last true
+SPIO_HEADS := --head_bases 0.5 --base_augmentation 0.5 --l2_warmup_epochs 0
+SPIO_LAST  := --samples_per_epoch 16000 --learning_rate 0.0003 --trainer\#max_epochs 4 $(SPIO_HEADS)
 SCRATCH    := $(SPIO_WORK)/scratch
 
-train-spio-scratch: $(STAMP)
+train-spio: train-spio-base
+	$(SPIO_FAST) --seed 66 $(SPIO_LAST) --noise_free_fraction 0.25 --init_weights $(SCRATCH)/G2.pt \
+	  --work_dir $(SCRATCH)/G3n --model_path $(SCRATCH)/G3n.pt
+	$(SPIO_FAST2) --seed 68 $(SPIO_LAST) --noise_free_fraction 0.25 --init_weights $(SCRATCH)/G3n.pt \
+	  --work_dir $(SCRATCH)/G4n --model_path $(SCRATCH)/G4n.pt
+	cp $(SCRATCH)/G4n.pt $(SPIO)/models/model.pt
+
+train-spio-scratch: train-spio-base
+	$(SPIO_FAST) --seed 66 $(SPIO_LAST) --init_weights $(SCRATCH)/G2.pt --work_dir $(SCRATCH)/G3 \
+	  --model_path $(SCRATCH)/G3.pt
+
+train-spio-base: $(STAMP)
 	mkdir -p $(SCRATCH)
 	$(SPIO_FAST) --seed 60 --samples_per_epoch 4000 --l2_warmup_epochs 2 --learning_rate 0.002 \
 	  --trainer#max_epochs 16 --work_dir $(SCRATCH)/F --model_path $(SCRATCH)/F.pt
@@ -147,12 +163,9 @@ train-spio-scratch: $(STAMP)
 	  --init_weights $(SCRATCH)/F.pt --work_dir $(SCRATCH)/F2 --model_path $(SCRATCH)/F2.pt
 	$(SPIO_FAST) --seed 62 --samples_per_epoch 16000 $(SPIO_AGAIN) --trainer#max_epochs 10 \
 	  --init_weights $(SCRATCH)/F2.pt --work_dir $(SCRATCH)/G --model_path $(SCRATCH)/G.pt
-	$(SPIO_FAST) --seed 64 --samples_per_epoch 16000 --l2_warmup_epochs 0 --learning_rate 0.0005 \
+	$(SPIO_FAST) --seed 64 --samples_per_epoch 16000 --learning_rate 0.0005 \
 	  --trainer#max_epochs 3 $(SPIO_HEADS) --init_weights $(SCRATCH)/G.pt --work_dir $(SCRATCH)/G2 \
 	  --model_path $(SCRATCH)/G2.pt
-	$(SPIO_FAST) --seed 66 --samples_per_epoch 16000 --l2_warmup_epochs 0 --learning_rate 0.0003 \
-	  --trainer#max_epochs 4 $(SPIO_HEADS) --init_weights $(SCRATCH)/G2.pt --work_dir $(SCRATCH)/G3 \
-	  --model_path $(SCRATCH)/G3.pt
 
 # The shipped rim classifier (bundle 0.4.0) is a 5-member ensemble trained in two stages. Stage 1 (synthetic
 # lesion shapes, 56 subjects): member k holds fold k out; fold 0 fits the radiomics standardisation, the other

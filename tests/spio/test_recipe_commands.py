@@ -1,5 +1,7 @@
 """The Makefile's SPIO training recipes name only options train.json has (issue 24, session 23): a ``#`` in a make
-variable starts a comment, and a silently cut ``--trainer#precision`` would train in float32 without an error."""
+variable starts a comment, and a silently cut ``--trainer#precision`` would train in float32 without an error. The
+from-scratch recipes (the shipped 0.7.0's, 27 000 steps, and the 23 000-step one) chain their stages and add up to
+their step counts (session 24)."""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ def options(command: list[str]) -> dict[str, str]:
     return {command[i][2:]: command[i + 1] for i in keys}
 
 
-@pytest.mark.parametrize("target", ["train-spio", "train-spio-scratch"])
+@pytest.mark.parametrize("target", ["train-spio", "train-spio-scratch", "train-spio-060"])
 def test_every_recipe_option_is_a_train_json_key(target):
     config = json.loads(TRAIN_JSON.read_text())
     commands = bundle_commands(target)
@@ -45,11 +47,27 @@ def test_every_recipe_option_is_a_train_json_key(target):
             assert not value.startswith("--"), f"{target}: --{key} has no value"
 
 
-def test_the_scratch_recipe_trains_fast_on_fresh_samples_in_23000_steps():
+@pytest.mark.parametrize(("target", "expected_steps", "workers"),
+                         [("train-spio-scratch", 23_000, ["1"] * 5), ("train-spio", 27_000, ["1"] * 5 + ["2"])])
+def test_the_from_scratch_recipes_train_fast_on_fresh_samples(target, expected_steps, workers):
     batch_size, steps = json.loads(TRAIN_JSON.read_text())["batch_size"], 0
-    for command in bundle_commands("train-spio-scratch"):
+    commands = bundle_commands(target)
+    assert [options(c)["num_workers"] for c in commands] == workers
+    for command in commands:
         given = options(command)
         assert given["trainer#precision"] == "bf16-mixed" and given["channels_last"] == "true"
-        assert given["pool_size"] == "0" and given["num_workers"] == "1" and given["auxiliary_weight"] == "1"
+        assert given["pool_size"] == "0" and given["auxiliary_weight"] == "1"
         steps += int(given["samples_per_epoch"]) // batch_size * int(given["trainer#max_epochs"])
-    assert steps == 23_000
+    assert steps == expected_steps
+    # each stage starts from the one before (session 24's G3n replaces G3 after G2)
+    for before, after in zip(commands, commands[1:], strict=False):
+        assert options(after)["init_weights"] == options(before)["model_path"]
+
+
+def test_the_shipped_recipe_ends_in_the_bundle_weights_with_a_quarter_of_its_samples_noise_free():
+    text = subprocess.run(["make", "-n", "train-spio", "PY=python"], cwd=ROOT, check=True, capture_output=True,
+                          text=True).stdout
+    commands = bundle_commands("train-spio")
+    assert [options(c).get("noise_free_fraction") for c in commands] == [None] * 4 + ["0.25"] * 2
+    assert text.strip().splitlines()[-1].split()[-2:] == [options(commands[-1])["model_path"],
+                                                          "monai_bundles/spio_quantification/models/model.pt"]
