@@ -173,13 +173,9 @@ def forward_field_slice(
     """
     if axis not in (0, 1):
         raise ValueError(f"forward_field_slice: axis must be 0 or 1 of (i, j, k), got {axis}")
-    chi = torch.as_tensor(chi_ppm)
-    if not chi.is_floating_point():
-        chi = chi.float()
-    shape = tuple(chi.shape[-3:])
+    chi, shape, big = _padded_grid(chi_ppm, pad_factor)
     if not 0 <= index < shape[axis]:
         raise IndexError(f"forward_field_slice: index {index} outside 0…{shape[axis] - 1} of axis {axis}")
-    big = padded_shape(shape, pad_factor) if pad_factor > 1 else shape
     other = 1 - axis
     slices = torch.movedim(chi, axis - 3, -3)                                    # (..., n_axis, n_other, n_last)
     occupied = torch.nonzero(slices.ne(0).movedim(-3, 0).reshape(shape[axis], -1).any(1)).squeeze(1)
@@ -203,18 +199,24 @@ def _cached_slice_kernel(big: tuple[int, ...], voxel_size_mm: tuple[float, ...],
     offsets = index - torch.arange(n_axis, dtype=torch.float64, device=kernel.device)
     weights = torch.exp(2j * np.pi * offsets[:, None] * m[None, :] / big[axis]) / big[axis]    # (n_axis, N)
     complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-    return torch.einsum("jm,mab->jab", weights, kernel.to(torch.float64).to(torch.complex128)).to(complex_dtype)
+    return torch.einsum("jm,mab->jab", weights, kernel.to(torch.complex128)).to(complex_dtype)
+
+
+def _padded_grid(chi_ppm: torch.Tensor | np.ndarray, pad_factor: float,
+                 ) -> tuple[torch.Tensor, tuple[int, ...], tuple[int, ...]]:
+    """χ as a floating tensor, its own (last three) shape and the zero-padded FFT grid."""
+    chi = torch.as_tensor(chi_ppm)
+    if not chi.is_floating_point():
+        chi = chi.float()
+    shape = tuple(chi.shape[-3:])
+    return chi, shape, padded_shape(shape, pad_factor) if pad_factor > 1 else shape
 
 
 def _field_spectrum(chi_ppm: torch.Tensor | np.ndarray, voxel_size_mm: Sequence[float],
                     b0_direction: Sequence[float], pad_factor: float,
                     ) -> tuple[torch.Tensor, tuple[int, ...], tuple[int, ...]]:
     """``D · rfftn(χ)`` on the zero-padded grid, the padded shape and χ's own (last three) shape."""
-    chi = torch.as_tensor(chi_ppm)
-    if not chi.is_floating_point():
-        chi = chi.float()
-    shape = tuple(chi.shape[-3:])
-    big = padded_shape(shape, pad_factor) if pad_factor > 1 else shape
+    chi, shape, big = _padded_grid(chi_ppm, pad_factor)
     kernel = _cached_kernel(big, tuple(float(v) for v in voxel_size_mm), tuple(float(b) for b in b0_direction),
                             chi.dtype, str(chi.device))
     return torch.fft.rfftn(chi, s=big, dim=(-3, -2, -1)) * kernel, big, shape

@@ -109,8 +109,7 @@ def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: fl
         bubble = sphere(centre, float(rng.uniform(1.5, 4.0))) & (concentration == 0)
         extra_chi = bubble.float() * acq.AIR_MINUS_TISSUE_CHI_SI
         rho = torch.where(bubble[:, bubble.shape[1] // 2, :], torch.zeros(()), rho)
-    noise_free = rng.random() < noise_free_fraction
-    snr_db = math.inf if noise_free else float(rng.uniform(*SNR_RANGE_DB))
+    snr_db = math.inf if rng.random() < noise_free_fraction else float(rng.uniform(*SNR_RANGE_DB))
     if fixed_snr_db is not None:
         snr_db = float(fixed_snr_db)
     image, plane, delta_b = simulate_viewline_with_field(rho, concentration, snr_db=snr_db,
