@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from lightning_modules.spio import acquisition as acq
+from lightning_modules.spio.networks import normalise_intensity
 from lightning_modules.spio.viewline import PIXEL_MM, pixel_centres_mm
 
 #: Line displacement along z (mm) per tesla of off-resonance: u = MM_PER_TESLA · ΔB.
@@ -70,12 +71,7 @@ class LineFeatures(nn.Module):
         self.register_buffer("kernel_z", gaussian_kernel_1d(sigma_z_px)[None, None, None, :], persistent=False)
         self.register_buffer("kernel_x", gaussian_kernel_1d(sigma_x_px)[None, None, :, None], persistent=False)
 
-    @staticmethod
-    def normalise(image: torch.Tensor) -> torch.Tensor:
-        """Divide each sample by the 99th percentile of its channel-summed intensity."""
-        total = image.sum(dim=1).flatten(1)
-        scale = torch.quantile(total, 0.99, dim=1).clamp_min(1e-8)
-        return image / scale[:, None, None, None]
+    normalise = staticmethod(normalise_intensity)
 
     def low_pass(self, x: torch.Tensor) -> torch.Tensor:
         """Separable Gaussian low-pass of every channel of (B, C, X, Z), zero padded."""

@@ -1,13 +1,22 @@
-"""Differentiable one-level 2-D discrete wavelet transform (periodization mode) as strided convolutions.
+"""Differentiable one-level 2-D discrete wavelet transform (periodization mode) as two matrix products.
 
 DeepSPIO predicts the four sub-bands of a one-level Daubechies-4 wavelet transform of the concentration map
 and recovers the map with an inverse DWT inside the network (della Maggiora et al., "DeepSPIO", IEEE TPAMI
 2020, §4). The filters are PyWavelets' coefficients; the results equal ``pywt.dwt2`` / ``pywt.idwt2`` with
 ``mode="periodization"``. Sub-bands are stacked as channels in the order (cA, cH, cV, cD) of ``pywt.dwt2``:
 cA low-pass on both axes, cH high-pass on axis −2, cV high-pass on axis −1, cD high-pass on both.
+
+The 1-D transforms are written as strided circular convolutions (:func:`_analysis_1d`, :func:`_synthesis_1d`);
+the modules apply them as matrices, built once per length from those convolutions on the identity in float64
+(:func:`analysis_matrix`, :func:`synthesis_matrix`): the same linear maps, but a (…, N) × (N, N) product is one
+GEMM where the 8-tap ``conv1d`` over thousands of rows ran at a few GFLOP/s. On one CPU core that cut the DWT of
+a training batch's targets and the inverse DWT with its gradient from ≈ 47 ms to ≈ 3 ms per step (issue 24,
+session 25; ``benchmarks/spio_training_speed.py``).
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import nn
@@ -53,6 +62,29 @@ def _synthesis_1d(low: torch.Tensor, high: torch.Tensor, rec_lo: torch.Tensor, r
     return out.reshape(*shape[:-1], 2 * shape[-1]).movedim(-1, dim)
 
 
+@functools.lru_cache(maxsize=16)
+def analysis_matrix(wavelet: str, length: int) -> torch.Tensor:
+    """(length, length) float64 matrix ``A`` of the 1-D analysis: ``x @ A.T`` = [low band, high band] of ``x``."""
+    dec_lo, dec_hi, _, _ = _filters(wavelet)
+    low, high = _analysis_1d(torch.eye(length, dtype=torch.float64), dec_lo.flip(0), dec_hi.flip(0), dim=-1)
+    return torch.cat([low, high], dim=-1).T.contiguous()
+
+
+@functools.lru_cache(maxsize=16)
+def synthesis_matrix(wavelet: str, length: int) -> torch.Tensor:
+    """(length, length) float64 matrix ``S`` of the 1-D synthesis: ``[low, high] @ S.T`` = the signal of
+    ``length`` samples (for an orthogonal wavelet such as db4, ``S`` = ``A.T``)."""
+    _, _, rec_lo, rec_hi = _filters(wavelet)
+    half = torch.eye(length, dtype=torch.float64).reshape(length, 2, length // 2)
+    return _synthesis_1d(half[:, 0], half[:, 1], rec_lo, rec_hi, dim=-1).T.contiguous()
+
+
+def _matrix(build, wavelet: str, length: int, like: torch.Tensor) -> torch.Tensor:
+    if length % 2:
+        raise ValueError(f"the DWT needs even image sides, got {length}")
+    return build(wavelet, length).to(device=like.device, dtype=like.dtype)
+
+
 class Dwt2(nn.Module):
     """One-level 2-D DWT: (B, C, H, W) → (B, 4C, H/2, W/2), sub-bands (cA, cH, cV, cD) per input channel.
 
@@ -62,15 +94,14 @@ class Dwt2(nn.Module):
 
     def __init__(self, wavelet: str = "db4") -> None:
         super().__init__()
-        dec_lo, dec_hi, _, _ = _filters(wavelet)
-        self.register_buffer("lo", dec_lo.flip(0), persistent=False)
-        self.register_buffer("hi", dec_hi.flip(0), persistent=False)
+        self.wavelet = wavelet
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        low, high = _analysis_1d(image, self.lo, self.hi, dim=-1)
-        ca, ch = _analysis_1d(low, self.lo, self.hi, dim=-2)
-        cv, cd = _analysis_1d(high, self.lo, self.hi, dim=-2)
-        return torch.cat([ca, ch, cv, cd], dim=1)
+        rows = _matrix(analysis_matrix, self.wavelet, image.shape[-2], image)
+        cols = _matrix(analysis_matrix, self.wavelet, image.shape[-1], image)
+        bands = rows @ image @ cols.T  # [[cA, cV], [cH, cD]] blocks: low / high along −2 (rows), −1 (columns)
+        h, w = image.shape[-2] // 2, image.shape[-1] // 2
+        return torch.cat([bands[..., :h, :w], bands[..., h:, :w], bands[..., :h, w:], bands[..., h:, w:]], dim=1)
 
 
 class InverseDwt2(nn.Module):
@@ -83,12 +114,11 @@ class InverseDwt2(nn.Module):
 
     def __init__(self, wavelet: str = "db4") -> None:
         super().__init__()
-        _, _, rec_lo, rec_hi = _filters(wavelet)
-        self.register_buffer("rec_lo", rec_lo, persistent=False)
-        self.register_buffer("rec_hi", rec_hi, persistent=False)
+        self.wavelet = wavelet
 
     def forward(self, subbands: torch.Tensor) -> torch.Tensor:
         ca, ch, cv, cd = torch.chunk(subbands, 4, dim=1)
-        low = _synthesis_1d(ca, ch, self.rec_lo, self.rec_hi, dim=-2)
-        high = _synthesis_1d(cv, cd, self.rec_lo, self.rec_hi, dim=-2)
-        return _synthesis_1d(low, high, self.rec_lo, self.rec_hi, dim=-1)
+        bands = torch.cat([torch.cat([ca, cv], dim=-1), torch.cat([ch, cd], dim=-1)], dim=-2)
+        rows = _matrix(synthesis_matrix, self.wavelet, bands.shape[-2], bands)
+        cols = _matrix(synthesis_matrix, self.wavelet, bands.shape[-1], bands)
+        return rows @ bands @ cols.T
