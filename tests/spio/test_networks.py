@@ -12,7 +12,7 @@ from lightning_modules.spio.module import (
     relative_l2_per_subband,
     sample_nmae,
 )
-from lightning_modules.spio.networks import DeepSpio
+from lightning_modules.spio.networks import DeepSpio, NarrowConv2d, row_quantile
 from lightning_modules.spio.wavelets import Dwt2
 
 
@@ -25,6 +25,30 @@ def test_output_shapes_and_scale_invariance():
         out = net(image)
         assert out.shape == (1, 1, 128, 128)
         assert_allclose(net(7.5 * image).numpy(), out.numpy(), atol=1e-4)  # any intensity scale
+
+
+def test_row_quantile_is_torch_quantile_bit_for_bit():
+    generator = torch.Generator().manual_seed(0)
+    for shape in ((16, 16384), (3, 7), (2, 1)):
+        x = torch.rand(*shape, generator=generator)
+        x[:, ::3] = x[:, :1].clone()  # ties
+        for q in (0.0, 0.37, 0.5, 0.99, 1.0):
+            assert torch.equal(row_quantile(x, q), torch.quantile(x, q, dim=1))
+    x = torch.rand(4, 1000, dtype=torch.float64, generator=generator)
+    assert torch.equal(row_quantile(x, 0.99), torch.quantile(x, 0.99, dim=1))
+
+
+def test_narrow_conv_is_a_conv2d_with_the_same_parameters():
+    torch.manual_seed(0)
+    x = torch.randn(3, 32, 12, 20, dtype=torch.float64)
+    for out_channels in (1, 2):
+        reference = torch.nn.Conv2d(32, out_channels, 3, padding=1).double()
+        narrow = NarrowConv2d(32, out_channels).double()
+        narrow.load_state_dict(reference.state_dict())
+        assert_allclose(narrow(x).detach().numpy(), reference(x).detach().numpy(), atol=1e-12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the taps are summed in float32 under mixed precision
+        assert narrow.float()(x.float()).dtype == torch.float32
+    assert sum(isinstance(m, NarrowConv2d) for m in DeepSpio().modules()) == 4  # one per sub-band decoder
 
 
 def test_architecture_follows_deepspio():
