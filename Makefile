@@ -132,10 +132,12 @@ train-spio-060: $(STAMP)
 # SPIO from scratch on two CPU cores (issue 24, sessions 21-24). Every stage on fresh samples with a loader worker
 # simulating on the other core, the dense auxiliary targets (training only), bf16-mixed and channels-last; each
 # stage keeps its best epoch by its own validation NMAE. F and F2 ran in float32 on one core each (session 21);
-# G, G2 (sessions 22), G3 (23), G3n and G4n (24) ran as written here.
-# train-spio (the shipped 0.7.0, 27 000 steps ≈ 3 h 20 min at the measured 0.44 s per step): F → F2 → G → G2 →
-#   G3n → G4n (one training sample in four noise-free in the last two), copied to the bundle's models/model.pt.
-# train-spio-scratch (23 000 steps ≈ 2 h 50 min; NOT shipped: tuning 0.395 vs 0.393): F → F2 → G → G2 → G3.
+# G, G2 (sessions 22), G3 (23), G3n and G4n (24) ran as written here; session 25 re-ran F, F2 and G4n as written
+# (same accuracy: benchmarks/results/spio/decision_rule_session25.md).
+# train-spio (the shipped 0.7.0, 27 000 steps ≈ 2 h 45 min on session 25's operators: F, F2 and G4n measured,
+#   24.7 + 12.7 + 24.4 min, the rest at G4n's 0.366 s per step): F → F2 → G → G2 → G3n → G4n (one training sample
+#   in four noise-free in the last two), copied to the bundle's models/model.pt.
+# train-spio-scratch (23 000 steps ≈ 2 h 21 min; NOT shipped: tuning 0.395 vs 0.393): F → F2 → G → G2 → G3.
 SPIO_FAST  := OMP_NUM_THREADS=1 $(SPIO_TRAIN) --pool_size 0 --num_workers 1 --auxiliary_weight 1 \
   --trainer\#precision bf16-mixed --channels_last true
 SPIO_FAST2 := OMP_NUM_THREADS=1 $(SPIO_TRAIN) --pool_size 0 --num_workers 2 --auxiliary_weight 1 \

@@ -10,8 +10,8 @@ The 1-D transforms are written as strided circular convolutions (:func:`_analysi
 the modules apply them as matrices, built once per length from those convolutions on the identity in float64
 (:func:`analysis_matrix`, :func:`synthesis_matrix`): the same linear maps, but a (…, N) × (N, N) product is one
 GEMM where the 8-tap ``conv1d`` over thousands of rows ran at a few GFLOP/s. On one CPU core that cut the DWT of
-a training batch's targets and the inverse DWT with its gradient from ≈ 47 ms to ≈ 3 ms per step (issue 24,
-session 25; ``benchmarks/spio_training_speed.py``).
+a training batch's targets plus the inverse DWT with its gradient from 37–52 ms to 5 ms (batch 16 × 128², measured
+side by side; issue 24, session 25; the whole step: ``benchmarks/spio_training_speed.py``).
 """
 
 from __future__ import annotations
