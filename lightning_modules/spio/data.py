@@ -23,7 +23,14 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.auxiliary import auxiliary_targets
-from lightning_modules.spio.phantoms import augment_base, head_anatomy, random_base, random_concentration, sphere
+from lightning_modules.spio.phantoms import (
+    augment_base,
+    head_anatomy,
+    random_base,
+    random_concentration,
+    rim_contrast,
+    sphere,
+)
 from lightning_modules.spio.viewline import simulate_viewline_with_field
 
 #: Training SNR range in dB (uniform), and the probability of a noise-free sample.
@@ -34,18 +41,19 @@ P_AIR_BUBBLE = 0.2
 
 
 def random_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                  noise_free_fraction: float = P_NOISE_FREE) -> tuple[torch.Tensor, torch.Tensor]:
+                  rim_bases: float = 0.0, noise_free_fraction: float = P_NOISE_FREE) -> tuple[torch.Tensor, torch.Tensor]:
     """Simulated sample ``index`` of ``seed``: View Line image (2, 128, 128) and concentration (1, 128, 128).
 
     The image is in the units of the spin density (tissue ≈ 1); concentration in µg Fe/mm³.
     """
     image, concentration, _ = random_sample_with_snr(seed, index, base_augmentation=base_augmentation,
-                                                     head_bases=head_bases, noise_free_fraction=noise_free_fraction)
+                                                     head_bases=head_bases, rim_bases=rim_bases,
+                                                     noise_free_fraction=noise_free_fraction)
     return image, concentration
 
 
 def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                           base: Callable[[np.random.Generator], torch.Tensor] = random_base,
+                           rim_bases: float = 0.0, base: Callable[[np.random.Generator], torch.Tensor] = random_base,
                            noise_free_fraction: float = P_NOISE_FREE, snr_db: float | None = None,
                            ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """:func:`random_sample` plus the sample's SNR in dB (``math.inf`` for a noise-free sample).
@@ -57,6 +65,9 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
         head_bases: probability that the base image gets a real head's anatomy (skull and scalp layers, vessels,
             texture: :func:`~lightning_modules.spio.phantoms.head_anatomy`), from a random stream of its own (0
             gives exactly the plain samples).
+        rim_bases: probability that the base image gets a bright thin rim and a dim interior
+            (:func:`~lightning_modules.spio.phantoms.rim_contrast`), from a random stream of its own (0 gives
+            exactly the plain samples).
         base: draws the spin density (x, z) from the sample's random generator; the default is training's
             (an MNI slice or an agar disk); benchmarks pass others (e.g. real subjects' slices).
         noise_free_fraction: probability of a noise-free sample (else the SNR is uniform in ``SNR_RANGE_DB``). It
@@ -66,23 +77,24 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
             unchanged: the same images at a fixed SNR, for paired comparisons per SNR (benchmarks).
     """
     image, concentration, snr_db, _ = _simulate(seed, index, base_augmentation=base_augmentation,
-                                                head_bases=head_bases, base=base,
+                                                head_bases=head_bases, rim_bases=rim_bases, base=base,
                                                 noise_free_fraction=noise_free_fraction, fixed_snr_db=snr_db)
     return image, concentration, snr_db
 
 
 def random_sample_with_targets(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                               noise_free_fraction: float = P_NOISE_FREE,
+                               rim_bases: float = 0.0, noise_free_fraction: float = P_NOISE_FREE,
                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`random_sample` plus the auxiliary targets of the same sample (2, 64, 64): the plane's field and the
     iron's extent along y (:func:`~lightning_modules.spio.auxiliary.auxiliary_targets`)."""
     image, concentration, _, targets = _simulate(seed, index, base_augmentation=base_augmentation,
-                                                 head_bases=head_bases, base=random_base, with_targets=True,
+                                                 head_bases=head_bases, rim_bases=rim_bases, base=random_base,
+                                                 with_targets=True,
                                                  noise_free_fraction=noise_free_fraction)
     return image, concentration, targets
 
 
-def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: float,
+def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: float, rim_bases: float = 0.0,
               base: Callable[[np.random.Generator], torch.Tensor], with_targets: bool = False,
               noise_free_fraction: float = P_NOISE_FREE, fixed_snr_db: float | None = None,
               ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None]:
@@ -94,6 +106,10 @@ def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: fl
         augment_rng = np.random.default_rng([int(seed), int(index), 31])
         if augment_rng.random() < base_augmentation:
             rho = augment_base(rho, augment_rng)
+    if rim_bases > 0:
+        rim_rng = np.random.default_rng([int(seed), int(index), 53])
+        if rim_rng.random() < rim_bases:
+            rho = rim_contrast(rho, rim_rng)
     if head_bases > 0:
         head_rng = np.random.default_rng([int(seed), int(index), 47])
         if head_rng.random() < head_bases:
@@ -193,6 +209,7 @@ class OnTheFlyDataset(IterableDataset):
             ``Trainer.world_size``; Lightning's own launcher does not export ``RANK``).
         base_augmentation: probability of an intensity-augmented base image (:func:`random_sample`).
         head_bases: probability of a base image with a real head's anatomy (:func:`random_sample`).
+        rim_bases: probability of a base image with a bright thin rim and a dim interior (:func:`random_sample`).
         with_targets: yield ``(image, concentration, auxiliary targets)``
             (:func:`random_sample_with_targets`) instead of pairs; the image and map are the same.
         noise_free_fraction: probability of a noise-free sample (:func:`random_sample_with_snr`).
@@ -200,12 +217,13 @@ class OnTheFlyDataset(IterableDataset):
 
     def __init__(self, seed: int, *, samples_per_epoch: int, batch_size: int = 1, n_workers: int = 1,
                  rank: int = 0, world_size: int = 1, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                 with_targets: bool = False, noise_free_fraction: float = P_NOISE_FREE) -> None:
+                 rim_bases: float = 0.0, with_targets: bool = False, noise_free_fraction: float = P_NOISE_FREE,
+                 ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0 … {world_size - 1}")
         self.seed, self.rank, self.world_size, self.n_workers = seed, rank, world_size, max(n_workers, 1)
         self.base_augmentation, self.head_bases, self.with_targets = base_augmentation, head_bases, with_targets
-        self.noise_free_fraction = noise_free_fraction
+        self.noise_free_fraction, self.rim_bases = noise_free_fraction, rim_bases
         runs = world_size * self.n_workers
         self.per_worker = math.ceil(samples_per_epoch / (runs * batch_size)) * batch_size
         self.epoch = 0
@@ -229,7 +247,7 @@ class OnTheFlyDataset(IterableDataset):
         sample = random_sample_with_targets if self.with_targets else random_sample
         for index in self.indices(epoch, worker):
             yield sample(self.seed, index, base_augmentation=self.base_augmentation, head_bases=self.head_bases,
-                         noise_free_fraction=self.noise_free_fraction)
+                         rim_bases=self.rim_bases, noise_free_fraction=self.noise_free_fraction)
 
 
 class ViewLineDataModule(pl.LightningDataModule):
@@ -248,6 +266,8 @@ class ViewLineDataModule(pl.LightningDataModule):
             (``pool_size`` 0 only; validation always uses the plain generator).
         head_bases: probability of a base image with a real head's anatomy in the fresh training samples
             (:func:`random_sample`; ``pool_size`` 0 only).
+        rim_bases: probability of a base image with a bright thin rim and a dim interior in the fresh training
+            samples (:func:`random_sample`; ``pool_size`` 0 only).
         auxiliary_targets: training batches also carry the auxiliary targets (field, extent along y;
             ``pool_size`` 0 only); validation batches stay ``(image, concentration)``.
         noise_free_fraction: probability of a noise-free sample in the fresh training samples (``pool_size`` 0
@@ -257,15 +277,16 @@ class ViewLineDataModule(pl.LightningDataModule):
     def __init__(self, *, seed: int = 0, pool_size: int = 6000, samples_per_epoch: int = 4000, n_val: int = 64,
                  batch_size: int = 16, num_workers: int = 0, cache_dir: str | None = None,
                  base_augmentation: float = 0.0, head_bases: float = 0.0, auxiliary_targets: bool = False,
-                 noise_free_fraction: float = P_NOISE_FREE) -> None:
+                 noise_free_fraction: float = P_NOISE_FREE, rim_bases: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= noise_free_fraction <= 1.0:
             raise ValueError(f"noise_free_fraction must be in [0, 1], got {noise_free_fraction}")
-        plain = not (base_augmentation or head_bases or auxiliary_targets) and noise_free_fraction == P_NOISE_FREE
+        plain = (not (base_augmentation or head_bases or rim_bases or auxiliary_targets)
+                 and noise_free_fraction == P_NOISE_FREE)
         if not plain and pool_size > 0:
-            raise ValueError("base_augmentation, head_bases, auxiliary_targets and noise_free_fraction need fresh "
-                             "samples (pool_size 0); the cached pools are plain")
-        self.base_augmentation, self.head_bases = base_augmentation, head_bases
+            raise ValueError("base_augmentation, head_bases, rim_bases, auxiliary_targets and noise_free_fraction need "
+                             "fresh samples (pool_size 0); the cached pools are plain")
+        self.base_augmentation, self.head_bases, self.rim_bases = base_augmentation, head_bases, rim_bases
         self.auxiliary_targets, self.noise_free_fraction = bool(auxiliary_targets), noise_free_fraction
         self.seed, self.pool_size, self.samples_per_epoch = seed, pool_size, samples_per_epoch
         self.n_val, self.batch_size, self.num_workers, self.cache_dir = n_val, batch_size, num_workers, cache_dir
@@ -284,7 +305,7 @@ class ViewLineDataModule(pl.LightningDataModule):
                 self.train_set = OnTheFlyDataset(self.seed, samples_per_epoch=self.samples_per_epoch,
                                                  batch_size=self.batch_size, n_workers=self.num_workers, rank=rank,
                                                  world_size=world_size, base_augmentation=self.base_augmentation,
-                                                 head_bases=self.head_bases,
+                                                 head_bases=self.head_bases, rim_bases=self.rim_bases,
                                                  with_targets=self.auxiliary_targets,
                                                  noise_free_fraction=self.noise_free_fraction)
 

@@ -15,12 +15,12 @@ from monai.bundle import ConfigParser
 
 from lightning_modules.spio import data
 from lightning_modules.spio.data import OnTheFlyDataset, ViewLineDataModule, random_sample_with_snr
-from lightning_modules.spio.phantoms import agar_disk, augment_base, head_anatomy
+from lightning_modules.spio.phantoms import agar_disk, augment_base, head_anatomy, rim_contrast
 from lightning_modules.spio.viewline import PIXEL_MM
 
 
 def _fake_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                 noise_free_fraction: float = data.P_NOISE_FREE) -> tuple[torch.Tensor, torch.Tensor]:
+                 rim_bases: float = 0.0, noise_free_fraction: float = data.P_NOISE_FREE) -> tuple[torch.Tensor, torch.Tensor]:
     """Stands in for the simulator: the 'image' is the sample index, the 'concentration' the seed."""
     return torch.tensor([float(index)]), torch.tensor([float(seed)])
 
@@ -97,7 +97,7 @@ def test_augment_base_changes_intensity_only() -> None:
     torch.testing.assert_close(augment_base(disk, np.random.default_rng(0)), out)
 
 
-@pytest.mark.parametrize("option", ["base_augmentation", "head_bases", "noise_free_fraction"])
+@pytest.mark.parametrize("option", ["base_augmentation", "head_bases", "rim_bases", "noise_free_fraction"])
 def test_base_image_options_need_fresh_samples_and_reach_the_dataset(option: str) -> None:
     with pytest.raises(ValueError, match="pool_size 0"):
         ViewLineDataModule(pool_size=100, **{option: 0.5})
@@ -147,6 +147,30 @@ def test_head_bases_off_gives_exactly_the_plain_samples_and_on_changes_them() ->
         plain, off = random_sample_with_snr(8, index), random_sample_with_snr(8, index, head_bases=0.0)
         assert all(torch.equal(a, b) for a, b in zip(plain[:2], off[:2], strict=True)) and plain[2] == off[2]
         assert not torch.equal(plain[0], random_sample_with_snr(8, index, head_bases=1.0)[0])
+
+
+def test_rim_bases_off_gives_exactly_the_plain_samples_and_on_changes_them() -> None:
+    for index in range(3):
+        plain, off = random_sample_with_snr(8, index), random_sample_with_snr(8, index, rim_bases=0.0)
+        assert all(torch.equal(a, b) for a, b in zip(plain[:2], off[:2], strict=True)) and plain[2] == off[2]
+        assert not torch.equal(plain[0], random_sample_with_snr(8, index, rim_bases=1.0)[0])
+
+
+def test_rim_contrast_makes_a_bright_thin_rim_around_a_dim_interior() -> None:
+    disk = agar_disk(radius_mm=10.0, centre_mm=(0.0, 0.0))
+    centre = [n / 2 - 0.5 for n in disk.shape]
+    radius_mm = torch.from_numpy(np.hypot(*np.meshgrid(*(np.arange(n) - c for n, c in zip(disk.shape, centre,
+                                                                                         strict=True)),
+                                                       indexing="ij")) * PIXEL_MM[0])
+    peak = float(disk.max())
+    for seed in range(5):
+        out = rim_contrast(disk, np.random.default_rng(seed))
+        torch.testing.assert_close(rim_contrast(disk, np.random.default_rng(seed)), out)
+        assert float(out[disk <= 0.05 * peak].abs().max()) == 0.0  # nothing outside the tissue
+        rim = out[(radius_mm > 10.0 - 0.9) & (radius_mm < 10.0 - 0.3)]  # within 1 mm of the edge: always rim
+        interior = out[radius_mm < 10.0 - 4.5]  # deeper than the rim (≤ 3 mm) and its smoothing
+        assert 0.6 * peak < float(rim.median()) <= 1.2 * peak
+        assert 0.15 * peak - 1e-6 <= float(interior.median()) <= 0.5 * peak + 1e-6
 
 
 def test_a_sample_is_drawn_on_the_base_it_is_given() -> None:
