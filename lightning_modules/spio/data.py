@@ -41,7 +41,8 @@ P_AIR_BUBBLE = 0.2
 
 
 def random_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                  rim_bases: float = 0.0, noise_free_fraction: float = P_NOISE_FREE) -> tuple[torch.Tensor, torch.Tensor]:
+                  rim_bases: float = 0.0, noise_free_fraction: float = P_NOISE_FREE,
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Simulated sample ``index`` of ``seed``: View Line image (2, 128, 128) and concentration (1, 128, 128).
 
     The image is in the units of the spin density (tissue ≈ 1); concentration in µg Fe/mm³.

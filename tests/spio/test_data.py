@@ -20,7 +20,8 @@ from lightning_modules.spio.viewline import PIXEL_MM
 
 
 def _fake_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                 rim_bases: float = 0.0, noise_free_fraction: float = data.P_NOISE_FREE) -> tuple[torch.Tensor, torch.Tensor]:
+                 rim_bases: float = 0.0, noise_free_fraction: float = data.P_NOISE_FREE,
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Stands in for the simulator: the 'image' is the sample index, the 'concentration' the seed."""
     return torch.tensor([float(index)]), torch.tensor([float(seed)])
 
