@@ -157,12 +157,16 @@ def test_rim_bases_off_gives_exactly_the_plain_samples_and_on_changes_them() -> 
         assert not torch.equal(plain[0], random_sample_with_snr(8, index, rim_bases=1.0)[0])
 
 
+def _radius_mm(image: torch.Tensor) -> torch.Tensor:
+    """Distance of each pixel's centre from the image's centre, mm."""
+    centre = [n / 2 - 0.5 for n in image.shape]
+    grids = np.meshgrid(*(np.arange(n) - c for n, c in zip(image.shape, centre, strict=True)), indexing="ij")
+    return torch.from_numpy(np.hypot(*grids) * PIXEL_MM[0])
+
+
 def test_rim_contrast_makes_a_bright_thin_rim_around_a_dim_interior() -> None:
     disk = agar_disk(radius_mm=10.0, centre_mm=(0.0, 0.0))
-    centre = [n / 2 - 0.5 for n in disk.shape]
-    radius_mm = torch.from_numpy(np.hypot(*np.meshgrid(*(np.arange(n) - c for n, c in zip(disk.shape, centre,
-                                                                                         strict=True)),
-                                                       indexing="ij")) * PIXEL_MM[0])
+    radius_mm = _radius_mm(disk)
     peak = float(disk.max())
     for seed in range(5):
         out = rim_contrast(disk, np.random.default_rng(seed))
@@ -187,10 +191,7 @@ def test_a_sample_is_drawn_on_the_base_it_is_given() -> None:
 
 def test_head_anatomy_adds_scalp_outside_the_tissue_and_keeps_it_inside() -> None:
     disk = agar_disk(radius_mm=8.0, centre_mm=(0.0, 0.0))
-    centre = [n / 2 - 0.5 for n in disk.shape]
-    radius_mm = torch.from_numpy(np.hypot(*np.meshgrid(*(np.arange(n) - c for n, c in zip(disk.shape, centre,
-                                                                                         strict=True)),
-                                                       indexing="ij")) * PIXEL_MM[0])
+    radius_mm = _radius_mm(disk)
     for seed in range(5):
         out = head_anatomy(disk, np.random.default_rng(seed))
         assert out.shape == disk.shape and torch.isfinite(out).all() and out.min() >= 0
