@@ -95,7 +95,7 @@ def random_sample_with_targets(seed: int, index: int, *, base_augmentation: floa
     return image, concentration, targets
 
 
-def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: float, rim_bases: float = 0.0,
+def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: float, rim_bases: float,
               base: Callable[[np.random.Generator], torch.Tensor], with_targets: bool = False,
               noise_free_fraction: float = P_NOISE_FREE, fixed_snr_db: float | None = None,
               ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None]:
@@ -103,18 +103,13 @@ def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: fl
     rng = np.random.default_rng([int(seed), int(index)])
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     rho = base(rng) * float(rng.uniform(0.5, 2.0))
-    if base_augmentation > 0:
-        augment_rng = np.random.default_rng([int(seed), int(index), 31])
-        if augment_rng.random() < base_augmentation:
-            rho = augment_base(rho, augment_rng)
-    if rim_bases > 0:
-        rim_rng = np.random.default_rng([int(seed), int(index), 53])
-        if rim_rng.random() < rim_bases:
-            rho = rim_contrast(rho, rim_rng)
-    if head_bases > 0:
-        head_rng = np.random.default_rng([int(seed), int(index), 47])
-        if head_rng.random() < head_bases:
-            rho = head_anatomy(rho, head_rng)
+    # each base-image change draws from a random stream of its own, so probability 0 leaves the plain sample
+    for probability, stream, change in ((base_augmentation, 31, augment_base), (rim_bases, 53, rim_contrast),
+                                        (head_bases, 47, head_anatomy)):
+        if probability > 0:
+            change_rng = np.random.default_rng([int(seed), int(index), stream])
+            if change_rng.random() < probability:
+                rho = change(rho, change_rng)
     concentration = random_concentration(rng, rho)
     extra_chi = None
     if rng.random() < P_AIR_BUBBLE:

@@ -80,9 +80,16 @@ def synthesis_matrix(wavelet: str, length: int) -> torch.Tensor:
 
 
 def _matrix(build, wavelet: str, length: int, like: torch.Tensor) -> torch.Tensor:
+    """``build``'s matrix in ``like``'s dtype and on its device (cached: no conversion or copy per call)."""
     if length % 2:
         raise ValueError(f"the DWT needs even image sides, got {length}")
-    return build(wavelet, length).to(device=like.device, dtype=like.dtype)
+    return _converted(build, wavelet, length, like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=32)
+def _converted(build, wavelet: str, length: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    with torch.inference_mode(False):  # a first call under inference mode must not cache an inference tensor
+        return build(wavelet, length).to(device=device, dtype=dtype, copy=True)
 
 
 class Dwt2(nn.Module):
