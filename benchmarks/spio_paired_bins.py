@@ -9,13 +9,18 @@ Each network runs as the bundle runs it (``predict_concentration``). One CPU thr
 
 ``--start``/``--n`` choose other samples of seed 1 (fresh ones for a confirmatory rule), ``--fixed_snrs`` the
 fixed SNRs (dB, ``inf`` for none) at which the same images are also simulated (``random_sample_with_snr``'s
-``snr_db``): one paired set per SNR, every image in every set.
+``snr_db``): one paired set per SNR, every image in every set. ``--generator`` takes the images from another
+generator instead, each at its own seed (session 26): ``variant`` (``spio_variant.py``, seed 3), ``variant2``
+(``spio_variant2.py``, seed 5) or ``real`` (real subjects' slices, ``spio_real_bases.py``, seed 2); these are
+compared as drawn only (``--fixed_snrs ""``).
 
 Usage:
     .venv/bin/python benchmarks/spio_paired_bins.py \\
         --candidate "C=lightning_modules.spio.networks.DeepSpio()@monai_bundles/spio_quantification/models/model.pt" \\
         --candidate "G4n=lightning_modules.spio.networks.DeepSpio()@benchmarks/results/spio/session24_weights/G4n.pt" \\
         [--start 1000 --n 300 --fixed_snrs inf] [--out benchmarks/results/spio/spio_paired_bins_session24.md]
+    .venv/bin/python benchmarks/spio_paired_bins.py --candidate ... --generator variant2 --start 0 --n 200 \
+        --fixed_snrs "" --out benchmarks/results/spio/spio_paired_variant2.md
 """
 
 from __future__ import annotations
@@ -29,6 +34,28 @@ from spio_design_comparison import SNR_BINS, build, sample_arrays, scores  # ben
 
 from lightning_modules.io import write_text_atomic
 from lightning_modules.spio.app import load_network
+
+
+def _other_generator(name: str):
+    """``(seed, sampler)`` of another generator; ``sampler(seed, index)`` gives image (2, x, z), truth (x, z) and
+    SNR (dB) as arrays. Imported when asked for (the real subjects' slices need the peer data)."""
+    if name == "variant":
+        from spio_variant import variant_sample
+
+        return 3, variant_sample
+    if name == "variant2":
+        from spio_variant2 import variant2_sample
+
+        return 5, variant2_sample
+    from spio_real_bases import real_brain_slice
+
+    from lightning_modules.spio.data import random_sample_with_snr
+
+    def real(seed: int, index: int):
+        image, truth, snr = random_sample_with_snr(seed, index, base=real_brain_slice)
+        return image.numpy(), truth[0].numpy(), snr
+
+    return 2, real
 
 
 def paired_cell(values: list[float], reference: list[float]) -> str:
@@ -58,14 +85,24 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=1000, help="first sample of seed 1")
     parser.add_argument("--n", type=int, default=300, help="samples")
     parser.add_argument("--fixed_snrs", default="inf", help="comma-separated SNRs in dB (inf: no noise)")
+    parser.add_argument("--generator", choices=("training", "variant", "variant2", "real"), default="training",
+                        help="training: seed 1 of the training generator; others: see the module's text")
     parser.add_argument("--out", default="benchmarks/results/spio/spio_paired_bins_session24.md")
     args = parser.parse_args()
+    snrs = [float(x) for x in args.fixed_snrs.split(",") if x.strip()]
+    if args.generator != "training" and snrs:
+        parser.error(f"--generator {args.generator} is compared as drawn only: pass --fixed_snrs \"\"")
     torch.set_num_threads(1)
     indices = range(args.start, args.start + args.n)
-    set_name = ("the tuning set" if (args.start, args.n) == (1000, 300)
-            else f"samples {args.start}–{args.start + args.n - 1} of seed 1")
-    sets = {f"{set_name} as it is (the rules' bins)": sample_arrays(1, indices)}
-    for snr in (float(x) for x in args.fixed_snrs.split(",") if x.strip()):
+    if args.generator == "training":
+        set_name = ("the tuning set" if (args.start, args.n) == (1000, 300)
+                    else f"samples {args.start}–{args.start + args.n - 1} of seed 1")
+        sets = {f"{set_name} as it is (the rules' bins)": sample_arrays(1, indices)}
+    else:
+        seed, sampler = _other_generator(args.generator)
+        set_name = f"{args.generator}: samples {args.start}–{args.start + args.n - 1} of seed {seed}"
+        sets = {f"{set_name} as drawn": [sampler(seed, i) for i in indices]}
+    for snr in snrs:
         title = (f"{set_name}'s images without noise" if snr == float("inf")
                  else f"{set_name}'s images at {snr:g} dB")
         sets[title] = sample_arrays(1, indices, snr_db=snr)
@@ -74,11 +111,12 @@ def main() -> None:
         name, rest = candidate.split("=", 1)
         expression, weights = rest.rsplit("@", 1)
         networks[name] = load_network(build(expression), weights)
-    lines = ["# SPIO tuning set: paired differences per SNR bin (issue 24, session 24)", "",
+    lines = ["# SPIO: paired differences per SNR bin (issue 24, sessions 24 and 26)", "",
              "Command: `.venv/bin/python benchmarks/spio_paired_bins.py "
              + " ".join(f'--candidate "{c}"' for c in args.candidate)
              + ("" if (args.start, args.n, args.fixed_snrs) == (1000, 300, "inf")
-                else f" --start {args.start} --n {args.n} --fixed_snrs {args.fixed_snrs}") + "`", ""]
+                else f' --start {args.start} --n {args.n} --fixed_snrs "{args.fixed_snrs}"')
+             + ("" if args.generator == "training" else f" --generator {args.generator}") + "`", ""]
     for title, samples in sets.items():
         results = {name: scores(network, samples) for name, network in networks.items()}
         bins = ["all"] + [b for b, _, _ in SNR_BINS if b in results[next(iter(results))]]
