@@ -30,6 +30,7 @@ from lightning_modules.spio.phantoms import (
     random_concentration,
     rim_contrast,
     sphere,
+    varied_concentration,
 )
 from lightning_modules.spio.viewline import simulate_viewline_with_field
 
@@ -41,7 +42,7 @@ P_AIR_BUBBLE = 0.2
 
 
 def random_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                  rim_bases: float = 0.0, noise_free_fraction: float = P_NOISE_FREE,
+                  rim_bases: float = 0.0, shape_variety: float = 0.0, noise_free_fraction: float = P_NOISE_FREE,
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Simulated sample ``index`` of ``seed``: View Line image (2, 128, 128) and concentration (1, 128, 128).
 
@@ -49,12 +50,14 @@ def random_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head
     """
     image, concentration, _ = random_sample_with_snr(seed, index, base_augmentation=base_augmentation,
                                                      head_bases=head_bases, rim_bases=rim_bases,
+                                                     shape_variety=shape_variety,
                                                      noise_free_fraction=noise_free_fraction)
     return image, concentration
 
 
 def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                           rim_bases: float = 0.0, base: Callable[[np.random.Generator], torch.Tensor] = random_base,
+                           rim_bases: float = 0.0, shape_variety: float = 0.0,
+                           base: Callable[[np.random.Generator], torch.Tensor] = random_base,
                            noise_free_fraction: float = P_NOISE_FREE, snr_db: float | None = None,
                            ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """:func:`random_sample` plus the sample's SNR in dB (``math.inf`` for a noise-free sample).
@@ -69,6 +72,10 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
         rim_bases: probability that the base image gets a bright thin rim and a dim interior
             (:func:`~lightning_modules.spio.phantoms.rim_contrast`), from a random stream of its own (0 gives
             exactly the plain samples).
+        shape_variety: probability that the sample's objects come from five shape families instead of three
+            (:func:`~lightning_modules.spio.phantoms.varied_concentration`: capsules and multi-level metaballs
+            besides metaballs, tori and cylinders), from a random stream of its own (0 gives exactly the plain
+            samples; the base, air bubble and noise of a changed sample stay those of the plain one).
         base: draws the spin density (x, z) from the sample's random generator; the default is training's
             (an MNI slice or an agar disk); benchmarks pass others (e.g. real subjects' slices).
         noise_free_fraction: probability of a noise-free sample (else the SNR is uniform in ``SNR_RANGE_DB``). It
@@ -78,25 +85,27 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
             unchanged: the same images at a fixed SNR, for paired comparisons per SNR (benchmarks).
     """
     image, concentration, snr_db, _ = _simulate(seed, index, base_augmentation=base_augmentation,
-                                                head_bases=head_bases, rim_bases=rim_bases, base=base,
+                                                head_bases=head_bases, rim_bases=rim_bases,
+                                                shape_variety=shape_variety, base=base,
                                                 noise_free_fraction=noise_free_fraction, fixed_snr_db=snr_db)
     return image, concentration, snr_db
 
 
 def random_sample_with_targets(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                               rim_bases: float = 0.0, noise_free_fraction: float = P_NOISE_FREE,
+                               rim_bases: float = 0.0, shape_variety: float = 0.0,
+                               noise_free_fraction: float = P_NOISE_FREE,
                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`random_sample` plus the auxiliary targets of the same sample (2, 64, 64): the plane's field and the
     iron's extent along y (:func:`~lightning_modules.spio.auxiliary.auxiliary_targets`)."""
     image, concentration, _, targets = _simulate(seed, index, base_augmentation=base_augmentation,
-                                                 head_bases=head_bases, rim_bases=rim_bases, base=random_base,
-                                                 with_targets=True,
+                                                 head_bases=head_bases, rim_bases=rim_bases,
+                                                 shape_variety=shape_variety, base=random_base, with_targets=True,
                                                  noise_free_fraction=noise_free_fraction)
     return image, concentration, targets
 
 
 def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: float, rim_bases: float,
-              base: Callable[[np.random.Generator], torch.Tensor], with_targets: bool = False,
+              shape_variety: float, base: Callable[[np.random.Generator], torch.Tensor], with_targets: bool = False,
               noise_free_fraction: float = P_NOISE_FREE, fixed_snr_db: float | None = None,
               ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None]:
     """Sample ``index`` of ``seed``: image, plane concentration, SNR and (``with_targets``) auxiliary targets."""
@@ -110,7 +119,11 @@ def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: fl
             change_rng = np.random.default_rng([int(seed), int(index), stream])
             if change_rng.random() < probability:
                 rho = change(rho, change_rng)
-    concentration = random_concentration(rng, rho)
+    concentration = random_concentration(rng, rho)  # drawn always, so later draws match the plain sample
+    if shape_variety > 0:
+        shape_rng = np.random.default_rng([int(seed), int(index), 59])
+        if shape_rng.random() < shape_variety:
+            concentration = varied_concentration(shape_rng, rho)
     extra_chi = None
     if rng.random() < P_AIR_BUBBLE:
         tissue = torch.nonzero(rho > 0.2 * rho.max())
@@ -206,6 +219,7 @@ class OnTheFlyDataset(IterableDataset):
         base_augmentation: probability of an intensity-augmented base image (:func:`random_sample`).
         head_bases: probability of a base image with a real head's anatomy (:func:`random_sample`).
         rim_bases: probability of a base image with a bright thin rim and a dim interior (:func:`random_sample`).
+        shape_variety: probability of objects from five shape families instead of three (:func:`random_sample`).
         with_targets: yield ``(image, concentration, auxiliary targets)``
             (:func:`random_sample_with_targets`) instead of pairs; the image and map are the same.
         noise_free_fraction: probability of a noise-free sample (:func:`random_sample_with_snr`).
@@ -213,13 +227,13 @@ class OnTheFlyDataset(IterableDataset):
 
     def __init__(self, seed: int, *, samples_per_epoch: int, batch_size: int = 1, n_workers: int = 1,
                  rank: int = 0, world_size: int = 1, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                 rim_bases: float = 0.0, with_targets: bool = False, noise_free_fraction: float = P_NOISE_FREE,
-                 ) -> None:
+                 rim_bases: float = 0.0, shape_variety: float = 0.0, with_targets: bool = False,
+                 noise_free_fraction: float = P_NOISE_FREE) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0 … {world_size - 1}")
         self.seed, self.rank, self.world_size, self.n_workers = seed, rank, world_size, max(n_workers, 1)
         self.base_augmentation, self.head_bases, self.with_targets = base_augmentation, head_bases, with_targets
-        self.noise_free_fraction, self.rim_bases = noise_free_fraction, rim_bases
+        self.noise_free_fraction, self.rim_bases, self.shape_variety = noise_free_fraction, rim_bases, shape_variety
         runs = world_size * self.n_workers
         self.per_worker = math.ceil(samples_per_epoch / (runs * batch_size)) * batch_size
         self.epoch = 0
@@ -243,7 +257,8 @@ class OnTheFlyDataset(IterableDataset):
         sample = random_sample_with_targets if self.with_targets else random_sample
         for index in self.indices(epoch, worker):
             yield sample(self.seed, index, base_augmentation=self.base_augmentation, head_bases=self.head_bases,
-                         rim_bases=self.rim_bases, noise_free_fraction=self.noise_free_fraction)
+                         rim_bases=self.rim_bases, shape_variety=self.shape_variety,
+                         noise_free_fraction=self.noise_free_fraction)
 
 
 class ViewLineDataModule(pl.LightningDataModule):
@@ -264,6 +279,8 @@ class ViewLineDataModule(pl.LightningDataModule):
             (:func:`random_sample`; ``pool_size`` 0 only).
         rim_bases: probability of a base image with a bright thin rim and a dim interior in the fresh training
             samples (:func:`random_sample`; ``pool_size`` 0 only).
+        shape_variety: probability of objects from five shape families instead of three in the fresh training
+            samples (:func:`random_sample`; ``pool_size`` 0 only).
         auxiliary_targets: training batches also carry the auxiliary targets (field, extent along y;
             ``pool_size`` 0 only); validation batches stay ``(image, concentration)``.
         noise_free_fraction: probability of a noise-free sample in the fresh training samples (``pool_size`` 0
@@ -273,16 +290,18 @@ class ViewLineDataModule(pl.LightningDataModule):
     def __init__(self, *, seed: int = 0, pool_size: int = 6000, samples_per_epoch: int = 4000, n_val: int = 64,
                  batch_size: int = 16, num_workers: int = 0, cache_dir: str | None = None,
                  base_augmentation: float = 0.0, head_bases: float = 0.0, auxiliary_targets: bool = False,
-                 noise_free_fraction: float = P_NOISE_FREE, rim_bases: float = 0.0) -> None:
+                 noise_free_fraction: float = P_NOISE_FREE, rim_bases: float = 0.0,
+                 shape_variety: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= noise_free_fraction <= 1.0:
             raise ValueError(f"noise_free_fraction must be in [0, 1], got {noise_free_fraction}")
-        plain = (not (base_augmentation or head_bases or rim_bases or auxiliary_targets)
+        plain = (not (base_augmentation or head_bases or rim_bases or shape_variety or auxiliary_targets)
                  and noise_free_fraction == P_NOISE_FREE)
         if not plain and pool_size > 0:
-            raise ValueError("base_augmentation, head_bases, rim_bases, auxiliary_targets and noise_free_fraction need "
-                             "fresh samples (pool_size 0); the cached pools are plain")
+            raise ValueError("base_augmentation, head_bases, rim_bases, shape_variety, auxiliary_targets and "
+                             "noise_free_fraction need fresh samples (pool_size 0); the cached pools are plain")
         self.base_augmentation, self.head_bases, self.rim_bases = base_augmentation, head_bases, rim_bases
+        self.shape_variety = shape_variety
         self.auxiliary_targets, self.noise_free_fraction = bool(auxiliary_targets), noise_free_fraction
         self.seed, self.pool_size, self.samples_per_epoch = seed, pool_size, samples_per_epoch
         self.n_val, self.batch_size, self.num_workers, self.cache_dir = n_val, batch_size, num_workers, cache_dir
@@ -302,6 +321,7 @@ class ViewLineDataModule(pl.LightningDataModule):
                                                  batch_size=self.batch_size, n_workers=self.num_workers, rank=rank,
                                                  world_size=world_size, base_augmentation=self.base_augmentation,
                                                  head_bases=self.head_bases, rim_bases=self.rim_bases,
+                                                 shape_variety=self.shape_variety,
                                                  with_targets=self.auxiliary_targets,
                                                  noise_free_fraction=self.noise_free_fraction)
 

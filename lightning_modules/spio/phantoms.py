@@ -18,6 +18,8 @@ from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.viewline import PIXEL_MM, VOXEL_3D_MM, pixel_centres_mm
 
 SHAPES = ("metaball", "torus", "cylinder")
+#: The families :func:`varied_concentration` adds to :data:`SHAPES` (issue 24, session 26).
+EXTRA_SHAPES = ("capsule", "multilevel_metaball")
 
 
 @functools.lru_cache(maxsize=1)
@@ -66,6 +68,30 @@ def metaball(centres_mm: np.ndarray, radii_mm: np.ndarray) -> torch.Tensor:
     for (cx, cy, cz), r in zip(centres_mm, radii_mm, strict=True):
         potential = potential + r**2 / ((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 + 1e-6)
     return potential >= 1.0
+
+
+def capsule(centre_mm: tuple[float, float, float], radius_mm: float, half_length_mm: float,
+            axis: np.ndarray) -> torch.Tensor:
+    """Boolean capsule (x, y, z): points within ``radius_mm`` of the segment ``centre ± half_length · axis``."""
+    x, y, z = grid_3d_mm()
+    qx, qy, qz = x - centre_mm[0], y - centre_mm[1], z - centre_mm[2]
+    along = (qx * axis[0] + qy * axis[1] + qz * axis[2]).clamp(-half_length_mm, half_length_mm)
+    return (qx - along * axis[0]) ** 2 + (qy - along * axis[1]) ** 2 + (qz - along * axis[2]) ** 2 <= radius_mm**2
+
+
+def multilevel_metaball(centres_mm: np.ndarray, radii_mm: np.ndarray) -> list[torch.Tensor]:
+    """The :func:`metaball` of these balls split into parts: part i holds the points where ball i contributes
+    most to the potential (disjoint boolean masks (x, y, z), one per ball, some possibly empty)."""
+    x, y, z = grid_3d_mm()
+    terms = torch.stack([r**2 / ((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 + 1e-6)
+                         for (cx, cy, cz), r in zip(centres_mm, radii_mm, strict=True)])
+    inside, owner = terms.sum(0) >= 1.0, terms.argmax(0)
+    return [inside & (owner == i) for i in range(len(radii_mm))]
+
+
+def _log_uniform_level(rng: np.random.Generator) -> float:
+    low, high = acq.SPIO_CONCENTRATION_RANGE_UG_FE_PER_MM3
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
 def random_object(rng: np.random.Generator, centre_mm: tuple[float, float, float], shape: str) -> torch.Tensor:
@@ -234,6 +260,35 @@ def random_concentration(rng: np.random.Generator, spin_density: torch.Tensor, *
         i, k = tissue[rng.integers(len(tissue))].tolist() if len(tissue) else (64, 64)
         centre = (float(x[i, 0, 0]), float(rng.uniform(-1.5, 1.5)), float(z[0, 0, k]))
         mask = random_object(rng, centre, SHAPES[int(rng.integers(len(SHAPES)))])
-        value = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        value = _log_uniform_level(rng)
         concentration = torch.where(mask, torch.clamp(concentration, min=value), concentration)
+    return concentration
+
+
+def varied_concentration(rng: np.random.Generator, spin_density: torch.Tensor) -> torch.Tensor:
+    """As :func:`random_concentration`, with each object drawn from :data:`SHAPES` + :data:`EXTRA_SHAPES`
+    (issue 24, session 26): a **capsule** (an oblique finite rod, radius 0.8–3 mm, length 2–14 mm) or a
+    **multi-level metaball** (2–4 fused balls of radius 1–3 mm, centres 0.6–1 sum of radii apart, each part at a
+    level of its own). Levels are log-uniform in 0.22–27.9 µg Fe/mm³; overlaps take the maximum."""
+    families = SHAPES + EXTRA_SHAPES
+    tissue = torch.nonzero(spin_density > 0.2 * spin_density.max())
+    x, _, z = grid_3d_mm()
+    concentration = torch.zeros(x.shape[0], acq.VIEWLINE_NY, z.shape[2])
+    for _ in range(int(rng.integers(1, 6))):
+        i, k = tissue[rng.integers(len(tissue))].tolist() if len(tissue) else (64, 64)
+        centre = (float(x[i, 0, 0]), float(rng.uniform(-1.5, 1.5)), float(z[0, 0, k]))
+        shape = families[int(rng.integers(len(families)))]
+        if shape == "capsule":
+            parts = [capsule(centre, rng.uniform(0.8, 3.0), rng.uniform(1.0, 7.0), _unit_vector(rng))]
+        elif shape == "multilevel_metaball":
+            radii = rng.uniform(1.0, 3.0, size=int(rng.integers(2, 5)))
+            centres = [np.asarray(centre)]
+            for a, b in zip(radii[:-1], radii[1:], strict=True):
+                step = _unit_vector(rng) * np.array([1.0, 0.3, 1.0])  # mostly along the plane
+                centres.append(centres[-1] + (a + b) * rng.uniform(0.6, 1.0) * step / np.linalg.norm(step))
+            parts = multilevel_metaball(np.stack(centres), radii)
+        else:
+            parts = [random_object(rng, centre, shape)]
+        for mask in parts:
+            concentration = torch.where(mask, torch.clamp(concentration, min=_log_uniform_level(rng)), concentration)
     return concentration

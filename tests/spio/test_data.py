@@ -1,7 +1,8 @@
 """SPIO training data: on-the-fly samples are fresh every epoch and disjoint across DDP ranks and loader workers;
 the intensity augmentation of the base images changes nothing when off and only intensities when on; head anatomy
 (scalp, skull, vessels, texture) is drawn where it belongs and changes nothing when off; a larger noise-free
-fraction (session 24) turns noisy training samples noise-free, changes nothing else and reaches training only."""
+fraction (session 24) turns noisy training samples noise-free, changes nothing else and reaches training only; the
+extra shape families (session 26) have their geometry and change only the objects."""
 
 from __future__ import annotations
 
@@ -13,14 +14,26 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
+from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio import data
 from lightning_modules.spio.data import OnTheFlyDataset, ViewLineDataModule, random_sample_with_snr
-from lightning_modules.spio.phantoms import agar_disk, augment_base, head_anatomy, rim_contrast
-from lightning_modules.spio.viewline import PIXEL_MM
+from lightning_modules.spio.phantoms import (
+    agar_disk,
+    augment_base,
+    capsule,
+    grid_3d_mm,
+    head_anatomy,
+    metaball,
+    multilevel_metaball,
+    rim_contrast,
+    sphere,
+    varied_concentration,
+)
+from lightning_modules.spio.viewline import PIXEL_MM, VOXEL_3D_MM
 
 
 def _fake_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                 rim_bases: float = 0.0, noise_free_fraction: float = data.P_NOISE_FREE,
+                 rim_bases: float = 0.0, shape_variety: float = 0.0, noise_free_fraction: float = data.P_NOISE_FREE,
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Stands in for the simulator: the 'image' is the sample index, the 'concentration' the seed."""
     return torch.tensor([float(index)]), torch.tensor([float(seed)])
@@ -98,7 +111,8 @@ def test_augment_base_changes_intensity_only() -> None:
     torch.testing.assert_close(augment_base(disk, np.random.default_rng(0)), out)
 
 
-@pytest.mark.parametrize("option", ["base_augmentation", "head_bases", "rim_bases", "noise_free_fraction"])
+@pytest.mark.parametrize("option", ["base_augmentation", "head_bases", "rim_bases", "shape_variety",
+                                    "noise_free_fraction"])
 def test_base_image_options_need_fresh_samples_and_reach_the_dataset(option: str) -> None:
     with pytest.raises(ValueError, match="pool_size 0"):
         ViewLineDataModule(pool_size=100, **{option: 0.5})
@@ -143,18 +157,59 @@ def test_noise_free_fraction_turns_noisy_samples_noise_free_and_changes_nothing_
         ViewLineDataModule(pool_size=0, noise_free_fraction=1.5)
 
 
-def test_head_bases_off_gives_exactly_the_plain_samples_and_on_changes_them() -> None:
+@pytest.mark.parametrize("option", ["head_bases", "rim_bases", "shape_variety"])
+def test_sample_options_off_give_exactly_the_plain_samples_and_on_change_them(option: str) -> None:
     for index in range(3):
-        plain, off = random_sample_with_snr(8, index), random_sample_with_snr(8, index, head_bases=0.0)
+        plain, off = random_sample_with_snr(8, index), random_sample_with_snr(8, index, **{option: 0.0})
         assert all(torch.equal(a, b) for a, b in zip(plain[:2], off[:2], strict=True)) and plain[2] == off[2]
-        assert not torch.equal(plain[0], random_sample_with_snr(8, index, head_bases=1.0)[0])
+        assert not torch.equal(plain[0], random_sample_with_snr(8, index, **{option: 1.0})[0])
 
 
-def test_rim_bases_off_gives_exactly_the_plain_samples_and_on_changes_them() -> None:
-    for index in range(3):
-        plain, off = random_sample_with_snr(8, index), random_sample_with_snr(8, index, rim_bases=0.0)
-        assert all(torch.equal(a, b) for a, b in zip(plain[:2], off[:2], strict=True)) and plain[2] == off[2]
-        assert not torch.equal(plain[0], random_sample_with_snr(8, index, rim_bases=1.0)[0])
+def test_shape_variety_changes_only_the_objects(monkeypatch) -> None:
+    plain_objects = {}
+    draw_plain = data.random_concentration
+
+    def recording(rng, rho):
+        plain_objects["last"] = draw_plain(rng, rho)
+        return plain_objects["last"]
+
+    monkeypatch.setattr(data, "random_concentration", recording)   # varied objects that equal the plain ones …
+    monkeypatch.setattr(data, "varied_concentration", lambda rng, rho: plain_objects["last"].clone())
+    for index in range(3):                                          # … give the plain sample: nothing else changed
+        plain, varied = random_sample_with_snr(9, index), random_sample_with_snr(9, index, shape_variety=1.0)
+        assert all(torch.equal(a, b) for a, b in zip(plain[:2], varied[:2], strict=True)) and plain[2] == varied[2]
+
+
+def test_a_capsule_has_the_volume_of_a_rod_with_round_ends() -> None:
+    radius, half_length = 2.0, 5.0   # large enough for the 1.25 mm steps along y to resolve it to ± 5 %
+    for axis in (np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 1.0]) / np.sqrt(2.0), np.array([1.0, 0.0, 0.0])):
+        mask = capsule((0.0, 0.0, 0.0), radius, half_length, axis)
+        volume = float(mask.sum()) * float(np.prod(VOXEL_3D_MM))
+        expected = np.pi * radius**2 * 2 * half_length + 4 / 3 * np.pi * radius**3
+        assert volume == pytest.approx(expected, rel=0.05)
+        assert capsule((0.0, 0.0, 0.0), radius, 0.0, axis).sum() == sphere((0.0, 0.0, 0.0), radius).sum()
+
+
+def test_a_multilevel_metaball_splits_the_metaball_into_one_part_per_ball() -> None:
+    centres, radii = np.array([[0.0, 0.0, 0.0], [3.0, 0.0, 0.0], [3.0, 0.0, 3.5]]), np.array([2.0, 1.5, 2.5])
+    parts = multilevel_metaball(centres, radii)
+    union = torch.stack(parts).sum(0)
+    assert int(union.max()) == 1                                         # disjoint
+    assert torch.equal(union.bool(), metaball(centres, radii))            # together: the metaball
+    for part, centre in zip(parts, centres, strict=True):                 # each ball's centre is in its own part
+        x, y, z = (torch.argmin((g.flatten() - c).abs()) for g, c in zip(grid_3d_mm(), centre, strict=True))
+        assert bool(part[x, y, z])
+
+
+def test_varied_objects_take_a_level_per_part_within_the_training_range() -> None:
+    low, high = acq.SPIO_CONCENTRATION_RANGE_UG_FE_PER_MM3
+    levels = set()
+    for seed in range(6):
+        concentration = varied_concentration(np.random.default_rng(seed), agar_disk(radius_mm=20.0))
+        values = concentration[concentration > 0]
+        assert values.numel() > 0 and low <= float(values.min()) and float(values.max()) <= high
+        levels.update(np.unique(values.numpy()).tolist())
+    assert len(levels) > 6 * 1.5                                          # more levels than objects alone give
 
 
 def _radius_mm(image: torch.Tensor) -> torch.Tensor:
