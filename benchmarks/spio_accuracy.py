@@ -234,7 +234,7 @@ def main() -> None:
     lines = ["# SPIO accuracy on simulated View Line data: " + " vs ".join(names), "",
              f"Command: `.venv/bin/python benchmarks/spio_accuracy.py --n_test {args.n_test} "
              f"--repetitions {args.repetitions} --networks {args.networks}"
-             + "".join(f" --weights {w}" for w in args.weights)
+             + "".join(f" --weights {w}" for w in args.weights) + f" --out {args.out}"
              + "` (one CPU thread; all networks in this one run, on the same "
              f"images). Baseline: training-mean predictor ({baseline.mean_ug_per_mm3:.3f} µg Fe/mm³ everywhere, "
              f"from {args.n_baseline} training samples); the all-zero map has NMAE 1. Images without iron in the "

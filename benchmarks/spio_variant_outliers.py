@@ -4,10 +4,12 @@ The variant set's mean NMAE (0.727 for 0.7.0) is far above its median (0.494): a
 all-zero map's 1.0. For each image of the set ``spio_accuracy.py`` uses (``spio_variant.variant_sample(3, i)``,
 ``i < --n``, images with iron in the plane) this splits the NMAE into the error on pixels without iron (false iron,
 relative to the true total) and on pixels with iron, names the base image, lists the worst and draws the four worst
-(View Line image, map as the bundle runs it, truth). A diagnostic: nothing is chosen from it.
+(View Line image, map as the bundle runs it, truth). ``--variant 2`` does the same for the second variant
+(``spio_variant2.variant2_sample(5, i)``: vial phantoms and organs; session 26). A diagnostic: nothing is chosen
+from it.
 
 Usage:
-    .venv/bin/python benchmarks/spio_variant_outliers.py [--n 100] [--model_path W.pt]
+    .venv/bin/python benchmarks/spio_variant_outliers.py [--n 100] [--model_path W.pt] [--variant 1|2]
         [--out benchmarks/results/spio/spio_variant_outliers.md]
 """
 
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 from spio_design_comparison import add_model_path_argument
 from spio_variant import variant_sample
+from spio_variant2 import variant2_base_kind, variant2_sample
 from spio_variant_factors import variant_base_kind
 
 from lightning_modules.io import write_text_atomic
@@ -62,22 +65,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100, help="variant samples 0..n-1 of seed 3 (spio_accuracy's set)")
     add_model_path_argument(parser)
+    parser.add_argument("--variant", type=int, choices=(1, 2), default=1,
+                        help="1: spio_variant.py, seed 3; 2: spio_variant2.py, seed 5")
     parser.add_argument("--out", default="benchmarks/results/spio/spio_variant_outliers.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
     network = DeepSpio()
     network.load_state_dict(torch.load(args.model_path, map_location="cpu", weights_only=True))
     network.eval()
+    seed, sample, kind_of = (3, variant_sample, variant_base_kind) if args.variant == 1 else \
+        (5, variant2_sample, variant2_base_kind)
     rows = []
     for index in range(args.n):
-        image, truth, snr = variant_sample(3, index)
+        image, truth, snr = sample(seed, index)
         if not truth.any():
             continue
         prediction = predict_concentration(network, image)
         total = float(truth.sum())
         false_iron = float(np.abs(prediction[truth == 0]).sum()) / total
         in_iron = float(np.abs(prediction - truth)[truth > 0].sum()) / total
-        rows.append((index, variant_base_kind(3, index), snr, image, prediction, truth, nmae(prediction, truth),
+        rows.append((index, kind_of(seed, index), snr, image, prediction, truth, nmae(prediction, truth),
                      false_iron, in_iron))
     values = np.array([r[6] for r in rows])
     order = np.argsort(-values)
@@ -88,8 +95,9 @@ def main() -> None:
     model = model.relative_to(Path.cwd()) if model.is_relative_to(Path.cwd()) else model
     figure([rows[k][:7] for k in order[:4]], out.with_suffix(".png"))
     lines = [
-        "# Generator variant: which images carry the mean NMAE", "",
-        f"Command: `.venv/bin/python benchmarks/spio_variant_outliers.py --n {args.n} --model_path {model}`", "",
+        f"# Generator variant{'' if args.variant == 1 else ' 2'}: which images carry the mean NMAE", "",
+        f"Command: `.venv/bin/python benchmarks/spio_variant_outliers.py --n {args.n} --model_path {model}"
+        + ("" if args.variant == 1 else f" --variant {args.variant} --out {args.out}") + "`", "",
         f"{len(rows)} images with iron in the plane: NMAE mean {values.mean():.3f}, median {np.median(values):.3f}; "
         f"{int(above_one.sum())} images above 1.0 (worse than the all-zero map) carry "
         f"{values[above_one].sum() / values.sum():.0%} of the sum; the mean without them is "
