@@ -36,26 +36,20 @@ from lightning_modules.io import write_text_atomic
 from lightning_modules.spio.app import load_network
 
 
-def _other_generator(name: str):
-    """``(seed, sampler)`` of another generator; ``sampler(seed, index)`` gives image (2, x, z), truth (x, z) and
-    SNR (dB) as arrays. Imported when asked for (the real subjects' slices need the peer data)."""
+def _other_set(name: str, indices: range) -> tuple[int, list]:
+    """``(seed, samples)`` of another generator, as :func:`sample_arrays` gives them (image (2, x, z), truth (x, z),
+    SNR dB). Imported when asked for (the real subjects' slices need the peer data)."""
     if name == "variant":
         from spio_variant import variant_sample
 
-        return 3, variant_sample
+        return 3, [variant_sample(3, i) for i in indices]
     if name == "variant2":
         from spio_variant2 import variant2_sample
 
-        return 5, variant2_sample
+        return 5, [variant2_sample(5, i) for i in indices]
     from spio_real_bases import real_brain_slice
 
-    from lightning_modules.spio.data import random_sample_with_snr
-
-    def real(seed: int, index: int):
-        image, truth, snr = random_sample_with_snr(seed, index, base=real_brain_slice)
-        return image.numpy(), truth[0].numpy(), snr
-
-    return 2, real
+    return 2, sample_arrays(2, indices, base=real_brain_slice)
 
 
 def paired_cell(values: list[float], reference: list[float]) -> str:
@@ -99,9 +93,9 @@ def main() -> None:
                     else f"samples {args.start}–{args.start + args.n - 1} of seed 1")
         sets = {f"{set_name} as it is (the rules' bins)": sample_arrays(1, indices)}
     else:
-        seed, sampler = _other_generator(args.generator)
+        seed, samples = _other_set(args.generator, indices)
         set_name = f"{args.generator}: samples {args.start}–{args.start + args.n - 1} of seed {seed}"
-        sets = {f"{set_name} as drawn": [sampler(seed, i) for i in indices]}
+        sets = {f"{set_name} as drawn": samples}
     for snr in snrs:
         title = (f"{set_name}'s images without noise" if snr == float("inf")
                  else f"{set_name}'s images at {snr:g} dB")

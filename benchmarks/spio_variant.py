@@ -23,7 +23,7 @@ import torch
 
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.data import P_NOISE_FREE, SNR_RANGE_DB
-from lightning_modules.spio.phantoms import grid_3d_mm, sphere
+from lightning_modules.spio.phantoms import grid_3d_mm, log_uniform_level, sphere
 from lightning_modules.spio.viewline import PIXEL_MM, pixel_centres_mm, simulate_viewline
 
 
@@ -81,24 +81,19 @@ def ellipsoid(centre_mm, semi_axes_mm, rotation: np.ndarray) -> torch.Tensor:
 
 def variant_concentration(rng: np.random.Generator, spin_density: torch.Tensor) -> torch.Tensor:
     """3-D SPIO concentration (x, y, z), µg Fe/mm³: 1–5 ellipsoids or chains of touching spheres on tissue."""
-    low, high = acq.SPIO_CONCENTRATION_RANGE_UG_FE_PER_MM3
     tissue = torch.nonzero(spin_density > 0.2 * spin_density.max())
     x, _, z = grid_3d_mm()
     concentration = torch.zeros(x.shape[0], acq.VIEWLINE_NY, z.shape[2])
-
-    def level() -> float:
-        return float(np.exp(rng.uniform(np.log(low), np.log(high))))
-
     for _ in range(int(rng.integers(1, 6))):
         i, k = tissue[rng.integers(len(tissue))].tolist() if len(tissue) else (64, 64)
         centre = np.array([float(x[i, 0, 0]), float(rng.uniform(-1.0, 1.0)), float(z[0, 0, k])])
         if rng.random() < 0.5:
             rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
-            masks = [(ellipsoid(centre, rng.uniform(1.0, 5.0, size=3), rotation), level())]
+            masks = [(ellipsoid(centre, rng.uniform(1.0, 5.0, size=3), rotation), log_uniform_level(rng))]
         else:
             masks, radius = [], float(rng.uniform(1.0, 3.0))
             for _ in range(int(rng.integers(2, 5))):
-                masks.append((sphere(tuple(centre), radius), level()))
+                masks.append((sphere(tuple(centre), radius), log_uniform_level(rng)))
                 direction = rng.normal(size=3)
                 direction[1] *= 0.2  # stay near the imaged plane
                 direction /= np.linalg.norm(direction)

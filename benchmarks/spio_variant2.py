@@ -30,16 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
+from spio_variant import _plane_mm, ellipsoid  # benchmarks/ is on sys.path
 
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.data import P_NOISE_FREE, SNR_RANGE_DB
-from lightning_modules.spio.phantoms import grid_3d_mm
-from lightning_modules.spio.viewline import PIXEL_MM, VOXEL_3D_MM, pixel_centres_mm, simulate_viewline
-
-
-def _plane_mm() -> tuple[torch.Tensor, torch.Tensor]:
-    nx, nz = acq.VIEWLINE_MATRIX
-    return pixel_centres_mm(nx, PIXEL_MM[0])[:, None], pixel_centres_mm(nz, PIXEL_MM[1])[None, :]
+from lightning_modules.spio.phantoms import grid_3d_mm, log_uniform_level
+from lightning_modules.spio.viewline import VOXEL_3D_MM, simulate_viewline
 
 
 def _rounded_square(x, z, centre, half_side_mm: float, corner_mm: float) -> torch.Tensor:
@@ -100,18 +96,10 @@ def organ(rng: np.random.Generator) -> torch.Tensor:
     return rho / rho.max().clamp_min(1e-6)
 
 
-def _level(rng: np.random.Generator) -> float:
-    low, high = acq.SPIO_CONCENTRATION_RANGE_UG_FE_PER_MM3
-    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
-
-
 def cluster(rng: np.random.Generator, centre_mm: np.ndarray) -> torch.Tensor:
     """Boolean irregular cluster (x, y, z): smooth 3-D noise above its 60th percentile inside an ellipsoid of
     semi-axes 1.5–5 mm around ``centre_mm``."""
-    x, y, z = grid_3d_mm()
-    semi = rng.uniform(1.5, 5.0, size=3)
-    inside = ((x - centre_mm[0]) / semi[0]) ** 2 + ((y - centre_mm[1]) / semi[1]) ** 2 \
-        + ((z - centre_mm[2]) / semi[2]) ** 2 <= 1.0
+    inside = ellipsoid(centre_mm, rng.uniform(1.5, 5.0, size=3), np.eye(3))
     width_mm = rng.uniform(0.8, 1.6)
     noise = gaussian_filter(rng.normal(size=tuple(inside.shape)), [width_mm / s for s in VOXEL_3D_MM])
     noise = torch.from_numpy(noise).float()
@@ -143,14 +131,14 @@ def variant2_concentration(rng: np.random.Generator, spin_density: torch.Tensor,
         for v in chosen:
             vx, vz, radius = vials[int(v)]
             filled = ((x - vx) ** 2 + (z - vz) ** 2 <= radius**2).expand_as(concentration)
-            concentration = torch.where(filled, torch.tensor(_level(rng)), concentration)
+            concentration = torch.where(filled, torch.tensor(log_uniform_level(rng)), concentration)
         return concentration
     tissue = torch.nonzero(spin_density > 0.2 * spin_density.max())
     for _ in range(int(rng.integers(1, 6))):
         i, k = tissue[rng.integers(len(tissue))].tolist() if len(tissue) else (64, 64)
         centre = np.array([float(x[i, 0, 0]), float(rng.uniform(-1.5, 1.5)), float(z[0, 0, k])])
         mask = cluster(rng, centre) if rng.random() < 0.5 else box(rng, centre)
-        concentration = torch.where(mask, torch.tensor(_level(rng)), concentration)
+        concentration = torch.where(mask, torch.tensor(log_uniform_level(rng)), concentration)
     return concentration
 
 

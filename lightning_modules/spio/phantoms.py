@@ -89,7 +89,8 @@ def multilevel_metaball(centres_mm: np.ndarray, radii_mm: np.ndarray) -> list[to
     return [inside & (owner == i) for i in range(len(radii_mm))]
 
 
-def _log_uniform_level(rng: np.random.Generator) -> float:
+def log_uniform_level(rng: np.random.Generator) -> float:
+    """A concentration log-uniform in the training range (µg Fe/mm³), one draw of ``rng``."""
     low, high = acq.SPIO_CONCENTRATION_RANGE_UG_FE_PER_MM3
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
@@ -245,13 +246,31 @@ def head_anatomy(spin_density: torch.Tensor, rng: np.random.Generator) -> torch.
     return torch.as_tensor(rho * np.exp(texture), dtype=spin_density.dtype)
 
 
-def random_concentration(rng: np.random.Generator, spin_density: torch.Tensor, *, n_objects: int | None = None,
-                         ) -> torch.Tensor:
-    """3-D SPIO concentration (x, y, z) in µg Fe/mm³: 1–5 random objects centred on tissue of the plane.
+def _object_parts(rng: np.random.Generator, centre_mm: tuple[float, float, float], shape: str) -> list[torch.Tensor]:
+    """One random object of ``shape`` (:data:`SHAPES` or :data:`EXTRA_SHAPES`) as its parts (disjoint boolean
+    masks, each to get a level of its own): a **capsule** is an oblique finite rod (radius 0.8–3 mm, length
+    2–14 mm); a **multi-level metaball** 2–4 fused balls of radius 1–3 mm, centres 0.6–1 sum of radii apart, one
+    part per ball; the others are one part (:func:`random_object`)."""
+    if shape == "capsule":
+        return [capsule(centre_mm, rng.uniform(0.8, 3.0), rng.uniform(1.0, 7.0), _unit_vector(rng))]
+    if shape == "multilevel_metaball":
+        radii = rng.uniform(1.0, 3.0, size=int(rng.integers(2, 5)))
+        centres = [np.asarray(centre_mm)]
+        for a, b in zip(radii[:-1], radii[1:], strict=True):
+            step = _unit_vector(rng) * np.array([1.0, 0.3, 1.0])  # mostly along the plane
+            centres.append(centres[-1] + (a + b) * rng.uniform(0.6, 1.0) * step / np.linalg.norm(step))
+        return multilevel_metaball(np.stack(centres), radii)
+    return [random_object(rng, centre_mm, shape)]
 
-    Each object has one concentration, log-uniform in 0.22–27.9 µg Fe/mm³; overlapping objects take the maximum.
+
+def random_concentration(rng: np.random.Generator, spin_density: torch.Tensor, *, n_objects: int | None = None,
+                         families: tuple[str, ...] = SHAPES) -> torch.Tensor:
+    """3-D SPIO concentration (x, y, z) in µg Fe/mm³: 1–5 random objects of ``families`` centred on tissue of the
+    plane.
+
+    Each object part has one concentration, log-uniform in 0.22–27.9 µg Fe/mm³; overlapping objects take the
+    maximum.
     """
-    low, high = acq.SPIO_CONCENTRATION_RANGE_UG_FE_PER_MM3
     n = int(rng.integers(1, 6)) if n_objects is None else n_objects
     tissue = torch.nonzero(spin_density > 0.2 * spin_density.max())
     x, _, z = grid_3d_mm()
@@ -259,36 +278,12 @@ def random_concentration(rng: np.random.Generator, spin_density: torch.Tensor, *
     for _ in range(n):
         i, k = tissue[rng.integers(len(tissue))].tolist() if len(tissue) else (64, 64)
         centre = (float(x[i, 0, 0]), float(rng.uniform(-1.5, 1.5)), float(z[0, 0, k]))
-        mask = random_object(rng, centre, SHAPES[int(rng.integers(len(SHAPES)))])
-        value = _log_uniform_level(rng)
-        concentration = torch.where(mask, torch.clamp(concentration, min=value), concentration)
+        for mask in _object_parts(rng, centre, families[int(rng.integers(len(families)))]):
+            concentration = torch.where(mask, torch.clamp(concentration, min=log_uniform_level(rng)), concentration)
     return concentration
 
 
 def varied_concentration(rng: np.random.Generator, spin_density: torch.Tensor) -> torch.Tensor:
-    """As :func:`random_concentration`, with each object drawn from :data:`SHAPES` + :data:`EXTRA_SHAPES`
-    (issue 24, session 26): a **capsule** (an oblique finite rod, radius 0.8–3 mm, length 2–14 mm) or a
-    **multi-level metaball** (2–4 fused balls of radius 1–3 mm, centres 0.6–1 sum of radii apart, each part at a
-    level of its own). Levels are log-uniform in 0.22–27.9 µg Fe/mm³; overlaps take the maximum."""
-    families = SHAPES + EXTRA_SHAPES
-    tissue = torch.nonzero(spin_density > 0.2 * spin_density.max())
-    x, _, z = grid_3d_mm()
-    concentration = torch.zeros(x.shape[0], acq.VIEWLINE_NY, z.shape[2])
-    for _ in range(int(rng.integers(1, 6))):
-        i, k = tissue[rng.integers(len(tissue))].tolist() if len(tissue) else (64, 64)
-        centre = (float(x[i, 0, 0]), float(rng.uniform(-1.5, 1.5)), float(z[0, 0, k]))
-        shape = families[int(rng.integers(len(families)))]
-        if shape == "capsule":
-            parts = [capsule(centre, rng.uniform(0.8, 3.0), rng.uniform(1.0, 7.0), _unit_vector(rng))]
-        elif shape == "multilevel_metaball":
-            radii = rng.uniform(1.0, 3.0, size=int(rng.integers(2, 5)))
-            centres = [np.asarray(centre)]
-            for a, b in zip(radii[:-1], radii[1:], strict=True):
-                step = _unit_vector(rng) * np.array([1.0, 0.3, 1.0])  # mostly along the plane
-                centres.append(centres[-1] + (a + b) * rng.uniform(0.6, 1.0) * step / np.linalg.norm(step))
-            parts = multilevel_metaball(np.stack(centres), radii)
-        else:
-            parts = [random_object(rng, centre, shape)]
-        for mask in parts:
-            concentration = torch.where(mask, torch.clamp(concentration, min=_log_uniform_level(rng)), concentration)
-    return concentration
+    """:func:`random_concentration` with each object drawn from :data:`SHAPES` + :data:`EXTRA_SHAPES` (issue 24,
+    session 26: capsules and multi-level metaballs besides metaballs, tori and cylinders)."""
+    return random_concentration(rng, spin_density, families=SHAPES + EXTRA_SHAPES)
