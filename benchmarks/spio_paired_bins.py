@@ -10,9 +10,10 @@ Each network runs as the bundle runs it (``predict_concentration``). One CPU thr
 ``--start``/``--n`` choose other samples of seed 1 (fresh ones for a confirmatory rule), ``--fixed_snrs`` the
 fixed SNRs (dB, ``inf`` for none) at which the same images are also simulated (``random_sample_with_snr``'s
 ``snr_db``): one paired set per SNR, every image in every set. ``--generator`` takes the images from another
-generator instead, each at its own seed (session 26): ``variant`` (``spio_variant.py``, seed 3), ``variant2``
-(``spio_variant2.py``, seed 5) or ``real`` (real subjects' slices, ``spio_real_bases.py``, seed 2); these are
-compared as drawn only (``--fixed_snrs ""``).
+generator instead, each at its own seed (session 26; ``--seed`` picks another): ``variant`` (``spio_variant.py``,
+seed 3), ``variant2`` (``spio_variant2.py``, seed 5) or ``real`` (real subjects' slices, ``spio_real_bases.py``,
+seed 2); these are compared as drawn only (``--fixed_snrs ""``). ``--generator unseen`` (session 27) runs all three
+at fresh seeds (4, 6, 8) and adds the mean over them, the average of the three sets' mean paired differences.
 
 Usage:
     .venv/bin/python benchmarks/spio_paired_bins.py \\
@@ -35,27 +36,43 @@ from spio_design_comparison import SNR_BINS, build, sample_arrays, scores  # ben
 from lightning_modules.io import write_text_atomic
 from lightning_modules.spio.app import load_network
 
+DEFAULT_SEEDS = {"variant": 3, "variant2": 5, "real": 2}
+UNSEEN_SEEDS = {"variant": 4, "variant2": 6, "real": 8}  # session 27: fresh seeds, no session has used them
 
-def _other_set(name: str, indices: range) -> tuple[int, list]:
-    """``(seed, samples)`` of another generator, as :func:`sample_arrays` gives them (image (2, x, z), truth (x, z),
+
+def _other_set(name: str, indices: range, seed: int) -> list:
+    """Samples of another generator at ``seed``, as :func:`sample_arrays` gives them (image (2, x, z), truth (x, z),
     SNR dB). Imported when asked for (the real subjects' slices need the peer data)."""
     if name == "variant":
         from spio_variant import variant_sample
 
-        return 3, [variant_sample(3, i) for i in indices]
+        return [variant_sample(seed, i) for i in indices]
     if name == "variant2":
         from spio_variant2 import variant2_sample
 
-        return 5, [variant2_sample(5, i) for i in indices]
+        return [variant2_sample(seed, i) for i in indices]
     from spio_real_bases import real_brain_slice
 
-    return 2, sample_arrays(2, indices, base=real_brain_slice)
+    return sample_arrays(seed, indices, base=real_brain_slice)
+
+
+def paired_mean_se(values: list[float], reference: list[float]) -> tuple[float, float]:
+    """Mean and standard error of the paired differences ``values − reference``."""
+    d = np.asarray(values) - np.asarray(reference)
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
 
 
 def paired_cell(values: list[float], reference: list[float]) -> str:
     """``mean ± standard error`` of the paired differences ``values − reference``."""
-    d = np.asarray(values) - np.asarray(reference)
-    return f"{d.mean():+.4f} ± {d.std(ddof=1) / np.sqrt(len(d)):.4f}"
+    mean, se = paired_mean_se(values, reference)
+    return f"{mean:+.4f} ± {se:.4f}"
+
+
+def mean_over_sets(per_set: list[tuple[float, float]]) -> tuple[float, float]:
+    """The average of several sets' mean paired differences and its standard error, √(Σ s.e.²) / k (the sets are
+    independent)."""
+    means, ses = np.array(per_set).T
+    return float(means.mean()), float(np.sqrt(np.sum(ses**2)) / len(ses))
 
 
 def table(title: str, results: dict[str, dict[str, list[float]]], bins: list[str]) -> list[str]:
@@ -76,26 +93,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidate", action="append", required=True,
                         help="NAME=module.Class(args)@weights.pt (repeat; the first is the reference)")
-    parser.add_argument("--start", type=int, default=1000, help="first sample of seed 1")
-    parser.add_argument("--n", type=int, default=300, help="samples")
+    parser.add_argument("--start", type=int, default=1000, help="first sample")
+    parser.add_argument("--n", type=int, default=300, help="samples (per set)")
     parser.add_argument("--fixed_snrs", default="inf", help="comma-separated SNRs in dB (inf: no noise)")
-    parser.add_argument("--generator", choices=("training", "variant", "variant2", "real"), default="training",
-                        help="training: seed 1 of the training generator; others: see the module's text")
+    parser.add_argument("--generator", choices=("training", "variant", "variant2", "real", "unseen"),
+                        default="training",
+                        help="training: seed 1 of the training generator; unseen: variant, variant2 and real at "
+                             "their fresh seeds 4, 6, 8 and the mean over the three; others: see the module's text")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="another generator's seed (default: variant 3, variant2 5, real 2)")
     parser.add_argument("--out", default="benchmarks/results/spio/spio_paired_bins_session24.md")
     args = parser.parse_args()
     snrs = [float(x) for x in args.fixed_snrs.split(",") if x.strip()]
     if args.generator != "training" and snrs:
         parser.error(f"--generator {args.generator} is compared as drawn only: pass --fixed_snrs \"\"")
+    if args.seed is not None and args.generator in ("training", "unseen"):
+        parser.error(f"--seed is for one other generator, not --generator {args.generator}")
     torch.set_num_threads(1)
     indices = range(args.start, args.start + args.n)
+    span = f"samples {args.start}–{args.start + args.n - 1}"
     if args.generator == "training":
-        set_name = ("the tuning set" if (args.start, args.n) == (1000, 300)
-                    else f"samples {args.start}–{args.start + args.n - 1} of seed 1")
+        set_name = "the tuning set" if (args.start, args.n) == (1000, 300) else f"{span} of seed 1"
         sets = {f"{set_name} as it is (the rules' bins)": sample_arrays(1, indices)}
     else:
-        seed, samples = _other_set(args.generator, indices)
-        set_name = f"{args.generator}: samples {args.start}–{args.start + args.n - 1} of seed {seed}"
-        sets = {f"{set_name} as drawn": samples}
+        seeds = (UNSEEN_SEEDS if args.generator == "unseen"
+                 else {args.generator: DEFAULT_SEEDS[args.generator] if args.seed is None else args.seed})
+        sets = {f"{name}: {span} of seed {seed} as drawn": _other_set(name, indices, seed)
+                for name, seed in seeds.items()}
+        set_name = ""
     for snr in snrs:
         title = (f"{set_name}'s images without noise" if snr == float("inf")
                  else f"{set_name}'s images at {snr:g} dB")
@@ -105,16 +130,31 @@ def main() -> None:
         name, rest = candidate.split("=", 1)
         expression, weights = rest.rsplit("@", 1)
         networks[name] = load_network(build(expression), weights)
-    lines = ["# SPIO: paired differences per SNR bin (issue 24, sessions 24 and 26)", "",
+    lines = ["# SPIO: paired differences per SNR bin (issue 24, sessions 24, 26 and 27)", "",
              "Command: `.venv/bin/python benchmarks/spio_paired_bins.py "
              + " ".join(f'--candidate "{c}"' for c in args.candidate)
              + ("" if (args.start, args.n, args.fixed_snrs) == (1000, 300, "inf")
                 else f' --start {args.start} --n {args.n} --fixed_snrs "{args.fixed_snrs}"')
-             + ("" if args.generator == "training" else f" --generator {args.generator}") + "`", ""]
+             + ("" if args.generator == "training" else f" --generator {args.generator}")
+             + ("" if args.seed is None else f" --seed {args.seed}") + "`", ""]
+    per_set = {}
     for title, samples in sets.items():
         results = {name: scores(network, samples) for name, network in networks.items()}
+        per_set[title] = results
         bins = ["all"] + [b for b, _, _ in SNR_BINS if b in results[next(iter(results))]]
         lines += table(title, results, bins)
+    if args.generator == "unseen":
+        names = list(networks)
+        lines += ["### Mean over the three unseen sets (average of the sets' means; s.e. = √(Σ s.e.²) / 3)", "",
+                  "| candidate | mean NMAE | − " + names[0] + " (paired ± s.e.) |", "|---|---|---|"]
+        for name in names:
+            mean = np.mean([np.mean(r[name]["all"]) for r in per_set.values()])
+            if name == names[0]:
+                lines.append(f"| {name} | {mean:.3f} | — |")
+                continue
+            d, se = mean_over_sets([paired_mean_se(r[name]["all"], r[names[0]]["all"]) for r in per_set.values()])
+            lines.append(f"| {name} | {mean:.3f} | {d:+.4f} ± {se:.4f} |")
+        lines.append("")
     text = "\n".join(lines)
     write_text_atomic(text, Path(args.out))
     print(text)
