@@ -38,6 +38,7 @@ from lightning_modules.spio.app import load_network
 
 DEFAULT_SEEDS = {"variant": 3, "variant2": 5, "real": 2}
 UNSEEN_SEEDS = {"variant": 4, "variant2": 6, "real": 8}  # session 27: fresh seeds (the default of --unseen_seeds)
+_UNSEEN_DEFAULT = ",".join(str(seed) for seed in UNSEEN_SEEDS.values())
 
 
 def _other_set(name: str, indices: range, seed: int) -> list:
@@ -102,7 +103,7 @@ def main() -> None:
                              "their fresh seeds 4, 6, 8 and the mean over the three; others: see the module's text")
     parser.add_argument("--seed", type=int, default=None,
                         help="another generator's seed (default: variant 3, variant2 5, real 2)")
-    parser.add_argument("--unseen_seeds", default="4,6,8",
+    parser.add_argument("--unseen_seeds", default=_UNSEEN_DEFAULT,
                         help="--generator unseen: the seeds of variant, variant2 and real (session 27's second, "
                              "confirmatory run: 9,10,11)")
     parser.add_argument("--out", default="benchmarks/results/spio/spio_paired_bins_session24.md")
@@ -141,7 +142,7 @@ def main() -> None:
                 else f' --start {args.start} --n {args.n} --fixed_snrs "{args.fixed_snrs}"')
              + ("" if args.generator == "training" else f" --generator {args.generator}")
              + ("" if args.seed is None else f" --seed {args.seed}")
-             + ("" if args.unseen_seeds == "4,6,8" else f" --unseen_seeds {args.unseen_seeds}") + "`", ""]
+             + ("" if args.unseen_seeds == _UNSEEN_DEFAULT else f" --unseen_seeds {args.unseen_seeds}") + "`", ""]
     per_set = {}
     for title, samples in sets.items():
         results = {name: scores(network, samples) for name, network in networks.items()}
