@@ -134,9 +134,11 @@ train-spio-060: $(STAMP)
 # stage keeps its best epoch by its own validation NMAE. F and F2 ran in float32 on one core each (session 21);
 # G, G2 (sessions 22), G3 (23), G3n and G4n (24) ran as written here; session 25 re-ran F, F2 and G4n as written
 # (same accuracy: benchmarks/results/spio/decision_rule_session25.md).
-# train-spio (the shipped 0.7.0, 27 000 steps ≈ 2 h 45 min on session 25's operators: F, F2 and G4n measured,
-#   24.7 + 12.7 + 24.4 min, the rest at G4n's 0.366 s per step): F → F2 → G → G2 → G3n → G4n (one training sample
-#   in four noise-free in the last two), copied to the bundle's models/model.pt.
+# train-spio (the shipped 0.8.0, 27 000 steps ≈ 2 h 45 min on session 25's operators: F, F2 and G4n measured,
+#   24.7 + 12.7 + 24.4 min, the rest at G4n's 0.366 s per step; G4h's stage 24.1 min): F → F2 → G → G2 → G3n → G4h
+#   (one training sample in four noise-free in the last two; one in eight of the last stage's base images with a
+#   bright thin rim, --rim_bases 0.125, session 27/28; 0.7.0's G4n was the same stage without it), copied to the
+#   bundle's models/model.pt.
 # train-spio-scratch (23 000 steps ≈ 2 h 21 min; NOT shipped: tuning 0.395 vs 0.393): F → F2 → G → G2 → G3.
 SPIO_FAST  := OMP_NUM_THREADS=1 $(SPIO_TRAIN) --pool_size 0 --num_workers 1 --auxiliary_weight 1 \
   --trainer\#precision bf16-mixed --channels_last true
@@ -149,9 +151,9 @@ SCRATCH    := $(SPIO_WORK)/scratch
 train-spio: train-spio-base
 	$(SPIO_FAST) --seed 66 $(SPIO_LAST) --noise_free_fraction 0.25 --init_weights $(SCRATCH)/G2.pt \
 	  --work_dir $(SCRATCH)/G3n --model_path $(SCRATCH)/G3n.pt
-	$(SPIO_FAST2) --seed 68 $(SPIO_LAST) --noise_free_fraction 0.25 --init_weights $(SCRATCH)/G3n.pt \
-	  --work_dir $(SCRATCH)/G4n --model_path $(SCRATCH)/G4n.pt
-	cp $(SCRATCH)/G4n.pt $(SPIO)/models/model.pt
+	$(SPIO_FAST2) --seed 68 $(SPIO_LAST) --noise_free_fraction 0.25 --rim_bases 0.125 \
+	  --init_weights $(SCRATCH)/G3n.pt --work_dir $(SCRATCH)/G4h --model_path $(SCRATCH)/G4h.pt
+	cp $(SCRATCH)/G4h.pt $(SPIO)/models/model.pt
 
 train-spio-scratch: train-spio-base
 	$(SPIO_FAST) --seed 66 $(SPIO_LAST) --init_weights $(SCRATCH)/G2.pt --work_dir $(SCRATCH)/G3 \

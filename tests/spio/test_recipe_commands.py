@@ -1,6 +1,6 @@
 """The Makefile's SPIO training recipes name only options train.json has (issue 24, session 23): a ``#`` in a make
 variable starts a comment, and a silently cut ``--trainer#precision`` would train in float32 without an error. The
-from-scratch recipes (the shipped 0.7.0's, 27 000 steps, and the 23 000-step one) chain their stages and add up to
+from-scratch recipes (the shipped 0.8.0's, 27 000 steps, and the 23 000-step one) chain their stages and add up to
 their step counts (session 24)."""
 
 from __future__ import annotations
@@ -64,11 +64,13 @@ def test_the_from_scratch_recipes_train_fast_on_fresh_samples(target, expected_s
         assert options(after)["init_weights"] == options(before)["model_path"]
 
 
-def test_the_shipped_recipe_ends_in_the_bundle_weights_with_a_quarter_of_its_samples_noise_free():
+def test_the_shipped_recipe_ends_in_the_bundle_weights_with_a_quarter_of_its_samples_noise_free_and_rim_bases():
     text = subprocess.run(["make", "-n", "--no-print-directory", "train-spio", "PY=python"], cwd=ROOT, check=True,
                           capture_output=True, text=True).stdout   # (under `make test` make would name its folder)
     commands = bundle_commands("train-spio")
     assert [options(c).get("noise_free_fraction") for c in commands] == [None] * 4 + ["0.25"] * 2
+    # 0.8.0 (sessions 27-28): one in eight of the last stage's base images gets a bright thin rim, no earlier stage
+    assert [options(c).get("rim_bases") for c in commands] == [None] * 5 + ["0.125"]
     copies = [line.split() for line in text.splitlines() if line.startswith("cp ")]
     assert copies == [["cp", options(commands[-1])["model_path"], "monai_bundles/spio_quantification/models/model.pt"]]
     assert text.splitlines().index(" ".join(copies[0])) > max(i for i, line in enumerate(text.splitlines())
