@@ -64,13 +64,14 @@ def build(expression: str) -> torch.nn.Module:
     return eval(call + "(" + expression.split("(", 1)[1], namespace)  # noqa: S307 (command-line expression)
 
 
-def scores(network: torch.nn.Module, samples) -> dict[str, list[float]]:
-    """NMAE per image, keyed by SNR bin and ``"all"`` (images with iron in the plane only)."""
+def scores(network: torch.nn.Module, samples, **inference) -> dict[str, list[float]]:
+    """NMAE per image, keyed by SNR bin and ``"all"`` (images with iron in the plane only); ``inference`` goes to
+    ``predict_concentration`` (default: as the bundle runs)."""
     result: dict[str, list[float]] = {"all": []}
     for image, truth, snr in samples:
         if not truth.any():
             continue
-        value = nmae(predict_concentration(network, image), truth)
+        value = nmae(predict_concentration(network, image, **inference), truth)
         result["all"].append(value)
         result.setdefault(snr_bin(snr), []).append(value)
     return result

@@ -14,6 +14,9 @@ generator instead, each at its own seed (session 26; ``--seed`` picks another): 
 seed 3), ``variant2`` (``spio_variant2.py``, seed 5) or ``real`` (real subjects' slices, ``spio_real_bases.py``,
 seed 2); these are compared as drawn only (``--fixed_snrs ""``). ``--generator unseen`` (session 27) runs all three
 at fresh seeds (4, 6, 8) and adds the mean over them, the average of the three sets' mean paired differences.
+``--as_0_4_0 NAME`` (session 28) runs candidate NAME as bundle 0.4.0 ran its network — the issue's "today's network":
+the flip average without the shift average, floor 0.1 µg Fe/mm³ — so the shipped map can be compared with 0.4.0's
+(0.4.0's weights are 0.3.3's: ``git show 2af77b4:monai_bundles/spio_quantification/models/model.pt``).
 
 Usage:
     .venv/bin/python benchmarks/spio_paired_bins.py \\
@@ -37,6 +40,7 @@ from lightning_modules.io import write_text_atomic
 from lightning_modules.spio.app import load_network
 
 DEFAULT_SEEDS = {"variant": 3, "variant2": 5, "real": 2}
+INFERENCE_0_4_0 = {"shifts_px": (0,), "floor_ug_per_mm3": 0.1}  # bundle 0.4.0: flip average only, floor 0.1
 UNSEEN_SEEDS = {"variant": 4, "variant2": 6, "real": 8}  # session 27: fresh seeds (the default of --unseen_seeds)
 _UNSEEN_DEFAULT = ",".join(str(seed) for seed in UNSEEN_SEEDS.values())
 
@@ -106,6 +110,8 @@ def main() -> None:
     parser.add_argument("--unseen_seeds", default=_UNSEEN_DEFAULT,
                         help="--generator unseen: the seeds of variant, variant2 and real (session 27's second, "
                              "confirmatory run: 9,10,11)")
+    parser.add_argument("--as_0_4_0", action="append", default=[], metavar="NAME",
+                        help="run candidate NAME as bundle 0.4.0 did (flip average only, floor 0.1; repeat)")
     parser.add_argument("--out", default="benchmarks/results/spio/spio_paired_bins_session24.md")
     args = parser.parse_args()
     snrs = [float(x) for x in args.fixed_snrs.split(",") if x.strip()]
@@ -135,17 +141,22 @@ def main() -> None:
         name, rest = candidate.split("=", 1)
         expression, weights = rest.rsplit("@", 1)
         networks[name] = load_network(build(expression), weights)
-    lines = ["# SPIO: paired differences per SNR bin (issue 24, sessions 24, 26 and 27)", "",
+    unknown = set(args.as_0_4_0) - set(networks)
+    if unknown:
+        parser.error(f"--as_0_4_0 names no candidate: {', '.join(sorted(unknown))}")
+    inference = {name: INFERENCE_0_4_0 if name in args.as_0_4_0 else {} for name in networks}
+    lines = ["# SPIO: paired differences per SNR bin (issue 24, sessions 24, 26, 27 and 28)", "",
              "Command: `.venv/bin/python benchmarks/spio_paired_bins.py "
              + " ".join(f'--candidate "{c}"' for c in args.candidate)
              + ("" if (args.start, args.n, args.fixed_snrs) == (1000, 300, "inf")
                 else f' --start {args.start} --n {args.n} --fixed_snrs "{args.fixed_snrs}"')
              + ("" if args.generator == "training" else f" --generator {args.generator}")
              + ("" if args.seed is None else f" --seed {args.seed}")
-             + ("" if args.unseen_seeds == _UNSEEN_DEFAULT else f" --unseen_seeds {args.unseen_seeds}") + "`", ""]
+             + ("" if args.unseen_seeds == _UNSEEN_DEFAULT else f" --unseen_seeds {args.unseen_seeds}")
+             + "".join(f" --as_0_4_0 {name}" for name in args.as_0_4_0) + "`", ""]
     per_set = {}
     for title, samples in sets.items():
-        results = {name: scores(network, samples) for name, network in networks.items()}
+        results = {name: scores(network, samples, **inference[name]) for name, network in networks.items()}
         per_set[title] = results
         bins = ["all"] + [b for b, _, _ in SNR_BINS if b in results[next(iter(results))]]
         lines += table(title, results, bins)
