@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--model_path", default=shipped)
     args = parser.parse_args()
     weights = "" if args.model_path == shipped else f" --model_path {args.model_path}"
+    weights += "" if args.out == parser.get_default("out") else f" --out {args.out}"
     torch.set_num_threads(1)
     network = load_network(DeepSpio(), args.model_path)
     samples = [random_sample(1, 1000 + i) for i in range(args.n)]
