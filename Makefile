@@ -134,8 +134,9 @@ train-spio-060: $(STAMP)
 # stage keeps its best epoch by its own validation NMAE. F and F2 ran in float32 on one core each (session 21);
 # G, G2 (sessions 22), G3 (23), G3n and G4n (24) ran as written here; session 25 re-ran F, F2 and G4n as written
 # (same accuracy: benchmarks/results/spio/decision_rule_session25.md).
-# train-spio (the shipped 0.8.0, 27 000 steps ≈ 2 h 45 min on session 25's operators: F, F2 and G4n measured,
-#   24.7 + 12.7 + 24.4 min, the rest at G4n's 0.366 s per step; G4h's stage 24.1 min): F → F2 → G → G2 → G3n → G4h
+# train-spio (the shipped 0.8.0, 27 000 steps ≈ 2 h 47 min on session 25's operators: F, F2 and the last stage
+#   measured, 24.7 + 12.7 + 25.2 min, the rest at 0.366 s per step; session 28 re-ran the last stage and got the
+#   shipped weights tensor for tensor): F → F2 → G → G2 → G3n → G4h
 #   (one training sample in four noise-free in the last two; one in eight of the last stage's base images with a
 #   bright thin rim, --rim_bases 0.125, session 27/28; 0.7.0's G4n was the same stage without it), copied to the
 #   bundle's models/model.pt.

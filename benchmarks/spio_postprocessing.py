@@ -39,8 +39,8 @@ def main() -> None:
     shipped = str(Path(bundle_root("spio_quantification")) / "models" / "model.pt")
     parser.add_argument("--model_path", default=shipped)
     args = parser.parse_args()
-    weights = "" if args.model_path == shipped else f" --model_path {args.model_path}"
-    weights += "" if args.out == parser.get_default("out") else f" --out {args.out}"
+    options = "" if args.model_path == shipped else f" --model_path {args.model_path}"
+    options += "" if args.out == parser.get_default("out") else f" --out {args.out}"
     torch.set_num_threads(1)
     network = load_network(DeepSpio(), args.model_path)
     samples = [random_sample(1, 1000 + i) for i in range(args.n)]
@@ -56,7 +56,7 @@ def main() -> None:
     setting_best = min(table, key=lambda k: table[k][0])[0]
     chosen = min(f for (name, f), (m, _) in table.items() if name == setting_best and m <= best + TIE_NMAE)
     lines = ["# DeepSPIO inference post-processing, chosen on tuning samples", "",
-             f"Command: `.venv/bin/python benchmarks/spio_postprocessing.py --n {args.n}{weights}` (one CPU thread); "
+             f"Command: `.venv/bin/python benchmarks/spio_postprocessing.py --n {args.n}{options}` (one CPU thread); "
              f"{len(samples)} samples with iron in the imaged plane. NMAE per image, mean ± sd.", "",
              "| floor (µg Fe/mm³) | " + " | ".join(name for name, _, _ in SETTINGS) + " |",
              "|---" * (len(SETTINGS) + 1) + "|"]
