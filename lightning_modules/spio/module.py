@@ -109,7 +109,8 @@ class DeepSpioModule(pl.LightningModule):
             narrower DeepSPIO of the same depth are widened first (:func:`initial_state`).
         image_loss_weight: weight of :func:`relative_l1_image` (the map's NMAE) added to the sub-band loss after
             the warm-up; 0 gives the paper's loss alone.
-        l2_weight: weight of :func:`relative_l2_image` in the map loss (networks without sub-bands).
+        l2_weight: weight of :func:`relative_l2_image` in the map loss of networks without sub-bands (None: 0.5);
+            a network trained on sub-bands has no such term, so giving it one is an error, not a silent no-op.
         auxiliary_weight: weight of the auxiliary loss (:func:`~lightning_modules.spio.auxiliary.relative_l1_channels`
             of a training-only :func:`~lightning_modules.spio.auxiliary.auxiliary_decoder` on DeepSPIO's
             bottleneck against the field and extent targets; training batches must then carry them); 0: none.
@@ -119,7 +120,7 @@ class DeepSpioModule(pl.LightningModule):
 
     def __init__(self, *, network: torch.nn.Module | None = None, learning_rate: float = 1e-3,
                  weight_decay: float = 1e-4, l2_warmup_epochs: int = 0, init_weights: str | None = None,
-                 image_loss_weight: float = 0.0, l2_weight: float = 0.5, auxiliary_weight: float = 0.0,
+                 image_loss_weight: float = 0.0, l2_weight: float | None = None, auxiliary_weight: float = 0.0,
                  channels_last: bool = False) -> None:
         super().__init__()
         self.network = network if network is not None else DeepSpio()
@@ -127,8 +128,11 @@ class DeepSpioModule(pl.LightningModule):
             self.network.load_state_dict(initial_state(init_weights, self.network))
         self.learning_rate, self.weight_decay = learning_rate, weight_decay
         self.l2_warmup_epochs = l2_warmup_epochs
-        self.image_loss_weight, self.l2_weight = image_loss_weight, l2_weight
         self.uses_subbands = hasattr(self.network, "subbands")
+        if self.uses_subbands and l2_weight is not None:
+            raise ValueError(f"l2_weight weights the map loss of networks without sub-bands; "
+                             f"{type(self.network).__name__} is trained on its db4 sub-bands (and image_loss_weight)")
+        self.image_loss_weight, self.l2_weight = image_loss_weight, 0.5 if l2_weight is None else float(l2_weight)
         self.dwt = Dwt2()
         self.auxiliary_weight = float(auxiliary_weight)
         self.auxiliary_decoder = None

@@ -122,6 +122,14 @@ def test_map_loss_trains_line_unet_on_a_known_map():
     assert float(sample_nmae(module(image), concentration).mean()) < 0.5 * before
 
 
+def test_l2_weight_on_a_subband_network_is_an_error_not_a_silent_no_op():
+    tiny = DeepSpio(encoder_widths=(4, 8, 8), bottleneck_channels=8, decoder_widths=(4,))
+    with pytest.raises(ValueError, match="l2_weight.*DeepSpio"):
+        DeepSpioModule(network=tiny, l2_weight=0.0)
+    assert DeepSpioModule(network=tiny).uses_subbands  # the default (None) is fine
+    assert DeepSpioModule(network=LineUNet(widths=(4, 8))).l2_weight == 0.5  # map networks keep 0.5 by default
+
+
 def test_refined_network_starts_at_deepspio_and_trains_only_the_correction(tmp_path):
     from lightning_modules.spio.refined import RefinedDeepSpio
 
