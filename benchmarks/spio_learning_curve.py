@@ -75,6 +75,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/spio/spio_learning_curve_session29.png"))
     args = parser.parse_args()
 
+    if args.out.with_suffix(".md").resolve() == args.table.resolve():
+        parser.error(f"--out {args.out} would overwrite --table with its summary; name the figure differently")
     steps_of = {name: float(value) for name, value in (item.split("=", 1) for item in args.steps)}
     names = sorted(steps_of, key=steps_of.get)
     text = args.table.read_text()
