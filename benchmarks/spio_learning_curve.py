@@ -81,11 +81,13 @@ def main() -> None:
     names = sorted(steps_of, key=steps_of.get)
     text = args.table.read_text()
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    options = "".join(f" --{name} {getattr(args, name)}" for name in ("target", "seconds_per_step", "out")
+                      if getattr(args, name) != parser.get_default(name))  # the command as run, not its defaults
     lines = [f"Command: `.venv/bin/python benchmarks/spio_learning_curve.py --table {args.table} "
-             + " ".join(f"--steps {n}={int(steps_of[n])}" for n in names) + "`", "",
+             + " ".join(f"--steps {n}={int(steps_of[n])}" for n in names) + f"{options}`", "",
              "| set | " + " | ".join(f"{n} ({int(steps_of[n])})" for n in names)
-             + " | power law a + b·(s/1000)^−c | steps to " + f"{args.target}" + " (power law) "
-             + "| per doubling (last three) | steps to " + f"{args.target}" + " (log-linear; single-core hours) |",
+             + f" | power law a + b·(s/1000)^−c | steps to {args.target} (power law) | per doubling (last three)"
+             + f" | steps to {args.target} (log-linear; single-core hours) |",
              "|" + "---|" * (len(names) + 5)]
     for (label, marker), colour in zip(SECTIONS.items(), ("C0", "C1"), strict=True):
         means = read_means(text, marker)
