@@ -1,0 +1,233 @@
+"""Issue 24, session 30: candidate S, the simulate-and-compare refiner on top of the shipped DeepSPIO map.
+
+Three steps (rule: ``benchmarks/results/spio/decision_rule_session30.md``):
+
+- ``pool``: simulate samples, run the bundle's map m₁ (``predict_concentration``: six passes, floor 0.15) and the
+  simulation of m₁'s ball-like 3-D lift (:func:`~lightning_modules.spio.simulation_refiner.simulate_hypothesis`);
+  saved as one ``.pt`` shard (float16 image / hypothesis, float32 maps);
+- ``train``: :class:`~lightning_modules.spio.simulation_refiner.SimulationRefiner` on the pool shards (x flips),
+  loss ‖m₂ − C‖₁ / (‖C‖₁ + 1) per image, AdamW, one-cycle; the state with the lowest NMAE on the validation shard
+  (as the bundle would report it: floor 0.15) is saved;
+- ``evaluate``: paired per-image NMAE, refined − shipped, on fresh samples of a generator.
+
+Usage (one CPU thread each):
+    .venv/bin/python benchmarks/spio_simulation_refiner.py pool --seed 300 --start 0 --n 4000 --last_stage \\
+        --out /tmp/s30/pool_a.pt
+    .venv/bin/python benchmarks/spio_simulation_refiner.py train --pool /tmp/s30/pool_a.pt /tmp/s30/pool_b.pt \\
+        --val /tmp/s30/val.pt --steps 3000 --out S.pt
+    .venv/bin/python benchmarks/spio_simulation_refiner.py evaluate --weights S.pt --generator train --seed 1 \\
+        --start 7200 --n 400 --out benchmarks/results/spio/spio_simulation_refiner_T.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lightning_modules.bundle_app import bundle_root
+from lightning_modules.io import write_text_atomic
+from lightning_modules.spio.app import apply_floor, load_network, predict_concentration
+from lightning_modules.spio.data import random_sample_with_snr
+from lightning_modules.spio.networks import DeepSpio
+from lightning_modules.spio.simulation_refiner import SimulationRefiner, simulate_hypothesis
+from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3
+
+MODEL = Path(bundle_root("spio_quantification")) / "models" / "model.pt"
+#: The options of ``make train-spio``'s last stage (the generator 0.8.0 was last trained on).
+LAST_STAGE = {"head_bases": 0.5, "base_augmentation": 0.5, "rim_bases": 0.125, "noise_free_fraction": 0.25}
+
+
+def sample(generator: str, seed: int, index: int, *, last_stage: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
+    """(image (2, x, z), truth (x, z), SNR dB) of one sample of ``generator``: ``train`` (training's generator,
+    plain or with the last stage's options), ``variant``, ``variant2`` or ``real``."""
+    if generator == "train":
+        image, conc, snr = random_sample_with_snr(seed, index, **(LAST_STAGE if last_stage else {}))
+        return image.numpy(), conc[0].numpy(), snr
+    sys.path.insert(0, str(Path(__file__).parent))
+    from spio_paired_bins import _other_set
+
+    image, truth, snr = _other_set(generator, range(index, index + 1), seed)[0]
+    return np.asarray(image), np.asarray(truth), snr
+
+
+def refine(refiner: SimulationRefiner, image: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """m₂ of one image as the bundle would write it (floor 0.15), from its shipped map ``prior``."""
+    hypothesis = simulate_hypothesis(prior)[None]
+    with torch.no_grad():
+        m2 = refiner(torch.as_tensor(image, dtype=torch.float32)[None], hypothesis,
+                     torch.as_tensor(prior, dtype=torch.float32)[None, None])[0, 0]
+    return apply_floor(m2.numpy(), CONCENTRATION_FLOOR_UG_PER_MM3)
+
+
+def nmae(estimate: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.abs(np.asarray(estimate, np.float64) - truth).sum() / np.abs(truth).sum())
+
+
+def cmd_pool(args: argparse.Namespace) -> None:
+    network = load_network(DeepSpio(), str(MODEL))
+    images, hyps, priors, truths = [], [], [], []
+    t0 = time.time()
+    for k, i in enumerate(range(args.start, args.start + args.n)):
+        image, truth, _ = sample(args.generator, args.seed, i, last_stage=args.last_stage)
+        prior = predict_concentration(network, image)
+        images.append(torch.as_tensor(image).half())
+        hyps.append(simulate_hypothesis(prior).half())
+        priors.append(torch.as_tensor(prior, dtype=torch.float32))
+        truths.append(torch.as_tensor(truth, dtype=torch.float32))
+        if (k + 1) % 200 == 0:
+            print(f"[progress] {k + 1}/{args.n} samples, {time.time() - t0:.0f} s", flush=True)
+    tmp = Path(str(args.out) + ".tmp")
+    torch.save({"image": torch.stack(images), "hypothesis": torch.stack(hyps), "prior": torch.stack(priors),
+                "truth": torch.stack(truths)}, tmp)
+    tmp.replace(args.out)
+
+
+def load_pools(paths: list[str]) -> dict[str, torch.Tensor]:
+    parts = [torch.load(p, weights_only=True) for p in paths]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def validation_nmae(refiner: SimulationRefiner, val: dict[str, torch.Tensor]) -> float:
+    refiner.eval()
+    scores = []
+    with torch.no_grad():
+        for i in range(0, len(val["truth"]), 16):
+            m2 = refiner(val["image"][i:i + 16].float(), val["hypothesis"][i:i + 16].float(),
+                         val["prior"][i:i + 16, None])[:, 0].numpy()
+            for m, t in zip(m2, val["truth"][i:i + 16].numpy(), strict=True):
+                scores.append(nmae(apply_floor(m, CONCENTRATION_FLOOR_UG_PER_MM3), t))
+    refiner.train()
+    return float(np.mean(scores))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    torch.manual_seed(args.seed)
+    pool, val = load_pools(args.pool), load_pools([args.val])
+    n = len(pool["truth"])
+    refiner = SimulationRefiner(widths=tuple(args.widths))
+    optimiser = torch.optim.AdamW(refiner.parameters(), lr=args.learning_rate, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=args.learning_rate, total_steps=args.steps)
+    base = float(np.mean([nmae(p, t) for p, t in zip(val["prior"].numpy(), val["truth"].numpy(), strict=True)]))
+    best = validation_nmae(refiner, val)
+    print(f"validation NMAE: shipped map {base:.4f}, refiner at start {best:.4f}", flush=True)
+    torch.save(refiner.state_dict(), args.out)
+    generator = torch.Generator().manual_seed(args.seed)
+    t0, running = time.time(), []
+    for step in range(1, args.steps + 1):
+        pick = torch.randint(n, (args.batch_size,), generator=generator)
+        image, hyp = pool["image"][pick].float(), pool["hypothesis"][pick].float()
+        prior, truth = pool["prior"][pick, None], pool["truth"][pick, None]
+        flip = torch.rand(args.batch_size, generator=generator) < 0.5  # x flips: an exact symmetry of all inputs
+        image[flip], hyp[flip] = image[flip].flip(-2), hyp[flip].flip(-2)
+        prior[flip], truth[flip] = prior[flip].flip(-2), truth[flip].flip(-2)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            m2 = refiner(image, hyp, prior)
+        error = (m2.float() - truth).abs().flatten(1).sum(1) / (truth.flatten(1).sum(1) + 1.0)
+        loss = error.mean()
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(refiner.parameters(), 1.0)
+        optimiser.step()
+        schedule.step()
+        running.append(float(loss))
+        if step % args.val_every == 0 or step == args.steps:
+            score = validation_nmae(refiner, val)
+            mark = ""
+            if score < best:
+                best, mark = score, " (saved)"
+                tmp = Path(str(args.out) + ".tmp")
+                torch.save(refiner.state_dict(), tmp)
+                tmp.replace(args.out)
+            print(f"step {step}: training loss {np.mean(running):.4f}, validation NMAE {score:.4f}{mark}, "
+                  f"{(time.time() - t0) / step:.3f} s per step", flush=True)
+            running = []
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+    network = load_network(DeepSpio(), str(MODEL))
+    refiner = SimulationRefiner(widths=tuple(args.widths))
+    refiner.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
+    refiner.eval()
+    rows = []
+    t_base = t_ref = 0.0
+    for i in range(args.start, args.start + args.n):
+        image, truth, snr = sample(args.generator, args.seed, i)
+        if truth.sum() <= 0:
+            continue
+        t0 = time.perf_counter()
+        prior = predict_concentration(network, image)
+        t1 = time.perf_counter()
+        m2 = refine(refiner, image, prior)
+        t_base, t_ref = t_base + t1 - t0, t_ref + time.perf_counter() - t1
+        rows.append((snr, nmae(prior, truth), nmae(m2, truth)))
+    r = np.array(rows, dtype=float)
+    d = r[:, 2] - r[:, 1]
+    lines = [f"# Candidate S (simulate-and-compare refiner) − 0.8.0, paired: {args.generator}, seed {args.seed}, "
+             f"samples {args.start}–{args.start + args.n - 1}", "",
+             f"Command: `.venv/bin/python benchmarks/spio_simulation_refiner.py evaluate --weights "
+             f"{Path(args.weights).name} --generator {args.generator} --seed {args.seed} --start {args.start} "
+             f"--n {args.n}` (one CPU thread).", "",
+             "| set | images | 0.8.0 | S | S − 0.8.0 (± s.e.) |", "|---|---|---|---|---|"]
+
+    def row(name: str, pick: np.ndarray) -> str:
+        if pick.sum() < 2:
+            return f"| {name} | {int(pick.sum())} | — | — | — |"
+        dd = d[pick]
+        return (f"| {name} | {int(pick.sum())} | {r[pick, 1].mean():.4f} | {r[pick, 2].mean():.4f} | "
+                f"{dd.mean():+.4f} ± {dd.std(ddof=1) / math.sqrt(len(dd)):.4f} |")
+
+    lines.append(row("as drawn", np.ones(len(r), bool)))
+    for name, lo, hi in (("∞", math.inf, math.inf), ("19–30 dB", 19, 30), ("11–19 dB", 11, 19), ("5–11 dB", 5, 11)):
+        pick = np.isinf(r[:, 0]) if math.isinf(lo) else (r[:, 0] >= lo) & (r[:, 0] < hi)
+        lines.append(row(name, pick))
+    lines += ["", f"Time per image (one thread): shipped map {t_base / len(r):.3f} s, refinement "
+              f"{t_ref / len(r):.3f} s (simulation + U-Net), total {(t_base + t_ref) / len(r):.3f} s.", ""]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        write_text_atomic(text, args.out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pool")
+    p.add_argument("--generator", default="train")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--start", type=int, default=0)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--last_stage", action="store_true", help="training's generator with the last stage's options")
+    p.add_argument("--out", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--pool", nargs="+", required=True)
+    t.add_argument("--val", required=True)
+    t.add_argument("--steps", type=int, default=3000)
+    t.add_argument("--batch_size", type=int, default=16)
+    t.add_argument("--learning_rate", type=float, default=1e-3)
+    t.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 96])
+    t.add_argument("--val_every", type=int, default=250)
+    t.add_argument("--bf16", action="store_true")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True)
+    e = sub.add_parser("evaluate")
+    e.add_argument("--weights", required=True)
+    e.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 96])
+    e.add_argument("--generator", default="train")
+    e.add_argument("--seed", type=int, required=True)
+    e.add_argument("--start", type=int, default=0)
+    e.add_argument("--n", type=int, required=True)
+    e.add_argument("--out")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    {"pool": cmd_pool, "train": cmd_train, "evaluate": cmd_evaluate}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

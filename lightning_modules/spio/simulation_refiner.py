@@ -1,0 +1,122 @@
+"""Simulate-and-compare refinement of a SPIO map (issue 24, session 30; an option, not the shipped network).
+
+DeepSPIO (della Maggiora et al., IEEE TPAMI 2020) reads the View Line image once. This module simulates the
+network's own answer with the project's View Line simulator and lets a small U-Net compare the simulation with the
+measurement (is the simulated line bending around each object larger or smaller than the measured one?):
+
+1. :func:`lift_ball` turns the map m₁ (x, z) into 3-D iron with a ball-like profile along y (each pixel extends
+   ± √(e(2R − e)), e = its distance to the component's edge, R = the component's largest e: a sphere for a disk,
+   a cylinder across a rod);
+2. :func:`simulate_hypothesis` simulates it on uniform tissue (ρ = 1, no noise): the two-channel image Ŝ and the
+   excitation shift of its field (what displaces each line);
+3. :class:`SimulationRefiner` reads the measured image's line features, Ŝ, the simulated field and m₁ and outputs
+   a log-scale factor ``a`` and an additive term ``b``, both exactly zero at initialisation:
+   m₂ = relu(m₁ · e^a + b), so training starts at m₁ and only learns what the comparison shows.
+
+The 3-D model is deliberately simple: its bias (tori, oblique rods, objects off the plane) is what the U-Net
+learns to correct from the comparison, instead of being fitted in (sessions 16–17 found physics fits biased by
+the shape model).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import nn
+
+from lightning_modules.spio import acquisition as acq
+from lightning_modules.spio.auxiliary import FIELD_SCALE_MM
+from lightning_modules.spio.line_features import N_FEATURES, LineFeatures
+from lightning_modules.spio.line_unet import double_conv
+from lightning_modules.spio.viewline import PIXEL_MM, acquire, offresonance_tesla
+
+#: Input channels besides the line features: Ŝ (2), the simulated field (1), the map m₁ (1).
+N_HYPOTHESIS_CHANNELS = 4
+#: Scale of the map channel and of the additive output, µg Fe/mm³.
+MAP_SCALE_UG_PER_MM3 = 1.0
+#: Bound on the log-scale factor (a factor of e^±2 at most).
+MAX_LOG_SCALE = 2.0
+
+
+def ball_half_thickness_mm(concentration: np.ndarray) -> np.ndarray:
+    """Half the ball-like extent along y of every iron pixel (x, z), mm: √(e(2R − e)) with e its distance to the
+    component's edge (a pixel on the edge counts half a pixel) and R the component's largest e; 0 outside iron."""
+    support = np.asarray(concentration) > 0
+    if not support.any():
+        return np.zeros(support.shape)
+    labels, n = ndimage.label(support)
+    edge = ndimage.distance_transform_edt(support, sampling=PIXEL_MM) - 0.5 * min(PIXEL_MM)
+    radius = np.zeros(n + 1)
+    radius[1:] = ndimage.maximum(edge, labels, index=np.arange(1, n + 1))
+    big_r = radius[labels]
+    return np.where(support, np.sqrt(np.clip(edge * (2 * big_r - edge), 0.0, None)), 0.0)
+
+
+def lift_ball(concentration: np.ndarray) -> torch.Tensor:
+    """3-D iron (x, y, z) on the simulator's grid (:data:`acq.VIEWLINE_NY` slices of :data:`acq.VIEWLINE_DY_MM`,
+    the imaged plane at the centre slice) whose plane is ``concentration`` (x, z) and whose extent along y is
+    :func:`ball_half_thickness_mm` on either side of the plane."""
+    c = np.asarray(concentration, np.float32)
+    half = ball_half_thickness_mm(c)
+    y = (np.arange(acq.VIEWLINE_NY) - acq.VIEWLINE_NY // 2) * acq.VIEWLINE_DY_MM
+    inside = np.abs(y)[None, :, None] <= half[:, None, :] + 1e-6
+    return torch.from_numpy(c[:, None, :] * inside)
+
+
+def simulate_hypothesis(concentration: np.ndarray) -> torch.Tensor:
+    """Ŝ and the field of a map's ball-like 3-D lift on uniform tissue, noise-free: (3, x, z) float32 —
+    the even / odd line images with excited tissue ≈ 1, and asinh(ΔB / Gz / :data:`FIELD_SCALE_MM`)."""
+    c = np.asarray(concentration, np.float32)
+    delta_b = offresonance_tesla(lift_ball(c))
+    image = acquire(torch.ones(c.shape), torch.from_numpy(c), delta_b)
+    image = image * np.exp(acq.VIEWLINE_TE_S * acq.VIEWLINE_R2STAR_TISSUE_PER_S)
+    shift_mm = delta_b / acq.VIEWLINE_GZ_T_PER_M * 1e3
+    return torch.cat([image, torch.asinh(shift_mm / FIELD_SCALE_MM)[None]]).float()
+
+
+class SimulationRefiner(nn.Module):
+    """U-Net: (measured image, hypothesis Ŝ + field, map m₁) → refined map m₂ = relu(m₁ · e^a + b).
+
+    Inputs of :meth:`forward`: ``image`` (B, 2, X, Z) in any intensity scale, ``hypothesis`` (B, 3, X, Z) from
+    :func:`simulate_hypothesis`, ``prior`` (B, 1, X, Z) the map m₁ in µg Fe/mm³. Output (B, 1, X, Z), µg Fe/mm³.
+
+    >>> SimulationRefiner()(torch.rand(1, 2, 128, 128), torch.rand(1, 3, 128, 128), torch.rand(1, 1, 128, 128)).shape
+    torch.Size([1, 1, 128, 128])
+    """
+
+    def __init__(self, *, widths: tuple[int, ...] = (16, 32, 64, 96)) -> None:
+        super().__init__()
+        self.features = LineFeatures()
+        in_channels = N_FEATURES + N_HYPOTHESIS_CHANNELS
+        self.down = nn.ModuleList()
+        for width in widths:
+            self.down.append(double_conv(in_channels, width))
+            in_channels = width
+        self.up, self.merge = nn.ModuleList(), nn.ModuleList()
+        for skip in reversed(widths[:-1]):
+            self.up.append(nn.ConvTranspose2d(in_channels, skip, 2, stride=2))
+            self.merge.append(double_conv(2 * skip, skip))
+            in_channels = skip
+        self.head = nn.Conv2d(in_channels, 2, 1)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        nn.init.zeros_(self.head.weight)  # start exactly at m₁; the head still gets a gradient
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, image: torch.Tensor, hypothesis: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self.features(image), hypothesis, torch.asinh(prior / MAP_SCALE_UG_PER_MM3)], dim=1)
+        skips = []
+        for i, block in enumerate(self.down):
+            if i:
+                x = nn.functional.max_pool2d(x, 2)
+            x = block(x)
+            skips.append(x)
+        for up, merge, skip in zip(self.up, self.merge, reversed(skips[:-1]), strict=True):
+            x = merge(torch.cat([up(x), skip], dim=1))
+        out = self.head(x)
+        log_scale = MAX_LOG_SCALE * torch.tanh(out[:, :1] / MAX_LOG_SCALE)
+        return torch.relu(prior * torch.exp(log_scale) + MAP_SCALE_UG_PER_MM3 * out[:, 1:])
