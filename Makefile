@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WEB_STAMP := .venv-web/.installed
 
-.PHONY: install install-web web demo test test-fast bench bench-qsm bench-ivim bench-spio bench-rim train-qsm train-qsmgan train-ivim train-spio train-spio-scratch train-spio-base train-spio-060 train-rim lint clean
+.PHONY: install install-web web demo test test-fast bench bench-qsm bench-ivim bench-spio bench-rim train-qsm train-qsmgan train-ivim train-spio train-spio-refiner train-spio-scratch train-spio-base train-spio-060 train-rim lint clean
 
 install: $(STAMP) $(WEB_STAMP)
 
@@ -155,6 +155,21 @@ train-spio: train-spio-base
 	$(SPIO_FAST2) --seed 68 $(SPIO_LAST) --noise_free_fraction 0.25 --rim_bases 0.125 \
 	  --init_weights $(SCRATCH)/G3n.pt --work_dir $(SCRATCH)/G4h --model_path $(SCRATCH)/G4h.pt
 	cp $(SCRATCH)/G4h.pt $(SPIO)/models/model.pt
+	$(MAKE) --no-print-directory train-spio-refiner
+
+# SPIO 0.9.0 (issue 24, session 30): the simulate-and-compare refiner on the shipped DeepSPIO map. A pool of
+# 3 500 samples of the last stage's generator (seed 300, two processes of 1 750) with the bundle's maps and their
+# simulated lifts, 200 validation samples (seed 301), then 1 000 Lightning steps on two threads (≈ 10 min in all).
+SPIO_REFINER := $(PY) -m lightning_modules.spio.refiner_module
+train-spio-refiner: $(STAMP)
+	mkdir -p $(SCRATCH)
+	OMP_NUM_THREADS=1 $(SPIO_REFINER) pool --seed 300 --start 0 --n 1750 --last_stage \
+	  --out $(SCRATCH)/refiner_pool_a.pt & OMP_NUM_THREADS=1 $(SPIO_REFINER) pool --seed 300 --start 1750 \
+	  --n 1750 --last_stage --out $(SCRATCH)/refiner_pool_b.pt; wait
+	OMP_NUM_THREADS=1 $(SPIO_REFINER) pool --seed 301 --start 0 --n 200 --out $(SCRATCH)/refiner_val.pt
+	OMP_NUM_THREADS=2 $(SPIO_REFINER) train --pool $(SCRATCH)/refiner_pool_a.pt $(SCRATCH)/refiner_pool_b.pt \
+	  --val $(SCRATCH)/refiner_val.pt --steps 1000 --val_every 250 --threads 2 --out $(SCRATCH)/refiner.pt
+	cp $(SCRATCH)/refiner.pt $(SPIO)/models/refiner.pt
 
 train-spio-scratch: train-spio-base
 	$(SPIO_FAST) --seed 66 $(SPIO_LAST) --init_weights $(SCRATCH)/G2.pt --work_dir $(SCRATCH)/G3 \

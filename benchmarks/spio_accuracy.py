@@ -16,7 +16,9 @@ Experiments (della Maggiora et al., "DeepSPIO", IEEE TPAMI 2020, §5):
   (c) the air-bubble confounder: an air sphere (radius 3 mm, no signal, χ_air − χ_tissue) 8 mm beside the cylinder.
 Metrics: NMAE ``‖Ĉ − C‖₁ / ‖C‖₁`` per image and the relative error of the mean concentration in the cylinder
 centre (within 1.5 mm of its axis). Each network runs as ``predict_concentration`` as the bundle runs it (flip
-average around the x-shift average, and the 0.15 µg Fe/mm³ floor); (a) also gives each network alone. Baseline: the
+average around the x-shift average, the 0.15 µg Fe/mm³ floor and, since 0.9.0, the simulate-and-compare refiner
+``models/refiner.pt``; ``--refiner ''`` leaves it out, ``--unrefined`` adds each network without it); (a) also
+gives each network alone (one pass, no refiner). Baseline: the
 training-mean predictor (a constant map; the all-zero map has NMAE 1). Runs on one CPU thread. Writes Markdown, CSV
 and a PNG to ``benchmarks/results/spio/``.
 
@@ -48,6 +50,7 @@ from lightning_modules.spio.baseline import TrainingMeanBaseline
 from lightning_modules.spio.data import random_sample
 from lightning_modules.spio.networks import WEIGHTS, spio_network
 from lightning_modules.spio.phantoms import agar_disk, cylinder, grid_3d_mm, sphere
+from lightning_modules.spio.simulation_refiner import load_refiner
 from lightning_modules.spio.viewline import acquire, add_noise, offresonance_tesla, tissue_signal
 
 CONCENTRATIONS = (0.22, 0.44, 0.87, 1.75, 3.49, 6.98, 13.95, 27.9)
@@ -100,11 +103,11 @@ def experiment_a(networks: dict, baseline, sets: dict):
             if not truth.any():
                 continue
             for name, network in networks.items():
-                prediction = predict_concentration(network, image)
+                prediction = network.predict(image)
                 value = nmae(prediction, truth)
                 scores[name]["all"].append(value)
                 scores[name].setdefault(snr_bin(snr), []).append(value)
-                alone = predict_concentration(network, image, flip_average=False, shifts_px=(0,),
+                alone = predict_concentration(network.network, image, flip_average=False, shifts_px=(0,),
                                               floor_ug_per_mm3=0.0)
                 scores[name]["alone"].append(nmae(alone, truth))
                 label = {"generator": "variant", "real": "real head"}.get(set_name.split()[0])
@@ -129,7 +132,7 @@ def experiment_b(networks: dict, baseline, *, repetitions: int):
             for name, network in networks.items():
                 errors, nmaes = [], []
                 for image in images:
-                    prediction = predict_concentration(network, image)
+                    prediction = network.predict(image)
                     errors.append(100 * abs(prediction[centre].mean() - c) / c)
                     nmaes.append(nmae(prediction, truth))
                 rows.append((name, c, snr, np.mean(errors), np.std(errors), np.mean(nmaes), base_error))
@@ -153,13 +156,23 @@ def experiment_c(networks: dict, *, repetitions: int):
                 for name, network in networks.items():
                     errors, nmaes, in_air = [], [], []
                     for image in images:
-                        prediction = predict_concentration(network, image)
+                        prediction = network.predict(image)
                         errors.append(100 * abs(prediction[centre].mean() - c) / c)
                         nmaes.append(nmae(prediction, truth))
                         in_air.append(float(prediction[air_region].mean()) if air_region.any() else float("nan"))
                     rows.append((name, c, "yes" if air else "no", snr, np.mean(errors), np.mean(nmaes),
                                  np.mean(in_air)))
     return rows
+
+
+class Runner:
+    """A network as the bundle runs it: ``predict_concentration`` with the shipped refiner (0.9.0) or without."""
+
+    def __init__(self, network, refiner=None) -> None:
+        self.network, self.refiner = network, refiner
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        return predict_concentration(self.network, image, refiner=self.refiner)
 
 
 def timings(networks: dict) -> tuple[float, dict[str, float]]:
@@ -171,7 +184,7 @@ def timings(networks: dict) -> tuple[float, dict[str, float]]:
         sim.append(time.perf_counter() - start)
         for name, network in networks.items():
             start = time.perf_counter()
-            predict_concentration(network, image.numpy())
+            network.predict(image.numpy())
             net[name].append(time.perf_counter() - start)
     return 1e3 * float(np.median(sim)), {name: float(np.median(t)) for name, t in net.items()}
 
@@ -211,12 +224,23 @@ def main() -> None:
                         help="comma-separated --network names, each with its shipped weights")
     parser.add_argument("--weights", action="append", default=[],
                         help="NAME=PATH: weights for network NAME other than the shipped file (a candidate)")
+    parser.add_argument("--refiner", default=None,
+                        help="refiner weights run after every network (default: the bundle's models/refiner.pt; "
+                             "'' for none, 0.8.x)")
+    parser.add_argument("--unrefined", action="store_true",
+                        help="also run each network without the refiner, as NAME_unrefined (0.8.x's bundle)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
     models = Path(bundle_root("spio_quantification")) / "models"
     weights = {name: models / file for name, file in WEIGHTS.items()} | dict(w.split("=", 1) for w in args.weights)
-    networks = {name: load_network(spio_network(name), weights[name]) for name in args.networks.split(",")}
+    refiner = load_refiner(str(models / "refiner.pt") if args.refiner is None else args.refiner)
+    networks = {}
+    for name in args.networks.split(","):
+        network = load_network(spio_network(name), weights[name])
+        networks[name] = Runner(network, refiner)
+        if args.unrefined:
+            networks[f"{name}_unrefined"] = Runner(network)
     baseline = TrainingMeanBaseline().fit(np.stack([random_sample(0, i)[1].numpy() for i in range(args.n_baseline)]))
     sets = labelled_sets(n_val=args.n_val, n_test=args.n_test)
     rows_a, ex_a = experiment_a(networks, baseline, sets)
@@ -234,6 +258,8 @@ def main() -> None:
     lines = ["# SPIO accuracy on simulated View Line data: " + " vs ".join(names), "",
              f"Command: `.venv/bin/python benchmarks/spio_accuracy.py --n_test {args.n_test} "
              f"--repetitions {args.repetitions} --networks {args.networks}"
+             + (f" --refiner '{args.refiner}'" if args.refiner is not None else "")
+             + (" --unrefined" if args.unrefined else "")
              + "".join(f" --weights {w}" for w in args.weights) + f" --out {args.out}"
              + "` (one CPU thread; all networks in this one run, on the same "
              f"images). Baseline: training-mean predictor ({baseline.mean_ug_per_mm3:.3f} µg Fe/mm³ everywhere, "

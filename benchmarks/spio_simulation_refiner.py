@@ -35,12 +35,11 @@ from lightning_modules.io import write_text_atomic
 from lightning_modules.spio.app import apply_floor, load_network, predict_concentration
 from lightning_modules.spio.data import random_sample_with_snr
 from lightning_modules.spio.networks import DeepSpio
-from lightning_modules.spio.simulation_refiner import SimulationRefiner, simulate_hypothesis
+from lightning_modules.spio.refiner_module import LAST_STAGE, load_pools, make_pool
+from lightning_modules.spio.simulation_refiner import SimulationRefiner, refine_map
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3
 
 MODEL = Path(bundle_root("spio_quantification")) / "models" / "model.pt"
-#: The options of ``make train-spio``'s last stage (the generator 0.8.0 was last trained on).
-LAST_STAGE = {"head_bases": 0.5, "base_augmentation": 0.5, "rim_bases": 0.125, "noise_free_fraction": 0.25}
 
 
 def sample(generator: str, seed: int, index: int, *, last_stage: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
@@ -57,11 +56,9 @@ def sample(generator: str, seed: int, index: int, *, last_stage: bool = False) -
 
 
 def refine(refiner: SimulationRefiner, image: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """m₂ of one image as the bundle would write it (floor 0.15), from its shipped map ``prior``."""
-    hypothesis = simulate_hypothesis(prior)[None]
-    with torch.no_grad():
-        m2 = refiner(torch.as_tensor(image, dtype=torch.float32)[None], hypothesis,
-                     torch.as_tensor(prior, dtype=torch.float32)[None, None])[0, 0]
+    """m₂ of one image as the bundle writes it (floor 0.15), from its shipped map ``prior``."""
+    m2 = refine_map(refiner, torch.as_tensor(image, dtype=torch.float32)[None],
+                    torch.as_tensor(prior, dtype=torch.float32)[None, None])[0, 0]
     return apply_floor(m2.numpy(), CONCENTRATION_FLOOR_UG_PER_MM3)
 
 
@@ -70,27 +67,7 @@ def nmae(estimate: np.ndarray, truth: np.ndarray) -> float:
 
 
 def cmd_pool(args: argparse.Namespace) -> None:
-    network = load_network(DeepSpio(), str(MODEL))
-    images, hyps, priors, truths = [], [], [], []
-    t0 = time.time()
-    for k, i in enumerate(range(args.start, args.start + args.n)):
-        image, truth, _ = sample(args.generator, args.seed, i, last_stage=args.last_stage)
-        prior = predict_concentration(network, image)
-        images.append(torch.as_tensor(image).half())
-        hyps.append(simulate_hypothesis(prior).half())
-        priors.append(torch.tensor(prior, dtype=torch.float32))  # copies: a view would keep its sample's 3-D
-        truths.append(torch.tensor(truth, dtype=torch.float32))  # volume alive (≈ 3 MB per sample)
-        if (k + 1) % 200 == 0:
-            print(f"[progress] {k + 1}/{args.n} samples, {time.time() - t0:.0f} s", flush=True)
-    tmp = Path(str(args.out) + ".tmp")
-    torch.save({"image": torch.stack(images), "hypothesis": torch.stack(hyps), "prior": torch.stack(priors),
-                "truth": torch.stack(truths)}, tmp)
-    tmp.replace(args.out)
-
-
-def load_pools(paths: list[str]) -> dict[str, torch.Tensor]:
-    parts = [torch.load(p, weights_only=True) for p in paths]
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    make_pool(args.out, seed=args.seed, start=args.start, n=args.n, last_stage=args.last_stage)
 
 
 def validation_nmae(refiner: SimulationRefiner, val: dict[str, torch.Tensor]) -> float:
@@ -152,6 +129,17 @@ def cmd_train(args: argparse.Namespace) -> None:
             running = []
 
 
+def cmd_train_lightning(args: argparse.Namespace) -> None:
+    from lightning_modules.spio.refiner_module import train_refiner
+
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    best = train_refiner(args.pool, args.val, args.out, max_steps=args.steps, val_every=args.val_every,
+                         batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
+                         precision="bf16-mixed" if args.bf16 else "32-true", widths=tuple(args.widths))
+    print(f"best validation NMAE {best:.4f}; {time.time() - t0:.0f} s", flush=True)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     network = load_network(DeepSpio(), str(MODEL))
@@ -202,13 +190,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pool")
-    p.add_argument("--generator", default="train")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--start", type=int, default=0)
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--last_stage", action="store_true", help="training's generator with the last stage's options")
     p.add_argument("--out", required=True)
     t = sub.add_parser("train")
+    tl = sub.add_parser("train_lightning", help="the same stage through lightning_modules.spio.refiner_module")
     t.add_argument("--pool", nargs="+", required=True)
     t.add_argument("--val", required=True)
     t.add_argument("--steps", type=int, default=3000)
@@ -220,6 +208,8 @@ def main() -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--out", required=True)
+    for action in t._actions[1:]:
+        tl._add_action(action)
     e = sub.add_parser("evaluate")
     e.add_argument("--weights", required=True)
     e.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 96])
@@ -230,7 +220,8 @@ def main() -> None:
     e.add_argument("--out")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    {"pool": cmd_pool, "train": cmd_train, "evaluate": cmd_evaluate}[args.command](args)
+    {"pool": cmd_pool, "train": cmd_train, "train_lightning": cmd_train_lightning,
+     "evaluate": cmd_evaluate}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,8 @@ def cases(image: str | None, *, datalist: str | None, output_dir: str | os.PathL
 
 def predict_concentration(network: nn.Module, image: np.ndarray, device: torch.device | str = "cpu", *,
                           flip_average: bool = True, shifts_px: tuple[int, ...] = SHIFT_AVERAGE_PX,
-                          floor_ug_per_mm3: float = CONCENTRATION_FLOOR_UG_PER_MM3) -> np.ndarray:
+                          floor_ug_per_mm3: float = CONCENTRATION_FLOOR_UG_PER_MM3,
+                          refiner: nn.Module | None = None) -> np.ndarray:
     """Concentration map (nx, nz) in µg Fe/mm³ (≥ 0) of a View Line image (2, nx, nz) in any intensity units: what
     the bundle writes, through its inferer and floor.
 
@@ -69,14 +70,21 @@ def predict_concentration(network: nn.Module, image: np.ndarray, device: torch.d
             (:class:`~lightning_modules.spio.inferers.ShiftAverageInferer`, inside the flip average); ``(0,)`` is
             the image alone.
         floor_ug_per_mm3: predictions below this are set to 0 (0 keeps every positive value).
+        refiner: the simulate-and-compare refiner (0.9.0; :func:`~lightning_modules.spio.simulation_refiner.
+            load_refiner` of the bundle's ``models/refiner.pt``), run on the floored map and floored again, as the
+            bundle's post-processing does; None gives DeepSPIO's map alone (0.8.x).
     """
     x = torch.as_tensor(np.asarray(image), dtype=torch.float32, device=device)[None]
     inferer = ShiftAverageInferer(SimpleInferer(), shifts=shifts_px)
     if flip_average:
         inferer = FlipAverageInferer(inferer)
     with torch.no_grad():
-        concentration = inferer(x, network.to(device))[0, 0]
-    return floor_concentration(concentration, floor_ug_per_mm3).cpu().numpy()
+        concentration = floor_concentration(inferer(x, network.to(device))[0, 0], floor_ug_per_mm3)
+    if refiner is not None:
+        from lightning_modules.spio.simulation_refiner import refine_map
+
+        concentration = floor_concentration(refine_map(refiner, x, concentration[None, None])[0, 0], floor_ug_per_mm3)
+    return concentration.cpu().numpy()
 
 
 def apply_floor(concentration: np.ndarray, floor_ug_per_mm3: float) -> np.ndarray:

@@ -20,8 +20,12 @@ the shape model).
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
+
 import numpy as np
 import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
 from scipy import ndimage
 from torch import nn
 
@@ -120,3 +124,44 @@ class SimulationRefiner(nn.Module):
         out = self.head(x)
         log_scale = MAX_LOG_SCALE * torch.tanh(out[:, :1] / MAX_LOG_SCALE)
         return torch.relu(prior * torch.exp(log_scale) + MAP_SCALE_UG_PER_MM3 * out[:, 1:])
+
+
+def refine_map(refiner: nn.Module, image: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """m₂ (B, 1, X, Z) of images (B, 2, X, Z) and their maps m₁ (B, 1, X, Z), µg Fe/mm³ (no floor; no gradient).
+    The hypothesis is simulated on the CPU (the simulator's bincount), the U-Net runs where ``refiner`` is."""
+    hypothesis = torch.stack([simulate_hypothesis(p[0].detach().cpu().numpy()) for p in prior])
+    with torch.no_grad():
+        return refiner(image.float(), hypothesis.to(image.device), prior.float())
+
+
+def load_refiner(path: str | None, device: torch.device | str = "cpu", *, enabled: bool | str = True,
+                 ) -> SimulationRefiner | None:
+    """The shipped refiner (``models/refiner.pt``) in eval mode on ``device``; None (no refinement) for no path or
+    ``enabled`` false (``--refine false`` on the command line arrives as a string: false / no / 0 / none)."""
+    if isinstance(enabled, str):
+        enabled = enabled.strip().lower() not in {"false", "no", "0", "none", "off", ""}
+    if not path or not enabled:
+        return None
+    refiner = SimulationRefiner()
+    refiner.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return refiner.eval().to(device)
+
+
+class SimulationRefined(MapTransform):
+    """MONAI post-processing: ``pred`` (1, X, Z), the floored DeepSPIO map, refined by :class:`SimulationRefiner`
+    from the case's ``image`` (2, X, Z); ``refiner`` None leaves ``pred`` as it is (``--refine false``)."""
+
+    def __init__(self, keys: KeysCollection = "pred", *, refiner: nn.Module | None, image_key: str = "image") -> None:
+        super().__init__(keys)
+        self.refiner, self.image_key = refiner, image_key
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        if self.refiner is None:
+            return d
+        device = next(self.refiner.parameters()).device
+        image = torch.as_tensor(d[self.image_key], dtype=torch.float32).to(device)[None]
+        for key in self.key_iterator(d):
+            prior = torch.as_tensor(d[key], dtype=torch.float32).to(device)[None]
+            d[key] = refine_map(self.refiner, image, prior)[0].to(torch.as_tensor(d[key]).device)
+        return d

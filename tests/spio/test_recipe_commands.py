@@ -72,6 +72,13 @@ def test_the_shipped_recipe_ends_in_the_bundle_weights_with_a_quarter_of_its_sam
     # 0.8.0 (sessions 27-28): one in eight of the last stage's base images gets a bright thin rim, no earlier stage
     assert [options(c).get("rim_bases") for c in commands] == [None] * 5 + ["0.125"]
     copies = [line.split() for line in text.splitlines() if line.startswith("cp ")]
-    assert copies == [["cp", options(commands[-1])["model_path"], "monai_bundles/spio_quantification/models/model.pt"]]
+    assert copies[0] == ["cp", options(commands[-1])["model_path"], "monai_bundles/spio_quantification/models/model.pt"]
     assert text.splitlines().index(" ".join(copies[0])) > max(i for i, line in enumerate(text.splitlines())
                                                               if "monai.bundle run" in line)  # after the last stage
+    # 0.9.0 (session 30): then the refiner's pool is simulated with those weights and the refiner trained on it
+    assert copies[1][-1] == "monai_bundles/spio_quantification/models/refiner.pt" and len(copies) == 2
+    lines = text.splitlines()
+    pools = [i for i, line in enumerate(lines) if "refiner_module pool" in line]
+    trains = [i for i, line in enumerate(lines) if "refiner_module train" in line]
+    assert pools and trains and lines.index(" ".join(copies[0])) < min(pools) < max(pools) < trains[0]
+    assert "--steps 1000" in " ".join(lines[trains[0]:trains[0] + 2])

@@ -39,7 +39,8 @@ def test_hypothesis_without_iron_is_the_nominal_line_pattern():
     h = simulate_hypothesis(np.zeros(acq.VIEWLINE_MATRIX, np.float32))
     assert h.shape == (3, *acq.VIEWLINE_MATRIX)
     assert float(h[2].abs().max()) == 0.0
-    nominal = acquire(torch.ones(acq.VIEWLINE_MATRIX), torch.zeros(acq.VIEWLINE_MATRIX), torch.zeros(acq.VIEWLINE_MATRIX))
+    flat = torch.zeros(acq.VIEWLINE_MATRIX)
+    nominal = acquire(torch.ones(acq.VIEWLINE_MATRIX), flat, flat)
     scale = np.exp(acq.VIEWLINE_TE_S * acq.VIEWLINE_R2STAR_TISSUE_PER_S)
     assert torch.allclose(h[:2], nominal * scale, atol=1e-5)
     assert abs(float(h[:2].sum(0).max()) - 1.0) < 1e-4

@@ -22,11 +22,13 @@ from lightning_modules.io import load_nifti
 from lightning_modules.spio.app import load_network, predict_concentration
 from lightning_modules.spio.inferers import SHIFT_AVERAGE_PX, FlipAverageInferer, ShiftAverageInferer
 from lightning_modules.spio.networks import DeepSpio
+from lightning_modules.spio.simulation_refiner import SimulationRefined, SimulationRefiner, load_refiner
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, ConcentrationFloord
 
 BUNDLE = Path(__file__).resolve().parents[2] / "monai_bundles" / "spio_quantification"
 CONFIG, META, MODEL = BUNDLE / "configs" / "inference.json", BUNDLE / "configs" / "metadata.json", \
     BUNDLE / "models" / "model.pt"
+REFINER = BUNDLE / "models" / "refiner.pt"
 needs_weights = pytest.mark.skipif(not MODEL.is_file(), reason="shipped weights not present")
 FLOOR_0_3_4 = 0.1  # µg Fe/mm³, the floor of 0.3.3–0.4.0 (0.5.0: CONCENTRATION_FLOOR_UG_PER_MM3)
 
@@ -87,7 +89,7 @@ def test_config_with_metadata_passes_monai_property_check_without_input() -> Non
     assert data_format["inputs"]["image"]["num_channels"] == 2
     assert data_format["inputs"]["image"]["spatial_shape"] == [128, 128]
     assert "ug Fe/mm3" in data_format["outputs"]["pred"]["channel_def"]["0"]
-    assert workflow.parser.get("_meta_#version") == "0.8.1"
+    assert workflow.parser.get("_meta_#version") == "0.9.0"
 
 
 @needs_weights
@@ -100,8 +102,14 @@ def test_the_config_names_what_runs() -> None:
     assert inferer.spatial_axis == 0 and inferer.inferer.spatial_axis == 0
     assert inferer.inferer.shifts == SHIFT_AVERAGE_PX == (-1, 0, 1)
     assert isinstance(config.get_parsed_content("network_def"), DeepSpio)
-    floors = [t for t in config.get_parsed_content("postprocessing").transforms if isinstance(t, ConcentrationFloord)]
-    assert [t.floor_ug_per_mm3 for t in floors] == [CONCENTRATION_FLOOR_UG_PER_MM3]
+    steps = config.get_parsed_content("postprocessing").transforms
+    floors = [t for t in steps if isinstance(t, ConcentrationFloord)]
+    assert [t.floor_ug_per_mm3 for t in floors] == [CONCENTRATION_FLOOR_UG_PER_MM3] * 2
+    # 0.9.0: the floored map is refined by simulate-and-compare (models/refiner.pt), then floored again
+    refined = [i for i, t in enumerate(steps) if isinstance(t, SimulationRefined)]
+    assert refined == [steps.index(floors[0]) + 1] and steps.index(floors[1]) == refined[0] + 1
+    assert isinstance(steps[refined[0]].refiner, SimulationRefiner) and not steps[refined[0]].refiner.training
+    assert steps[refined[0]].refiner is config.get_parsed_content("refiner")
     evaluator = config.get_parsed_content("evaluator")
     assert evaluator.inferer is config.get_parsed_content("inferer")
     assert evaluator.network is config.get_parsed_content("network")
@@ -129,11 +137,18 @@ def test_map_is_predict_concentrations_bit_for_bit_and_the_0_3_4_apps_without_th
     network = load_network(DeepSpio(), MODEL)
     assert written.shape == (128, 128, 1) and written.dtype == np.float32
     assert written.max() > 1.0 and np.count_nonzero(written) > 0
-    np.testing.assert_array_equal(_bits(predict_concentration(network, _network_input(path))[:, :, None]),
+    refiner = load_refiner(str(REFINER))
+    np.testing.assert_array_equal(_bits(predict_concentration(network, _network_input(path),
+                                                              refiner=refiner)[:, :, None]),
                                   _bits(written))  # the benchmarks' entry point is the same computation
-    flip_only = _run(path, tmp_path / "flip_only", floor_ug_per_mm3=FLOOR_0_3_4, **{"inferer#inferer": SimpleInferer()})
+    unrefined = _run(path, tmp_path / "unrefined", refine=False)
+    np.testing.assert_array_equal(_bits(predict_concentration(network, _network_input(path))[:, :, None]),
+                                  _bits(unrefined))  # --refine false: 0.8.x's map
+    assert np.abs(unrefined - written).max() > 1e-3  # the refinement changes the map
+    flip_only = _run(path, tmp_path / "flip_only", floor_ug_per_mm3=FLOOR_0_3_4, refine=False,
+                     **{"inferer#inferer": SimpleInferer()})
     np.testing.assert_array_equal(_bits(flip_only), _bits(_map_of_the_0_3_4_app(network, path)))
-    assert np.abs(flip_only - written).max() > 1e-3  # the shift average changes the map
+    assert np.abs(flip_only - unrefined).max() > 1e-3  # the shift average changes the map
     output = nib.load(str(tmp_path / "out" / "viewline_cyl_concentration.nii.gz"))
     source = nib.load(str(path))
     assert np.array_equal(output.affine, source.affine) and np.array_equal(output.get_sform(), source.affine)
@@ -176,7 +191,9 @@ def test_overriding_the_inferer_changes_what_runs(cylinder_image, tmp_path: Path
     z_mirror = _run(path, tmp_path / "c", **{"inferer#spatial_axis": 1})
     np.testing.assert_array_equal(_bits(plain[:, :, 0]), _bits(predict_concentration(network, image,
                                                                                      flip_average=False,
-                                                                                     shifts_px=(0,))))
+                                                                                     shifts_px=(0,),
+                                                                                     refiner=load_refiner(
+                                                                                         str(REFINER)))))
     assert np.abs(plain - shipped).max() > 1e-3
     assert np.abs(z_mirror - shipped).max() > 1e-3 and np.abs(z_mirror - plain).max() > 1e-3
     cli = _cli(path, tmp_path / "d", "--inferer", "{'_target_': 'SimpleInferer'}")
@@ -195,17 +212,18 @@ def test_overriding_the_network_def_changes_what_runs(cylinder_image, tmp_path: 
     path, _, _ = cylinder_image
     shipped = _run(path, tmp_path / "a")
     doubled = _run(path, tmp_path / "b", network_def=DoubledDeepSpio())
-    expected = predict_concentration(load_network(DoubledDeepSpio(), MODEL), _network_input(path))
+    expected = predict_concentration(load_network(DoubledDeepSpio(), MODEL), _network_input(path),
+                                     refiner=load_refiner(str(REFINER)))
     np.testing.assert_array_equal(_bits(doubled[:, :, 0]), _bits(expected))
     assert not np.array_equal(doubled, shipped)
 
 
 def test_network_def_override_on_the_command_line(cylinder_image, tmp_path: Path) -> None:
     """A 1×1 convolution averaging the two channels, without weights, replaces DeepSPIO: the map is the floored
-    channel mean (the flip average of a mirror-symmetric operation is itself)."""
+    channel mean (the flip average of a mirror-symmetric operation is itself; `--refine false`: no refinement)."""
     path, _, _ = cylinder_image
     mean = "$torch.nn.Conv2d(2, 1, 1, bias=False).apply(lambda m: torch.nn.init.constant_(m.weight, 0.5))"
-    written = _cli(path, tmp_path / "o", "--network_def", mean, "--model_path", "")
+    written = _cli(path, tmp_path / "o", "--network_def", mean, "--model_path", "", "--refine", "false")
     x = torch.as_tensor(_network_input(path), dtype=torch.float32)
     expected = torch.where(0.5 * x[0] + 0.5 * x[1] < CONCENTRATION_FLOOR_UG_PER_MM3, 0.0, 0.5 * x[0] + 0.5 * x[1])
     np.testing.assert_allclose(written[:, :, 0], expected.numpy(), rtol=1e-6)
