@@ -126,12 +126,22 @@ class SimulationRefiner(nn.Module):
         return torch.relu(prior * torch.exp(log_scale) + MAP_SCALE_UG_PER_MM3 * out[:, 1:])
 
 
-def refine_map(refiner: nn.Module, image: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+def refine_map(refiner: nn.Module, image: torch.Tensor, prior: torch.Tensor, *, flip_average: bool = True,
+               ) -> torch.Tensor:
     """m₂ (B, 1, X, Z) of images (B, 2, X, Z) and their maps m₁ (B, 1, X, Z), µg Fe/mm³ (no floor; no gradient).
-    The hypothesis is simulated on the CPU (the simulator's bincount), the U-Net runs where ``refiner`` is."""
-    hypothesis = torch.stack([simulate_hypothesis(p[0].detach().cpu().numpy()) for p in prior])
+    The hypothesis is simulated on the CPU (the simulator's bincount), the U-Net runs where ``refiner`` is.
+
+    ``flip_average``: the mean of the refiner on the inputs and, mirrored back, on the inputs mirrored along x (a
+    symmetry of the acquisition and of the simulation), so that, like DeepSPIO's flip-averaged map, the result does
+    not depend on the direction x is stored in (session 30, addendum 4)."""
+    hypothesis = torch.stack([simulate_hypothesis(p[0].detach().cpu().numpy()) for p in prior]).to(image.device)
+    image, prior = image.float(), prior.float()
     with torch.no_grad():
-        return refiner(image.float(), hypothesis.to(image.device), prior.float())
+        refined = refiner(image, hypothesis, prior)
+        if flip_average:
+            mirrored = refiner(image.flip(-2), hypothesis.flip(-2), prior.flip(-2)).flip(-2)
+            refined = 0.5 * (refined + mirrored)
+    return refined
 
 
 def load_refiner(path: str | None, device: torch.device | str = "cpu", *, enabled: bool | str = True,

@@ -11,6 +11,7 @@ from lightning_modules.spio.simulation_refiner import (
     SimulationRefiner,
     ball_half_thickness_mm,
     lift_ball,
+    refine_map,
     simulate_hypothesis,
 )
 from lightning_modules.spio.viewline import VOXEL_3D_MM, acquire, offresonance_tesla
@@ -71,3 +72,20 @@ def test_refiner_starts_exactly_at_the_prior_and_learns():
     (out - truth).abs().sum().backward()
     grad = refiner.head.weight.grad
     assert grad is not None and float(grad[0].abs().sum()) > 0 and float(grad[1].abs().sum()) > 0
+
+
+def test_refined_map_does_not_depend_on_the_direction_x_is_stored_in():
+    """``refine_map``'s flip average: mirrored inputs give the mirrored map (a one-pass U-Net does not)."""
+    torch.manual_seed(1)
+    refiner = SimulationRefiner(widths=(4, 8)).eval()
+    torch.nn.init.normal_(refiner.head.weight, std=0.5)  # a refiner that changes the map, asymmetrically
+    plane = sphere((3.0, 0.0, -2.0), 3.0)[:, acq.VIEWLINE_NY // 2].float()
+    image = torch.rand(1, 2, *acq.VIEWLINE_MATRIX)
+    prior = (2.0 * plane)[None, None]
+    refined = refine_map(refiner, image, prior)
+    mirrored = refine_map(refiner, image.flip(-2), prior.flip(-2)).flip(-2)
+    assert float((refined - prior).abs().max()) > 0.1
+    torch.testing.assert_close(mirrored, refined, atol=1e-5, rtol=1e-5)
+    one_pass = refine_map(refiner, image, prior, flip_average=False)
+    one_pass_mirrored = refine_map(refiner, image.flip(-2), prior.flip(-2), flip_average=False).flip(-2)
+    assert float((one_pass - one_pass_mirrored).abs().max()) > 1e-3
