@@ -5,8 +5,9 @@ m₁'s ball-like 3-D lift (:func:`~lightning_modules.spio.simulation_refiner.sim
 ``benchmarks/spio_simulation_refiner.py pool`` writes them. DeepSPIO is not trained here: its map is an input.
 
 Loss per image ``‖m₂ − C‖₁ / (‖C‖₁ + 1 µg Fe/mm³·pixel)`` (the issue's NMAE, damped only for near-empty planes);
-AdamW, one-cycle schedule over ``max_steps``, gradient norm clipped at 1; random x flips (an exact symmetry of every input). Validation reports
-the NMAE of m₂ after the bundle's floor (``val_nmae``), over samples with iron in the plane.
+AdamW, one-cycle schedule over ``max_steps``, gradient norm clipped at 1; random x flips (an exact symmetry of every
+input). Validation reports the NMAE of m₂ after the bundle's floor (``val_nmae``), over samples with iron in the
+plane.
 """
 
 from __future__ import annotations
