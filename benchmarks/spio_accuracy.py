@@ -296,8 +296,9 @@ def main() -> None:
               f"{'—' if math.isnan(air) else f'{air:.3f}'} |" for n, c, a, s, e, nm, air in rows_c]
     lines += ["", "## Speed (one CPU thread, median of 20)", "",
               f"- simulator: {sim_ms:.0f} ms per 128 × 128 sample (phantom + 3-D dipole field + acquisition + noise)"]
-    lines += [f"- {n} inference (flip × shift average: six network passes): {t:.3f} s per image"
-              for n, t in net_s.items()]
+    lines += [f"- {n} inference (flip × shift average: six network passes"
+              f"{'; then the refiner: a simulation and two U-Net passes' if networks[n].refiner else ''}): "
+              f"{t:.3f} s per image" for n, t in net_s.items()]
     lines.append("")
     out = Path(args.out)
     write_text_atomic("\n".join(lines), out / "spio_accuracy.md")

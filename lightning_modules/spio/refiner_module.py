@@ -2,7 +2,8 @@
 
 Each pool sample holds the View Line image, the shipped DeepSPIO map m₁ as the bundle writes it, the simulation of
 m₁'s ball-like 3-D lift (:func:`~lightning_modules.spio.simulation_refiner.simulate_hypothesis`) and the true map;
-``benchmarks/spio_simulation_refiner.py pool`` writes them. DeepSPIO is not trained here: its map is an input.
+:func:`make_pool` writes them (``python -m lightning_modules.spio.refiner_module pool``). DeepSPIO is not trained
+here: its map is an input.
 
 Loss per image ``‖m₂ − C‖₁ / (‖C‖₁ + 1 µg Fe/mm³·pixel)`` (the issue's NMAE, damped only for near-empty planes);
 AdamW, one-cycle schedule over ``max_steps``, gradient norm clipped at 1; random x flips (an exact symmetry of every
