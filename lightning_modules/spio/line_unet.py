@@ -26,6 +26,20 @@ def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+def unet_pass(x: torch.Tensor, down: nn.ModuleList, up: nn.ModuleList, merge: nn.ModuleList) -> torch.Tensor:
+    """A U-Net's features: ``down`` blocks with 2 × 2 max pooling between levels, then per level back up the
+    ``up`` upsampling, concatenated with that level's skip and ``merge``d (the head is the caller's)."""
+    skips = []
+    for i, block in enumerate(down):
+        if i:
+            x = nn.functional.max_pool2d(x, 2)
+        x = block(x)
+        skips.append(x)
+    for upsample, combine, skip in zip(up, merge, reversed(skips[:-1]), strict=True):
+        x = combine(torch.cat([upsample(x), skip], dim=1))
+    return x
+
+
 class LineUNet(nn.Module):
     """U-Net on View Line line features.
 
@@ -76,12 +90,4 @@ class LineUNet(nn.Module):
         x = self.features(image) if self.physics_features else self.features.normalise(image)
         if prior is not None:
             x = torch.cat([x, prior / self.output_scale], dim=1)
-        skips = []
-        for i, block in enumerate(self.down):
-            if i:
-                x = nn.functional.max_pool2d(x, 2)
-            x = block(x)
-            skips.append(x)
-        for up, merge, skip in zip(self.up, self.merge, reversed(skips[:-1]), strict=True):
-            x = merge(torch.cat([up(x), skip], dim=1))
-        return self.output_scale * self.head(x)
+        return self.output_scale * self.head(unet_pass(x, self.down, self.up, self.merge))

@@ -32,7 +32,7 @@ from torch import nn
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.auxiliary import FIELD_SCALE_MM
 from lightning_modules.spio.line_features import N_FEATURES, LineFeatures
-from lightning_modules.spio.line_unet import double_conv
+from lightning_modules.spio.line_unet import double_conv, unet_pass
 from lightning_modules.spio.viewline import PIXEL_MM, acquire, offresonance_tesla
 
 #: Input channels besides the line features: Ŝ (2), the simulated field (1), the map m₁ (1).
@@ -113,15 +113,7 @@ class SimulationRefiner(nn.Module):
 
     def forward(self, image: torch.Tensor, hypothesis: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
         x = torch.cat([self.features(image), hypothesis, torch.asinh(prior / MAP_SCALE_UG_PER_MM3)], dim=1)
-        skips = []
-        for i, block in enumerate(self.down):
-            if i:
-                x = nn.functional.max_pool2d(x, 2)
-            x = block(x)
-            skips.append(x)
-        for up, merge, skip in zip(self.up, self.merge, reversed(skips[:-1]), strict=True):
-            x = merge(torch.cat([up(x), skip], dim=1))
-        out = self.head(x)
+        out = self.head(unet_pass(x, self.down, self.up, self.merge))
         log_scale = MAX_LOG_SCALE * torch.tanh(out[:, :1] / MAX_LOG_SCALE)
         return torch.relu(prior * torch.exp(log_scale) + MAP_SCALE_UG_PER_MM3 * out[:, 1:])
 
