@@ -197,7 +197,10 @@ def test_overriding_the_inferer_changes_what_runs(cylinder_image, tmp_path: Path
     assert np.abs(plain - shipped).max() > 1e-3
     assert np.abs(z_mirror - shipped).max() > 1e-3 and np.abs(z_mirror - plain).max() > 1e-3
     cli = _cli(path, tmp_path / "d", "--inferer", "{'_target_': 'SimpleInferer'}")
-    np.testing.assert_array_equal(_bits(cli), _bits(plain))
+    # the command line is another process, whose thread count may differ from this one's: the refiner's convolutions
+    # then sum in another order (a few pixels 1-8 ulp apart, measured under `make test`); same map otherwise
+    np.testing.assert_allclose(cli, plain, rtol=1e-6, atol=0)
+    assert np.abs(cli - shipped).max() > 1e-3
 
 
 class DoubledDeepSpio(DeepSpio):
