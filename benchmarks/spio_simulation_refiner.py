@@ -5,7 +5,9 @@ Three steps (rule: ``benchmarks/results/spio/decision_rule_session30.md``):
 - ``pool``: simulate samples, run the bundle's map m₁ (``predict_concentration``: six passes, floor 0.15) and the
   simulation of m₁'s ball-like 3-D lift (:func:`~lightning_modules.spio.simulation_refiner.simulate_hypothesis`);
   saved as one ``.pt`` shard (float16 image / hypothesis, float32 maps);
-- ``train``: :class:`~lightning_modules.spio.simulation_refiner.SimulationRefiner` on the pool shards (x flips),
+- ``train``: the plain PyTorch loop that trained candidates S and S1k (the shipped refiner is trained by Lightning:
+  ``python -m lightning_modules.spio.refiner_module train``, ``make train-spio-refiner``):
+  :class:`~lightning_modules.spio.simulation_refiner.SimulationRefiner` on the pool shards (x flips),
   loss ‖m₂ − C‖₁ / (‖C‖₁ + 1) per image, AdamW, one-cycle; the state with the lowest NMAE on the validation shard
   (as the bundle would report it: floor 0.15) is saved;
 - ``evaluate``: paired per-image NMAE, refined − shipped, on fresh samples of a generator.
@@ -32,21 +34,22 @@ import torch
 
 from lightning_modules.bundle_app import bundle_root
 from lightning_modules.io import write_text_atomic
+from lightning_modules.metrics import nmae
 from lightning_modules.spio.app import apply_floor, load_network, predict_concentration
 from lightning_modules.spio.data import random_sample_with_snr
 from lightning_modules.spio.networks import DeepSpio
-from lightning_modules.spio.refiner_module import LAST_STAGE, load_pools, make_pool
+from lightning_modules.spio.refiner_module import load_pools, make_pool
 from lightning_modules.spio.simulation_refiner import SimulationRefiner, refine_map
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3
 
 MODEL = Path(bundle_root("spio_quantification")) / "models" / "model.pt"
 
 
-def sample(generator: str, seed: int, index: int, *, last_stage: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
-    """(image (2, x, z), truth (x, z), SNR dB) of one sample of ``generator``: ``train`` (training's generator,
-    plain or with the last stage's options), ``variant``, ``variant2`` or ``real``."""
+def sample(generator: str, seed: int, index: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(image (2, x, z), truth (x, z), SNR dB) of one sample of ``generator``: ``train`` (training's generator),
+    ``variant``, ``variant2`` or ``real``."""
     if generator == "train":
-        image, conc, snr = random_sample_with_snr(seed, index, **(LAST_STAGE if last_stage else {}))
+        image, conc, snr = random_sample_with_snr(seed, index)
         return image.numpy(), conc[0].numpy(), snr
     sys.path.insert(0, str(Path(__file__).parent))
     from spio_paired_bins import _other_set
@@ -60,10 +63,6 @@ def refine(refiner: SimulationRefiner, image: np.ndarray, prior: np.ndarray) -> 
     m2 = refine_map(refiner, torch.as_tensor(image, dtype=torch.float32)[None],
                     torch.as_tensor(prior, dtype=torch.float32)[None, None])[0, 0]
     return apply_floor(m2.numpy(), CONCENTRATION_FLOOR_UG_PER_MM3)
-
-
-def nmae(estimate: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.abs(np.asarray(estimate, np.float64) - truth).sum() / np.abs(truth).sum())
 
 
 def cmd_pool(args: argparse.Namespace) -> None:
@@ -129,17 +128,6 @@ def cmd_train(args: argparse.Namespace) -> None:
             running = []
 
 
-def cmd_train_lightning(args: argparse.Namespace) -> None:
-    from lightning_modules.spio.refiner_module import train_refiner
-
-    torch.set_num_threads(args.threads)
-    t0 = time.time()
-    best = train_refiner(args.pool, args.val, args.out, max_steps=args.steps, val_every=args.val_every,
-                         batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
-                         precision="bf16-mixed" if args.bf16 else "32-true", widths=tuple(args.widths))
-    print(f"best validation NMAE {best:.4f}; {time.time() - t0:.0f} s", flush=True)
-
-
 def cmd_evaluate(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     network = load_network(DeepSpio(), str(MODEL))
@@ -196,7 +184,6 @@ def main() -> None:
     p.add_argument("--last_stage", action="store_true", help="training's generator with the last stage's options")
     p.add_argument("--out", required=True)
     t = sub.add_parser("train")
-    tl = sub.add_parser("train_lightning", help="the same stage through lightning_modules.spio.refiner_module")
     t.add_argument("--pool", nargs="+", required=True)
     t.add_argument("--val", required=True)
     t.add_argument("--steps", type=int, default=3000)
@@ -208,8 +195,6 @@ def main() -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--out", required=True)
-    for action in t._actions[1:]:
-        tl._add_action(action)
     e = sub.add_parser("evaluate")
     e.add_argument("--weights", required=True)
     e.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 96])
@@ -220,8 +205,7 @@ def main() -> None:
     e.add_argument("--out")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    {"pool": cmd_pool, "train": cmd_train, "train_lightning": cmd_train_lightning,
-     "evaluate": cmd_evaluate}[args.command](args)
+    {"pool": cmd_pool, "train": cmd_train, "evaluate": cmd_evaluate}[args.command](args)
 
 
 if __name__ == "__main__":

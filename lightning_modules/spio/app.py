@@ -21,12 +21,22 @@ from monai.inferers import SimpleInferer
 from torch import nn
 
 from lightning_modules import capability
-from lightning_modules.bundle_app import exit_on_input_error, is_given, load_network, output_path, validated_cases
+from lightning_modules.bundle_app import (
+    exit_on_input_error,
+    is_given,
+    load_network,
+    output_path,
+    parse_flag,
+    validated_cases,
+)
 from lightning_modules.bundle_workflow import in_dataset_dir
+from lightning_modules.io import InputError
 from lightning_modules.spio.inferers import SHIFT_AVERAGE_PX, FlipAverageInferer, ShiftAverageInferer
+from lightning_modules.spio.simulation_refiner import SimulationRefiner, load_refiner, refine_map
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, check_case_header, floor_concentration
 
-__all__ = ["CONCENTRATION_FLOOR_UG_PER_MM3", "apply_floor", "cases", "load_network", "predict_concentration"]
+__all__ = ["CONCENTRATION_FLOOR_UG_PER_MM3", "apply_floor", "cases", "load_network", "predict_concentration",
+           "bundle_refiner"]
 
 BUNDLE = "spio_quantification"
 
@@ -81,10 +91,19 @@ def predict_concentration(network: nn.Module, image: np.ndarray, device: torch.d
     with torch.no_grad():
         concentration = floor_concentration(inferer(x, network.to(device))[0, 0], floor_ug_per_mm3)
     if refiner is not None:
-        from lightning_modules.spio.simulation_refiner import refine_map
-
         concentration = floor_concentration(refine_map(refiner, x, concentration[None, None])[0, 0], floor_ug_per_mm3)
     return concentration.cpu().numpy()
+
+
+def bundle_refiner(refiner_path: str | None, device: torch.device | str = "cpu", *, refine: object = True,
+            ) -> SimulationRefiner | None:
+    """The run's simulate-and-compare refiner (0.9.0): ``refiner_path``'s weights, or None for ``--refine false``;
+    any other ``--refine`` value is a one-line error (exit status 2)."""
+    with exit_on_input_error():
+        flag = parse_flag(refine)
+        if not isinstance(flag, bool):
+            raise InputError(f"--refine must be true or false, not {refine!r}")
+    return load_refiner(refiner_path, device) if flag else None
 
 
 def apply_floor(concentration: np.ndarray, floor_ug_per_mm3: float) -> np.ndarray:

@@ -26,6 +26,29 @@ def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+def unet_levels(in_channels: int, widths: tuple[int, ...]) -> tuple[nn.ModuleList, nn.ModuleList, nn.ModuleList, int]:
+    """A U-Net's ``down`` blocks (one :func:`double_conv` per width), its ``up`` transposed convolutions and ``merge``
+    blocks (one per skip), and the channels of its last level, for :func:`unet_pass`."""
+    down, up, merge = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+    for width in widths:
+        down.append(double_conv(in_channels, width))
+        in_channels = width
+    for skip in reversed(widths[:-1]):
+        up.append(nn.ConvTranspose2d(in_channels, skip, 2, stride=2))
+        merge.append(double_conv(2 * skip, skip))
+        in_channels = skip
+    return down, up, merge, in_channels
+
+
+def he_init(module: nn.Module) -> None:
+    """He (Kaiming normal, ReLU) initialisation of every (transposed) convolution of ``module``, zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def unet_pass(x: torch.Tensor, down: nn.ModuleList, up: nn.ModuleList, merge: nn.ModuleList) -> torch.Tensor:
     """A U-Net's features: ``down`` blocks with 2 × 2 max pooling between levels, then per level back up the
     ``up`` upsampling, concatenated with that level's skip and ``merge``d (the head is the caller's)."""
@@ -67,23 +90,10 @@ class LineUNet(nn.Module):
         self.features = LineFeatures()
         self.physics_features = bool(physics_features)
         in_channels = (N_FEATURES if self.physics_features else 2) + prior_channels
-        self.down = nn.ModuleList()
-        for width in widths:
-            self.down.append(double_conv(in_channels, width))
-            in_channels = width
-        self.up = nn.ModuleList()
-        self.merge = nn.ModuleList()
-        for skip in reversed(widths[:-1]):
-            self.up.append(nn.ConvTranspose2d(in_channels, skip, 2, stride=2))
-            self.merge.append(double_conv(2 * skip, skip))
-            in_channels = skip
-        self.head = nn.Conv2d(in_channels, 1, 1)
+        self.down, self.up, self.merge, out_channels = unet_levels(in_channels, widths)
+        self.head = nn.Conv2d(out_channels, 1, 1)
         self.output_scale = float(output_scale_ug_per_mm3)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        he_init(self)
         self.head.weight.data.mul_(head_init_scale)  # start near the all-zero map
 
     def forward(self, image: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:

@@ -13,6 +13,8 @@ plane.
 
 from __future__ import annotations
 
+import argparse
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_modules.spio.simulation_refiner import SimulationRefiner
+from lightning_modules.bundle_app import bundle_root, load_network, report_progress
+from lightning_modules.spio.app import predict_concentration
+from lightning_modules.spio.data import random_sample_with_snr
+from lightning_modules.spio.networks import DeepSpio
+from lightning_modules.spio.simulation_refiner import SimulationRefiner, simulate_hypothesis
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, floor_concentration
 
 #: Pool keys, each a tensor with the samples along axis 0.
@@ -121,19 +127,15 @@ def train_refiner(pool_paths: list[str], val_path: str, out: str | Path, *, max_
     return float(np.asarray(checkpoint.best_model_score.cpu()))
 
 
+#: The options of ``make train-spio``'s last DeepSPIO stage: the generator the shipped network was last trained on.
+LAST_STAGE = {"head_bases": 0.5, "base_augmentation": 0.5, "rim_bases": 0.125, "noise_free_fraction": 0.25}
+
+
 def make_pool(out: str | Path, *, seed: int, start: int, n: int, last_stage: bool = False,
               model_path: str | Path | None = None) -> None:
     """Simulate samples ``start … start + n − 1`` of ``seed`` (training's generator; ``last_stage``: with the options
     of ``make train-spio``'s last stage), run the bundle's DeepSPIO map m₁ on each (six passes, floor 0.15) and
     simulate m₁'s lift; write the pool shard to ``out`` atomically, with ``[progress]`` lines."""
-    import time
-
-    from lightning_modules.bundle_app import bundle_root, load_network
-    from lightning_modules.spio.app import predict_concentration
-    from lightning_modules.spio.data import random_sample_with_snr
-    from lightning_modules.spio.networks import DeepSpio
-    from lightning_modules.spio.simulation_refiner import simulate_hypothesis
-
     model_path = model_path or Path(bundle_root("spio_quantification")) / "models" / "model.pt"
     network = load_network(DeepSpio(), str(model_path))
     options = LAST_STAGE if last_stage else {}
@@ -147,20 +149,14 @@ def make_pool(out: str | Path, *, seed: int, start: int, n: int, last_stage: boo
         pool["prior"].append(torch.tensor(prior, dtype=torch.float32))
         pool["truth"].append(concentration[0].clone().float())  # a copy: the plane is a view of the 3-D volume
         if (k + 1) % 250 == 0 or k + 1 == n:
-            print(f"[progress] {100 * (k + 1) // n}% {k + 1}/{n} samples, {time.time() - t0:.0f} s", flush=True)
+            report_progress((k + 1) / n, f"{k + 1}/{n} samples, {time.time() - t0:.0f} s")
     tmp = Path(str(out) + ".tmp")
     torch.save({k: torch.stack(v) for k, v in pool.items()}, tmp)
     tmp.replace(out)
 
 
-#: The options of ``make train-spio``'s last DeepSPIO stage: the generator the shipped network was last trained on.
-LAST_STAGE = {"head_bases": 0.5, "base_augmentation": 0.5, "rim_bases": 0.125, "noise_free_fraction": 0.25}
-
-
 def main(argv: list[str] | None = None) -> None:
     """``python -m lightning_modules.spio.refiner_module pool …`` / ``train …`` (``make train-spio``'s last stage)."""
-    import argparse
-
     parser = argparse.ArgumentParser(description="The SPIO simulate-and-compare refiner: its pool and its training.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pool", help="simulate a pool shard with the bundle's DeepSPIO maps")

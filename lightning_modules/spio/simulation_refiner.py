@@ -32,7 +32,7 @@ from torch import nn
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.auxiliary import FIELD_SCALE_MM
 from lightning_modules.spio.line_features import N_FEATURES, LineFeatures
-from lightning_modules.spio.line_unet import double_conv, unet_pass
+from lightning_modules.spio.line_unet import he_init, unet_levels, unet_pass
 from lightning_modules.spio.viewline import PIXEL_MM, acquire, offresonance_tesla
 
 #: Input channels besides the line features: Ŝ (2), the simulated field (1), the map m₁ (1).
@@ -92,22 +92,9 @@ class SimulationRefiner(nn.Module):
     def __init__(self, *, widths: tuple[int, ...] = (16, 32, 64, 96)) -> None:
         super().__init__()
         self.features = LineFeatures()
-        in_channels = N_FEATURES + N_HYPOTHESIS_CHANNELS
-        self.down = nn.ModuleList()
-        for width in widths:
-            self.down.append(double_conv(in_channels, width))
-            in_channels = width
-        self.up, self.merge = nn.ModuleList(), nn.ModuleList()
-        for skip in reversed(widths[:-1]):
-            self.up.append(nn.ConvTranspose2d(in_channels, skip, 2, stride=2))
-            self.merge.append(double_conv(2 * skip, skip))
-            in_channels = skip
-        self.head = nn.Conv2d(in_channels, 2, 1)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        self.down, self.up, self.merge, out_channels = unet_levels(N_FEATURES + N_HYPOTHESIS_CHANNELS, widths)
+        self.head = nn.Conv2d(out_channels, 2, 1)
+        he_init(self)
         nn.init.zeros_(self.head.weight)  # start exactly at m₁; the head still gets a gradient
         nn.init.zeros_(self.head.bias)
 
@@ -136,13 +123,10 @@ def refine_map(refiner: nn.Module, image: torch.Tensor, prior: torch.Tensor, *, 
     return refined
 
 
-def load_refiner(path: str | None, device: torch.device | str = "cpu", *, enabled: bool | str = True,
-                 ) -> SimulationRefiner | None:
-    """The shipped refiner (``models/refiner.pt``) in eval mode on ``device``; None (no refinement) for no path or
-    ``enabled`` false (``--refine false`` on the command line arrives as a string: false / no / 0 / none)."""
-    if isinstance(enabled, str):
-        enabled = enabled.strip().lower() not in {"false", "no", "0", "none", "off", ""}
-    if not path or not enabled:
+def load_refiner(path: str | None, device: torch.device | str = "cpu") -> SimulationRefiner | None:
+    """The refiner whose ``state_dict`` is at ``path`` (the bundle's ``models/refiner.pt``) in eval mode on
+    ``device``; None (no refinement) without a path."""
+    if not path:
         return None
     refiner = SimulationRefiner()
     refiner.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
