@@ -10,7 +10,8 @@ Three steps (rule: ``benchmarks/results/spio/decision_rule_session30.md``):
   :class:`~lightning_modules.spio.simulation_refiner.SimulationRefiner` on the pool shards (x flips),
   loss ‖m₂ − C‖₁ / (‖C‖₁ + 1) per image, AdamW, one-cycle; the state with the lowest NMAE on the validation shard
   (as the bundle would report it: floor 0.15) is saved;
-- ``evaluate``: paired per-image NMAE, refined − shipped, on fresh samples of a generator.
+- ``evaluate``: paired per-image NMAE on fresh samples of a generator: the candidate refiner − the DeepSPIO map
+  (0.8.0), and, with ``--baseline`` (e.g. 0.9.0's ``models/refiner.pt``), the candidate − that refiner (session 31).
 
 Usage (one CPU thread each):
     .venv/bin/python benchmarks/spio_simulation_refiner.py pool --seed 300 --start 0 --n 4000 --last_stage \\
@@ -39,7 +40,7 @@ from lightning_modules.spio.app import apply_floor, load_network, predict_concen
 from lightning_modules.spio.data import random_sample_with_snr
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.refiner_module import load_pools, make_pool
-from lightning_modules.spio.simulation_refiner import SimulationRefiner, refine_map
+from lightning_modules.spio.simulation_refiner import LIFTS, SimulationRefiner, refine_map
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3
 
 MODEL = Path(bundle_root("spio_quantification")) / "models" / "model.pt"
@@ -56,6 +57,12 @@ def sample(generator: str, seed: int, index: int) -> tuple[np.ndarray, np.ndarra
 
     image, truth, snr = _other_set(generator, range(index, index + 1), seed)[0]
     return np.asarray(image), np.asarray(truth), snr
+
+
+def load(weights: str, widths: list[int], lifts: list[str]) -> SimulationRefiner:
+    refiner = SimulationRefiner(widths=tuple(widths), lifts=tuple(lifts))
+    refiner.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return refiner.eval()
 
 
 def refine(refiner: SimulationRefiner, image: np.ndarray, prior: np.ndarray) -> np.ndarray:
@@ -88,7 +95,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     pool, val = load_pools(args.pool), load_pools([args.val])
     n = len(pool["truth"])
-    refiner = SimulationRefiner(widths=tuple(args.widths))
+    refiner = SimulationRefiner(widths=tuple(args.widths), lifts=tuple(args.lifts))
     optimiser = torch.optim.AdamW(refiner.parameters(), lr=args.learning_rate, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=args.learning_rate, total_steps=args.steps)
     base = float(np.mean([nmae(p, t) for p, t in zip(val["prior"].numpy(), val["truth"].numpy(), strict=True)
@@ -131,9 +138,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     network = load_network(DeepSpio(), str(MODEL))
-    refiner = SimulationRefiner(widths=tuple(args.widths))
-    refiner.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
-    refiner.eval()
+    refiner = load(args.weights, args.widths, args.lifts)
+    baseline = load(args.baseline, [16, 32, 64, 96], ["ball"]) if args.baseline else None
     rows = []
     t_base = t_ref = 0.0
     for i in range(args.start, args.start + args.n):
@@ -145,15 +151,19 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         t1 = time.perf_counter()
         m2 = refine(refiner, image, prior)
         t_base, t_ref = t_base + t1 - t0, t_ref + time.perf_counter() - t1
-        rows.append((snr, nmae(prior, truth), nmae(m2, truth)))
+        reference = nmae(refine(baseline, image, prior), truth) if baseline else nmae(prior, truth)
+        rows.append((snr, reference, nmae(m2, truth)))
     r = np.array(rows, dtype=float)
     d = r[:, 2] - r[:, 1]
-    lines = [f"# Candidate S (simulate-and-compare refiner) − 0.8.0, paired: {args.generator}, seed {args.seed}, "
+    ref_name = "0.9.0" if baseline else "0.8.0"
+    name = Path(args.weights).stem
+    lines = [f"# Refiner {name} − {ref_name}, paired: {args.generator}, seed {args.seed}, "
              f"samples {args.start}–{args.start + args.n - 1}", "",
              f"Command: `.venv/bin/python benchmarks/spio_simulation_refiner.py evaluate --weights "
-             f"{Path(args.weights).name} --generator {args.generator} --seed {args.seed} --start {args.start} "
-             f"--n {args.n}` (one CPU thread).", "",
-             "| set | images | 0.8.0 | S | S − 0.8.0 (± s.e.) |", "|---|---|---|---|---|"]
+             f"{Path(args.weights).name} --lifts {' '.join(args.lifts)}"
+             f"{' --baseline ' + Path(args.baseline).name if args.baseline else ''} --generator {args.generator} "
+             f"--seed {args.seed} --start {args.start} --n {args.n}` (one CPU thread).", "",
+             f"| set | images | {ref_name} | {name} | {name} − {ref_name} (± s.e.) |", "|---|---|---|---|---|"]
 
     def row(name: str, pick: np.ndarray) -> str:
         if pick.sum() < 2:
@@ -190,6 +200,7 @@ def main() -> None:
     t.add_argument("--batch_size", type=int, default=16)
     t.add_argument("--learning_rate", type=float, default=1e-3)
     t.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 96])
+    t.add_argument("--lifts", nargs="+", default=["ball"], choices=LIFTS)
     t.add_argument("--val_every", type=int, default=250)
     t.add_argument("--bf16", action="store_true")
     t.add_argument("--seed", type=int, default=0)
@@ -198,6 +209,8 @@ def main() -> None:
     e = sub.add_parser("evaluate")
     e.add_argument("--weights", required=True)
     e.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 96])
+    e.add_argument("--lifts", nargs="+", default=["ball"], choices=LIFTS)
+    e.add_argument("--baseline", help="a ball-lift refiner to compare with (0.9.0: the bundle's models/refiner.pt)")
     e.add_argument("--generator", default="train")
     e.add_argument("--seed", type=int, required=True)
     e.add_argument("--start", type=int, default=0)

@@ -96,14 +96,20 @@ def predict_concentration(network: nn.Module, image: np.ndarray, device: torch.d
 
 
 def bundle_refiner(refiner_path: str | None, device: torch.device | str = "cpu", *, refine: object = True,
-            ) -> SimulationRefiner | None:
-    """The run's simulate-and-compare refiner (0.9.0): ``refiner_path``'s weights, or None for ``--refine false``;
-    any other ``--refine`` value is a one-line error (exit status 2)."""
+                   lifts: list[str] | tuple[str, ...] | None = None) -> SimulationRefiner | None:
+    """The run's simulate-and-compare refiner: ``refiner_path``'s weights reading ``lifts`` (the bundle's
+    ``refiner_lifts``; None: as the weights say), or None for ``--refine false``; any other ``--refine`` value, or
+    weights for other lifts, is a one-line error (exit status 2)."""
     with exit_on_input_error():
         flag = parse_flag(refine)
         if not isinstance(flag, bool):
             raise InputError(f"--refine must be true or false, not {refine!r}")
-    return load_refiner(refiner_path, device) if flag else None
+        if not flag:
+            return None
+        try:
+            return load_refiner(refiner_path, device, None if lifts is None else tuple(lifts))
+        except ValueError as error:
+            raise InputError(str(error)) from None
 
 
 def apply_floor(concentration: np.ndarray, floor_ug_per_mm3: float) -> np.ndarray:

@@ -26,7 +26,7 @@ from lightning_modules.bundle_app import bundle_root, load_network, report_progr
 from lightning_modules.spio.app import predict_concentration
 from lightning_modules.spio.data import random_sample_with_snr
 from lightning_modules.spio.networks import DeepSpio
-from lightning_modules.spio.simulation_refiner import SimulationRefiner, simulate_hypothesis
+from lightning_modules.spio.simulation_refiner import LIFTS, SimulationRefiner, simulate_hypothesis
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, floor_concentration
 
 #: Pool keys, each a tensor with the samples along axis 0.
@@ -67,9 +67,9 @@ class SimulationRefinerModule(pl.LightningModule):
     """Trains :class:`SimulationRefiner`; ``self.network`` is what the bundle saves (``refiner.pt``)."""
 
     def __init__(self, *, widths: tuple[int, ...] = (16, 32, 64, 96), learning_rate: float = 1e-3,
-                 weight_decay: float = 1e-4, max_steps: int = 1000) -> None:
+                 weight_decay: float = 1e-4, max_steps: int = 1000, lifts: tuple[str, ...] = ("ball",)) -> None:
         super().__init__()
-        self.network = SimulationRefiner(widths=tuple(widths))
+        self.network = SimulationRefiner(widths=tuple(widths), lifts=tuple(lifts))
         self.learning_rate, self.weight_decay, self.max_steps = learning_rate, weight_decay, max_steps
 
     def forward(self, image: torch.Tensor, hypothesis: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
@@ -100,7 +100,7 @@ class SimulationRefinerModule(pl.LightningModule):
 def train_refiner(pool_paths: list[str], val_path: str, out: str | Path, *, max_steps: int = 1000,
                   val_every: int = 250, batch_size: int = 16, learning_rate: float = 1e-3, seed: int = 0,
                   precision: str = "bf16-mixed", widths: tuple[int, ...] = (16, 32, 64, 96),
-                  accelerator: str = "cpu", devices: int = 1) -> float:
+                  accelerator: str = "cpu", devices: int = 1, lifts: tuple[str, ...] = ("ball",)) -> float:
     """Train on the pool shards, keep the state with the lowest ``val_nmae`` and write the refiner's
     ``state_dict`` to ``out`` atomically; returns that NMAE. Scales by ``accelerator`` / ``devices``."""
     pl.seed_everything(seed, workers=True)
@@ -110,7 +110,7 @@ def train_refiner(pool_paths: list[str], val_path: str, out: str | Path, *, max_
                                              generator=torch.Generator().manual_seed(seed))
     train = DataLoader(train_set, batch_size=batch_size, sampler=sampler)
     val = DataLoader(val_set, batch_size=16)
-    module = SimulationRefinerModule(widths=widths, learning_rate=learning_rate, max_steps=max_steps)
+    module = SimulationRefinerModule(widths=widths, learning_rate=learning_rate, max_steps=max_steps, lifts=lifts)
     checkpoint = pl.callbacks.ModelCheckpoint(monitor="val_nmae", mode="min", save_top_k=1,
                                               dirpath=Path(out).parent / f".{Path(out).stem}_checkpoints")
     trainer = pl.Trainer(max_steps=max_steps, val_check_interval=val_every, check_val_every_n_epoch=None,
@@ -120,7 +120,7 @@ def train_refiner(pool_paths: list[str], val_path: str, out: str | Path, *, max_
     trainer.fit(module, train, val)
     best = SimulationRefinerModule.load_from_checkpoint(checkpoint.best_model_path, map_location="cpu",
                                                        widths=widths, learning_rate=learning_rate,
-                                                       max_steps=max_steps)
+                                                       max_steps=max_steps, lifts=lifts)
     tmp = Path(str(out) + ".tmp")
     torch.save(best.network.state_dict(), tmp)
     tmp.replace(out)
@@ -132,10 +132,10 @@ LAST_STAGE = {"head_bases": 0.5, "base_augmentation": 0.5, "rim_bases": 0.125, "
 
 
 def make_pool(out: str | Path, *, seed: int, start: int, n: int, last_stage: bool = False,
-              model_path: str | Path | None = None) -> None:
+              model_path: str | Path | None = None, lifts: tuple[str, ...] = ("ball",)) -> None:
     """Simulate samples ``start … start + n − 1`` of ``seed`` (training's generator; ``last_stage``: with the options
     of ``make train-spio``'s last stage), run the bundle's DeepSPIO map m₁ on each (six passes, floor 0.15) and
-    simulate m₁'s lift; write the pool shard to ``out`` atomically, with ``[progress]`` lines."""
+    simulate m₁'s ``lifts``; write the pool shard to ``out`` atomically, with ``[progress]`` lines."""
     model_path = model_path or Path(bundle_root("spio_quantification")) / "models" / "model.pt"
     network = load_network(DeepSpio(), str(model_path))
     options = LAST_STAGE if last_stage else {}
@@ -145,7 +145,7 @@ def make_pool(out: str | Path, *, seed: int, start: int, n: int, last_stage: boo
         image, concentration, _ = random_sample_with_snr(seed, i, **options)
         prior = predict_concentration(network, image.numpy())
         pool["image"].append(image.half())
-        pool["hypothesis"].append(simulate_hypothesis(prior).half())
+        pool["hypothesis"].append(simulate_hypothesis(prior, lifts).half())
         pool["prior"].append(torch.tensor(prior, dtype=torch.float32))
         pool["truth"].append(concentration[0].clone().float())  # a copy: the plane is a view of the 3-D volume
         if (k + 1) % 250 == 0 or k + 1 == n:
@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--start", type=int, default=0)
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--last_stage", action="store_true", help="the generator options of the last DeepSPIO stage")
+    p.add_argument("--lifts", nargs="+", default=["ball"], choices=LIFTS, help="the 3-D lifts simulated")
     p.add_argument("--out", required=True)
     t = sub.add_parser("train", help="train the refiner on pool shards (Lightning)")
     t.add_argument("--pool", nargs="+", required=True)
@@ -177,16 +178,19 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--accelerator", default="cpu")
     t.add_argument("--devices", type=int, default=1)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--lifts", nargs="+", default=["ball"], choices=LIFTS, help="the lifts the pools hold")
     t.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.command == "pool":
         torch.set_num_threads(1)
-        make_pool(args.out, seed=args.seed, start=args.start, n=args.n, last_stage=args.last_stage)
+        make_pool(args.out, seed=args.seed, start=args.start, n=args.n, last_stage=args.last_stage,
+                  lifts=tuple(args.lifts))
         return
     torch.set_num_threads(args.threads)
     best = train_refiner(args.pool, args.val, args.out, max_steps=args.steps, val_every=args.val_every,
                          batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
-                         precision=args.precision, accelerator=args.accelerator, devices=args.devices)
+                         precision=args.precision, accelerator=args.accelerator, devices=args.devices,
+                         lifts=tuple(args.lifts))
     print(f"best val_nmae {best:.4f} → {args.out}")
 
 

@@ -4,9 +4,9 @@ DeepSPIO (della Maggiora et al., IEEE TPAMI 2020) reads the View Line image once
 network's own answer with the project's View Line simulator and lets a small U-Net compare the simulation with the
 measurement (is the simulated line bending around each object larger or smaller than the measured one?):
 
-1. :func:`lift_ball` turns the map m₁ (x, z) into 3-D iron with a ball-like profile along y (each pixel extends
-   ± √(e(2R − e)), e = its distance to the component's edge, R = the component's largest e: a sphere for a disk,
-   a cylinder across a rod);
+1. :func:`lift_map` turns the map m₁ (x, z) into 3-D iron, by default with a ball-like profile along y (each pixel
+   extends ± √(e(2R − e)), e = its distance to the component's edge, R = the component's largest e: a sphere for a
+   disk, a cylinder across a rod; session 31 adds the ``plane`` and ``rod`` lifts, :data:`LIFTS`);
 2. :func:`simulate_hypothesis` simulates it on uniform tissue (ρ = 1, no noise): the two-channel image Ŝ and the
    excitation shift of its field (what displaces each line);
 3. :class:`SimulationRefiner` reads the measured image's line features, Ŝ, the simulated field and m₁ and outputs
@@ -35,8 +35,11 @@ from lightning_modules.spio.line_features import N_FEATURES, LineFeatures
 from lightning_modules.spio.line_unet import he_init, unet_levels, unet_pass
 from lightning_modules.spio.viewline import PIXEL_MM, acquire, offresonance_tesla
 
-#: Input channels besides the line features: Ŝ (2), the simulated field (1), the map m₁ (1).
-N_HYPOTHESIS_CHANNELS = 4
+#: Channels of one simulated hypothesis: Ŝ (even, odd) and the asinh of its field.
+CHANNELS_PER_LIFT = 3
+#: The 3-D shapes a map can be lifted to along y (session 31): ``ball`` (:func:`ball_half_thickness_mm`), ``plane``
+#: (only the imaged slice, y = 0) and ``rod`` (every iron pixel over the whole simulated y range, ± 15 mm).
+LIFTS = ("ball", "plane", "rod")
 #: Scale of the map channel and of the additive output, µg Fe/mm³.
 MAP_SCALE_UG_PER_MM3 = 1.0
 #: Bound on the log-scale factor (a factor of e^±2 at most).
@@ -57,22 +60,36 @@ def ball_half_thickness_mm(concentration: np.ndarray) -> np.ndarray:
     return np.where(support, np.sqrt(np.clip(edge * (2 * big_r - edge), 0.0, None)), 0.0)
 
 
-def lift_ball(concentration: np.ndarray) -> torch.Tensor:
+def half_thickness_mm(concentration: np.ndarray, lift: str = "ball") -> np.ndarray:
+    """Half the extent along y of every pixel (x, z) of a map lifted as ``lift`` (one of :data:`LIFTS`), mm."""
+    c = np.asarray(concentration)
+    if lift == "ball":
+        return ball_half_thickness_mm(c)
+    if lift == "plane":
+        return np.zeros(c.shape)
+    if lift == "rod":
+        return np.where(c > 0, np.inf, 0.0)
+    raise ValueError(f"unknown lift {lift!r}; expected one of {', '.join(LIFTS)}")
+
+
+def lift_map(concentration: np.ndarray, lift: str = "ball") -> torch.Tensor:
     """3-D iron (x, y, z) on the simulator's grid (:data:`acq.VIEWLINE_NY` slices of :data:`acq.VIEWLINE_DY_MM`,
     the imaged plane at the centre slice) whose plane is ``concentration`` (x, z) and whose extent along y is
-    :func:`ball_half_thickness_mm` on either side of the plane."""
+    :func:`half_thickness_mm` (by default :func:`ball_half_thickness_mm`) on either side of the plane."""
     c = np.asarray(concentration, np.float32)
-    half = ball_half_thickness_mm(c)
+    half = half_thickness_mm(c, lift)
     y = (np.arange(acq.VIEWLINE_NY) - acq.VIEWLINE_NY // 2) * acq.VIEWLINE_DY_MM
     inside = np.abs(y)[None, :, None] <= half[:, None, :] + 1e-6
     return torch.from_numpy(c[:, None, :] * inside)
 
 
-def simulate_hypothesis(concentration: np.ndarray) -> torch.Tensor:
-    """Ŝ and the field of a map's ball-like 3-D lift on uniform tissue, noise-free: (3, x, z) float32 —
-    the even / odd line images with excited tissue ≈ 1, and asinh(ΔB / Gz / :data:`FIELD_SCALE_MM`)."""
+def simulate_hypothesis(concentration: np.ndarray, lifts: tuple[str, ...] = ("ball",)) -> torch.Tensor:
+    """Ŝ and the field of a map's 3-D lifts on uniform tissue, noise-free: (3 × len(lifts), x, z) float32 — per
+    lift the even / odd line images with excited tissue ≈ 1, and asinh(ΔB / Gz / :data:`FIELD_SCALE_MM`)."""
+    if len(lifts) != 1:
+        return torch.cat([simulate_hypothesis(concentration, (lift,)) for lift in lifts])
     c = np.asarray(concentration, np.float32)
-    delta_b = offresonance_tesla(lift_ball(c))
+    delta_b = offresonance_tesla(lift_map(c, lifts[0]))
     image = acquire(torch.ones(c.shape), torch.from_numpy(c), delta_b)
     image = image * np.exp(acq.VIEWLINE_TE_S * acq.VIEWLINE_R2STAR_TISSUE_PER_S)
     shift_mm = delta_b / acq.VIEWLINE_GZ_T_PER_M * 1e3
@@ -82,17 +99,20 @@ def simulate_hypothesis(concentration: np.ndarray) -> torch.Tensor:
 class SimulationRefiner(nn.Module):
     """U-Net: (measured image, hypothesis Ŝ + field, map m₁) → refined map m₂ = relu(m₁ · e^a + b).
 
-    Inputs of :meth:`forward`: ``image`` (B, 2, X, Z) in any intensity scale, ``hypothesis`` (B, 3, X, Z) from
-    :func:`simulate_hypothesis`, ``prior`` (B, 1, X, Z) the map m₁ in µg Fe/mm³. Output (B, 1, X, Z), µg Fe/mm³.
+    Inputs of :meth:`forward`: ``image`` (B, 2, X, Z) in any intensity scale, ``hypothesis`` (B, 3 × len(lifts),
+    X, Z) from :func:`simulate_hypothesis` with the refiner's ``lifts``, ``prior`` (B, 1, X, Z) the map m₁ in
+    µg Fe/mm³. Output (B, 1, X, Z), µg Fe/mm³.
 
     >>> SimulationRefiner()(torch.rand(1, 2, 128, 128), torch.rand(1, 3, 128, 128), torch.rand(1, 1, 128, 128)).shape
     torch.Size([1, 1, 128, 128])
     """
 
-    def __init__(self, *, widths: tuple[int, ...] = (16, 32, 64, 96)) -> None:
+    def __init__(self, *, widths: tuple[int, ...] = (16, 32, 64, 96), lifts: tuple[str, ...] = ("ball",)) -> None:
         super().__init__()
+        self.lifts = tuple(lifts)
         self.features = LineFeatures()
-        self.down, self.up, self.merge, out_channels = unet_levels(N_FEATURES + N_HYPOTHESIS_CHANNELS, widths)
+        in_channels = N_FEATURES + CHANNELS_PER_LIFT * len(self.lifts) + 1  # + the map m₁
+        self.down, self.up, self.merge, out_channels = unet_levels(in_channels, widths)
         self.head = nn.Conv2d(out_channels, 2, 1)
         he_init(self)
         nn.init.zeros_(self.head.weight)  # start exactly at m₁; the head still gets a gradient
@@ -113,7 +133,9 @@ def refine_map(refiner: nn.Module, image: torch.Tensor, prior: torch.Tensor, *, 
     ``flip_average``: the mean of the refiner on the inputs and, mirrored back, on the inputs mirrored along x (a
     symmetry of the acquisition and of the simulation), so that, like DeepSPIO's flip-averaged map, the result does
     not depend on the direction x is stored in (session 30, addendum 4)."""
-    hypothesis = torch.stack([simulate_hypothesis(p[0].detach().cpu().numpy()) for p in prior]).to(image.device)
+    lifts = getattr(refiner, "lifts", ("ball",))
+    hypothesis = torch.stack([simulate_hypothesis(p[0].detach().cpu().numpy(), lifts) for p in prior])
+    hypothesis = hypothesis.to(image.device)
     image, prior = image.float(), prior.float()
     with torch.no_grad():
         refined = refiner(image, hypothesis, prior)
@@ -123,13 +145,21 @@ def refine_map(refiner: nn.Module, image: torch.Tensor, prior: torch.Tensor, *, 
     return refined
 
 
-def load_refiner(path: str | None, device: torch.device | str = "cpu") -> SimulationRefiner | None:
+def load_refiner(path: str | None, device: torch.device | str = "cpu", lifts: tuple[str, ...] | None = None,
+                 ) -> SimulationRefiner | None:
     """The refiner whose ``state_dict`` is at ``path`` (the bundle's ``models/refiner.pt``) in eval mode on
-    ``device``; None (no refinement) without a path."""
+    ``device``; None (no refinement) without a path. ``lifts``: the lifts the weights read (the bundle names them);
+    None takes them from the weights (three hypothesis channels per lift: 1 → 0.9.0's ball, 3 → :data:`LIFTS`)."""
     if not path:
         return None
-    refiner = SimulationRefiner()
-    refiner.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    stored = (state["down.0.0.weight"].shape[1] - N_FEATURES - 1) // CHANNELS_PER_LIFT  # the U-Net's first conv
+    if lifts is None:
+        lifts = ("ball",) if stored == 1 else LIFTS[:stored]
+    if len(lifts) != stored:
+        raise ValueError(f"{path} holds a refiner for {stored} lift(s), not for {', '.join(lifts)}")
+    refiner = SimulationRefiner(lifts=tuple(lifts))
+    refiner.load_state_dict(state)
     return refiner.eval().to(device)
 
 

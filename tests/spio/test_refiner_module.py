@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lightning_modules.spio.refiner_module import damped_nmae, load_pools, train_refiner
-from lightning_modules.spio.simulation_refiner import SimulationRefiner, simulate_hypothesis
+from lightning_modules.spio.simulation_refiner import LIFTS, SimulationRefiner, simulate_hypothesis
 
 
-def _pool(path, n: int, seed: int) -> None:
+def _pool(path, n: int, seed: int, lifts: tuple[str, ...] = ("ball",)) -> None:
     """Discs of one level with the prior at half the truth: the refiner must learn a factor of 2."""
     g = torch.Generator().manual_seed(seed)
     x, z = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
@@ -19,20 +20,21 @@ def _pool(path, n: int, seed: int) -> None:
     truth = torch.stack(truths)
     prior = 0.5 * truth
     image = torch.rand(n, 2, 128, 128, generator=g)
-    hypothesis = torch.stack([simulate_hypothesis(p.numpy()) for p in prior])
+    hypothesis = torch.stack([simulate_hypothesis(p.numpy(), lifts) for p in prior])
     torch.save({"image": image.half(), "hypothesis": hypothesis.half(), "prior": prior, "truth": truth}, path)
 
 
-def test_lightning_stage_learns_a_known_factor_and_saves_the_refiner(tmp_path):
-    _pool(tmp_path / "pool.pt", 8, 0)
-    _pool(tmp_path / "val.pt", 4, 1)
+@pytest.mark.parametrize("lifts", [("ball",), LIFTS], ids=["ball", "three_lifts"])
+def test_lightning_stage_learns_a_known_factor_and_saves_the_refiner(tmp_path, lifts):
+    _pool(tmp_path / "pool.pt", 8, 0, lifts)
+    _pool(tmp_path / "val.pt", 4, 1, lifts)
     val = load_pools([tmp_path / "val.pt"])
     start = float(damped_nmae(val["prior"], val["truth"], eps=0.0))
     best = train_refiner([str(tmp_path / "pool.pt")], str(tmp_path / "val.pt"), tmp_path / "refiner.pt",
                          max_steps=40, val_every=20, batch_size=4, learning_rate=3e-3, precision="32-true",
-                         widths=(4, 8))
+                         widths=(4, 8), lifts=lifts)
     assert abs(start - 0.5) < 1e-6
     assert best < 0.4  # the half-level prior is 0.5 off; the refiner has learned to raise it
-    refiner = SimulationRefiner(widths=(4, 8))
+    refiner = SimulationRefiner(widths=(4, 8), lifts=lifts)
     refiner.load_state_dict(torch.load(tmp_path / "refiner.pt", weights_only=True))
     assert not (tmp_path / "refiner.pt.tmp").exists()

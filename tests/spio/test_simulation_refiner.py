@@ -1,16 +1,20 @@
-"""Candidate S's pieces (issue 24, session 30): the ball-like lift, the simulated hypothesis, the refiner's start."""
+"""Candidate S's pieces (issue 24, sessions 30–31): the lifts, the simulated hypothesis, the refiner's start."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from lightning_modules.spio import acquisition as acq
-from lightning_modules.spio.phantoms import sphere
+from lightning_modules.spio.app import bundle_refiner
+from lightning_modules.spio.phantoms import cylinder, sphere
 from lightning_modules.spio.simulation_refiner import (
+    LIFTS,
     SimulationRefiner,
     ball_half_thickness_mm,
-    lift_ball,
+    lift_map,
+    load_refiner,
     refine_map,
     simulate_hypothesis,
 )
@@ -22,7 +26,7 @@ def test_lift_of_a_sphere_cut_is_the_sphere():
     pixel of radius, y is sampled at 1.25 mm), so nearly the same field in the plane."""
     ball = sphere((0.0, 0.0, 0.0), 3.0).float() * 2.0
     plane = ball[:, acq.VIEWLINE_NY // 2].numpy()
-    lifted = lift_ball(plane)
+    lifted = lift_map(plane)
     assert torch.equal(lifted[:, acq.VIEWLINE_NY // 2], torch.from_numpy(plane))
     half = ball_half_thickness_mm(plane)
     assert abs(half.max() - 3.0) < 0.6  # the centre: the radius, to 1.5 pixels (the cut is pixelated)
@@ -89,3 +93,58 @@ def test_refined_map_does_not_depend_on_the_direction_x_is_stored_in():
     one_pass = refine_map(refiner, image, prior, flip_average=False)
     one_pass_mirrored = refine_map(refiner, image.flip(-2), prior.flip(-2), flip_average=False).flip(-2)
     assert float((one_pass - one_pass_mirrored).abs().max()) > 1e-3
+
+
+def test_rod_and_plane_lifts_are_the_shapes_they_name():
+    """``rod``: a disc becomes a cylinder along y over the whole simulated range, as the phantom's cylinder;
+    ``plane``: only the imaged slice. At the disc's centre the three extents give the textbook fields (B0 in the
+    plane, Lorentz-corrected): a sphere ≈ 0, a long cylinder across B0 −χB0/6, a thin plate along B0 up to +χB0/3
+    — so their simulations differ most where the measured image has to tell them apart."""
+    rod = cylinder((0.0, 0.0, 0.0), 3.0, np.array([0.0, 1.0, 0.0])).float() * 2.0
+    disc = rod[:, acq.VIEWLINE_NY // 2].numpy()
+    assert torch.equal(lift_map(disc, "rod"), rod)
+    flat = lift_map(disc, "plane")
+    assert torch.equal(flat[:, acq.VIEWLINE_NY // 2], torch.from_numpy(disc))
+    assert float(flat.sum()) == float(disc.sum())
+    centre = tuple(np.argwhere(disc > 0).mean(0).round().astype(int))
+    chi_b0 = 2.0 * acq.SPIO_CHI_SI_PER_UG_FE_PER_MM3 * acq.VIEWLINE_B0_TESLA
+    plane, ball, long_rod = (float(offresonance_tesla(lift_map(disc, lift))[centre]) / chi_b0
+                             for lift in ("plane", "ball", "rod"))
+    assert abs(ball) < 0.06  # a pixelated sphere: 0 up to its staircase
+    assert abs(long_rod + 1 / 6) < 0.02  # 30 mm long, 6 mm wide: close to the infinite cylinder
+    assert 0.15 < plane < 1 / 3  # a 1.25 mm plate 6 mm wide: below the infinitely thin plate's 1/3
+    with pytest.raises(ValueError, match="unknown lift"):
+        lift_map(disc, "cube")
+
+
+def test_hypothesis_channels_follow_the_refiner_lifts():
+    """Three channels per lift, in the order given; each block equals that lift simulated alone; the refiner
+    built for three lifts reads nine hypothesis channels and still starts exactly at m₁."""
+    disc = sphere((0.0, 0.0, 0.0), 3.0)[:, acq.VIEWLINE_NY // 2].float().numpy()
+    h = simulate_hypothesis(disc, LIFTS)
+    assert h.shape == (3 * len(LIFTS), *acq.VIEWLINE_MATRIX)
+    for k, lift in enumerate(LIFTS):
+        assert torch.equal(h[3 * k:3 * k + 3], simulate_hypothesis(disc, (lift,)))
+    assert torch.equal(h[:3], simulate_hypothesis(disc))  # the default is the ball lift (0.9.0)
+    refiner = SimulationRefiner(widths=(4, 8), lifts=LIFTS)
+    prior = torch.from_numpy(disc)[None, None]
+    refined = refine_map(refiner, torch.rand(1, 2, *acq.VIEWLINE_MATRIX), prior)
+    assert torch.equal(refined, prior)
+
+
+def test_bundle_refiner_reads_the_lifts_the_weights_were_trained_for(tmp_path, capsys):
+    """``load_refiner`` takes the lifts from the weights (the U-Net's first convolution: three channels per lift);
+    the bundle's ``bundle_refiner`` names them, and a mismatch — like a non-boolean ``--refine`` — is one line on
+    stderr and exit status 2, not a state-dict traceback."""
+    path = tmp_path / "three.pt"
+    torch.save(SimulationRefiner(lifts=LIFTS).state_dict(), path)
+    assert load_refiner(str(path)).lifts == LIFTS
+    assert bundle_refiner(str(path), lifts=list(LIFTS)).lifts == LIFTS
+    assert bundle_refiner(str(path), refine="false") is None
+    for kwargs, message in (({"lifts": ["ball"]}, "holds a refiner for 3 lift(s), not for ball"),
+                            ({"refine": "maybe"}, "--refine must be true or false, not 'maybe'")):
+        with pytest.raises(SystemExit) as exit_info:
+            bundle_refiner(str(path), **kwargs)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1

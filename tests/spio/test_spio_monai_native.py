@@ -110,6 +110,7 @@ def test_the_config_names_what_runs() -> None:
     assert refined == [steps.index(floors[0]) + 1] and steps.index(floors[1]) == refined[0] + 1
     assert isinstance(steps[refined[0]].refiner, SimulationRefiner) and not steps[refined[0]].refiner.training
     assert steps[refined[0]].refiner is config.get_parsed_content("refiner")
+    assert steps[refined[0]].refiner.lifts == tuple(config.get_parsed_content("refiner_lifts")) == ("ball",)
     evaluator = config.get_parsed_content("evaluator")
     assert evaluator.inferer is config.get_parsed_content("inferer")
     assert evaluator.network is config.get_parsed_content("network")
