@@ -129,16 +129,24 @@ def train_refiner(pool_paths: list[str], val_path: str, out: str | Path, *, max_
 
 #: The options of ``make train-spio``'s last DeepSPIO stage: the generator the shipped network was last trained on.
 LAST_STAGE = {"head_bases": 0.5, "base_augmentation": 0.5, "rim_bases": 0.125, "noise_free_fraction": 0.25}
+#: The generator options a pool may change (``make train-spio-refiner`` since 0.10.0, session 31: the refiner's pool
+#: has rim bases in half its samples and five shape families in half, ``--rim_bases 0.5 --shape_variety 0.5``).
+POOL_OPTIONS = ("head_bases", "base_augmentation", "rim_bases", "shape_variety", "noise_free_fraction")
 
 
 def make_pool(out: str | Path, *, seed: int, start: int, n: int, last_stage: bool = False,
-              model_path: str | Path | None = None, lifts: tuple[str, ...] = ("ball",)) -> None:
+              model_path: str | Path | None = None, lifts: tuple[str, ...] = ("ball",), **options: float) -> None:
     """Simulate samples ``start … start + n − 1`` of ``seed`` (training's generator; ``last_stage``: with the options
-    of ``make train-spio``'s last stage), run the bundle's DeepSPIO map m₁ on each (six passes, floor 0.15) and
-    simulate m₁'s ``lifts``; write the pool shard to ``out`` atomically, with ``[progress]`` lines."""
+    of ``make train-spio``'s last stage; ``options``: generator options of :data:`POOL_OPTIONS` on top), run the
+    bundle's DeepSPIO map m₁ on each (six passes, floor 0.15) and simulate m₁'s ``lifts``;
+    write the pool shard to ``out`` atomically, with ``[progress]`` lines."""
     model_path = model_path or Path(bundle_root("spio_quantification")) / "models" / "model.pt"
     network = load_network(DeepSpio(), str(model_path))
-    options = LAST_STAGE if last_stage else {}
+    unknown = set(options) - set(POOL_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown generator option(s) {', '.join(sorted(unknown))}; "
+                         f"expected {', '.join(POOL_OPTIONS)}")
+    options = {**(LAST_STAGE if last_stage else {}), **options}
     pool: dict[str, list[torch.Tensor]] = {k: [] for k in POOL_KEYS}
     t0 = time.time()
     for k, i in enumerate(range(start, start + n)):
@@ -165,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--last_stage", action="store_true", help="the generator options of the last DeepSPIO stage")
     p.add_argument("--lifts", nargs="+", default=["ball"], choices=LIFTS, help="the 3-D lifts simulated")
+    for option in POOL_OPTIONS:
+        p.add_argument(f"--{option}", type=float, help=f"the generator's {option} (default: the last stage's, or 0)")
     p.add_argument("--out", required=True)
     t = sub.add_parser("train", help="train the refiner on pool shards (Lightning)")
     t.add_argument("--pool", nargs="+", required=True)
@@ -183,8 +193,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "pool":
         torch.set_num_threads(1)
+        options = {k: getattr(args, k) for k in POOL_OPTIONS if getattr(args, k) is not None}
         make_pool(args.out, seed=args.seed, start=args.start, n=args.n, last_stage=args.last_stage,
-                  lifts=tuple(args.lifts))
+                  lifts=tuple(args.lifts), **options)
         return
     torch.set_num_threads(args.threads)
     best = train_refiner(args.pool, args.val, args.out, max_steps=args.steps, val_every=args.val_every,

@@ -82,3 +82,9 @@ def test_the_shipped_recipe_ends_in_the_bundle_weights_with_a_quarter_of_its_sam
     trains = [i for i, line in enumerate(lines) if "refiner_module train" in line]
     assert pools and trains and lines.index(" ".join(copies[0])) < min(pools) < max(pools) < trains[0]
     assert "--steps 1000" in " ".join(lines[trains[0]:trains[0] + 2])
+    # 0.10.0 (session 31): both training shards of the refiner's pool come from the broader generator
+    pool_text = " ".join(lines[min(pools):max(pools) + 1])
+    training_shards = pool_text.split("pool --seed ")[1:]
+    assert [shard.startswith("300 ") for shard in training_shards] == [True, True, False]  # + validation, seed 301
+    assert all("--last_stage --rim_bases 0.5 --shape_variety 0.5" in shard for shard in training_shards[:2])
+    assert "--rim_bases" not in training_shards[2]  # the validation shard stays training's plain generator

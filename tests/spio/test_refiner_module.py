@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightning_modules.spio.refiner_module import damped_nmae, load_pools, train_refiner
+from lightning_modules.spio.refiner_module import damped_nmae, load_pools, make_pool, train_refiner
 from lightning_modules.spio.simulation_refiner import LIFTS, SimulationRefiner, simulate_hypothesis
 
 
@@ -38,3 +38,10 @@ def test_lightning_stage_learns_a_known_factor_and_saves_the_refiner(tmp_path, l
     refiner = SimulationRefiner(widths=(4, 8), lifts=lifts)
     refiner.load_state_dict(torch.load(tmp_path / "refiner.pt", weights_only=True))
     assert not (tmp_path / "refiner.pt.tmp").exists()
+
+
+def test_pool_generator_options_are_checked_by_name(tmp_path):
+    """A misspelt generator option is an error naming the valid ones, not a silently plain pool."""
+    with pytest.raises(ValueError, match="unknown generator option.*rim_base;.*rim_bases"):
+        make_pool(tmp_path / "pool.pt", seed=0, start=0, n=1, rim_base=0.5)
+    assert not (tmp_path / "pool.pt").exists()
