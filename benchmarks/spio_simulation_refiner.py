@@ -155,13 +155,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         rows.append((snr, reference, nmae(m2, truth)))
     r = np.array(rows, dtype=float)
     d = r[:, 2] - r[:, 1]
-    ref_name = "0.9.0" if baseline else "0.8.0"
+    ref_name = (args.baseline_name or Path(args.baseline).stem) if baseline else "0.8.0"
     name = Path(args.weights).stem
     lines = [f"# Refiner {name} − {ref_name}, paired: {args.generator}, seed {args.seed}, "
              f"samples {args.start}–{args.start + args.n - 1}", "",
              f"Command: `.venv/bin/python benchmarks/spio_simulation_refiner.py evaluate --weights "
              f"{Path(args.weights).name} --lifts {' '.join(args.lifts)}"
-             f"{' --baseline ' + Path(args.baseline).name if args.baseline else ''} --generator {args.generator} "
+             f"{' --baseline ' + Path(args.baseline).name if args.baseline else ''}"
+             f"{' --baseline_name ' + args.baseline_name if args.baseline_name else ''} --generator {args.generator} "
              f"--seed {args.seed} --start {args.start} --n {args.n}` (one CPU thread).", "",
              f"| set | images | {ref_name} | {name} | {name} − {ref_name} (± s.e.) |", "|---|---|---|---|---|"]
 
@@ -210,7 +211,8 @@ def main() -> None:
     e.add_argument("--weights", required=True)
     e.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 96])
     e.add_argument("--lifts", nargs="+", default=["ball"], choices=LIFTS)
-    e.add_argument("--baseline", help="a ball-lift refiner to compare with (0.9.0: the bundle's models/refiner.pt)")
+    e.add_argument("--baseline", help="a ball-lift refiner to compare with (e.g. the bundle's models/refiner.pt)")
+    e.add_argument("--baseline_name", help="the baseline's name in the table (default: its file name), e.g. 0.10.0")
     e.add_argument("--generator", default="train")
     e.add_argument("--seed", type=int, required=True)
     e.add_argument("--start", type=int, default=0)
