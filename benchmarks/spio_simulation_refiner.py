@@ -40,7 +40,7 @@ from lightning_modules.spio.app import apply_floor, load_network, predict_concen
 from lightning_modules.spio.data import random_sample_with_snr
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.refiner_module import load_pools, make_pool
-from lightning_modules.spio.simulation_refiner import LIFTS, SimulationRefiner, refine_map
+from lightning_modules.spio.simulation_refiner import LIFTS, SimulationRefiner, load_refiner, refine_map
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3
 
 MODEL = Path(bundle_root("spio_quantification")) / "models" / "model.pt"
@@ -57,12 +57,6 @@ def sample(generator: str, seed: int, index: int) -> tuple[np.ndarray, np.ndarra
 
     image, truth, snr = _other_set(generator, range(index, index + 1), seed)[0]
     return np.asarray(image), np.asarray(truth), snr
-
-
-def load(weights: str, widths: list[int], lifts: list[str]) -> SimulationRefiner:
-    refiner = SimulationRefiner(widths=tuple(widths), lifts=tuple(lifts))
-    refiner.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    return refiner.eval()
 
 
 def refine(refiner: SimulationRefiner, image: np.ndarray, prior: np.ndarray) -> np.ndarray:
@@ -138,8 +132,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     network = load_network(DeepSpio(), str(MODEL))
-    refiner = load(args.weights, args.widths, args.lifts)
-    baseline = load(args.baseline, [16, 32, 64, 96], ["ball"]) if args.baseline else None
+    refiner = load_refiner(args.weights, lifts=tuple(args.lifts))  # widths (and the baseline's lifts) from the weights
+    baseline = load_refiner(args.baseline)
     rows = []
     t_base = t_ref = 0.0
     for i in range(args.start, args.start + args.n):
@@ -151,11 +145,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         t1 = time.perf_counter()
         m2 = refine(refiner, image, prior)
         t_base, t_ref = t_base + t1 - t0, t_ref + time.perf_counter() - t1
-        reference = nmae(refine(baseline, image, prior), truth) if baseline else nmae(prior, truth)
+        reference = nmae(refine(baseline, image, prior), truth) if baseline is not None else nmae(prior, truth)
         rows.append((snr, reference, nmae(m2, truth)))
     r = np.array(rows, dtype=float)
     d = r[:, 2] - r[:, 1]
-    ref_name = (args.baseline_name or Path(args.baseline).stem) if baseline else "0.8.0"
+    ref_name = (args.baseline_name or Path(args.baseline).stem) if baseline is not None else "0.8.0"
     name = Path(args.weights).stem
     lines = [f"# Refiner {name} − {ref_name}, paired: {args.generator}, seed {args.seed}, "
              f"samples {args.start}–{args.start + args.n - 1}", "",
@@ -209,9 +203,9 @@ def main() -> None:
     t.add_argument("--out", required=True)
     e = sub.add_parser("evaluate")
     e.add_argument("--weights", required=True)
-    e.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 96])
     e.add_argument("--lifts", nargs="+", default=["ball"], choices=LIFTS)
-    e.add_argument("--baseline", help="a ball-lift refiner to compare with (e.g. the bundle's models/refiner.pt)")
+    e.add_argument("--baseline", help="a refiner to compare with, e.g. the bundle's models/refiner.pt "
+                   "(its lifts and widths are read from the weights)")
     e.add_argument("--baseline_name", help="the baseline's name in the table (default: its file name), e.g. 0.10.0")
     e.add_argument("--generator", default="train")
     e.add_argument("--seed", type=int, required=True)

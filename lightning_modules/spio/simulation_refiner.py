@@ -125,7 +125,7 @@ class SimulationRefiner(nn.Module):
         return torch.relu(prior * torch.exp(log_scale) + MAP_SCALE_UG_PER_MM3 * out[:, 1:])
 
 
-def refine_map(refiner: nn.Module, image: torch.Tensor, prior: torch.Tensor, *, flip_average: bool = True,
+def refine_map(refiner: SimulationRefiner, image: torch.Tensor, prior: torch.Tensor, *, flip_average: bool = True,
                ) -> torch.Tensor:
     """m₂ (B, 1, X, Z) of images (B, 2, X, Z) and their maps m₁ (B, 1, X, Z), µg Fe/mm³ (no floor; no gradient).
     The hypothesis is simulated on the CPU (the simulator's bincount), the U-Net runs where ``refiner`` is.
@@ -133,8 +133,7 @@ def refine_map(refiner: nn.Module, image: torch.Tensor, prior: torch.Tensor, *, 
     ``flip_average``: the mean of the refiner on the inputs and, mirrored back, on the inputs mirrored along x (a
     symmetry of the acquisition and of the simulation), so that, like DeepSPIO's flip-averaged map, the result does
     not depend on the direction x is stored in (session 30, addendum 4)."""
-    lifts = getattr(refiner, "lifts", ("ball",))
-    hypothesis = torch.stack([simulate_hypothesis(p[0].detach().cpu().numpy(), lifts) for p in prior])
+    hypothesis = torch.stack([simulate_hypothesis(p[0].detach().cpu().numpy(), refiner.lifts) for p in prior])
     hypothesis = hypothesis.to(image.device)
     image, prior = image.float(), prior.float()
     with torch.no_grad():
@@ -149,7 +148,8 @@ def load_refiner(path: str | None, device: torch.device | str = "cpu", lifts: tu
                  ) -> SimulationRefiner | None:
     """The refiner whose ``state_dict`` is at ``path`` (the bundle's ``models/refiner.pt``) in eval mode on
     ``device``; None (no refinement) without a path. ``lifts``: the lifts the weights read (the bundle names them);
-    None takes them from the weights (three hypothesis channels per lift: 1 → 0.9.0's ball, 3 → :data:`LIFTS`)."""
+    None takes them from the weights (three hypothesis channels per lift: 1 → 0.9.0's ball, 3 → :data:`LIFTS`).
+    The U-Net's widths are read from the weights too."""
     if not path:
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -158,7 +158,8 @@ def load_refiner(path: str | None, device: torch.device | str = "cpu", lifts: tu
         lifts = ("ball",) if stored == 1 else LIFTS[:stored]
     if len(lifts) != stored:
         raise ValueError(f"{path} holds a refiner for {stored} lift(s), not for {', '.join(lifts)}")
-    refiner = SimulationRefiner(lifts=tuple(lifts))
+    widths = tuple(v.shape[0] for k, v in state.items() if k.startswith("down.") and k.endswith(".0.weight"))
+    refiner = SimulationRefiner(widths=widths, lifts=tuple(lifts))
     refiner.load_state_dict(state)
     return refiner.eval().to(device)
 
