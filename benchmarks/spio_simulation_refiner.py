@@ -146,19 +146,19 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         m2 = refine(refiner, image, prior)
         t_base, t_ref = t_base + t1 - t0, t_ref + time.perf_counter() - t1
         reference = nmae(refine(baseline, image, prior), truth) if baseline is not None else nmae(prior, truth)
-        rows.append((snr, reference, nmae(m2, truth)))
+        rows.append((snr, reference, nmae(m2, truth), i, float(truth.sum())))
     r = np.array(rows, dtype=float)
     d = r[:, 2] - r[:, 1]
     ref_name = (args.baseline_name or Path(args.baseline).stem) if baseline is not None else "0.8.0"
-    name = Path(args.weights).stem
-    lines = [f"# Refiner {name} − {ref_name}, paired: {args.generator}, seed {args.seed}, "
+    label = Path(args.weights).stem
+    lines = [f"# Refiner {label} − {ref_name}, paired: {args.generator}, seed {args.seed}, "
              f"samples {args.start}–{args.start + args.n - 1}", "",
              f"Command: `.venv/bin/python benchmarks/spio_simulation_refiner.py evaluate --weights "
              f"{Path(args.weights).name} --lifts {' '.join(args.lifts)}"
              f"{' --baseline ' + Path(args.baseline).name if args.baseline else ''}"
              f"{' --baseline_name ' + args.baseline_name if args.baseline_name else ''} --generator {args.generator} "
              f"--seed {args.seed} --start {args.start} --n {args.n}` (one CPU thread).", "",
-             f"| set | images | {ref_name} | {name} | {name} − {ref_name} (± s.e.) |", "|---|---|---|---|---|"]
+             f"| set | images | {ref_name} | {label} | {label} − {ref_name} (± s.e.) |", "|---|---|---|---|---|"]
 
     def row(name: str, pick: np.ndarray) -> str:
         if pick.sum() < 2:
@@ -173,6 +173,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         lines.append(row(name, pick))
     lines += ["", f"Time per image (one thread): shipped map {t_base / len(r):.3f} s, refinement "
               f"{t_ref / len(r):.3f} s (simulation + U-Net), total {(t_base + t_ref) / len(r):.3f} s.", ""]
+    if args.worst:
+        lines += [f"The {args.worst} images with the largest |difference|:", "",
+                  f"| sample | SNR dB | iron in the plane (µg Fe) | {ref_name} | {label} | difference |",
+                  "|---|---|---|---|---|---|"]
+        for k in np.argsort(-np.abs(d))[:args.worst]:
+            lines.append(f"| {int(r[k, 3])} | {r[k, 0]:.1f} | {r[k, 4]:.1f} | {r[k, 1]:.3f} | {r[k, 2]:.3f} "
+                         f"| {d[k]:+.3f} |")
+        lines.append("")
     text = "\n".join(lines)
     print(text)
     if args.out:
@@ -211,6 +219,7 @@ def main() -> None:
     e.add_argument("--seed", type=int, required=True)
     e.add_argument("--start", type=int, default=0)
     e.add_argument("--n", type=int, required=True)
+    e.add_argument("--worst", type=int, default=0, help="also list the K images with the largest |difference|")
     e.add_argument("--out")
     args = parser.parse_args()
     torch.set_num_threads(1)
