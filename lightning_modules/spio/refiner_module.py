@@ -26,7 +26,8 @@ from lightning_modules.bundle_app import bundle_root, load_network, report_progr
 from lightning_modules.spio.app import predict_concentration
 from lightning_modules.spio.data import random_sample_with_snr
 from lightning_modules.spio.networks import DeepSpio
-from lightning_modules.spio.simulation_refiner import LIFTS, SimulationRefiner, simulate_hypothesis
+from lightning_modules.spio.simulation_refiner import (LIFTS, SimulationRefiner, load_refiner, refine_map,
+                                                       simulate_hypothesis)
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, floor_concentration
 
 #: Pool keys, each a tensor with the samples along axis 0.
@@ -163,6 +164,31 @@ def make_pool(out: str | Path, *, seed: int, start: int, n: int, last_stage: boo
     tmp.replace(out)
 
 
+def chain_pool(pool_paths: list[str | Path], refiner_path: str | Path, out: str | Path, *,
+               lifts: tuple[str, ...] = ("ball",), batch_size: int = 16) -> None:
+    """The pool of the refiner's next stage (session 32): every sample of the shards at ``pool_paths`` with its map
+    replaced by the refiner at ``refiner_path`` applied as the bundle applies it (flip average, floor 0.15) and the
+    simulation of that map's ``lifts``; image and truth unchanged. Written to ``out`` atomically."""
+    pool = load_pools(pool_paths)
+    refiner = load_refiner(str(refiner_path))
+    n = len(pool["truth"])
+    priors, hypotheses = [], []
+    t0 = time.time()
+    for i in range(0, n, batch_size):
+        refined = refine_map(refiner, pool["image"][i:i + batch_size].float(), pool["prior"][i:i + batch_size, None])
+        refined = floor_concentration(refined, CONCENTRATION_FLOOR_UG_PER_MM3)[:, 0]
+        priors.append(refined)
+        hypotheses += [simulate_hypothesis(m.numpy(), lifts).half() for m in refined]
+        done = min(i + batch_size, n)
+        if done % 256 == 0 or done == n:
+            report_progress(done / n, f"{done}/{n} samples, {time.time() - t0:.0f} s")
+    chained = {"image": pool["image"], "hypothesis": torch.stack(hypotheses), "prior": torch.cat(priors),
+               "truth": pool["truth"]}
+    tmp = Path(str(out) + ".tmp")
+    torch.save(chained, tmp)
+    tmp.replace(out)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m lightning_modules.spio.refiner_module pool …`` / ``train …`` (``make train-spio``'s last stage)."""
     parser = argparse.ArgumentParser(description="The SPIO simulate-and-compare refiner: its pool and its training.")
@@ -176,6 +202,11 @@ def main(argv: list[str] | None = None) -> None:
     for option in POOL_OPTIONS:
         p.add_argument(f"--{option}", type=float, help=f"the generator's {option} (default: the last stage's, or 0)")
     p.add_argument("--out", required=True)
+    c = sub.add_parser("chain", help="the pool of a next stage: a trained refiner's maps in place of the pool's")
+    c.add_argument("--pool", nargs="+", required=True)
+    c.add_argument("--refiner", required=True, help="the previous stage's weights (its lifts are read from them)")
+    c.add_argument("--lifts", nargs="+", default=["ball"], choices=LIFTS, help="the lifts the next stage reads")
+    c.add_argument("--out", required=True)
     t = sub.add_parser("train", help="train the refiner on pool shards (Lightning)")
     t.add_argument("--pool", nargs="+", required=True)
     t.add_argument("--val", required=True)
@@ -196,6 +227,10 @@ def main(argv: list[str] | None = None) -> None:
         options = {k: getattr(args, k) for k in POOL_OPTIONS if getattr(args, k) is not None}
         make_pool(args.out, seed=args.seed, start=args.start, n=args.n, last_stage=args.last_stage,
                   lifts=tuple(args.lifts), **options)
+        return
+    if args.command == "chain":
+        torch.set_num_threads(1)
+        chain_pool(args.pool, args.refiner, args.out, lifts=tuple(args.lifts))
         return
     torch.set_num_threads(args.threads)
     best = train_refiner(args.pool, args.val, args.out, max_steps=args.steps, val_every=args.val_every,
