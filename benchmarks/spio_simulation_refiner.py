@@ -59,11 +59,15 @@ def sample(generator: str, seed: int, index: int) -> tuple[np.ndarray, np.ndarra
     return np.asarray(image), np.asarray(truth), snr
 
 
-def refine(refiner: SimulationRefiner, image: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """m₂ of one image as the bundle writes it (floor 0.15), from its shipped map ``prior``."""
-    m2 = refine_map(refiner, torch.as_tensor(image, dtype=torch.float32)[None],
-                    torch.as_tensor(prior, dtype=torch.float32)[None, None])[0, 0]
-    return apply_floor(m2.numpy(), CONCENTRATION_FLOOR_UG_PER_MM3)
+def refine(refiners: list[SimulationRefiner], image: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """The refined map of one image as the bundle writes it, from its DeepSPIO map ``prior``: each refiner of the
+    chain in turn (session 32: a second stage), each followed by the floor 0.15."""
+    m = prior
+    for refiner in refiners:
+        m = refine_map(refiner, torch.as_tensor(image, dtype=torch.float32)[None],
+                       torch.as_tensor(m, dtype=torch.float32)[None, None])[0, 0]
+        m = apply_floor(m.numpy(), CONCENTRATION_FLOOR_UG_PER_MM3)
+    return m
 
 
 def cmd_pool(args: argparse.Namespace) -> None:
@@ -132,8 +136,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     network = load_network(DeepSpio(), str(MODEL))
-    refiner = load_refiner(args.weights, lifts=tuple(args.lifts))  # widths (and the baseline's lifts) from the weights
-    baseline = load_refiner(args.baseline)
+    # widths (and the baseline's lifts) from the weights; several files = the stages of a chain, in order
+    refiner = [load_refiner(w, lifts=tuple(args.lifts)) for w in args.weights]
+    baseline = [load_refiner(w) for w in args.baseline] if args.baseline else None
     rows = []
     t_base = t_ref = 0.0
     for i in range(args.start, args.start + args.n):
@@ -149,13 +154,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         rows.append((snr, reference, nmae(m2, truth), i, float(truth.sum())))
     r = np.array(rows, dtype=float)
     d = r[:, 2] - r[:, 1]
-    ref_name = (args.baseline_name or Path(args.baseline).stem) if baseline is not None else "0.8.0"
-    label = Path(args.weights).stem
+    ref_name = (args.baseline_name or "+".join(Path(w).stem for w in args.baseline)) if baseline else "0.8.0"
+    label = "+".join(Path(w).stem for w in args.weights)
     lines = [f"# Refiner {label} − {ref_name}, paired: {args.generator}, seed {args.seed}, "
              f"samples {args.start}–{args.start + args.n - 1}", "",
              f"Command: `.venv/bin/python benchmarks/spio_simulation_refiner.py evaluate --weights "
-             f"{Path(args.weights).name} --lifts {' '.join(args.lifts)}"
-             f"{' --baseline ' + Path(args.baseline).name if args.baseline else ''}"
+             f"{' '.join(Path(w).name for w in args.weights)} --lifts {' '.join(args.lifts)}"
+             f"{' --baseline ' + ' '.join(Path(w).name for w in args.baseline) if args.baseline else ''}"
              f"{' --baseline_name ' + args.baseline_name if args.baseline_name else ''} --generator {args.generator} "
              f"--seed {args.seed} --start {args.start} --n {args.n}` (one CPU thread).", "",
              f"| set | images | {ref_name} | {label} | {label} − {ref_name} (± s.e.) |", "|---|---|---|---|---|"]
@@ -210,10 +215,10 @@ def main() -> None:
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--out", required=True)
     e = sub.add_parser("evaluate")
-    e.add_argument("--weights", required=True)
+    e.add_argument("--weights", nargs="+", required=True, help="the refiner, or the stages of a chain in order")
     e.add_argument("--lifts", nargs="+", default=["ball"], choices=LIFTS)
-    e.add_argument("--baseline", help="a refiner to compare with, e.g. the bundle's models/refiner.pt "
-                   "(its lifts and widths are read from the weights)")
+    e.add_argument("--baseline", nargs="+", help="a refiner (or chain) to compare with, e.g. the bundle's "
+                   "models/refiner.pt (its lifts and widths are read from the weights)")
     e.add_argument("--baseline_name", help="the baseline's name in the table (default: its file name), e.g. 0.10.0")
     e.add_argument("--generator", default="train")
     e.add_argument("--seed", type=int, required=True)

@@ -30,6 +30,7 @@ from lightning_modules.io import write_text_atomic
 from lightning_modules.metrics import nmae
 from lightning_modules.spio.app import predict_concentration
 from lightning_modules.spio.networks import DeepSpio
+from lightning_modules.spio.simulation_refiner import load_refiner
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -67,12 +68,15 @@ def main() -> None:
     add_model_path_argument(parser)
     parser.add_argument("--variant", type=int, choices=(1, 2), default=1,
                         help="1: spio_variant.py, seed 3; 2: spio_variant2.py, seed 5")
+    parser.add_argument("--refiner", help="refiner weights run on the map as the bundle runs them (e.g. the bundle's "
+                        "models/refiner.pt; session 32); default: DeepSPIO's map alone, as sessions 25-26 ran it")
     parser.add_argument("--out", default="benchmarks/results/spio/spio_variant_outliers.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
     network = DeepSpio()
     network.load_state_dict(torch.load(args.model_path, map_location="cpu", weights_only=True))
     network.eval()
+    refiner = load_refiner(args.refiner)
     seed, sample, kind_of = (3, variant_sample, variant_base_kind) if args.variant == 1 else \
         (5, variant2_sample, variant2_base_kind)
     rows = []
@@ -80,7 +84,7 @@ def main() -> None:
         image, truth, snr = sample(seed, index)
         if not truth.any():
             continue
-        prediction = predict_concentration(network, image)
+        prediction = predict_concentration(network, image, refiner=refiner)
         total = float(truth.sum())
         false_iron = float(np.abs(prediction[truth == 0]).sum()) / total
         in_iron = float(np.abs(prediction - truth)[truth > 0].sum()) / total
@@ -97,7 +101,9 @@ def main() -> None:
     lines = [
         f"# Generator variant{'' if args.variant == 1 else ' 2'}: which images carry the mean NMAE", "",
         f"Command: `.venv/bin/python benchmarks/spio_variant_outliers.py --n {args.n} --model_path {model}"
-        + ("" if args.variant == 1 else f" --variant {args.variant} --out {args.out}") + "`", "",
+        + ("" if args.variant == 1 else f" --variant {args.variant}")
+        + (f" --refiner {args.refiner} --out {args.out}" if args.refiner else
+           ("" if args.variant == 1 else f" --out {args.out}")) + "`", "",
         f"{len(rows)} images with iron in the plane: NMAE mean {values.mean():.3f}, median {np.median(values):.3f}; "
         f"{int(above_one.sum())} images above 1.0 (worse than the all-zero map) carry "
         f"{values[above_one].sum() / values.sum():.0%} of the sum; the mean without them is "

@@ -26,8 +26,13 @@ from lightning_modules.bundle_app import bundle_root, load_network, report_progr
 from lightning_modules.spio.app import predict_concentration
 from lightning_modules.spio.data import random_sample_with_snr
 from lightning_modules.spio.networks import DeepSpio
-from lightning_modules.spio.simulation_refiner import (LIFTS, SimulationRefiner, load_refiner, refine_map,
-                                                       simulate_hypothesis)
+from lightning_modules.spio.simulation_refiner import (
+    LIFTS,
+    SimulationRefiner,
+    load_refiner,
+    refine_map,
+    simulate_hypothesis,
+)
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, floor_concentration
 
 #: Pool keys, each a tensor with the samples along axis 0.
@@ -68,12 +73,18 @@ class SimulationRefinerModule(pl.LightningModule):
     """Trains :class:`SimulationRefiner`; ``self.network`` is what the bundle saves (``refiner.pt``)."""
 
     def __init__(self, *, widths: tuple[int, ...] = (16, 32, 64, 96), learning_rate: float = 1e-3,
-                 weight_decay: float = 1e-4, max_steps: int = 1000, lifts: tuple[str, ...] = ("ball",)) -> None:
+                 weight_decay: float = 1e-4, max_steps: int = 1000, lifts: tuple[str, ...] = ("ball",),
+                 residual: bool = False, channels_last: bool = False) -> None:
         super().__init__()
-        self.network = SimulationRefiner(widths=tuple(widths), lifts=tuple(lifts))
+        self.network = SimulationRefiner(widths=tuple(widths), lifts=tuple(lifts), residual=residual)
         self.learning_rate, self.weight_decay, self.max_steps = learning_rate, weight_decay, max_steps
+        # session 32: NHWC weights and inputs (oneDNN's faster layout on CPU; the saved state_dict is layout-free)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            self.to(memory_format=self.memory_format)
 
     def forward(self, image: torch.Tensor, hypothesis: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        image, hypothesis, prior = (t.contiguous(memory_format=self.memory_format) for t in (image, hypothesis, prior))
         return self.network(image, hypothesis, prior)
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
@@ -101,7 +112,8 @@ class SimulationRefinerModule(pl.LightningModule):
 def train_refiner(pool_paths: list[str], val_path: str, out: str | Path, *, max_steps: int = 1000,
                   val_every: int = 250, batch_size: int = 16, learning_rate: float = 1e-3, seed: int = 0,
                   precision: str = "bf16-mixed", widths: tuple[int, ...] = (16, 32, 64, 96),
-                  accelerator: str = "cpu", devices: int = 1, lifts: tuple[str, ...] = ("ball",)) -> float:
+                  accelerator: str = "cpu", devices: int = 1, lifts: tuple[str, ...] = ("ball",),
+                  residual: bool = False, channels_last: bool = False) -> float:
     """Train on the pool shards, keep the state with the lowest ``val_nmae`` and write the refiner's
     ``state_dict`` to ``out`` atomically; returns that NMAE. Scales by ``accelerator`` / ``devices``."""
     pl.seed_everything(seed, workers=True)
@@ -111,7 +123,8 @@ def train_refiner(pool_paths: list[str], val_path: str, out: str | Path, *, max_
                                              generator=torch.Generator().manual_seed(seed))
     train = DataLoader(train_set, batch_size=batch_size, sampler=sampler)
     val = DataLoader(val_set, batch_size=16)
-    module = SimulationRefinerModule(widths=widths, learning_rate=learning_rate, max_steps=max_steps, lifts=lifts)
+    module = SimulationRefinerModule(widths=widths, learning_rate=learning_rate, max_steps=max_steps, lifts=lifts,
+                                     residual=residual, channels_last=channels_last)
     checkpoint = pl.callbacks.ModelCheckpoint(monitor="val_nmae", mode="min", save_top_k=1,
                                               dirpath=Path(out).parent / f".{Path(out).stem}_checkpoints")
     trainer = pl.Trainer(max_steps=max_steps, val_check_interval=val_every, check_val_every_n_epoch=None,
@@ -121,9 +134,14 @@ def train_refiner(pool_paths: list[str], val_path: str, out: str | Path, *, max_
     trainer.fit(module, train, val)
     best = SimulationRefinerModule.load_from_checkpoint(checkpoint.best_model_path, map_location="cpu",
                                                        widths=widths, learning_rate=learning_rate,
-                                                       max_steps=max_steps, lifts=lifts)
+                                                       max_steps=max_steps, lifts=lifts, residual=residual,
+                                                       channels_last=channels_last)
     tmp = Path(str(out) + ".tmp")
-    torch.save(best.network.state_dict(), tmp)
+    state = best.network.state_dict()
+    if channels_last:  # stored in the default layout, as every other refiner
+        for k, v in state.items():
+            state[k] = v.contiguous()
+    torch.save(state, tmp)
     tmp.replace(out)
     return float(np.asarray(checkpoint.best_model_score.cpu()))
 
@@ -220,6 +238,9 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--devices", type=int, default=1)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--lifts", nargs="+", default=["ball"], choices=LIFTS, help="the lifts the pools hold")
+    t.add_argument("--residual", action="store_true",
+                   help="the refiner also reads the measured − simulated line phases and amplitudes (session 32)")
+    t.add_argument("--channels_last", action="store_true", help="train in the NHWC memory layout (session 32)")
     t.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.command == "pool":
@@ -236,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     best = train_refiner(args.pool, args.val, args.out, max_steps=args.steps, val_every=args.val_every,
                          batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
                          precision=args.precision, accelerator=args.accelerator, devices=args.devices,
-                         lifts=tuple(args.lifts))
+                         lifts=tuple(args.lifts), residual=args.residual, channels_last=args.channels_last)
     print(f"best val_nmae {best:.4f} → {args.out}")
 
 

@@ -31,6 +31,7 @@ from torch import nn
 
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.auxiliary import FIELD_SCALE_MM
+from lightning_modules.spio.inferers import FlipAverageInferer, ShiftAverageInferer
 from lightning_modules.spio.line_features import N_FEATURES, LineFeatures
 from lightning_modules.spio.line_unet import he_init, unet_levels, unet_pass
 from lightning_modules.spio.viewline import PIXEL_MM, acquire, offresonance_tesla
@@ -40,6 +41,11 @@ CHANNELS_PER_LIFT = 3
 #: The 3-D shapes a map can be lifted to along y (session 31): ``ball`` (:func:`ball_half_thickness_mm`), ``plane``
 #: (only the imaged slice, y = 0) and ``rod`` (every iron pixel over the whole simulated y range, ± 15 mm).
 LIFTS = ("ball", "plane", "rod")
+#: Channels of the explicit comparison per lift (session 32, ``residual=True``): for the 4 mm and 2 mm line patterns,
+#: √(A_meas·A_sim)·(cos Δφ, sin Δφ) and log((A_meas + ε)/(A_sim + ε)) (:func:`phase_residual`).
+RESIDUAL_CHANNELS_PER_LIFT = 6
+#: ε of the amplitude ratio, in units of the 99th-percentile-normalised image.
+RESIDUAL_AMPLITUDE_EPS = 0.01
 #: Scale of the map channel and of the additive output, µg Fe/mm³.
 MAP_SCALE_UG_PER_MM3 = 1.0
 #: Bound on the log-scale factor (a factor of e^±2 at most).
@@ -96,6 +102,21 @@ def simulate_hypothesis(concentration: np.ndarray, lifts: tuple[str, ...] = ("ba
     return torch.cat([image, torch.asinh(shift_mm / FIELD_SCALE_MM)[None]]).float()
 
 
+def phase_residual(measured: torch.Tensor, simulated: torch.Tensor) -> torch.Tensor:
+    """The comparison of two :class:`LineFeatures` outputs (B, 11, X, Z), computed explicitly: for the 4 mm and 2 mm
+    line patterns √(A_m·A_s)·(cos(φ_m − φ_s), sin(φ_m − φ_s)) — the local line displacement the hypothesis misses,
+    a sampled field residual, weighted where both images show lines — and log((A_m + ε)/(A_s + ε)) (the signal
+    loss the hypothesis misses); (B, 6, X, Z). Products of channels, which a convolution cannot form itself."""
+    out = []
+    for cos, sin, amp in ((2, 3, 4), (5, 6, 7)):  # LineFeatures: (cos, sin, amplitude) of the 4 mm, then 2 mm pattern
+        weight = torch.sqrt(measured[:, amp] * simulated[:, amp])
+        cos_d = measured[:, cos] * simulated[:, cos] + measured[:, sin] * simulated[:, sin]
+        sin_d = measured[:, sin] * simulated[:, cos] - measured[:, cos] * simulated[:, sin]
+        ratio = torch.log((measured[:, amp] + RESIDUAL_AMPLITUDE_EPS) / (simulated[:, amp] + RESIDUAL_AMPLITUDE_EPS))
+        out += [weight * cos_d, weight * sin_d, ratio]
+    return torch.stack(out, dim=1)
+
+
 class SimulationRefiner(nn.Module):
     """U-Net: (measured image, hypothesis Ŝ + field, map m₁) → refined map m₂ = relu(m₁ · e^a + b).
 
@@ -107,11 +128,16 @@ class SimulationRefiner(nn.Module):
     torch.Size([1, 1, 128, 128])
     """
 
-    def __init__(self, *, widths: tuple[int, ...] = (16, 32, 64, 96), lifts: tuple[str, ...] = ("ball",)) -> None:
+    def __init__(self, *, widths: tuple[int, ...] = (16, 32, 64, 96), lifts: tuple[str, ...] = ("ball",),
+                 residual: bool = False) -> None:
         super().__init__()
-        self.lifts = tuple(lifts)
+        self.lifts, self.residual = tuple(lifts), residual
         self.features = LineFeatures()
         in_channels = N_FEATURES + CHANNELS_PER_LIFT * len(self.lifts) + 1  # + the map m₁
+        if residual:  # session 32: the comparison computed explicitly (:func:`phase_residual`) for every lift
+            in_channels += RESIDUAL_CHANNELS_PER_LIFT * len(self.lifts)
+            # marks weights that read these channels (load_refiner), since the channel count alone is ambiguous
+            self.register_buffer("residual_channels", torch.tensor(RESIDUAL_CHANNELS_PER_LIFT))
         self.down, self.up, self.merge, out_channels = unet_levels(in_channels, widths)
         self.head = nn.Conv2d(out_channels, 2, 1)
         he_init(self)
@@ -119,23 +145,43 @@ class SimulationRefiner(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, image: torch.Tensor, hypothesis: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([self.features(image), hypothesis, torch.asinh(prior / MAP_SCALE_UG_PER_MM3)], dim=1)
+        measured = self.features(image)
+        inputs = [measured, hypothesis, torch.asinh(prior / MAP_SCALE_UG_PER_MM3)]
+        if self.residual:
+            for k in range(len(self.lifts)):
+                simulated = self.features(hypothesis[:, CHANNELS_PER_LIFT * k:CHANNELS_PER_LIFT * k + 2])
+                inputs.append(phase_residual(measured, simulated))
+        x = torch.cat(inputs, dim=1)
         out = self.head(unet_pass(x, self.down, self.up, self.merge))
         log_scale = MAX_LOG_SCALE * torch.tanh(out[:, :1] / MAX_LOG_SCALE)
         return torch.relu(prior * torch.exp(log_scale) + MAP_SCALE_UG_PER_MM3 * out[:, 1:])
 
 
 def refine_map(refiner: SimulationRefiner, image: torch.Tensor, prior: torch.Tensor, *, flip_average: bool = True,
-               ) -> torch.Tensor:
+               shifts_px: tuple[int, ...] = (0,)) -> torch.Tensor:
     """m₂ (B, 1, X, Z) of images (B, 2, X, Z) and their maps m₁ (B, 1, X, Z), µg Fe/mm³ (no floor; no gradient).
     The hypothesis is simulated on the CPU (the simulator's bincount), the U-Net runs where ``refiner`` is.
 
     ``flip_average``: the mean of the refiner on the inputs and, mirrored back, on the inputs mirrored along x (a
     symmetry of the acquisition and of the simulation), so that, like DeepSPIO's flip-averaged map, the result does
-    not depend on the direction x is stored in (session 30, addendum 4)."""
+    not depend on the direction x is stored in (session 30, addendum 4).
+
+    ``shifts_px`` other than ``(0,)`` (session 32): also average over the inputs shifted along x by these pixels
+    (:class:`~lightning_modules.spio.inferers.ShiftAverageInferer`, inside the flip average), as DeepSPIO's map is."""
     hypothesis = torch.stack([simulate_hypothesis(p[0].detach().cpu().numpy(), refiner.lifts) for p in prior])
     hypothesis = hypothesis.to(image.device)
     image, prior = image.float(), prior.float()
+    if tuple(shifts_px) != (0,):
+        inferer = ShiftAverageInferer(shifts=tuple(shifts_px))
+        if flip_average:
+            inferer = FlipAverageInferer(inferer)
+        n_image, n_hypothesis = image.shape[1], hypothesis.shape[1]
+
+        def stacked(x: torch.Tensor) -> torch.Tensor:  # the three inputs travel as one tensor through the inferers
+            return refiner(x[:, :n_image], x[:, n_image:n_image + n_hypothesis], x[:, n_image + n_hypothesis:])
+
+        with torch.no_grad():
+            return inferer(torch.cat([image, hypothesis, prior], dim=1), stacked)
     with torch.no_grad():
         refined = refiner(image, hypothesis, prior)
         if flip_average:
@@ -149,17 +195,20 @@ def load_refiner(path: str | None, device: torch.device | str = "cpu", lifts: tu
     """The refiner whose ``state_dict`` is at ``path`` (the bundle's ``models/refiner.pt``) in eval mode on
     ``device``; None (no refinement) without a path. ``lifts``: the lifts the weights read (the bundle names them);
     None takes them from the weights (three hypothesis channels per lift: 1 → 0.9.0's ball, 3 → :data:`LIFTS`).
-    The U-Net's widths are read from the weights too."""
+    The U-Net's widths, and whether it reads the explicit comparison (``residual``, session 32), are read from the
+    weights too."""
     if not path:
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    stored = (state["down.0.0.weight"].shape[1] - N_FEATURES - 1) // CHANNELS_PER_LIFT  # the U-Net's first conv
+    residual = "residual_channels" in state
+    per_lift = CHANNELS_PER_LIFT + (RESIDUAL_CHANNELS_PER_LIFT if residual else 0)
+    stored = (state["down.0.0.weight"].shape[1] - N_FEATURES - 1) // per_lift  # the U-Net's first conv
     if lifts is None:
         lifts = ("ball",) if stored == 1 else LIFTS[:stored]
     if len(lifts) != stored:
         raise ValueError(f"{path} holds a refiner for {stored} lift(s), not for {', '.join(lifts)}")
     widths = tuple(v.shape[0] for k, v in state.items() if k.startswith("down.") and k.endswith(".0.weight"))
-    refiner = SimulationRefiner(widths=widths, lifts=tuple(lifts))
+    refiner = SimulationRefiner(widths=widths, lifts=tuple(lifts), residual=residual)
     refiner.load_state_dict(state)
     return refiner.eval().to(device)
 

@@ -89,3 +89,10 @@ def test_the_shipped_recipe_ends_in_the_bundle_weights_with_a_quarter_of_its_sam
     assert [shard.startswith("300 ") for shard in training_shards] == [True, True, False]  # + validation, seed 301
     assert all("--last_stage --rim_bases 0.5 --shape_variety 0.5" in shard for shard in training_shards[:2])
     assert "--rim_bases" not in training_shards[2]  # the validation shard stays training's plain generator
+    # session 32: the shards split 3 500 samples 1 850 | 1 650 (the validation shard beside the second), contiguous
+    # and in the training line's order, so the pool is the same 3 500 samples as 0.10.1's 1 750 | 1 750
+    ranges = [(int(shard.split("--start ")[1].split()[0]), int(shard.split("--n ")[1].split()[0]))
+              for shard in training_shards[:2]]
+    assert ranges == [(0, 1850), (1850, 1650)]
+    outs = [shard.split("--out ")[1].split()[0] for shard in training_shards[:2]]
+    assert training.split("--pool ")[1].split()[:2] == outs

@@ -8,6 +8,7 @@ import torch
 
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.app import bundle_refiner
+from lightning_modules.spio.line_features import DISPLACEMENT_MM_PER_TESLA, LINE_PERIOD_MM, LineFeatures
 from lightning_modules.spio.phantoms import cylinder, sphere
 from lightning_modules.spio.simulation_refiner import (
     LIFTS,
@@ -15,6 +16,7 @@ from lightning_modules.spio.simulation_refiner import (
     ball_half_thickness_mm,
     lift_map,
     load_refiner,
+    phase_residual,
     refine_map,
     simulate_hypothesis,
 )
@@ -148,3 +150,53 @@ def test_bundle_refiner_reads_the_lifts_the_weights_were_trained_for(tmp_path, c
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
+
+
+def test_phase_residual_reads_the_line_displacement_the_hypothesis_misses():
+    """Session 32: lines shifted by a uniform off-resonance against a hypothesis without it. The 4 mm pattern's phase
+    difference is −ω·u (u the lines' displacement, ω = 2π / 4 mm) away from the edges, the 2 mm pattern's −2ω·u; the
+    same image against itself gives no phase difference and no amplitude mismatch."""
+    features = LineFeatures()
+    delta_b = 2.0e-5  # T: u = −0.375 mm, inside the 4 mm pattern's wrap (±2 mm) and the 2 mm pattern's (±1 mm)
+    u = DISPLACEMENT_MM_PER_TESLA * delta_b
+    plain = acquire(torch.ones(128, 128), torch.zeros(128, 128), torch.zeros(128, 128))[None]
+    shifted = acquire(torch.ones(128, 128), torch.zeros(128, 128), torch.full((128, 128), delta_b))[None]
+    residual = phase_residual(features(shifted), features(plain))[0]
+    inner = (slice(10, -10), slice(20, -20))
+    omega = 2 * np.pi / LINE_PERIOD_MM
+    for (cos_c, sin_c), expected in (((0, 1), -omega * u), ((3, 4), -2 * omega * u)):
+        angle = torch.atan2(residual[sin_c][inner], residual[cos_c][inner])
+        assert abs(float(angle.median()) - expected) < 0.1  # radians; the pattern is sampled at 0.39 mm
+    itself = phase_residual(features(plain), features(plain))[0]
+    assert float(itself[[1, 4]].abs().max()) < 1e-4 and float(itself[[2, 5]].abs().max()) < 1e-6
+
+
+def test_refiner_reading_the_residual_loads_as_such(tmp_path):
+    """A one-lift refiner with the six residual channels has as many input channels as a three-lift refiner without
+    them (21); ``load_refiner`` tells them apart by the weights' marker and builds the right one."""
+    residual = SimulationRefiner(widths=(4, 8), residual=True)
+    three_lifts = SimulationRefiner(widths=(4, 8), lifts=LIFTS)
+    assert residual.down[0][0].weight.shape[1] == three_lifts.down[0][0].weight.shape[1]
+    torch.save(residual.state_dict(), tmp_path / "p.pt")
+    loaded = load_refiner(str(tmp_path / "p.pt"))
+    assert loaded.residual and loaded.lifts == ("ball",)
+    inputs = torch.rand(1, 2, 128, 128), simulate_hypothesis(np.zeros((128, 128)))[None], torch.rand(1, 1, 128, 128)
+    torch.testing.assert_close(loaded(*inputs), inputs[2])  # starts exactly at m₁, like every refiner
+    torch.save(SimulationRefiner(widths=(4, 8), lifts=LIFTS).state_dict(), tmp_path / "m.pt")
+    assert not load_refiner(str(tmp_path / "m.pt")).residual and load_refiner(str(tmp_path / "m.pt")).lifts == LIFTS
+
+
+def test_refiner_shift_average_is_exact_for_a_shift_equivariant_answer():
+    """``refine_map(..., shifts_px=…)`` (session 32) averages the refiner over inputs shifted along x and shifted back:
+    a refiner at its start (m₂ = m₁, exactly shift-equivariant) gives m₁ back at every pixel, edges included; a
+    trained-like refiner gives a flip-equivariant map, like the two-pass average."""
+    refiner = SimulationRefiner(widths=(4, 8)).eval()
+    image = torch.rand(1, 2, 128, 128, generator=torch.Generator().manual_seed(0))
+    prior = torch.zeros(1, 1, 128, 128)
+    prior[0, 0, 40:60, 50:70] = 2.0
+    torch.testing.assert_close(refine_map(refiner, image, prior, shifts_px=(-1, 0, 1)), prior)
+    torch.nn.init.normal_(refiner.head.weight, std=0.1)
+    shifted = refine_map(refiner, image, prior, shifts_px=(-1, 0, 1))
+    mirrored = refine_map(refiner, image.flip(-2), prior.flip(-2), shifts_px=(-1, 0, 1)).flip(-2)
+    torch.testing.assert_close(shifted, mirrored, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(shifted, refine_map(refiner, image, prior), atol=1e-4)  # the shifts do change it
