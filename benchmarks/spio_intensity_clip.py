@@ -80,6 +80,9 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--ratio", type=float, default=TRAINING_P90_RATIO)
+    parser.add_argument("--refiner", default=f"{bundle_root('spio_quantification')}/models/refiner.pt",
+                        help="the refiner run after DeepSPIO (default: the bundle's; session 32 ran 0.10.1's, "
+                        "benchmarks/results/spio/session31_weights/BV.pt)")
     parser.add_argument("--ratios", action="store_true", help="only print the ratio's distributions")
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -88,7 +91,7 @@ def main() -> None:
         print_ratios()
         return
     network = load_network(DeepSpio(), str(MODEL))
-    refiner = load_refiner(f"{bundle_root('spio_quantification')}/models/refiner.pt")
+    refiner = load_refiner(args.refiner)
     differences, changed, shipped = [], 0, []
     for i in range(args.start, args.start + args.n):
         image, truth, _ = sample(args.generator, args.seed, i)
@@ -104,11 +107,11 @@ def main() -> None:
         shipped.append(base)
     d = np.array(differences)
     text = "\n".join([
-        f"# Candidate N (rim clipped at {args.ratio} × median tissue) − 0.10.1, paired: {args.generator}, "
+        f"# Candidate N (rim clipped at {args.ratio} × median tissue) − as shipped, paired: {args.generator}, "
         f"seed {args.seed}, samples {args.start}–{args.start + args.n - 1}", "",
         f"Command: `.venv/bin/python benchmarks/spio_intensity_clip.py --generator {args.generator} --seed {args.seed} "
-        f"--start {args.start} --n {args.n} --ratio {args.ratio}` (one CPU thread).", "",
-        "| images with iron | clipped | 0.10.1 | N − 0.10.1 (± s.e.) |", "|---|---|---|---|",
+        f"--start {args.start} --n {args.n} --ratio {args.ratio} --refiner {args.refiner}` (one CPU thread).", "",
+        "| images with iron | clipped | DeepSPIO + refiner | N − that (± s.e.) |", "|---|---|---|---|",
         f"| {len(d)} | {changed} | {np.mean(shipped):.4f} | "
         f"{d.mean():+.4f} ± {d.std(ddof=1) / math.sqrt(len(d)):.4f} |",
         ""])

@@ -82,7 +82,8 @@ def test_the_shipped_recipe_ends_in_the_bundle_weights_with_a_quarter_of_its_sam
     trains = [i for i, line in enumerate(lines) if "refiner_module train" in line]
     assert pools and trains and lines.index(" ".join(copies[0])) < min(pools) < max(pools) < trains[0]
     training = " ".join(lines[trains[0]:trains[0] + 3])
-    assert "--steps 4000" in training and "--batch_size 4 --learning_rate 0.0005" in training  # 0.10.1 (session 31)
+    assert "--batch_size 4 --learning_rate 0.0005" in training  # 0.10.1 (session 31)
+    assert "--steps 5000" in training and "--channels_last" in training  # 0.10.2 (session 32): NHWC buys the steps
     # 0.10.0 (session 31): both training shards of the refiner's pool come from the broader generator
     pool_text = " ".join(lines[min(pools):max(pools) + 1])
     training_shards = pool_text.split("pool --seed ")[1:]
