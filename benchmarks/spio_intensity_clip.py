@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 from spio_simulation_refiner import MODEL, sample
+from spio_variant import variant_sample
+from spio_variant_factors import variant_base_kind
 
 from lightning_modules.bundle_app import bundle_root
 from lightning_modules.io import write_text_atomic
 from lightning_modules.metrics import nmae
 from lightning_modules.spio.app import load_network, predict_concentration
+from lightning_modules.spio.data import random_sample_with_snr
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.simulation_refiner import load_refiner
 
@@ -38,11 +39,16 @@ from lightning_modules.spio.simulation_refiner import load_refiner
 TRAINING_P90_RATIO = 3.41
 
 
+def median_tissue(total: np.ndarray) -> float:
+    """Median of the summed channels ``total`` (x, z) over tissue: pixels above 10 % of its maximum."""
+    return float(np.median(total[total > 0.1 * total.max()]))
+
+
 def rim_clipped(image: np.ndarray, ratio: float = TRAINING_P90_RATIO) -> np.ndarray:
     """``image`` (2, x, z) with its summed intensity clipped at ``ratio`` × the median tissue intensity, if its 99th
     percentile exceeds that; both channels of a clipped pixel scaled alike. Otherwise ``image`` itself."""
     total = image.sum(0)
-    cap = ratio * float(np.median(total[total > 0.1 * total.max()]))
+    cap = ratio * median_tissue(total)
     if np.percentile(total, 99) <= cap:
         return image
     return image * np.where(total > cap, cap / np.maximum(total, 1e-12), 1.0)[None]
@@ -51,18 +57,12 @@ def rim_clipped(image: np.ndarray, ratio: float = TRAINING_P90_RATIO) -> np.ndar
 def rim_ratio(image: np.ndarray) -> float:
     """99th intensity percentile / median tissue intensity of the summed channels (what :func:`rim_clipped` caps)."""
     total = image.sum(0)
-    return float(np.percentile(total, 99) / np.median(total[total > 0.1 * total.max()]))
+    return float(np.percentile(total, 99)) / median_tissue(total)
 
 
 def print_ratios() -> None:
     """The ratio's distribution on 60 samples of training's generator (seed 301, the last stage's head bases) and of
     variant 1 (seed 3, the acceptance run's set) split by base: the numbers behind :data:`TRAINING_P90_RATIO`."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from spio_variant import variant_sample
-    from spio_variant_factors import variant_base_kind
-
-    from lightning_modules.spio.data import random_sample_with_snr
-
     training = [rim_ratio(random_sample_with_snr(301, i, head_bases=0.5, base_augmentation=0.5)[0].numpy())
                 for i in range(60)]
     kinds: dict[str, list[float]] = {}

@@ -28,10 +28,8 @@ import torch
 
 from lightning_modules.io import write_text_atomic
 from lightning_modules.metrics import nmae
-from lightning_modules.spio.app import apply_floor
 from lightning_modules.spio.refiner_module import load_pools, make_pool
-from lightning_modules.spio.simulation_refiner import load_refiner, refine_map
-from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3
+from lightning_modules.spio.simulation_refiner import load_refiner, refine_floored
 
 
 def passes_nmae(refiner, val: dict[str, torch.Tensor], passes: int, shifts_px: tuple[int, ...] = (0,),
@@ -44,14 +42,19 @@ def passes_nmae(refiner, val: dict[str, torch.Tensor], passes: int, shifts_px: t
         image, truth = val["image"][i][None].float(), val["truth"][i].numpy()
         m = val["prior"][i][None, None].float()
         for k in range(passes):
-            refined = refine_map(refiner, image, m, shifts_px=shifts_px)[0, 0].numpy()
-            refined = apply_floor(refined, CONCENTRATION_FLOOR_UG_PER_MM3)
+            refined = refine_floored(refiner, image, m, shifts_px=shifts_px)[0, 0].numpy()
             scores[k, j] = nmae(refined, truth)
             if k == 0:
                 split[:, j] = (np.abs(refined[truth == 0]).sum() / truth.sum(),
                                np.abs(refined - truth)[truth > 0].sum() / truth.sum())
             m = torch.from_numpy(refined)[None, None]
     return scores, np.array([float(val["truth"][i].sum()) for i in keep]), split
+
+
+def prior_nmae(shard: dict[str, torch.Tensor]) -> float:
+    """Mean NMAE of a shard's DeepSPIO maps m₁ over its images with iron."""
+    return float(np.mean([nmae(p.numpy(), t.numpy()) for p, t in zip(shard["prior"], shard["truth"], strict=True)
+                          if t.sum() > 0]))
 
 
 def main() -> None:
@@ -71,9 +74,9 @@ def main() -> None:
         if not args.val:
             make_pool(path, seed=301, start=0, n=200)
         val = load_pools([path])
-    scores, iron, split = passes_nmae(load_refiner(args.refiner), val, args.passes, tuple(args.shifts))
-    m1 = np.mean([nmae(p.numpy(), t.numpy()) for p, t in zip(val["prior"], val["truth"], strict=True)
-                  if t.sum() > 0])
+    refiner = load_refiner(args.refiner)
+    scores, iron, split = passes_nmae(refiner, val, args.passes, tuple(args.shifts))
+    m1 = prior_nmae(val)
     lines = [f"# Refiner diagnostics on the validation shard (seed 301, 0–199; {scores.shape[1]} images with iron)", "",
              f"Command: `.venv/bin/python benchmarks/spio_refiner_diagnostics.py --refiner {args.refiner} "
              f"--passes {args.passes}{' --shifts ' + ' '.join(map(str, args.shifts)) if args.shifts != [0] else ''}"
@@ -85,9 +88,8 @@ def main() -> None:
     if args.pool:
         shard = load_pools([args.pool])
         shard = {k: v[:args.pool_n] for k, v in shard.items()}
-        in_pool, _, _ = passes_nmae(load_refiner(args.refiner), shard, 1)
-        p1 = np.mean([nmae(p.numpy(), t.numpy()) for p, t in zip(shard["prior"], shard["truth"], strict=True)
-                      if t.sum() > 0])
+        in_pool, _, _ = passes_nmae(refiner, shard, 1)
+        p1 = prior_nmae(shard)
         lines += ["", "## In-pool against unseen (one pass)", "",
                   "| set | images | m₁ | m₂ | m₂ / m₁ |", "|---|---|---|---|---|",
                   f"| the refiner's training pool ({Path(args.pool).name}, first {args.pool_n}) | "

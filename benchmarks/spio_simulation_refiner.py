@@ -40,7 +40,7 @@ from lightning_modules.spio.app import apply_floor, load_network, predict_concen
 from lightning_modules.spio.data import random_sample_with_snr
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.refiner_module import load_pools, make_pool
-from lightning_modules.spio.simulation_refiner import LIFTS, SimulationRefiner, load_refiner, refine_map
+from lightning_modules.spio.simulation_refiner import LIFTS, SimulationRefiner, load_refiner, refine_floored
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3
 
 MODEL = Path(bundle_root("spio_quantification")) / "models" / "model.pt"
@@ -62,12 +62,10 @@ def sample(generator: str, seed: int, index: int) -> tuple[np.ndarray, np.ndarra
 def refine(refiners: list[SimulationRefiner], image: np.ndarray, prior: np.ndarray) -> np.ndarray:
     """The refined map of one image as the bundle writes it, from its DeepSPIO map ``prior``: each refiner of the
     chain in turn (session 32: a second stage), each followed by the floor 0.15."""
-    m = prior
+    x, m = torch.as_tensor(image, dtype=torch.float32)[None], torch.as_tensor(prior, dtype=torch.float32)[None, None]
     for refiner in refiners:
-        m = refine_map(refiner, torch.as_tensor(image, dtype=torch.float32)[None],
-                       torch.as_tensor(m, dtype=torch.float32)[None, None])[0, 0]
-        m = apply_floor(m.numpy(), CONCENTRATION_FLOOR_UG_PER_MM3)
-    return m
+        m = refine_floored(refiner, x, m)
+    return m[0, 0].numpy()
 
 
 def cmd_pool(args: argparse.Namespace) -> None:

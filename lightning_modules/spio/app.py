@@ -32,7 +32,7 @@ from lightning_modules.bundle_app import (
 from lightning_modules.bundle_workflow import in_dataset_dir
 from lightning_modules.io import InputError
 from lightning_modules.spio.inferers import SHIFT_AVERAGE_PX, FlipAverageInferer, ShiftAverageInferer
-from lightning_modules.spio.simulation_refiner import SimulationRefiner, load_refiner, refine_map
+from lightning_modules.spio.simulation_refiner import SimulationRefiner, load_refiner, refine_floored
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, check_case_header, floor_concentration
 
 __all__ = ["CONCENTRATION_FLOOR_UG_PER_MM3", "apply_floor", "cases", "load_network", "predict_concentration",
@@ -91,7 +91,7 @@ def predict_concentration(network: nn.Module, image: np.ndarray, device: torch.d
     with torch.no_grad():
         concentration = floor_concentration(inferer(x, network.to(device))[0, 0], floor_ug_per_mm3)
     if refiner is not None:
-        concentration = floor_concentration(refine_map(refiner, x, concentration[None, None])[0, 0], floor_ug_per_mm3)
+        concentration = refine_floored(refiner, x, concentration[None, None], floor_ug_per_mm3=floor_ug_per_mm3)[0, 0]
     return concentration.cpu().numpy()
 
 

@@ -30,7 +30,7 @@ from lightning_modules.spio.simulation_refiner import (
     LIFTS,
     SimulationRefiner,
     load_refiner,
-    refine_map,
+    refine_floored,
     simulate_hypothesis,
 )
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, floor_concentration
@@ -193,8 +193,8 @@ def chain_pool(pool_paths: list[str | Path], refiner_path: str | Path, out: str 
     priors, hypotheses = [], []
     t0 = time.time()
     for i in range(0, n, batch_size):
-        refined = refine_map(refiner, pool["image"][i:i + batch_size].float(), pool["prior"][i:i + batch_size, None])
-        refined = floor_concentration(refined, CONCENTRATION_FLOOR_UG_PER_MM3)[:, 0]
+        refined = refine_floored(refiner, pool["image"][i:i + batch_size].float(),
+                                 pool["prior"][i:i + batch_size, None])[:, 0]
         priors.append(refined)
         hypotheses += [simulate_hypothesis(m.numpy(), lifts).half() for m in refined]
         done = min(i + batch_size, n)

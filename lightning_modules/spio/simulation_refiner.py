@@ -34,6 +34,7 @@ from lightning_modules.spio.auxiliary import FIELD_SCALE_MM
 from lightning_modules.spio.inferers import FlipAverageInferer, ShiftAverageInferer
 from lightning_modules.spio.line_features import N_FEATURES, LineFeatures
 from lightning_modules.spio.line_unet import he_init, unet_levels, unet_pass
+from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, floor_concentration
 from lightning_modules.spio.viewline import PIXEL_MM, acquire, offresonance_tesla
 
 #: Channels of one simulated hypothesis: Ŝ (even, odd) and the asinh of its field.
@@ -188,6 +189,15 @@ def refine_map(refiner: SimulationRefiner, image: torch.Tensor, prior: torch.Ten
             mirrored = refiner(image.flip(-2), hypothesis.flip(-2), prior.flip(-2)).flip(-2)
             refined = 0.5 * (refined + mirrored)
     return refined
+
+
+def refine_floored(refiner: SimulationRefiner, image: torch.Tensor, prior: torch.Tensor, *,
+                   floor_ug_per_mm3: float = CONCENTRATION_FLOOR_UG_PER_MM3,
+                   shifts_px: tuple[int, ...] = (0,)) -> torch.Tensor:
+    """:func:`refine_map` (flip average; ``shifts_px`` as there) followed by the bundle's floor: the map one refiner
+    stage hands on, as the bundle's post-processing writes it (``SimulationRefined`` then ``ConcentrationFloord``);
+    (B, 1, X, Z), µg Fe/mm³."""
+    return floor_concentration(refine_map(refiner, image, prior, shifts_px=shifts_px), floor_ug_per_mm3)
 
 
 def load_refiner(path: str | None, device: torch.device | str = "cpu", lifts: tuple[str, ...] | None = None,
