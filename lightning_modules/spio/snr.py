@@ -1,0 +1,98 @@
+"""The SNR of a View Line image, estimated from the image alone (issue 24, session 33).
+
+The maps' accuracy depends most on the noise (the bundle's docs, "Measured accuracy": NMAE ≈ 0.3 above 11 dB,
+≈ 0.5–0.6 at 5–11 dB on simulated images), so the bundle tells the user the SNR it sees. The definition is the
+simulator's (:func:`~lightning_modules.spio.viewline.add_noise`): ``SNR[dB] = 20 log10(S / σ)`` with S the signal
+of excited, SPIO-free tissue and σ the standard deviation of the complex noise (FIELD_NOTES.md, SPIO: over tissue,
+not over the dark gaps between the lines).
+
+- **σ** from the gaps between the lines: pixels whose whole extent lies in the 1 mm between two neighbouring lines
+  carry no excited spin in either channel (away from iron, which bends lines into them), so their magnitude is
+  Rayleigh(σ), whose lower quartile is σ·√(−2 ln 0.75); the quartile ignores the minority of gap pixels a bent
+  line reaches.
+- **S** from the lines' centres: pixels whose whole extent lies within a line, in that line's channel, are
+  ρ·e^(−TE·R2*) plus noise. Tissue is where their local mean power along x (9 pixels) exceeds, after subtracting the
+  noise power 2σ², exceeds a tenth of its maximum (the simulator's tissue: ρ above a tenth of its maximum); S is the square
+  root of the mean power there minus 2σ² (Rician power, ``E[M²] = A² + 2σ²``) without the darkest fifth of those
+  pixels (iron darkens tissue and bends lines away; the simulator's S is of SPIO-free tissue).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from lightning_modules.spio import acquisition as acq
+from lightning_modules.spio.viewline import PIXEL_MM, line_centres_mm, pixel_centres_mm
+
+#: Quantile of the gap pixels σ is read from (low, so that the lines iron bends into the gaps hardly move it) and
+#: that quantile of a Rayleigh(σ) variable over σ.
+GAP_QUANTILE = 0.25
+RAYLEIGH_QUANTILE_OVER_SIGMA = math.sqrt(-2.0 * math.log(1.0 - GAP_QUANTILE))
+#: Pixels along x over which the lines' power is averaged to find tissue.
+TISSUE_WINDOW_PX = 9
+#: Tissue: local signal amplitude above this fraction of its maximum (taken as its 99.9th percentile, which noise
+#: hardly moves): the simulator's tissue is ρ > 10 % of its maximum.
+TISSUE_FRACTION = 0.1
+TOP_PERCENTILE = 99.9
+#: The darkest fifth of the tissue pixels is left out of S: iron darkens tissue (R2*) and bends lines out of their
+#: nominal pixels, which the simulator's S (of SPIO-free tissue) does not see (a tenth read ≈ 1 dB low on training's
+#: generator, benchmarks/results/spio/decision_rule_session33.md).
+DARK_TAIL_FRACTION = 0.2
+#: Below this (dB), the bundle warns that the map is much less accurate (the docs' 5–11 dB bin).
+LOW_SNR_DB = 11.0
+#: Above this (dB), the estimate is reported as noise-free (∞).
+NOISE_FREE_DB = 60.0
+
+
+def line_and_gap_pixels(nz: int = acq.VIEWLINE_MATRIX[1], pixel_mm: float = PIXEL_MM[1],
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Along z: the line (0 … 24) whose width wholly holds each pixel (−1 if none), and whether a pixel lies wholly in
+    a gap between two neighbouring lines; shapes (nz,), from the nominal geometry of
+    :mod:`~lightning_modules.spio.acquisition`."""
+    z = pixel_centres_mm(nz, pixel_mm).numpy()
+    lines = line_centres_mm().numpy()
+    half_pixel, half_line = pixel_mm / 2, acq.VIEWLINE_LINE_WIDTH_MM / 2
+    distance = np.abs(z[:, None] - lines[None, :])
+    nearest = distance.argmin(axis=1)
+    line = np.where(distance.min(axis=1) + half_pixel <= half_line, nearest, -1)
+    gap_half = (acq.VIEWLINE_LINE_SPACING_MM - acq.VIEWLINE_LINE_WIDTH_MM) / 2
+    gap_centres = lines[:-1] + acq.VIEWLINE_LINE_SPACING_MM / 2
+    gap = np.abs(z[:, None] - gap_centres[None, :]).min(axis=1) + half_pixel <= gap_half
+    return line, gap
+
+
+def noise_sigma(image: np.ndarray) -> float:
+    """σ of the complex noise of a View Line magnitude image (2, x, z), from the gap pixels of both channels."""
+    _, gap = line_and_gap_pixels(image.shape[-1])
+    gap_pixels = np.asarray(image, dtype=np.float64)[:, :, gap]
+    return float(np.quantile(gap_pixels, GAP_QUANTILE)) / RAYLEIGH_QUANTILE_OVER_SIGMA
+
+
+def tissue_signal_estimate(image: np.ndarray, sigma: float) -> float:
+    """S, the signal of excited SPIO-free tissue, from the line-centre pixels of a View Line image (2, x, z)."""
+    image = np.asarray(image, dtype=np.float64)
+    line, _ = line_and_gap_pixels(image.shape[-1])
+    columns = np.flatnonzero(line >= 0)
+    power = image[line[columns] % 2, :, columns].T ** 2  # (x, line-centre pixels), each in its line's channel
+    local_power = ndimage.uniform_filter1d(power, TISSUE_WINDOW_PX, axis=0, mode="nearest")
+    amplitude = np.sqrt(np.clip(local_power - 2 * sigma**2, 0.0, None))
+    top = float(np.percentile(amplitude, TOP_PERCENTILE))
+    if top <= 0:
+        return 0.0
+    tissue_power = np.sort(power[amplitude > TISSUE_FRACTION * top])
+    kept = tissue_power[int(DARK_TAIL_FRACTION * len(tissue_power)):]
+    return math.sqrt(max(float(kept.mean()) - 2 * sigma**2, 0.0))
+
+
+def estimate_snr_db(image: np.ndarray) -> float:
+    """SNR in dB (``math.inf`` above :data:`NOISE_FREE_DB`) of a View Line magnitude image (2, x, z), any scale."""
+    sigma = noise_sigma(image)
+    signal = tissue_signal_estimate(image, sigma)
+    if signal <= 0:
+        return -math.inf
+    if sigma <= signal * 10 ** (-NOISE_FREE_DB / 20):
+        return math.inf
+    return 20 * math.log10(signal / sigma)

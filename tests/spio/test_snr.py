@@ -1,0 +1,73 @@
+"""The SNR estimate of a View Line image (``lightning_modules/spio/snr.py``) and the bundle's report of it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_modules.bundle_workflow import PATH_SUFFIX
+from lightning_modules.spio import acquisition as acq
+from lightning_modules.spio.phantoms import agar_disk
+from lightning_modules.spio.snr import estimate_snr_db, line_and_gap_pixels, noise_sigma, tissue_signal_estimate
+from lightning_modules.spio.transforms import ReportViewLineSNRd
+from lightning_modules.spio.viewline import PIXEL_MM, line_centres_mm, pixel_centres_mm, simulate_viewline
+
+NO_IRON = torch.zeros(acq.VIEWLINE_MATRIX[0], acq.VIEWLINE_NY, acq.VIEWLINE_MATRIX[1])
+
+
+def _agar(snr_db: float, seed: int) -> np.ndarray:
+    image, _ = simulate_viewline(agar_disk(radius_mm=22.0), NO_IRON, snr_db=snr_db,
+                                 generator=torch.Generator().manual_seed(seed))
+    return image.numpy()
+
+
+def test_line_and_gap_pixels_lie_wholly_inside_a_line_or_a_gap():
+    line, gap = line_and_gap_pixels()
+    z, centres = pixel_centres_mm(acq.VIEWLINE_MATRIX[1], PIXEL_MM[1]).numpy(), line_centres_mm().numpy()
+    half_pixel, half_line = PIXEL_MM[1] / 2, acq.VIEWLINE_LINE_WIDTH_MM / 2
+    inside = line >= 0
+    assert np.all(np.abs(z[inside] - centres[line[inside]]) + half_pixel <= half_line + 1e-6)
+    assert np.all(np.abs(z[gap][:, None] - centres[None, :]).min(axis=1) - half_pixel >= half_line - 1e-6)
+    assert not np.any(inside & gap)
+    assert set(line[inside]) == set(range(acq.VIEWLINE_N_LINES))  # every line has pixels wholly inside it
+    assert gap.sum() >= acq.VIEWLINE_N_LINES - 1  # at least one per gap
+
+
+def test_noise_sigma_reads_rayleigh_noise():
+    sigma = 0.37
+    noise = torch.randn((2, 2, *acq.VIEWLINE_MATRIX), generator=torch.Generator().manual_seed(0)) * sigma
+    magnitude = torch.sqrt(noise[0] ** 2 + noise[1] ** 2).numpy()
+    assert noise_sigma(magnitude) == pytest.approx(sigma, rel=0.05)
+
+
+def test_noise_free_tissue_signal_is_the_simulators():
+    image = _agar(math.inf, 0)
+    signal = math.exp(-acq.VIEWLINE_TE_S * acq.VIEWLINE_R2STAR_TISSUE_PER_S)  # the agar disk's ρ = 1
+    assert tissue_signal_estimate(image, 0.0) == pytest.approx(signal, rel=0.02)
+    assert estimate_snr_db(image) == math.inf
+
+
+@pytest.mark.parametrize("snr_db", [6.0, 11.0, 19.0, 28.0])
+def test_estimate_recovers_the_simulated_snr_of_uniform_tissue(snr_db):
+    estimates = [estimate_snr_db(_agar(snr_db, seed)) for seed in range(3)]
+    assert np.allclose(estimates, snr_db, atol=1.0), estimates
+
+
+def test_estimate_does_not_depend_on_the_intensity_scale():
+    image = _agar(15.0, 1)
+    assert estimate_snr_db(1234.0 * image) == pytest.approx(estimate_snr_db(image), abs=1e-6)
+
+
+def test_report_warns_below_11_db_and_passes_the_data_unchanged(capsys):
+    transform = ReportViewLineSNRd(keys="image")
+    for snr_db, warned in ((7.0, True), (22.0, False)):
+        image = torch.from_numpy(_agar(snr_db, 2))
+        out = transform({"image": image, f"image{PATH_SUFFIX}": "V.nii.gz"})
+        assert out["image"] is image
+        line = capsys.readouterr().out.strip()
+        assert line.startswith("warning: V.nii.gz: estimated SNR") == warned, line
+        assert "V.nii.gz: estimated SNR" in line
+        assert abs(float(line.split("estimated SNR ")[1].split(" dB")[0]) - snr_db) <= 1.0, line
