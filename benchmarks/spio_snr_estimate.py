@@ -90,8 +90,9 @@ def main() -> None:
     lines = ["# SPIO: the SNR estimate of a View Line image against the simulator's SNR",
              "",
              f"Command: `.venv/bin/python benchmarks/spio_snr_estimate.py --n_train {args.n_train} --n_unseen "
-             f"{args.n_unseen} --seed {args.seed} --out {args.out}` (one CPU thread). Rule: `decision_rule_session33.md` (judged on the "
-             "first two rows). Error = estimate − truth over the noisy samples; a warning is an estimate below "
+             f"{args.n_unseen} --seed {args.seed} --out {args.out}` (one CPU thread). Rule: "
+             "`decision_rule_session33.md` (judged on the first two rows). Error = estimate − truth over the noisy "
+             "samples; a warning is an estimate below "
              f"{LOW_SNR_DB:g} dB; hits among samples below {LOW_SNR_DB:g} dB, false alarms among samples at "
              f"≥ {FALSE_ALARM_DB:g} dB.",
              "",
@@ -112,7 +113,8 @@ def main() -> None:
         estimate_snr_db(image)
         times.append(time.perf_counter() - t0)
     lines += ["", f"Time per estimate: {1000 * float(np.median(times)):.1f} ms (median of 20, one thread; "
-                  f"{time.perf_counter() - start:.2f} s in all).", "",
+                  f"{time.perf_counter() - start:.2f} s in all).",
+              "",
               "Agar cylinder (r = 3 mm along y) at 19 dB, as in `spio_accuracy.py` (b): the iron bends lines into the "
               "gaps and darkens tissue, so heavy iron reads low.", "",
               "| c (µg Fe/mm³) | estimated SNR (dB) |", "|---|---|", *cylinder_rows()]

@@ -11,10 +11,11 @@ not over the dark gaps between the lines).
   Rayleigh(σ), whose lower quartile is σ·√(−2 ln 0.75); the quartile ignores the minority of gap pixels a bent
   line reaches.
 - **S** from the lines' centres: pixels whose whole extent lies within a line, in that line's channel, are
-  ρ·e^(−TE·R2*) plus noise. Tissue is where their local mean power along x (9 pixels) exceeds, after subtracting the
-  noise power 2σ², exceeds a tenth of its maximum (the simulator's tissue: ρ above a tenth of its maximum); S is the square
-  root of the mean power there minus 2σ² (Rician power, ``E[M²] = A² + 2σ²``) without the darkest fifth of those
-  pixels (iron darkens tissue and bends lines away; the simulator's S is of SPIO-free tissue).
+  ρ·e^(−TE·R2*) plus noise. Tissue is where their local amplitude (the mean power along x over 9 pixels minus the
+  noise power 2σ², square-rooted) exceeds a tenth of its maximum (the simulator's tissue: ρ above a tenth of its
+  maximum); S is the square root of the mean power there minus 2σ² (Rician power, ``E[M²] = A² + 2σ²``) without
+  the darkest fifth of those pixels (iron darkens tissue and bends lines away; the simulator's S is of SPIO-free
+  tissue).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ reads ``image`` as a float64 :class:`~monai.data.MetaTensor` (nx, nz, 1, 2) with
                           normalise (99th percentile > 0, no pixel over MAX_INTENSITY_OVER_P99 × it); a warning
                           for a pixel size other than the trained one
     ViewLineChannelsd     ``image`` as the network's (2, nx, nz) float32 input (channel 0 even, 1 odd lines)
+    ReportViewLineSNRd    prints the SNR estimated from the image, a warning below 11 dB (session 33)
 
 and, after the inferer (:class:`lightning_modules.spio.inferers.FlipAverageInferer`)::
 
@@ -30,6 +31,7 @@ from monai.transforms import MapTransform
 from lightning_modules.bundle_workflow import PATH_SUFFIX, plain_tensor, read_nifti_header
 from lightning_modules.io import InputError, voxel_sizes_mm
 from lightning_modules.spio import acquisition as acq
+from lightning_modules.spio.snr import LOW_SNR_DB, estimate_snr_db
 from lightning_modules.spio.viewline import PIXEL_MM
 
 #: What the loaded file is called in messages.
@@ -122,6 +124,34 @@ class CheckViewLineImaged(MapTransform):
             if not np.allclose(pixel_mm, PIXEL_MM, rtol=0.05):
                 print(f"warning: {path}: pixel size {pixel_mm.round(3).tolist()} mm differs from the trained "
                       f"{[round(p, 3) for p in PIXEL_MM]} mm; the concentrations may be off", flush=True)
+        return d
+
+
+def snr_report(path: str, snr_db: float) -> str:
+    """The line the bundle prints about an image's estimated SNR: a warning below :data:`LOW_SNR_DB`, where the
+    maps are much less accurate (the bundle's docs, "Measured accuracy")."""
+    if snr_db == float("inf"):
+        return f"{path}: estimated SNR ∞ (no noise found between the lines)"
+    if snr_db < LOW_SNR_DB:
+        return (f"warning: {path}: estimated SNR {snr_db:.0f} dB, below {LOW_SNR_DB:.0f} dB: on simulated images the "
+                f"maps' NMAE is about 0.5-0.6 at 5-11 dB against about 0.3 above (docs/README.md, Measured accuracy)")
+    return f"{path}: estimated SNR {snr_db:.0f} dB"
+
+
+class ReportViewLineSNRd(MapTransform):
+    """Print each View Line image's SNR as estimated from the image
+    (:func:`~lightning_modules.spio.snr.estimate_snr_db`, issue 24 session 33), with a warning below
+    :data:`~lightning_modules.spio.snr.LOW_SNR_DB`; the data pass unchanged. Expects the network's input layout
+    (2, nx, nz)."""
+
+    def __init__(self, keys: Sequence[Hashable] | Hashable = "image") -> None:
+        super().__init__(keys)
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            path = str(d.get(f"{key}{PATH_SUFFIX}", "image"))
+            print(snr_report(path, estimate_snr_db(plain_tensor(d[key]).numpy())), flush=True)
         return d
 
 

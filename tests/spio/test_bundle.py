@@ -54,6 +54,9 @@ def test_command_line_writes_the_concentration_on_the_input_grid(cylinder_image,
         capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "[progress] 100%" in result.stdout
+    snr_line = next(line for line in result.stdout.splitlines() if "estimated SNR" in line)
+    assert not snr_line.startswith("warning")  # 19 dB: no low-SNR warning (the rod's iron reads ≈ 2 dB low)
+    assert abs(float(snr_line.split("estimated SNR ")[1].split(" dB")[0]) - 19.0) <= 3.0, snr_line
     written = nib.load(str(out_dir / "viewline_cyl_concentration.nii.gz"))
     assert written.shape == (128, 128, 1)
     assert np.array_equal(written.affine, affine)
