@@ -42,15 +42,19 @@ from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.refiner_module import load_pools, make_pool
 from lightning_modules.spio.simulation_refiner import LIFTS, SimulationRefiner, load_refiner, refine_floored
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3
+from lightning_modules.spio.viewline import NOISE_MODELS
 
 MODEL = Path(bundle_root("spio_quantification")) / "models" / "model.pt"
 
 
-def sample(generator: str, seed: int, index: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """(image (2, x, z), truth (x, z), SNR dB) of one sample of ``generator``: ``train`` (training's generator),
-    ``variant``, ``variant2`` or ``real``."""
+def sample(generator: str, seed: int, index: int, noise_model: str | None = None,
+           ) -> tuple[np.ndarray, np.ndarray, float]:
+    """(image (2, x, z), truth (x, z), SNR dB) of one sample of ``generator``: ``train`` (training's generator; with
+    ``noise_model``, the same sample under that noise model, session 33), ``variant``, ``variant2`` or ``real``."""
+    if noise_model is not None and generator != "train":
+        raise ValueError("--noise_model needs --generator train")
     if generator == "train":
-        image, conc, snr = random_sample_with_snr(seed, index)
+        image, conc, snr = random_sample_with_snr(seed, index, noise_model=noise_model)
         return image.numpy(), conc[0].numpy(), snr
     sys.path.insert(0, str(Path(__file__).parent))
     from spio_paired_bins import _other_set
@@ -140,7 +144,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     rows = []
     t_base = t_ref = 0.0
     for i in range(args.start, args.start + args.n):
-        image, truth, snr = sample(args.generator, args.seed, i)
+        image, truth, snr = sample(args.generator, args.seed, i, args.noise_model)
         if truth.sum() <= 0:
             continue
         t0 = time.perf_counter()
@@ -154,13 +158,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     d = r[:, 2] - r[:, 1]
     ref_name = (args.baseline_name or "+".join(Path(w).stem for w in args.baseline)) if baseline else "0.8.0"
     label = "+".join(Path(w).stem for w in args.weights)
-    lines = [f"# Refiner {label} − {ref_name}, paired: {args.generator}, seed {args.seed}, "
+    lines = [f"# Refiner {label} − {ref_name}, paired: {args.generator}"
+             f"{' (' + args.noise_model + ' noise)' if args.noise_model else ''}, seed {args.seed}, "
              f"samples {args.start}–{args.start + args.n - 1}", "",
              f"Command: `.venv/bin/python benchmarks/spio_simulation_refiner.py evaluate --weights "
              f"{' '.join(Path(w).name for w in args.weights)} --lifts {' '.join(args.lifts)}"
              f"{' --baseline ' + ' '.join(Path(w).name for w in args.baseline) if args.baseline else ''}"
              f"{' --baseline_name ' + args.baseline_name if args.baseline_name else ''} --generator {args.generator} "
-             f"--seed {args.seed} --start {args.start} --n {args.n}` (one CPU thread).", "",
+             f"{' --noise_model ' + args.noise_model if args.noise_model else ''}"
+             f" --seed {args.seed} --start {args.start} --n {args.n}` (one CPU thread).", "",
              f"| set | images | {ref_name} | {label} | {label} − {ref_name} (± s.e.) |", "|---|---|---|---|---|"]
 
     def row(name: str, pick: np.ndarray) -> str:
@@ -219,6 +225,7 @@ def main() -> None:
                    "models/refiner.pt (its lifts and widths are read from the weights)")
     e.add_argument("--baseline_name", help="the baseline's name in the table (default: its file name), e.g. 0.10.0")
     e.add_argument("--generator", default="train")
+    e.add_argument("--noise_model", choices=NOISE_MODELS, help="training's generator under this noise model")
     e.add_argument("--seed", type=int, required=True)
     e.add_argument("--start", type=int, default=0)
     e.add_argument("--n", type=int, required=True)

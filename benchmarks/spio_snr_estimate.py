@@ -29,8 +29,8 @@ from spio_variant2 import variant2_sample
 from lightning_modules.io import reference_data_dir, write_text_atomic
 from lightning_modules.spio.phantoms import agar_disk, cylinder
 from lightning_modules.spio.refiner_module import LAST_STAGE
-from lightning_modules.spio.snr import LOW_SNR_DB, estimate_snr_db
-from lightning_modules.spio.viewline import simulate_viewline
+from lightning_modules.spio.snr import LOW_SNR_DB, estimate_snr_db, rician_like
+from lightning_modules.spio.viewline import NOISE_MODELS, simulate_viewline
 
 #: Above this true SNR (dB) a warning is a false alarm (a 2 dB guard band above the warning's 11 dB).
 FALSE_ALARM_DB = 13.0
@@ -68,6 +68,29 @@ def summarise(pairs: list[tuple[np.ndarray, float]]) -> dict[str, float]:
             "false": float(warned[high].mean()) if high.any() else math.nan, "n_high": int(high.sum())}
 
 
+def noise_check_lines(n: int, seed: int) -> list[str]:
+    """Addendum 3: the share of images :func:`rician_like` flags, per noise model, on training's generator and its
+    last stage's options at ``seed`` (the same samples under each model)."""
+    lines = [f"## The noise-model check (addendum 3; seed {seed}, {n} samples per set)", "",
+             "Flagged = the gap pixels' median / lower quartile outside "
+             "`RICIAN_RATIO_RANGE`: the bundle then warns that the noise is not single-channel Rician.", "",
+             "| set | noise model | noisy images | flagged | noise-free images flagged |", "|---|---|---|---|---|"]
+    for name, options in (("training's generator", {}), ("last stage's options", LAST_STAGE)):
+        for model in NOISE_MODELS:
+            flagged, free_flagged, noisy, free = 0, 0, 0, 0
+            for i in range(n):
+                image, _, snr = sample_arrays(seed, [i], noise_model=model, **options)[0]
+                flag = not rician_like(image)
+                if math.isinf(snr):
+                    free, free_flagged = free + 1, free_flagged + int(flag)
+                else:
+                    noisy, flagged = noisy + 1, flagged + int(flag)
+            lines.append(f"| {name} (seed {seed}) | {model} | {noisy} | {100 * flagged / noisy:.1f} % | "
+                         f"{free_flagged}/{free} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
 def cylinder_rows() -> list[str]:
     """The agar cylinder (r = 3 mm along y) at 19 dB: the estimate at each concentration."""
     rows = []
@@ -84,9 +107,20 @@ def main() -> None:
     parser.add_argument("--n_train", type=int, default=300)
     parser.add_argument("--n_unseen", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1300, help="seed of the first two sets (the others: +1, +2, +3)")
+    parser.add_argument("--noise_check", action="store_true",
+                        help="only the noise-model check (addendum 3), on training's generator and the last stage's "
+                             "options at --seed under each noise model")
     parser.add_argument("--out", default="benchmarks/results/spio/spio_snr_estimate.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.noise_check:
+        lines = ["# SPIO: does the noise look like single-channel Rician noise?", "",
+                 f"Command: `.venv/bin/python benchmarks/spio_snr_estimate.py --noise_check --n_train {args.n_train} "
+                 f"--seed {args.seed} --out {args.out}` (one CPU thread). Rule: `decision_rule_session33.md`, "
+                 "addendum 3.", "", *noise_check_lines(args.n_train, args.seed)]
+        write_text_atomic("\n".join(lines) + "\n", args.out)
+        print(f"wrote {args.out}")
+        return
     lines = ["# SPIO: the SNR estimate of a View Line image against the simulator's SNR",
              "",
              f"Command: `.venv/bin/python benchmarks/spio_snr_estimate.py --n_train {args.n_train} --n_unseen "

@@ -36,6 +36,8 @@ from lightning_modules.spio.viewline import simulate_viewline_with_field
 
 #: Training SNR range in dB (uniform), and the probability of a noise-free sample.
 SNR_RANGE_DB = (5.0, 30.0)
+#: The noise models a sample may get instead of the complex one (``noise_models``, session 33).
+OTHER_NOISE_MODELS = ("magnitude", "sos4")
 P_NOISE_FREE = 0.1
 #: Probability that a sample holds an air bubble (ρ = 0, χ_air − χ_tissue) next to the SPIO.
 P_AIR_BUBBLE = 0.2
@@ -59,6 +61,7 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
                            rim_bases: float = 0.0, shape_variety: float = 0.0,
                            base: Callable[[np.random.Generator], torch.Tensor] = random_base,
                            noise_free_fraction: float = P_NOISE_FREE, snr_db: float | None = None,
+                           noise_models: float = 0.0, noise_model: str | None = None,
                            ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """:func:`random_sample` plus the sample's SNR in dB (``math.inf`` for a noise-free sample).
 
@@ -83,11 +86,17 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
             a larger value turns some noisy samples noise-free while leaving every other part of them unchanged.
         snr_db: if given, the sample's SNR (dB; ``math.inf`` for none) instead of the drawn one, everything else
             unchanged: the same images at a fixed SNR, for paired comparisons per SNR (benchmarks).
+        noise_models: probability that a noisy sample's noise is another model than training's complex (Rician)
+            noise, drawn uniformly from ``magnitude`` and ``sos4`` (:data:`~lightning_modules.spio.viewline.
+            NOISE_MODELS`; session 33), from a random stream of its own (0 gives exactly the plain samples; the
+            ``magnitude`` model draws the same numbers as the complex one).
+        noise_model: if given, every noisy sample's noise model (benchmarks: the same samples under another model).
     """
     image, concentration, snr_db, _ = _simulate(seed, index, base_augmentation=base_augmentation,
                                                 head_bases=head_bases, rim_bases=rim_bases,
                                                 shape_variety=shape_variety, base=base,
-                                                noise_free_fraction=noise_free_fraction, fixed_snr_db=snr_db)
+                                                noise_free_fraction=noise_free_fraction, fixed_snr_db=snr_db,
+                                                noise_models=noise_models, noise_model=noise_model)
     return image, concentration, snr_db
 
 
@@ -107,6 +116,7 @@ def random_sample_with_targets(seed: int, index: int, *, base_augmentation: floa
 def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: float, rim_bases: float,
               shape_variety: float, base: Callable[[np.random.Generator], torch.Tensor], with_targets: bool = False,
               noise_free_fraction: float = P_NOISE_FREE, fixed_snr_db: float | None = None,
+              noise_models: float = 0.0, noise_model: str | None = None,
               ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None]:
     """Sample ``index`` of ``seed``: image, plane concentration, SNR and (``with_targets``) auxiliary targets."""
     rng = np.random.default_rng([int(seed), int(index)])
@@ -137,8 +147,15 @@ def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: fl
     snr_db = math.inf if rng.random() < noise_free_fraction else float(rng.uniform(*SNR_RANGE_DB))
     if fixed_snr_db is not None:
         snr_db = float(fixed_snr_db)
+    if noise_model is None:
+        noise_model = "complex"
+        if noise_models > 0:
+            noise_rng = np.random.default_rng([int(seed), int(index), 61])
+            if noise_rng.random() < noise_models:
+                noise_model = OTHER_NOISE_MODELS[int(noise_rng.integers(len(OTHER_NOISE_MODELS)))]
     image, plane, delta_b = simulate_viewline_with_field(rho, concentration, snr_db=snr_db,
-                                                         extra_chi_si_3d=extra_chi, generator=generator)
+                                                         extra_chi_si_3d=extra_chi, generator=generator,
+                                                         noise_model=noise_model)
     targets = auxiliary_targets(delta_b, concentration) if with_targets else None
     return image.float(), plane[None].float(), snr_db, targets
 

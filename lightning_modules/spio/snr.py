@@ -1,4 +1,5 @@
-"""The SNR of a View Line image, estimated from the image alone (issue 24, session 33).
+"""The SNR of a View Line image, estimated from the image alone, and a check of its noise model (issue 24,
+session 33).
 
 The maps' accuracy depends most on the noise (the bundle's docs, "Measured accuracy": NMAE ≈ 0.3 above 11 dB,
 ≈ 0.5–0.6 at 5–11 dB on simulated images), so the bundle tells the user the SNR it sees. The definition is the
@@ -16,6 +17,9 @@ not over the dark gaps between the lines).
   maximum); S is the square root of the mean power there minus 2σ² (Rician power, ``E[M²] = A² + 2σ²``) without
   the darkest fifth of those pixels (iron darkens tissue and bends lines away; the simulator's S is of SPIO-free
   tissue).
+- **The noise model**: the estimate (and the network) assume single-channel Rician noise. The gap pixels' median over
+  their lower quartile is 1.55 for it, ≈ 2.12 for real Gaussian noise on the magnitude and ≈ 1.21 for four coils
+  combined by root-sum-of-squares (:func:`rician_like`).
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ TOP_PERCENTILE = 99.9
 #: nominal pixels, which the simulator's S (of SPIO-free tissue) does not see (a tenth read ≈ 1 dB low on training's
 #: generator, benchmarks/results/spio/decision_rule_session33.md).
 DARK_TAIL_FRACTION = 0.2
+#: The gap pixels' median over their lower quartile for single-channel Rician noise (Rayleigh: √(ln 4)/√(−2 ln ¾) =
+#: 1.552) lies in this range; real Gaussian noise on the magnitude gives ≈ 2.12 (half-normal), four coils combined by
+#: root-sum-of-squares ≈ 1.21 (χ₈): session 33, addendum 3.
+RICIAN_RATIO_RANGE = (1.38, 1.83)
 #: Below this (dB), the bundle warns that the map is much less accurate (the docs' 5–11 dB bin).
 LOW_SNR_DB = 11.0
 #: Above this (dB), the estimate is reported as noise-free (∞).
@@ -70,6 +78,21 @@ def noise_sigma(image: np.ndarray) -> float:
     _, gap = line_and_gap_pixels(image.shape[-1])
     gap_pixels = np.asarray(image, dtype=np.float64)[:, :, gap]
     return float(np.quantile(gap_pixels, GAP_QUANTILE)) / RAYLEIGH_QUANTILE_OVER_SIGMA
+
+
+def gap_quartile_ratio(image: np.ndarray) -> float:
+    """The gap pixels' median over their lower quartile (both channels) of a View Line magnitude image (2, x, z): a
+    shape of the noise distribution independent of its scale (``math.inf`` without noise)."""
+    _, gap = line_and_gap_pixels(image.shape[-1])
+    lower, median = np.quantile(np.asarray(image, dtype=np.float64)[:, :, gap], [GAP_QUANTILE, 0.5])
+    return float(median / lower) if lower > 0 else math.inf
+
+
+def rician_like(image: np.ndarray) -> bool:
+    """Whether the noise between the lines looks like a single-channel magnitude image's (Rician, what the network
+    was trained on); a noise-free image counts as such."""
+    ratio = gap_quartile_ratio(image)
+    return math.isinf(ratio) or RICIAN_RATIO_RANGE[0] <= ratio <= RICIAN_RATIO_RANGE[1]
 
 
 def tissue_signal_estimate(image: np.ndarray, sigma: float) -> float:

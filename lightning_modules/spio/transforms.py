@@ -8,7 +8,8 @@ reads ``image`` as a float64 :class:`~monai.data.MetaTensor` (nx, nz, 1, 2) with
                           normalise (99th percentile > 0, no pixel over MAX_INTENSITY_OVER_P99 × it); a warning
                           for a pixel size other than the trained one
     ViewLineChannelsd     ``image`` as the network's (2, nx, nz) float32 input (channel 0 even, 1 odd lines)
-    ReportViewLineSNRd    prints the SNR estimated from the image, a warning below 11 dB (session 33)
+    ReportViewLineSNRd    prints the SNR estimated from the image, a warning below 11 dB or for noise other than
+                          single-channel Rician (session 33)
 
 and, after the inferer (:class:`lightning_modules.spio.inferers.FlipAverageInferer`)::
 
@@ -31,7 +32,7 @@ from monai.transforms import MapTransform
 from lightning_modules.bundle_workflow import PATH_SUFFIX, plain_tensor, read_nifti_header
 from lightning_modules.io import InputError, voxel_sizes_mm
 from lightning_modules.spio import acquisition as acq
-from lightning_modules.spio.snr import LOW_SNR_DB, estimate_snr_db
+from lightning_modules.spio.snr import LOW_SNR_DB, estimate_snr_db, gap_quartile_ratio, rician_like
 from lightning_modules.spio.viewline import PIXEL_MM
 
 #: What the loaded file is called in messages.
@@ -127,9 +128,18 @@ class CheckViewLineImaged(MapTransform):
         return d
 
 
-def snr_report(path: str, snr_db: float) -> str:
-    """The line the bundle prints about an image's estimated SNR: a warning below :data:`LOW_SNR_DB`, where the
-    maps are much less accurate (the bundle's docs, "Measured accuracy")."""
+def snr_report(path: str, image: np.ndarray) -> str:
+    """The line the bundle prints about an image's noise (session 33): its SNR estimated from the image, a warning
+    below :data:`~lightning_modules.spio.snr.LOW_SNR_DB`, where the maps are much less accurate (the bundle's docs,
+    "Measured accuracy"), or a warning instead of a number when the noise between the lines is not that of a
+    single-channel magnitude image (:func:`~lightning_modules.spio.snr.rician_like`)."""
+    if not rician_like(image):
+        return (f"warning: {path}: the noise between the lines is not that of a single-channel magnitude image "
+                f"(median / lower quartile {gap_quartile_ratio(image):.2f}; Rician 1.55, e.g. multi-coil "
+                f"root-sum-of-squares ≈ 1.2, Gaussian noise on the magnitude ≈ 2.1): the network was trained on "
+                f"single-channel images only and is much less accurate on others (docs/README.md, Limitations); "
+                f"no SNR estimated")
+    snr_db = estimate_snr_db(image)
     if snr_db == float("inf"):
         return f"{path}: estimated SNR ∞ (no noise found between the lines)"
     if snr_db < LOW_SNR_DB:
@@ -139,10 +149,9 @@ def snr_report(path: str, snr_db: float) -> str:
 
 
 class ReportViewLineSNRd(MapTransform):
-    """Print each View Line image's SNR as estimated from the image
-    (:func:`~lightning_modules.spio.snr.estimate_snr_db`, issue 24 session 33), with a warning below
-    :data:`~lightning_modules.spio.snr.LOW_SNR_DB`; the data pass unchanged. Expects the network's input layout
-    (2, nx, nz)."""
+    """Print each View Line image's SNR as estimated from the image (:func:`snr_report`, issue 24 session 33), with
+    a warning below :data:`~lightning_modules.spio.snr.LOW_SNR_DB` or when the noise is not single-channel Rician;
+    the data pass unchanged. Expects the network's input layout (2, nx, nz)."""
 
     def __init__(self, keys: Sequence[Hashable] | Hashable = "image") -> None:
         super().__init__(keys)
@@ -151,7 +160,7 @@ class ReportViewLineSNRd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             path = str(d.get(f"{key}{PATH_SUFFIX}", "image"))
-            print(snr_report(path, estimate_snr_db(plain_tensor(d[key]).numpy())), flush=True)
+            print(snr_report(path, plain_tensor(d[key]).numpy()), flush=True)
         return d
 
 

@@ -117,25 +117,44 @@ def tissue_signal(spin_density: torch.Tensor, *, tissue_fraction: float = 0.1) -
     return float(rho[tissue].mean()) * math.exp(-acq.VIEWLINE_TE_S * acq.VIEWLINE_R2STAR_TISSUE_PER_S)
 
 
+#: Noise models of :func:`add_noise` (session 33): ``complex`` (single-channel magnitude, Rician: training's),
+#: ``magnitude`` (|M + σn|: real Gaussian noise on the magnitude, a common simulator shortcut; a half-normal
+#: background) and ``sos4`` (four coils of uniform sensitivity, each with complex noise σ, root-sum-of-squares: the
+#: same noise σ on tissue at high SNR, a χ₈ background ≈ 2.7σ).
+NOISE_MODELS = ("complex", "magnitude", "sos4")
+#: Coils of the ``sos4`` noise model.
+SOS_COILS = 4
+
+
 def add_noise(
-    image: torch.Tensor, *, snr_db: float, signal: float, generator: torch.Generator | None = None
+    image: torch.Tensor, *, snr_db: float, signal: float, generator: torch.Generator | None = None,
+    model: str = "complex",
 ) -> torch.Tensor:
-    """Magnitude of the image plus complex Gaussian noise with ``SNR[dB] = 20 log10(S / σ)``.
+    """Magnitude of the image plus noise with ``SNR[dB] = 20 log10(S / σ)``.
 
     Args:
         image: noise-free magnitude image (2, x, z).
         snr_db: SNR in dB; ``math.inf`` returns the image unchanged.
         signal: S, the signal of excited SPIO-free tissue (:func:`tissue_signal`).
         generator: torch random generator (seeded by the caller).
+        model: one of :data:`NOISE_MODELS`; ``complex`` (the default) and ``magnitude`` draw the same numbers.
 
     Returns:
         Noisy magnitude image, same shape.
     """
+    if model not in NOISE_MODELS:
+        raise ValueError(f"unknown noise model {model!r}; expected one of {', '.join(NOISE_MODELS)}")
     if math.isinf(snr_db):
         return image
     sigma = signal / 10 ** (snr_db / 20)
+    if model == "sos4":
+        coil = image / math.sqrt(SOS_COILS)  # uniform sensitivities: the noise-free SoS is the image
+        noise = sigma * torch.randn((2, SOS_COILS, *image.shape), generator=generator)
+        return torch.sqrt(((coil + noise[0]) ** 2 + noise[1] ** 2).sum(dim=0))
     real = image + sigma * torch.randn(image.shape, generator=generator)
     imag = sigma * torch.randn(image.shape, generator=generator)
+    if model == "magnitude":
+        return torch.abs(real)
     return torch.sqrt(real**2 + imag**2)
 
 
@@ -163,10 +182,13 @@ def simulate_viewline(
 def simulate_viewline_with_field(
     spin_density: torch.Tensor, concentration_3d: torch.Tensor, *, snr_db: float = math.inf,
     extra_chi_si_3d: torch.Tensor | None = None, generator: torch.Generator | None = None,
+    noise_model: str = "complex",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`simulate_viewline` plus the off-resonance ΔB of the plane (x, z) in T that made the image."""
+    """:func:`simulate_viewline` plus the off-resonance ΔB of the plane (x, z) in T that made the image;
+    ``noise_model`` is :func:`add_noise`'s ``model``."""
     plane = concentration_3d[:, concentration_3d.shape[1] // 2, :]
     delta_b = offresonance_tesla(concentration_3d, extra_chi_si_3d=extra_chi_si_3d)
     image = acquire(spin_density, plane, delta_b)
-    image = add_noise(image, snr_db=snr_db, signal=tissue_signal(spin_density), generator=generator)
+    image = add_noise(image, snr_db=snr_db, signal=tissue_signal(spin_density), generator=generator,
+                      model=noise_model)
     return image, plane, delta_b

@@ -11,16 +11,23 @@ import torch
 from lightning_modules.bundle_workflow import PATH_SUFFIX
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.phantoms import agar_disk
-from lightning_modules.spio.snr import estimate_snr_db, line_and_gap_pixels, noise_sigma, tissue_signal_estimate
+from lightning_modules.spio.snr import (
+    estimate_snr_db,
+    gap_quartile_ratio,
+    line_and_gap_pixels,
+    noise_sigma,
+    rician_like,
+    tissue_signal_estimate,
+)
 from lightning_modules.spio.transforms import ReportViewLineSNRd
-from lightning_modules.spio.viewline import PIXEL_MM, line_centres_mm, pixel_centres_mm, simulate_viewline
+from lightning_modules.spio.viewline import PIXEL_MM, line_centres_mm, pixel_centres_mm, simulate_viewline_with_field
 
 NO_IRON = torch.zeros(acq.VIEWLINE_MATRIX[0], acq.VIEWLINE_NY, acq.VIEWLINE_MATRIX[1])
 
 
-def _agar(snr_db: float, seed: int) -> np.ndarray:
-    image, _ = simulate_viewline(agar_disk(radius_mm=22.0), NO_IRON, snr_db=snr_db,
-                                 generator=torch.Generator().manual_seed(seed))
+def _agar(snr_db: float, seed: int, noise_model: str = "complex") -> np.ndarray:
+    image, _, _ = simulate_viewline_with_field(agar_disk(radius_mm=22.0), NO_IRON, snr_db=snr_db,
+                                               generator=torch.Generator().manual_seed(seed), noise_model=noise_model)
     return image.numpy()
 
 
@@ -71,3 +78,20 @@ def test_report_warns_below_11_db_and_passes_the_data_unchanged(capsys):
         assert line.startswith("warning: V.nii.gz: estimated SNR") == warned, line
         assert "V.nii.gz: estimated SNR" in line
         assert abs(float(line.split("estimated SNR ")[1].split(" dB")[0]) - snr_db) <= 1.0, line
+
+
+@pytest.mark.parametrize(("model", "ratio"), [("complex", 1.552), ("magnitude", 2.117), ("sos4", 1.21)])
+def test_the_gap_quartile_ratio_tells_the_noise_models_apart(model, ratio):
+    image = _agar(12.0, 4, noise_model=model)
+    assert gap_quartile_ratio(image) == pytest.approx(ratio, rel=0.04)
+    assert rician_like(image) == (model == "complex")
+    assert rician_like(_agar(math.inf, 4, noise_model=model))  # noise-free: nothing to judge
+
+
+@pytest.mark.parametrize("model", ["magnitude", "sos4"])
+def test_report_warns_instead_of_an_snr_when_the_noise_is_not_rician(capsys, model):
+    ReportViewLineSNRd(keys="image")({"image": torch.from_numpy(_agar(20.0, 5, noise_model=model)),
+                                      f"image{PATH_SUFFIX}": "V.nii.gz"})
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("warning: V.nii.gz: the noise between the lines is not that of a single-channel")
+    assert "no SNR estimated" in line and "estimated SNR" not in line
