@@ -45,7 +45,7 @@ P_AIR_BUBBLE = 0.2
 
 def random_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
                   rim_bases: float = 0.0, shape_variety: float = 0.0, noise_free_fraction: float = P_NOISE_FREE,
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+                  noise_models: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Simulated sample ``index`` of ``seed``: View Line image (2, 128, 128) and concentration (1, 128, 128).
 
     The image is in the units of the spin density (tissue ≈ 1); concentration in µg Fe/mm³.
@@ -53,7 +53,8 @@ def random_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head
     image, concentration, _ = random_sample_with_snr(seed, index, base_augmentation=base_augmentation,
                                                      head_bases=head_bases, rim_bases=rim_bases,
                                                      shape_variety=shape_variety,
-                                                     noise_free_fraction=noise_free_fraction)
+                                                     noise_free_fraction=noise_free_fraction,
+                                                     noise_models=noise_models)
     return image, concentration
 
 
@@ -102,14 +103,14 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
 
 def random_sample_with_targets(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
                                rim_bases: float = 0.0, shape_variety: float = 0.0,
-                               noise_free_fraction: float = P_NOISE_FREE,
+                               noise_free_fraction: float = P_NOISE_FREE, noise_models: float = 0.0,
                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`random_sample` plus the auxiliary targets of the same sample (2, 64, 64): the plane's field and the
     iron's extent along y (:func:`~lightning_modules.spio.auxiliary.auxiliary_targets`)."""
     image, concentration, _, targets = _simulate(seed, index, base_augmentation=base_augmentation,
                                                  head_bases=head_bases, rim_bases=rim_bases,
                                                  shape_variety=shape_variety, base=random_base, with_targets=True,
-                                                 noise_free_fraction=noise_free_fraction)
+                                                 noise_free_fraction=noise_free_fraction, noise_models=noise_models)
     return image, concentration, targets
 
 
@@ -240,17 +241,19 @@ class OnTheFlyDataset(IterableDataset):
         with_targets: yield ``(image, concentration, auxiliary targets)``
             (:func:`random_sample_with_targets`) instead of pairs; the image and map are the same.
         noise_free_fraction: probability of a noise-free sample (:func:`random_sample_with_snr`).
+        noise_models: probability of another noise model than the complex one (:func:`random_sample_with_snr`).
     """
 
     def __init__(self, seed: int, *, samples_per_epoch: int, batch_size: int = 1, n_workers: int = 1,
                  rank: int = 0, world_size: int = 1, base_augmentation: float = 0.0, head_bases: float = 0.0,
                  rim_bases: float = 0.0, shape_variety: float = 0.0, with_targets: bool = False,
-                 noise_free_fraction: float = P_NOISE_FREE) -> None:
+                 noise_free_fraction: float = P_NOISE_FREE, noise_models: float = 0.0) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0 … {world_size - 1}")
         self.seed, self.rank, self.world_size, self.n_workers = seed, rank, world_size, max(n_workers, 1)
         self.base_augmentation, self.head_bases, self.with_targets = base_augmentation, head_bases, with_targets
         self.noise_free_fraction, self.rim_bases, self.shape_variety = noise_free_fraction, rim_bases, shape_variety
+        self.noise_models = noise_models
         runs = world_size * self.n_workers
         self.per_worker = math.ceil(samples_per_epoch / (runs * batch_size)) * batch_size
         self.epoch = 0
@@ -275,7 +278,7 @@ class OnTheFlyDataset(IterableDataset):
         for index in self.indices(epoch, worker):
             yield sample(self.seed, index, base_augmentation=self.base_augmentation, head_bases=self.head_bases,
                          rim_bases=self.rim_bases, shape_variety=self.shape_variety,
-                         noise_free_fraction=self.noise_free_fraction)
+                         noise_free_fraction=self.noise_free_fraction, noise_models=self.noise_models)
 
 
 class ViewLineDataModule(pl.LightningDataModule):
@@ -302,23 +305,26 @@ class ViewLineDataModule(pl.LightningDataModule):
             ``pool_size`` 0 only); validation batches stay ``(image, concentration)``.
         noise_free_fraction: probability of a noise-free sample in the fresh training samples (``pool_size`` 0
             only; validation keeps :data:`P_NOISE_FREE`, so validation NMAE means the same in every run).
+        noise_models: probability that a fresh training sample's noise is another model than the complex one
+            (:func:`random_sample_with_snr`, session 33; ``pool_size`` 0 only; validation stays complex).
     """
 
     def __init__(self, *, seed: int = 0, pool_size: int = 6000, samples_per_epoch: int = 4000, n_val: int = 64,
                  batch_size: int = 16, num_workers: int = 0, cache_dir: str | None = None,
                  base_augmentation: float = 0.0, head_bases: float = 0.0, auxiliary_targets: bool = False,
                  noise_free_fraction: float = P_NOISE_FREE, rim_bases: float = 0.0,
-                 shape_variety: float = 0.0) -> None:
+                 shape_variety: float = 0.0, noise_models: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= noise_free_fraction <= 1.0:
             raise ValueError(f"noise_free_fraction must be in [0, 1], got {noise_free_fraction}")
-        plain = (not (base_augmentation or head_bases or rim_bases or shape_variety or auxiliary_targets)
-                 and noise_free_fraction == P_NOISE_FREE)
+        plain = (not (base_augmentation or head_bases or rim_bases or shape_variety or auxiliary_targets
+                      or noise_models) and noise_free_fraction == P_NOISE_FREE)
         if not plain and pool_size > 0:
-            raise ValueError("base_augmentation, head_bases, rim_bases, shape_variety, auxiliary_targets and "
-                             "noise_free_fraction need fresh samples (pool_size 0); the cached pools are plain")
+            raise ValueError("base_augmentation, head_bases, rim_bases, shape_variety, auxiliary_targets, "
+                             "noise_free_fraction and noise_models need fresh samples (pool_size 0); the cached "
+                             "pools are plain")
         self.base_augmentation, self.head_bases, self.rim_bases = base_augmentation, head_bases, rim_bases
-        self.shape_variety = shape_variety
+        self.shape_variety, self.noise_models = shape_variety, noise_models
         self.auxiliary_targets, self.noise_free_fraction = bool(auxiliary_targets), noise_free_fraction
         self.seed, self.pool_size, self.samples_per_epoch = seed, pool_size, samples_per_epoch
         self.n_val, self.batch_size, self.num_workers, self.cache_dir = n_val, batch_size, num_workers, cache_dir
@@ -340,7 +346,8 @@ class ViewLineDataModule(pl.LightningDataModule):
                                                  head_bases=self.head_bases, rim_bases=self.rim_bases,
                                                  shape_variety=self.shape_variety,
                                                  with_targets=self.auxiliary_targets,
-                                                 noise_free_fraction=self.noise_free_fraction)
+                                                 noise_free_fraction=self.noise_free_fraction,
+                                                 noise_models=self.noise_models)
 
     def train_dataloader(self) -> DataLoader:
         shuffle = isinstance(self.train_set, PoolDataset)

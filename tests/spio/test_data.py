@@ -34,7 +34,7 @@ from lightning_modules.spio.viewline import PIXEL_MM, VOXEL_3D_MM
 
 def _fake_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
                  rim_bases: float = 0.0, shape_variety: float = 0.0, noise_free_fraction: float = data.P_NOISE_FREE,
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+                 noise_models: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Stands in for the simulator: the 'image' is the sample index, the 'concentration' the seed."""
     return torch.tensor([float(index)]), torch.tensor([float(seed)])
 
@@ -112,7 +112,7 @@ def test_augment_base_changes_intensity_only() -> None:
 
 
 @pytest.mark.parametrize("option", ["base_augmentation", "head_bases", "rim_bases", "shape_variety",
-                                    "noise_free_fraction"])
+                                    "noise_free_fraction", "noise_models"])
 def test_base_image_options_need_fresh_samples_and_reach_the_dataset(option: str) -> None:
     with pytest.raises(ValueError, match="pool_size 0"):
         ViewLineDataModule(pool_size=100, **{option: 0.5})
@@ -263,14 +263,15 @@ def test_head_anatomy_adds_scalp_outside_the_tissue_and_keeps_it_inside() -> Non
         assert 0.7 < float(inside.median()) < 1.3 and float(inside.max()) <= 2.0 * 1.5
 
 
-def test_train_json_passes_noise_free_fraction_to_the_training_samples_only() -> None:
+@pytest.mark.parametrize(("option", "default"), [("noise_free_fraction", data.P_NOISE_FREE), ("noise_models", 0.0)])
+def test_train_json_passes_noise_options_to_the_training_samples_only(option: str, default: float) -> None:
     config_file = Path(__file__).parents[2] / "monai_bundles/spio_quantification/configs/train.json"
-    for given, expected in ((None, data.P_NOISE_FREE), (0.25, 0.25)):
+    for given, expected in ((None, default), (0.25, 0.25)):
         config = ConfigParser(ConfigParser.load_config_file(str(config_file)))
         config.update({"pool_size": 0, "samples_per_epoch": 4, "n_val": 2, "cache_dir": None})
         if given is not None:
-            config["noise_free_fraction"] = given
+            config[option] = given
         module = config.get_parsed_content("datamodule")
         module.val_set = []
         module.setup("fit")
-        assert module.train_set.noise_free_fraction == expected
+        assert getattr(module.train_set, option) == expected
