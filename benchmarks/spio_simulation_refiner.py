@@ -137,7 +137,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
-    network = load_network(DeepSpio(), str(MODEL))
+    network = load_network(DeepSpio(), str(args.model_path or MODEL))
+    baseline_model = args.baseline_model_path or MODEL
+    baseline_network = (network if Path(baseline_model).resolve() == Path(args.model_path or MODEL).resolve()
+                        else load_network(DeepSpio(), str(baseline_model)))
     # widths (and the baseline's lifts) from the weights; several files = the stages of a chain, in order
     refiner = [load_refiner(w, lifts=tuple(args.lifts)) for w in args.weights]
     baseline = [load_refiner(w) for w in args.baseline] if args.baseline else None
@@ -152,7 +155,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         t1 = time.perf_counter()
         m2 = refine(refiner, image, prior)
         t_base, t_ref = t_base + t1 - t0, t_ref + time.perf_counter() - t1
-        reference = nmae(refine(baseline, image, prior), truth) if baseline is not None else nmae(prior, truth)
+        baseline_prior = prior if baseline_network is network else predict_concentration(baseline_network, image)
+        reference = (nmae(refine(baseline, image, baseline_prior), truth) if baseline is not None
+                     else nmae(baseline_prior, truth))
         rows.append((snr, reference, nmae(m2, truth), i, float(truth.sum())))
     r = np.array(rows, dtype=float)
     d = r[:, 2] - r[:, 1]
@@ -164,7 +169,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
              f"Command: `.venv/bin/python benchmarks/spio_simulation_refiner.py evaluate --weights "
              f"{' '.join(Path(w).name for w in args.weights)} --lifts {' '.join(args.lifts)}"
              f"{' --baseline ' + ' '.join(Path(w).name for w in args.baseline) if args.baseline else ''}"
-             f"{' --baseline_name ' + args.baseline_name if args.baseline_name else ''} --generator {args.generator} "
+             f"{' --baseline_name ' + args.baseline_name if args.baseline_name else ''}"
+             f"{' --model_path ' + Path(args.model_path).name if args.model_path else ''} --generator {args.generator}"
              f"{' --noise_model ' + args.noise_model if args.noise_model else ''}"
              f" --seed {args.seed} --start {args.start} --n {args.n}` (one CPU thread).", "",
              f"| set | images | {ref_name} | {label} | {label} − {ref_name} (± s.e.) |", "|---|---|---|---|---|"]
@@ -223,6 +229,8 @@ def main() -> None:
     e.add_argument("--lifts", nargs="+", default=["ball"], choices=LIFTS)
     e.add_argument("--baseline", nargs="+", help="a refiner (or chain) to compare with, e.g. the bundle's "
                    "models/refiner.pt (its lifts and widths are read from the weights)")
+    e.add_argument("--model_path", help="DeepSPIO's weights under --weights (default: the bundle's model.pt)")
+    e.add_argument("--baseline_model_path", help="DeepSPIO's weights under --baseline (default: the bundle's)")
     e.add_argument("--baseline_name", help="the baseline's name in the table (default: its file name), e.g. 0.10.0")
     e.add_argument("--generator", default="train")
     e.add_argument("--noise_model", choices=NOISE_MODELS, help="training's generator under this noise model")

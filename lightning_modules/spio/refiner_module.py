@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--last_stage", action="store_true", help="the generator options of the last DeepSPIO stage")
     p.add_argument("--lifts", nargs="+", default=["ball"], choices=LIFTS, help="the 3-D lifts simulated")
+    p.add_argument("--model_path", help="DeepSPIO's weights for m₁ (default: the bundle's models/model.pt)")
     for option in POOL_OPTIONS:
         p.add_argument(f"--{option}", type=float, help=f"the generator's {option} (default: the last stage's, or 0)")
     p.add_argument("--out", required=True)
@@ -248,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(1)
         options = {k: getattr(args, k) for k in POOL_OPTIONS if getattr(args, k) is not None}
         make_pool(args.out, seed=args.seed, start=args.start, n=args.n, last_stage=args.last_stage,
-                  lifts=tuple(args.lifts), **options)
+                  model_path=args.model_path, lifts=tuple(args.lifts), **options)
         return
     if args.command == "chain":
         torch.set_num_threads(1)
