@@ -140,6 +140,9 @@ def snr_report(path: str, image: np.ndarray) -> str:
                 f"single-channel images only and is much less accurate on others (docs/README.md, Limitations); "
                 f"no SNR estimated")
     snr_db = estimate_snr_db(image)
+    if snr_db == float("-inf"):
+        return (f"warning: {path}: no tissue signal found on the lines (only noise?): the map cannot be trusted; "
+                f"the network expects {ACQUISITION}")
     if snr_db == float("inf"):
         return f"{path}: estimated SNR ∞ (no noise found between the lines)"
     if snr_db < LOW_SNR_DB:

@@ -95,3 +95,13 @@ def test_report_warns_instead_of_an_snr_when_the_noise_is_not_rician(capsys, mod
     line = capsys.readouterr().out.strip()
     assert line.startswith("warning: V.nii.gz: the noise between the lines is not that of a single-channel")
     assert "no SNR estimated" in line and "estimated SNR" not in line
+
+
+def test_report_warns_when_the_lines_hold_no_signal(capsys):
+    noise = torch.randn((2, 2, *acq.VIEWLINE_MATRIX), generator=torch.Generator().manual_seed(6))
+    magnitude = torch.sqrt(noise[0] ** 2 + noise[1] ** 2)  # Rayleigh noise ...
+    line, _ = line_and_gap_pixels()
+    magnitude[:, :, torch.from_numpy(line >= 0)] = 0.0       # ... and nothing where the lines are
+    ReportViewLineSNRd(keys="image")({"image": magnitude, f"image{PATH_SUFFIX}": "V.nii.gz"})
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("warning: V.nii.gz: no tissue signal found on the lines"), line
