@@ -39,28 +39,19 @@ from lightning_modules.bundle_app import bundle_root
 from lightning_modules.io import write_text_atomic
 from lightning_modules.metrics import nmae
 from lightning_modules.spio import acquisition as acq
-from lightning_modules.spio import data
+from lightning_modules.spio import data, viewline
 from lightning_modules.spio.app import load_network, predict_concentration
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.simulation_refiner import load_refiner
-from lightning_modules.spio.viewline import acquire, add_noise, offresonance_tesla, tissue_signal
-
-Simulator = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
-def blurred_simulator(blur_z_px: float) -> Simulator:
-    """A drop-in for :func:`~lightning_modules.spio.viewline.simulate_viewline_with_field` whose noise-free image is
-    convolved along z with a Gaussian of σ = ``blur_z_px`` pixels before the (same) noise is added."""
-    def simulate(spin_density, concentration_3d, *, snr_db=math.inf, extra_chi_si_3d=None, generator=None,
-                 noise_model="complex"):
-        plane = concentration_3d[:, concentration_3d.shape[1] // 2, :]
-        delta_b = offresonance_tesla(concentration_3d, extra_chi_si_3d=extra_chi_si_3d)
-        image = acquire(spin_density, plane, delta_b)
-        image = torch.from_numpy(ndimage.gaussian_filter1d(image.numpy(), blur_z_px, axis=2, mode="nearest"))
-        image = add_noise(image, snr_db=snr_db, signal=tissue_signal(spin_density), generator=generator,
-                          model=noise_model)
-        return image, plane, delta_b
-    return simulate
+def blurred(acquire_image: Callable[..., torch.Tensor], blur_z_px: float) -> Callable[..., torch.Tensor]:
+    """``acquire_image`` (:func:`~lightning_modules.spio.viewline.acquire`) followed by a Gaussian of σ =
+    ``blur_z_px`` pixels along z: the noise-free image blurred before the simulator adds its noise."""
+    def acquire_blurred(*args, **kwargs) -> torch.Tensor:
+        image = acquire_image(*args, **kwargs).numpy()
+        return torch.from_numpy(ndimage.gaussian_filter1d(image, blur_z_px, axis=2, mode="nearest"))
+    return acquire_blurred
 
 
 #: Perturbations that are a noise model of the library's generator (``random_sample_with_snr(noise_model=…)``).
@@ -71,19 +62,19 @@ NOISE_PERTURBATIONS = {"magnitude noise": "magnitude", "4-coil SoS noise": "sos4
 def perturbation(name: str) -> Iterator[None]:
     """Patch the simulator for one named perturbation (see the module docstring; the noise models need no patch)
     while the block runs."""
-    saved = (acq.VIEWLINE_Z_OVERSAMPLING, acq.VIEWLINE_LINE_WIDTH_MM, data.simulate_viewline_with_field)
+    saved = (acq.VIEWLINE_Z_OVERSAMPLING, acq.VIEWLINE_LINE_WIDTH_MM, viewline.acquire)
     try:
         if name.startswith("oversampling"):
             acq.VIEWLINE_Z_OVERSAMPLING = int(name.split()[1])
         elif name == "line width 1.1 mm":
             acq.VIEWLINE_LINE_WIDTH_MM = 1.1
         elif name == "readout blur 0.5 px":
-            data.simulate_viewline_with_field = blurred_simulator(0.5)
+            viewline.acquire = blurred(viewline.acquire, 0.5)
         elif name != "nominal" and name not in NOISE_PERTURBATIONS:
             raise ValueError(f"unknown perturbation {name!r}")
         yield
     finally:
-        acq.VIEWLINE_Z_OVERSAMPLING, acq.VIEWLINE_LINE_WIDTH_MM, data.simulate_viewline_with_field = saved
+        acq.VIEWLINE_Z_OVERSAMPLING, acq.VIEWLINE_LINE_WIDTH_MM, viewline.acquire = saved
 
 
 PERTURBATIONS = ("nominal", "oversampling 2", "oversampling 8", "readout blur 0.5 px", "line width 1.1 mm",

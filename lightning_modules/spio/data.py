@@ -32,12 +32,12 @@ from lightning_modules.spio.phantoms import (
     sphere,
     varied_concentration,
 )
-from lightning_modules.spio.viewline import simulate_viewline_with_field
+from lightning_modules.spio.viewline import NOISE_MODELS, simulate_viewline_with_field
 
 #: Training SNR range in dB (uniform), and the probability of a noise-free sample.
 SNR_RANGE_DB = (5.0, 30.0)
 #: The noise models a sample may get instead of the complex one (``noise_models``, session 33).
-OTHER_NOISE_MODELS = ("magnitude", "sos4")
+OTHER_NOISE_MODELS = tuple(model for model in NOISE_MODELS if model != "complex")
 P_NOISE_FREE = 0.1
 #: Probability that a sample holds an air bubble (ρ = 0, χ_air − χ_tissue) next to the SPIO.
 P_AIR_BUBBLE = 0.2
