@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WEB_STAMP := .venv-web/.installed
 
-.PHONY: install install-web web demo test test-fast bench bench-qsm bench-ivim bench-spio bench-rim train-qsm train-qsmgan train-ivim train-spio train-spio-refiner train-spio-scratch train-spio-base train-spio-060 train-rim lint clean
+.PHONY: install install-web web demo test test-fast bench bench-qsm bench-ivim bench-spio bench-rim train-qsm train-qsmgan train-ivim train-spio train-spio-refiner train-spio-noise-robust train-spio-scratch train-spio-base train-spio-060 train-rim lint clean
 
 install: $(STAMP) $(WEB_STAMP)
 
@@ -165,18 +165,36 @@ train-spio: train-spio-base
 # Session 32: the validation shard is made beside the second training shard (samples 0-1 849 | 1 850-3 499 + the
 # 200 validation samples; the same 3 500 samples, so the same pool tensor for tensor): 3 min 48 s instead of 4 min 11 s.
 # 0.10.2 (session 32): the refiner trains in the NHWC layout (--channels_last), 5 000 steps in 6 min 43 s.
+# 0.11.0 (session 34): the same lines make the noise-robust refiner (SPIO_REFINER_NAME, _MODEL, _NOISE; below).
 SPIO_REFINER := $(PY) -m lightning_modules.spio.refiner_module
 SPIO_REFINER_POOL := --last_stage --rim_bases 0.5 --shape_variety 0.5
+SPIO_REFINER_NAME ?= refiner
+SPIO_REFINER_MODEL ?=
+SPIO_REFINER_NOISE ?=
+SPIO_REFINER_MAPS = $(if $(SPIO_REFINER_MODEL),--model_path $(SPIO_REFINER_MODEL))
+SPIO_REFINER_OUT = $(SCRATCH)/$(SPIO_REFINER_NAME)
 train-spio-refiner: $(STAMP)
 	mkdir -p $(SCRATCH)
-	OMP_NUM_THREADS=1 $(SPIO_REFINER) pool --seed 300 --start 0 --n 1850 $(SPIO_REFINER_POOL) \
-	  --out $(SCRATCH)/refiner_pool_a.pt & { OMP_NUM_THREADS=1 $(SPIO_REFINER) pool --seed 300 --start 1850 \
-	  --n 1650 $(SPIO_REFINER_POOL) --out $(SCRATCH)/refiner_pool_b.pt && \
-	  OMP_NUM_THREADS=1 $(SPIO_REFINER) pool --seed 301 --start 0 --n 200 --out $(SCRATCH)/refiner_val.pt; } && wait $$!
-	OMP_NUM_THREADS=2 $(SPIO_REFINER) train --pool $(SCRATCH)/refiner_pool_a.pt $(SCRATCH)/refiner_pool_b.pt \
-	  --val $(SCRATCH)/refiner_val.pt --steps 5000 --val_every 500 --batch_size 4 --learning_rate 0.0005 --threads 2 \
-	  --channels_last --out $(SCRATCH)/refiner.pt
-	cp $(SCRATCH)/refiner.pt $(SPIO)/models/refiner.pt
+	OMP_NUM_THREADS=1 $(SPIO_REFINER) pool --seed 300 --start 0 --n 1850 $(SPIO_REFINER_POOL) $(SPIO_REFINER_NOISE) \
+	  $(SPIO_REFINER_MAPS) --out $(SPIO_REFINER_OUT)_pool_a.pt & { OMP_NUM_THREADS=1 $(SPIO_REFINER) pool --seed 300 \
+	  --start 1850 --n 1650 $(SPIO_REFINER_POOL) $(SPIO_REFINER_NOISE) $(SPIO_REFINER_MAPS) \
+	  --out $(SPIO_REFINER_OUT)_pool_b.pt && OMP_NUM_THREADS=1 $(SPIO_REFINER) pool --seed 301 --start 0 --n 200 \
+	  $(SPIO_REFINER_MAPS) --out $(SPIO_REFINER_OUT)_val.pt; } && wait $$!
+	OMP_NUM_THREADS=2 $(SPIO_REFINER) train --pool $(SPIO_REFINER_OUT)_pool_a.pt $(SPIO_REFINER_OUT)_pool_b.pt \
+	  --val $(SPIO_REFINER_OUT)_val.pt --steps 5000 --val_every 500 --batch_size 4 --learning_rate 0.0005 --threads 2 \
+	  --channels_last --out $(SPIO_REFINER_OUT).pt
+	cp $(SPIO_REFINER_OUT).pt $(SPIO)/models/$(SPIO_REFINER_NAME).pt
+
+# SPIO 0.11.0 (issue 24, session 34): the noise-robust companion weights, used only for images whose noise between
+# the lines is not single-channel Rician (the bundle's noise check). train-spio's last DeepSPIO stage again from G3n
+# with one noisy sample in four under Gaussian-on-magnitude or 4-coil root-sum-of-squares noise (--noise_models 0.25;
+# 28 min), then the refiner's stage on its maps with the same share (11 min): ≈ 39 min after train-spio (session 33's DN).
+train-spio-noise-robust: $(STAMP)
+	$(SPIO_FAST2) --seed 68 $(SPIO_LAST) --noise_free_fraction 0.25 --rim_bases 0.125 --noise_models 0.25 \
+	  --init_weights $(SCRATCH)/G3n.pt --work_dir $(SCRATCH)/G4hN --model_path $(SCRATCH)/G4hN.pt
+	cp $(SCRATCH)/G4hN.pt $(SPIO)/models/model_noise_robust.pt
+	$(MAKE) --no-print-directory train-spio-refiner SPIO_REFINER_NAME=refiner_noise_robust \
+	  SPIO_REFINER_MODEL=$(SCRATCH)/G4hN.pt SPIO_REFINER_NOISE="--noise_models 0.25"
 
 train-spio-scratch: train-spio-base
 	$(SPIO_FAST) --seed 66 $(SPIO_LAST) --init_weights $(SCRATCH)/G2.pt --work_dir $(SCRATCH)/G3 \

@@ -13,7 +13,9 @@ through the same inferers and floor (since 0.5.0 the flip average wraps a shift 
 
 from __future__ import annotations
 
+import copy
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +24,7 @@ from torch import nn
 
 from lightning_modules import capability
 from lightning_modules.bundle_app import (
+    bundle_root,
     exit_on_input_error,
     is_given,
     load_network,
@@ -31,12 +34,17 @@ from lightning_modules.bundle_app import (
 )
 from lightning_modules.bundle_workflow import in_dataset_dir
 from lightning_modules.io import InputError
-from lightning_modules.spio.inferers import SHIFT_AVERAGE_PX, FlipAverageInferer, ShiftAverageInferer
+from lightning_modules.spio.inferers import (
+    SHIFT_AVERAGE_PX,
+    FlipAverageInferer,
+    NoiseModelInferer,
+    ShiftAverageInferer,
+)
 from lightning_modules.spio.simulation_refiner import SimulationRefiner, load_refiner, refine_floored
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, check_case_header, floor_concentration
 
 __all__ = ["CONCENTRATION_FLOOR_UG_PER_MM3", "apply_floor", "cases", "load_network", "predict_concentration",
-           "bundle_refiner"]
+           "bundle_refiner", "noise_robust_network", "noise_robust_refiner"]
 
 BUNDLE = "spio_quantification"
 
@@ -66,7 +74,8 @@ def cases(image: str | None, *, datalist: str | None, output_dir: str | os.PathL
 def predict_concentration(network: nn.Module, image: np.ndarray, device: torch.device | str = "cpu", *,
                           flip_average: bool = True, shifts_px: tuple[int, ...] = SHIFT_AVERAGE_PX,
                           floor_ug_per_mm3: float = CONCENTRATION_FLOOR_UG_PER_MM3,
-                          refiner: nn.Module | None = None) -> np.ndarray:
+                          refiner: nn.Module | None = None, other_network: nn.Module | None = None,
+                          other_refiner: nn.Module | None = None) -> np.ndarray:
     """Concentration map (nx, nz) in µg Fe/mm³ (≥ 0) of a View Line image (2, nx, nz) in any intensity units: what
     the bundle writes, through its inferer and floor.
 
@@ -83,14 +92,20 @@ def predict_concentration(network: nn.Module, image: np.ndarray, device: torch.d
         refiner: the simulate-and-compare refiner (0.9.0; :func:`~lightning_modules.spio.simulation_refiner.
             load_refiner` of the bundle's ``models/refiner.pt``), run on the floored map and floored again, as the
             bundle's post-processing does; None gives DeepSPIO's map alone (0.8.x).
+        other_network, other_refiner: the noise-robust weights (0.11.0, session 34), used instead of ``network`` and
+            ``refiner`` when the image's noise is not single-channel Rician
+            (:class:`~lightning_modules.spio.inferers.NoiseModelInferer`); None keeps ``network`` and ``refiner``.
     """
     x = torch.as_tensor(np.asarray(image), dtype=torch.float32, device=device)[None]
     inferer = ShiftAverageInferer(SimpleInferer(), shifts=shifts_px)
     if flip_average:
         inferer = FlipAverageInferer(inferer)
+    inferer = NoiseModelInferer(inferer, other_network=None if other_network is None else other_network.to(device))
     with torch.no_grad():
         concentration = floor_concentration(inferer(x, network.to(device))[0, 0], floor_ug_per_mm3)
     if refiner is not None:
+        if other_refiner is not None and inferer.uses_other(x)[0]:
+            refiner = other_refiner
         concentration = refine_floored(refiner, x, concentration[None, None], floor_ug_per_mm3=floor_ug_per_mm3)[0, 0]
     return concentration.cpu().numpy()
 
@@ -110,6 +125,42 @@ def bundle_refiner(refiner_path: str | None, device: torch.device | str = "cpu",
             return load_refiner(refiner_path, device, None if lifts is None else tuple(lifts))
         except ValueError as error:
             raise InputError(str(error)) from None
+
+
+def _adaptive_flag(noise_adaptive: object) -> bool:
+    """``--noise_adaptive`` as a bool; any other value is a one-line error (exit status 2)."""
+    with exit_on_input_error():
+        flag = parse_flag(noise_adaptive)
+        if not isinstance(flag, bool):
+            raise InputError(f"--noise_adaptive must be true or false, not {noise_adaptive!r}")
+    return flag
+
+
+def noise_robust_network(network_def: nn.Module, model_path: str | os.PathLike | None,
+                         robust_model_path: str | os.PathLike | None, device: torch.device | str = "cpu", *,
+                         noise_adaptive: object = True) -> nn.Module | None:
+    """The network for the images whose noise is not single-channel Rician (0.11.0, issue 24 session 34): a copy
+    of ``network_def`` with ``robust_model_path``'s weights, in eval mode on ``device``. None — every image mapped
+    by the run's network — with ``--noise_adaptive false``, without robust weights, or when ``model_path`` is not
+    the bundle's own ``models/model.pt`` (the robust weights are that network's companion, not another's)."""
+    shipped = Path(bundle_root(BUNDLE)) / "models" / "model.pt"
+    if (not _adaptive_flag(noise_adaptive) or not is_given(robust_model_path) or not is_given(model_path)
+            or Path(model_path).resolve() != shipped.resolve()):
+        return None
+    with exit_on_input_error():
+        network = load_network(copy.deepcopy(network_def), str(robust_model_path),
+                               hint="reinstall the bundle, or pass --noise_adaptive false")
+    return network.to(device)
+
+
+def noise_robust_refiner(robust_refiner_path: str | None, robust_network: nn.Module | None,
+                         device: torch.device | str = "cpu", *, refine: object = True,
+                         lifts: list[str] | tuple[str, ...] | None = None) -> SimulationRefiner | None:
+    """The refiner for the images :func:`noise_robust_network` maps (trained on its maps): ``robust_refiner_path``'s
+    weights as :func:`bundle_refiner` loads them, or None when there is no robust network or no refinement."""
+    if robust_network is None:
+        return None
+    return bundle_refiner(robust_refiner_path, device, refine=refine, lifts=lifts)
 
 
 def apply_floor(concentration: np.ndarray, floor_ug_per_mm3: float) -> np.ndarray:

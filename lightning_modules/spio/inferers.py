@@ -1,5 +1,6 @@
 """The inferers of the ``spio_quantification`` bundle: DeepSPIO's test-time flip and shift averages as MONAI
-``Inferer`` s (the bundle runs ``FlipAverageInferer(ShiftAverageInferer(SimpleInferer(), shifts=SHIFT_AVERAGE_PX))``).
+``Inferer`` s (the bundle runs ``FlipAverageInferer(ShiftAverageInferer(SimpleInferer(), shifts=SHIFT_AVERAGE_PX))``),
+and the choice of weights by the image's noise model (:class:`NoiseModelInferer`, around them; 0.11.0).
 
 The View Line acquisition is symmetric under a mirror of the phase-encode axis x (x → −x: the lines, the readout
 shift along z and B0 do not change), and training used that flip as augmentation. Averaging the network's map with
@@ -12,8 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from monai.inferers import Inferer, SimpleInferer
+from torch import nn
+
+from lightning_modules.spio.snr import rician_like
 
 #: Shifts (pixels along x) of the bundle's test-time shift average (0.5.0; issue 24, session 18: chosen on a
 #: development set, then passed the decision rule on the tuning set, NMAE 0.397 → 0.393).
@@ -109,6 +114,50 @@ class ShiftAverageInferer(_SpatialAxisInferer):
         size = inputs.shape[dim]
         seen = sum(shift(torch.ones(size, dtype=total.dtype, device=total.device), -s, 0) for s in self.shifts)
         return total / seen.clamp_min(1.0).reshape([size if d == dim else 1 for d in range(total.ndim)])
+
+
+class NoiseModelInferer(Inferer):
+    """``inferer`` run with ``network`` on the images whose noise is what it was trained on, and with
+    ``other_network`` on the others (issue 24, session 34).
+
+    The shipped DeepSPIO learned single-channel magnitude images (Rician noise) and is much less accurate when the
+    noise has another distribution (several coils combined by root-sum-of-squares, Gaussian noise added to a
+    magnitude image); the bundle's noise-robust weights learned those too but are no better on Rician images. The
+    check (``expected``, default :func:`~lightning_modules.spio.snr.rician_like`: the gap pixels' median over their
+    lower quartile) is made per image, on the image as given (it is scale-free); noise-free images count as
+    expected. ``other_network`` None runs ``network`` on everything (``--noise_adaptive false``).
+
+    Args:
+        inferer: the inner inferer (the bundle's flip and shift averages).
+        other_network: the network for images whose noise fails the check.
+        expected: image (C, *spatial) as a NumPy array → whether ``network`` was trained for its noise.
+
+    >>> import torch
+    >>> pick = NoiseModelInferer(other_network=lambda x: -x, expected=lambda image: image.sum() > 0)
+    >>> pick(torch.tensor([[[1.0]], [[-2.0]]])[:, None], lambda x: x).flatten().tolist()
+    [1.0, 2.0]
+    """
+
+    def __init__(self, inferer: Inferer | None = None, *, other_network: nn.Module | Callable | None = None,
+                 expected: Callable[[np.ndarray], bool] = rician_like) -> None:
+        super().__init__()
+        self.inferer = SimpleInferer() if inferer is None else inferer
+        self.other_network, self.expected = other_network, expected
+
+    def uses_other(self, inputs: torch.Tensor) -> list[bool]:
+        """Per image of ``inputs`` (B, C, *spatial): whether ``other_network`` maps it."""
+        if self.other_network is None:
+            return [False] * inputs.shape[0]
+        return [not self.expected(x.detach().float().cpu().numpy()) for x in inputs]
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any,
+                 **kwargs: Any) -> torch.Tensor:
+        """Map ``inputs`` (B, C, *spatial), each image with the network its noise calls for."""
+        other = self.uses_other(inputs)
+        if len(set(other)) == 1:  # the whole batch with one network, as one batch
+            return self.inferer(inputs, self.other_network if other[0] else network, *args, **kwargs)
+        return torch.cat([self.inferer(x[None], self.other_network if o else network, *args, **kwargs)
+                          for x, o in zip(inputs, other)])
 
 
 def shift(tensor: torch.Tensor, pixels: int, dim: int) -> torch.Tensor:

@@ -20,7 +20,7 @@ the shape model).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from lightning_modules.spio.auxiliary import FIELD_SCALE_MM
 from lightning_modules.spio.inferers import FlipAverageInferer, ShiftAverageInferer
 from lightning_modules.spio.line_features import N_FEATURES, LineFeatures
 from lightning_modules.spio.line_unet import he_init, unet_levels, unet_pass
+from lightning_modules.spio.snr import rician_like
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, floor_concentration
 from lightning_modules.spio.viewline import PIXEL_MM, acquire, offresonance_tesla
 
@@ -225,19 +226,31 @@ def load_refiner(path: str | None, device: torch.device | str = "cpu", lifts: tu
 
 class SimulationRefined(MapTransform):
     """MONAI post-processing: ``pred`` (1, X, Z), the floored DeepSPIO map, refined by :class:`SimulationRefiner`
-    from the case's ``image`` (2, X, Z); ``refiner`` None leaves ``pred`` as it is (``--refine false``)."""
+    from the case's ``image`` (2, X, Z); ``refiner`` None leaves ``pred`` as it is (``--refine false``).
 
-    def __init__(self, keys: KeysCollection = "pred", *, refiner: nn.Module | None, image_key: str = "image") -> None:
+    ``other_refiner`` (session 34): the refiner for images whose noise fails ``expected`` (default
+    :func:`~lightning_modules.spio.snr.rician_like`), trained on the maps of the network
+    :class:`~lightning_modules.spio.inferers.NoiseModelInferer` runs on them; None refines every image with
+    ``refiner``."""
+
+    def __init__(self, keys: KeysCollection = "pred", *, refiner: nn.Module | None, image_key: str = "image",
+                 other_refiner: nn.Module | None = None,
+                 expected: Callable[[np.ndarray], bool] = rician_like) -> None:
         super().__init__(keys)
         self.refiner, self.image_key = refiner, image_key
+        self.other_refiner, self.expected = other_refiner, expected
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         if self.refiner is None:
             return d
-        device = next(self.refiner.parameters()).device
-        image = torch.as_tensor(d[self.image_key], dtype=torch.float32).to(device)[None]
+        image = torch.as_tensor(d[self.image_key], dtype=torch.float32)
+        refiner = self.refiner
+        if self.other_refiner is not None and not self.expected(image.cpu().numpy()):
+            refiner = self.other_refiner
+        device = next(refiner.parameters()).device
+        image = image.to(device)[None]
         for key in self.key_iterator(d):
             prior = torch.as_tensor(d[key], dtype=torch.float32).to(device)[None]
-            d[key] = refine_map(self.refiner, image, prior)[0].to(torch.as_tensor(d[key]).device)
+            d[key] = refine_map(refiner, image, prior)[0].to(torch.as_tensor(d[key]).device)
         return d

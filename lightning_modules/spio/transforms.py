@@ -128,17 +128,22 @@ class CheckViewLineImaged(MapTransform):
         return d
 
 
-def snr_report(path: str, image: np.ndarray) -> str:
+def snr_report(path: str, image: np.ndarray, *, robust_weights: bool = False) -> str:
     """The line the bundle prints about an image's noise (session 33): its SNR estimated from the image, a warning
     below :data:`~lightning_modules.spio.snr.LOW_SNR_DB`, where the maps are much less accurate (the bundle's docs,
     "Measured accuracy"), or a warning instead of a number when the noise between the lines is not that of a
-    single-channel magnitude image (:func:`~lightning_modules.spio.snr.rician_like`)."""
+    single-channel magnitude image (:func:`~lightning_modules.spio.snr.rician_like`), which says whether the image
+    is mapped with the noise-robust weights (``robust_weights``, 0.11.0)."""
     if not rician_like(image):
-        return (f"warning: {path}: the noise between the lines is not that of a single-channel magnitude image "
+        what = (f"warning: {path}: the noise between the lines is not that of a single-channel magnitude image "
                 f"(median / lower quartile {gap_quartile_ratio(image):.2f}; Rician 1.55, e.g. multi-coil "
-                f"root-sum-of-squares ≈ 1.2, Gaussian noise on the magnitude ≈ 2.1): the network was trained on "
-                f"single-channel images only and is much less accurate on others (docs/README.md, Limitations); "
-                f"no SNR estimated")
+                f"root-sum-of-squares ≈ 1.2, Gaussian noise on the magnitude ≈ 2.1): ")
+        if robust_weights:
+            return what + ("mapped with the noise-robust weights (models/model_noise_robust.pt), trained on such "
+                           "noise too; less accurate than on single-channel images (docs/README.md, Limitations); "
+                           "no SNR estimated")
+        return what + ("the network was trained on single-channel images only and is much less accurate on others "
+                       "(docs/README.md, Limitations); no SNR estimated")
     snr_db = estimate_snr_db(image)
     if snr_db == float("-inf"):
         return (f"warning: {path}: no tissue signal found on the lines (only noise?): the map cannot be trusted; "
@@ -153,17 +158,19 @@ def snr_report(path: str, image: np.ndarray) -> str:
 
 class ReportViewLineSNRd(MapTransform):
     """Print each View Line image's SNR as estimated from the image (:func:`snr_report`, issue 24 session 33), with
-    a warning below :data:`~lightning_modules.spio.snr.LOW_SNR_DB` or when the noise is not single-channel Rician;
-    the data pass unchanged. Expects the network's input layout (2, nx, nz)."""
+    a warning below :data:`~lightning_modules.spio.snr.LOW_SNR_DB` or when the noise is not single-channel Rician
+    (``robust_weights``: such images are mapped with the noise-robust weights); the data pass unchanged. Expects the
+    network's input layout (2, nx, nz)."""
 
-    def __init__(self, keys: Sequence[Hashable] | Hashable = "image") -> None:
+    def __init__(self, keys: Sequence[Hashable] | Hashable = "image", *, robust_weights: bool = False) -> None:
         super().__init__(keys)
+        self.robust_weights = bool(robust_weights)
 
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
             path = str(d.get(f"{key}{PATH_SUFFIX}", "image"))
-            print(snr_report(path, plain_tensor(d[key]).numpy()), flush=True)
+            print(snr_report(path, plain_tensor(d[key]).numpy(), robust_weights=self.robust_weights), flush=True)
         return d
 
 

@@ -32,7 +32,7 @@ def options(command: list[str]) -> dict[str, str]:
     return {command[i][2:]: command[i + 1] for i in keys}
 
 
-@pytest.mark.parametrize("target", ["train-spio", "train-spio-scratch", "train-spio-060"])
+@pytest.mark.parametrize("target", ["train-spio", "train-spio-scratch", "train-spio-060", "train-spio-noise-robust"])
 def test_every_recipe_option_is_a_train_json_key(target):
     config = json.loads(TRAIN_JSON.read_text())
     commands = bundle_commands(target)
@@ -97,3 +97,37 @@ def test_the_shipped_recipe_ends_in_the_bundle_weights_with_a_quarter_of_its_sam
     assert ranges == [(0, 1850), (1850, 1650)]
     outs = [shard.split("--out ")[1].split()[0] for shard in training_shards[:2]]
     assert training.split("--pool ")[1].split()[:2] == outs
+
+
+def _dry_run(target: str) -> list[str]:
+    text = subprocess.run(["make", "-n", "--no-print-directory", target, "PY=python"], cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout.replace("\\\n", " ")
+    return text.splitlines()
+
+
+def test_the_noise_robust_companion_is_the_last_stages_with_other_noise_models():
+    """0.11.0 (session 34): the companion weights are train-spio's last DeepSPIO stage and its refiner stage, each
+    with --noise_models 0.25 and nothing else changed, copied beside the shipped weights (not over them)."""
+    last = bundle_commands("train-spio")[-1]
+    robust = bundle_commands("train-spio-noise-robust")
+    assert len(robust) == 1
+    differs = {k: v for k, v in options(robust[0]).items() if options(last).get(k) != v}
+    assert set(differs) == {"noise_models", "work_dir", "model_path"} and differs["noise_models"] == "0.25"
+    assert options(robust[0])["init_weights"] == options(last)["init_weights"]  # the same G3n
+    lines = _dry_run("train-spio-noise-robust")
+    copies = [line.split() for line in lines if line.startswith("cp ")]
+    models = "monai_bundles/spio_quantification/models"
+    assert [c[-1] for c in copies] == [f"{models}/model_noise_robust.pt", f"{models}/refiner_noise_robust.pt"]
+    assert copies[0][1] == options(robust[0])["model_path"]
+    shipped = [line for line in _dry_run("train-spio-refiner") if "refiner_module" in line]
+    companion = [line for line in lines if "refiner_module" in line]
+    assert len(shipped) == len(companion) == 2  # one line of pools (three processes), one of training
+    for a, b in zip(shipped, companion, strict=True):  # the same lines but for the pools' maps and noise, and names
+        a_words, b_words = a.replace("refiner_pool", "X_pool").replace("refiner_val", "X_val").split(), \
+            b.replace("refiner_noise_robust_pool", "X_pool").replace("refiner_noise_robust_val", "X_val").split()
+        extra = [w for w in b_words if w not in a_words]
+        assert all(w in ("--noise_models", "0.25", "--model_path", options(robust[0])["model_path"])
+                   or w.endswith("refiner_noise_robust.pt") for w in extra), extra
+    pools = companion[0].split("pool --seed ")[1:]
+    assert ["--noise_models 0.25" in p for p in pools] == [True, True, False]  # validation: Rician, as shipped
+    assert all(f"--model_path {options(robust[0])['model_path']}" in p for p in pools)
