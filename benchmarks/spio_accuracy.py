@@ -168,11 +168,13 @@ def experiment_c(networks: dict, *, repetitions: int):
 class Runner:
     """A network as the bundle runs it: ``predict_concentration`` with the shipped refiner (0.9.0) or without."""
 
-    def __init__(self, network, refiner=None) -> None:
+    def __init__(self, network, refiner=None, other_network=None, other_refiner=None) -> None:
         self.network, self.refiner = network, refiner
+        self.other_network, self.other_refiner = other_network, other_refiner  # 0.11.0's noise-robust companion
 
     def predict(self, image: np.ndarray) -> np.ndarray:
-        return predict_concentration(self.network, image, refiner=self.refiner)
+        return predict_concentration(self.network, image, refiner=self.refiner, other_network=self.other_network,
+                                     other_refiner=self.other_refiner)
 
 
 def timings(networks: dict) -> tuple[float, dict[str, float]]:
@@ -227,6 +229,9 @@ def main() -> None:
     parser.add_argument("--refiner", default=None,
                         help="refiner weights run after every network (default: the bundle's models/refiner.pt; "
                              "'' for none, 0.8.x)")
+    parser.add_argument("--no_noise_adaptive", action="store_true",
+                        help="leave out the noise-robust companion the bundle uses for non-Rician images (0.11.0; "
+                             "used by default for the shipped deepspio weights)")
     parser.add_argument("--unrefined", action="store_true",
                         help="also run each network without the refiner, as NAME_unrefined (0.8.x's bundle)")
     args = parser.parse_args()
@@ -238,7 +243,11 @@ def main() -> None:
     networks = {}
     for name in args.networks.split(","):
         network = load_network(spio_network(name), weights[name])
-        networks[name] = Runner(network, refiner)
+        robust = robust_refiner = None
+        if name == "deepspio" and Path(weights[name]) == models / WEIGHTS[name] and not args.no_noise_adaptive:
+            robust = load_network(spio_network(name), models / "model_noise_robust.pt")
+            robust_refiner = None if refiner is None else load_refiner(str(models / "refiner_noise_robust.pt"))
+        networks[name] = Runner(network, refiner, robust, robust_refiner)
         if args.unrefined:
             networks[f"{name}_unrefined"] = Runner(network)
     baseline = TrainingMeanBaseline().fit(np.stack([random_sample(0, i)[1].numpy() for i in range(args.n_baseline)]))
@@ -259,7 +268,7 @@ def main() -> None:
              f"Command: `.venv/bin/python benchmarks/spio_accuracy.py --n_test {args.n_test} "
              f"--repetitions {args.repetitions} --networks {args.networks}"
              + (f" --refiner '{args.refiner}'" if args.refiner is not None else "")
-             + (" --unrefined" if args.unrefined else "")
+             + (" --unrefined" if args.unrefined else "") + (" --no_noise_adaptive" if args.no_noise_adaptive else "")
              + "".join(f" --weights {w}" for w in args.weights) + f" --out {args.out}"
              + "` (one CPU thread; all networks in this one run, on the same "
              f"images). Baseline: training-mean predictor ({baseline.mean_ug_per_mm3:.3f} µg Fe/mm³ everywhere, "

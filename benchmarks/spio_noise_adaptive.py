@@ -31,7 +31,7 @@ from lightning_modules.spio.app import load_network, predict_concentration  # no
 from lightning_modules.spio.networks import DeepSpio  # noqa: E402
 from lightning_modules.spio.simulation_refiner import load_refiner  # noqa: E402
 from lightning_modules.spio.snr import rician_like  # noqa: E402
-from lightning_modules.spio.viewline import NOISE_MODELS  # noqa: E402
+from lightning_modules.spio.viewline import EVALUATION_NOISE_MODELS, NOISE_MODELS  # noqa: E402
 
 MODELS = Path(bundle_root("spio_quantification")) / "models"
 BINS = (("∞", math.inf, math.inf), ("19–30 dB", 19, 30), ("11–19 dB", 11, 19), ("5–11 dB", 5, 11))
@@ -40,7 +40,8 @@ BINS = (("∞", math.inf, math.inf), ("19–30 dB", 19, 30), ("11–19 dB", 11, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generator", default="train", help="train, variant, variant2 or real")
-    parser.add_argument("--noise_model", choices=NOISE_MODELS, help="training's generator under this noise model")
+    parser.add_argument("--noise_model", choices=NOISE_MODELS + EVALUATION_NOISE_MODELS,
+                        help="training's generator under this noise model")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--n", type=int, required=True)

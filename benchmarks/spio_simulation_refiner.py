@@ -42,7 +42,7 @@ from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.refiner_module import load_pools, make_pool
 from lightning_modules.spio.simulation_refiner import LIFTS, SimulationRefiner, load_refiner, refine_floored
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3
-from lightning_modules.spio.viewline import NOISE_MODELS
+from lightning_modules.spio.viewline import EVALUATION_NOISE_MODELS, NOISE_MODELS
 
 MODEL = Path(bundle_root("spio_quantification")) / "models" / "model.pt"
 
@@ -233,7 +233,8 @@ def main() -> None:
     e.add_argument("--baseline_model_path", help="DeepSPIO's weights under --baseline (default: the bundle's)")
     e.add_argument("--baseline_name", help="the baseline's name in the table (default: its file name), e.g. 0.10.0")
     e.add_argument("--generator", default="train")
-    e.add_argument("--noise_model", choices=NOISE_MODELS, help="training's generator under this noise model")
+    e.add_argument("--noise_model", choices=NOISE_MODELS + EVALUATION_NOISE_MODELS,
+                        help="training's generator under this noise model")
     e.add_argument("--seed", type=int, required=True)
     e.add_argument("--start", type=int, default=0)
     e.add_argument("--n", type=int, required=True)

@@ -124,6 +124,14 @@ def tissue_signal(spin_density: torch.Tensor, *, tissue_fraction: float = 0.1) -
 NOISE_MODELS = ("complex", "magnitude", "sos4")
 #: Coils of the ``sos4`` noise model.
 SOS_COILS = 4
+#: Noise models for evaluation only (session 34): root-sum-of-squares of 2, 8 and 32 coils (χ₄, χ₁₆, χ₆₄ backgrounds),
+#: never drawn by training's ``noise_models`` (which draws from :data:`NOISE_MODELS`).
+EVALUATION_NOISE_MODELS = ("sos2", "sos8", "sos32")
+
+
+def sos_coils(model: str) -> int | None:
+    """The coils of a root-sum-of-squares noise model (``"sos4"`` → 4), None for the single-channel ones."""
+    return int(model[3:]) if model.startswith("sos") else None
 
 
 def add_noise(
@@ -137,19 +145,22 @@ def add_noise(
         snr_db: SNR in dB; ``math.inf`` returns the image unchanged.
         signal: S, the signal of excited SPIO-free tissue (:func:`tissue_signal`).
         generator: torch random generator (seeded by the caller).
-        model: one of :data:`NOISE_MODELS`; ``complex`` (the default) and ``magnitude`` draw the same numbers.
+        model: one of :data:`NOISE_MODELS` or :data:`EVALUATION_NOISE_MODELS`; ``complex`` (the default) and
+            ``magnitude`` draw the same numbers.
 
     Returns:
         Noisy magnitude image, same shape.
     """
-    if model not in NOISE_MODELS:
-        raise ValueError(f"unknown noise model {model!r}; expected one of {', '.join(NOISE_MODELS)}")
+    if model not in NOISE_MODELS + EVALUATION_NOISE_MODELS:
+        raise ValueError(f"unknown noise model {model!r}; expected one of "
+                         f"{', '.join(NOISE_MODELS + EVALUATION_NOISE_MODELS)}")
     if math.isinf(snr_db):
         return image
     sigma = signal / 10 ** (snr_db / 20)
-    if model == "sos4":
-        coil = image / math.sqrt(SOS_COILS)  # uniform sensitivities: the noise-free SoS is the image
-        noise = sigma * torch.randn((2, SOS_COILS, *image.shape), generator=generator)
+    coils = sos_coils(model)
+    if coils is not None:
+        coil = image / math.sqrt(coils)  # uniform sensitivities: the noise-free SoS is the image
+        noise = sigma * torch.randn((2, coils, *image.shape), generator=generator)
         return torch.sqrt(((coil + noise[0]) ** 2 + noise[1] ** 2).sum(dim=0))
     real = image + sigma * torch.randn(image.shape, generator=generator)
     imag = sigma * torch.randn(image.shape, generator=generator)
