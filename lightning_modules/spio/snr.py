@@ -50,6 +50,8 @@ DARK_TAIL_FRACTION = 0.2
 #: 1.552) lies in this range; real Gaussian noise on the magnitude gives ≈ 2.12 (half-normal), four coils combined by
 #: root-sum-of-squares ≈ 1.21 (χ₈): session 33, addendum 3.
 RICIAN_RATIO_RANGE = (1.38, 1.83)
+#: Seed of the dither of integer-valued images' gap pixels (:func:`gap_pixels`): the same image, the same answer.
+DITHER_SEED = 0
 #: Below this (dB), the bundle warns that the map is much less accurate (the docs' 5–11 dB bin).
 LOW_SNR_DB = 11.0
 #: Above this (dB), the estimate is reported as noise-free (∞).
@@ -73,26 +75,44 @@ def line_and_gap_pixels(nz: int = acq.VIEWLINE_MATRIX[1], pixel_mm: float = PIXE
     return line, gap
 
 
+def gap_pixels(image: np.ndarray) -> np.ndarray:
+    """The gap pixels of both channels of a View Line magnitude image (2, x, z), float64. An integer-valued image
+    (DICOM, 8-bit exports) is dithered by U(−½, ½) (fixed seed) so that noise of a few integer steps keeps the shape
+    of its distribution for the quantiles below (session 34, rule 4: without it, Rician noise of σ = 1–3 steps reads
+    as another noise model)."""
+    _, gap = line_and_gap_pixels(image.shape[-1])
+    pixels = np.asarray(image, dtype=np.float64)[:, :, gap]
+    if pixels.any() and np.array_equal(pixels, np.round(pixels)):  # (all zero: noise-free, nothing to dither)
+        pixels = pixels + np.random.default_rng(DITHER_SEED).uniform(-0.5, 0.5, pixels.shape)
+    return pixels
+
+
 def noise_sigma(image: np.ndarray) -> float:
     """σ of the complex noise of a View Line magnitude image (2, x, z), from the gap pixels of both channels."""
-    _, gap = line_and_gap_pixels(image.shape[-1])
-    gap_pixels = np.asarray(image, dtype=np.float64)[:, :, gap]
-    return float(np.quantile(gap_pixels, GAP_QUANTILE)) / RAYLEIGH_QUANTILE_OVER_SIGMA
+    return float(np.quantile(gap_pixels(image), GAP_QUANTILE)) / RAYLEIGH_QUANTILE_OVER_SIGMA
 
 
 def gap_quartile_ratio(image: np.ndarray) -> float:
     """The gap pixels' median over their lower quartile (both channels) of a View Line magnitude image (2, x, z): a
     shape of the noise distribution independent of its scale (``math.inf`` without noise)."""
-    _, gap = line_and_gap_pixels(image.shape[-1])
-    lower, median = np.quantile(np.asarray(image, dtype=np.float64)[:, :, gap], [GAP_QUANTILE, 0.5])
+    lower, median = np.quantile(gap_pixels(image), [GAP_QUANTILE, 0.5])
     return float(median / lower) if lower > 0 else math.inf
+
+
+def noise_below_integer_step(image: np.ndarray) -> bool:
+    """Whether ``image`` is integer-valued with noise too small for its shape to be told from the quantisation (the
+    dithered gap pixels' median below one step)."""
+    pixels = np.asarray(image)
+    return bool(np.array_equal(pixels, np.round(pixels)) and 0 < np.quantile(gap_pixels(image), 0.5) < 1.0)
 
 
 def rician_like(image: np.ndarray) -> bool:
     """Whether the noise between the lines looks like a single-channel magnitude image's (Rician, what the network
-    was trained on); a noise-free image counts as such."""
+    was trained on); a noise-free image, and an integer-valued one whose noise is below one step, count as such
+    (nothing to judge)."""
     ratio = gap_quartile_ratio(image)
-    return math.isinf(ratio) or RICIAN_RATIO_RANGE[0] <= ratio <= RICIAN_RATIO_RANGE[1]
+    in_range = math.isinf(ratio) or RICIAN_RATIO_RANGE[0] <= ratio <= RICIAN_RATIO_RANGE[1]
+    return in_range or noise_below_integer_step(image)
 
 
 def tissue_signal_estimate(image: np.ndarray, sigma: float) -> float:

@@ -13,8 +13,10 @@ from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.phantoms import agar_disk
 from lightning_modules.spio.snr import (
     estimate_snr_db,
+    gap_pixels,
     gap_quartile_ratio,
     line_and_gap_pixels,
+    noise_below_integer_step,
     noise_sigma,
     rician_like,
     tissue_signal_estimate,
@@ -106,3 +108,33 @@ def test_report_warns_when_the_lines_hold_no_signal(capsys):
     ReportViewLineSNRd(keys="image")({"image": magnitude, f"image{PATH_SUFFIX}": "V.nii.gz"})
     line = capsys.readouterr().out.strip()
     assert line.startswith("warning: V.nii.gz: no tissue signal found on the lines"), line
+
+
+# ---------------------------------------------------------------- integer-valued images (session 34, rule 4)
+
+def _rounded(image: np.ndarray, steps_per_sigma: float) -> np.ndarray:
+    return np.round(image * (steps_per_sigma / noise_sigma(image)))
+
+
+def test_float_images_gap_pixels_are_not_dithered():
+    image = _agar(15.0, 7)
+    _, gap = line_and_gap_pixels()
+    np.testing.assert_array_equal(gap_pixels(image), image[:, :, gap].astype(np.float64))
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_integer_images_keep_their_noise_model_and_snr(steps):
+    rician, magnitude = _agar(15.0, 8), _agar(15.0, 8, noise_model="magnitude")
+    rounded = _rounded(rician, steps)
+    assert rician_like(rounded) and not rician_like(_rounded(magnitude, steps))
+    assert abs(estimate_snr_db(rounded) - estimate_snr_db(rician)) < 0.5
+    assert rician_like(rounded) == rician_like(rounded.copy())  # the dither is seeded: the same answer every time
+    assert gap_quartile_ratio(rounded) == gap_quartile_ratio(rounded.copy())
+
+
+def test_integer_noise_below_one_step_is_not_judged():
+    rounded = _rounded(_agar(15.0, 9, noise_model="magnitude"), 0.4)
+    assert noise_below_integer_step(rounded) and rician_like(rounded)
+    assert not noise_below_integer_step(_rounded(_agar(15.0, 9, noise_model="magnitude"), 3))
+    noise_free = np.round(1000 * _agar(math.inf, 9))
+    assert rician_like(noise_free) and estimate_snr_db(noise_free) == math.inf
