@@ -143,3 +143,14 @@ def test_a_bad_noise_adaptive_value_is_one_line(tmp_path: Path, capsys) -> None:
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == "error: --noise_adaptive must be true or false, not 'maybe'"
     assert not (tmp_path / "o").exists()
+
+
+@needs_weights
+def test_missing_companion_weights_are_one_line(tmp_path: Path, capsys) -> None:
+    path = _viewline_nifti(tmp_path, "complex")
+    with pytest.raises(SystemExit) as exit_info:
+        _run(path, tmp_path / "o", noise_robust_model_path=str(tmp_path / "absent.pt"))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error:") and "absent.pt" in error and "--noise_adaptive false" in error
+    assert len(error.splitlines()) == 1 and not (tmp_path / "o").exists()
