@@ -75,15 +75,28 @@ def line_and_gap_pixels(nz: int = acq.VIEWLINE_MATRIX[1], pixel_mm: float = PIXE
     return line, gap
 
 
+def quantisation_step(pixels: np.ndarray) -> float | None:
+    """The step of values stored on a uniform grid — integers (DICOM, 8-bit exports), or integers times a NIfTI
+    ``scl_slope`` — or None for continuous values (nearly all distinct) and for a single value. (An intercept would
+    shift the background, which the noise check and the SNR estimate assume to be zero-based magnitudes.)"""
+    values = np.unique(np.asarray(pixels, dtype=np.float64))
+    if values.size < 2 or values.size > pixels.size // 4:
+        return None
+    step = float(np.diff(values).min())
+    k = (values - values[0]) / step
+    return step if np.allclose(k, np.round(k), rtol=0, atol=1e-3) else None
+
+
 def gap_pixels(image: np.ndarray) -> np.ndarray:
-    """The gap pixels of both channels of a View Line magnitude image (2, x, z), float64. An integer-valued image
-    (DICOM, 8-bit exports) is dithered by U(−½, ½) (fixed seed) so that noise of a few integer steps keeps the shape
-    of its distribution for the quantiles below (session 34, rule 4: without it, Rician noise of σ = 1–3 steps reads
-    as another noise model)."""
+    """The gap pixels of both channels of a View Line magnitude image (2, x, z), float64. Quantised values
+    (:func:`quantisation_step`) are dithered by U(−step/2, step/2) (fixed seed) so that noise of a few steps keeps the
+    shape of its distribution for the quantiles below (session 34, rule 4: without it, Rician noise of σ = 1–3
+    integer steps reads as another noise model)."""
     _, gap = line_and_gap_pixels(image.shape[-1])
     pixels = np.asarray(image, dtype=np.float64)[:, :, gap]
-    if pixels.any() and np.array_equal(pixels, np.round(pixels)):  # (all zero: noise-free, nothing to dither)
-        pixels = pixels + np.random.default_rng(DITHER_SEED).uniform(-0.5, 0.5, pixels.shape)
+    step = quantisation_step(pixels)
+    if step is not None:
+        pixels = pixels + step * np.random.default_rng(DITHER_SEED).uniform(-0.5, 0.5, pixels.shape)
     return pixels
 
 
@@ -100,10 +113,11 @@ def gap_quartile_ratio(image: np.ndarray) -> float:
 
 
 def noise_below_integer_step(image: np.ndarray) -> bool:
-    """Whether ``image`` is integer-valued with noise too small for its shape to be told from the quantisation (the
-    dithered gap pixels' median below one step)."""
-    pixels = np.asarray(image)
-    return bool(np.array_equal(pixels, np.round(pixels)) and 0 < np.quantile(gap_pixels(image), 0.5) < 1.0)
+    """Whether ``image``'s gap pixels are quantised (:func:`quantisation_step`) with noise too small for its shape to
+    be told from the quantisation (their dithered median below one step)."""
+    _, gap = line_and_gap_pixels(np.shape(image)[-1])
+    step = quantisation_step(np.asarray(image, dtype=np.float64)[:, :, gap])
+    return step is not None and 0 < float(np.quantile(gap_pixels(image), 0.5)) < step
 
 
 def rician_like(image: np.ndarray) -> bool:

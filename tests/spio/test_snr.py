@@ -18,6 +18,7 @@ from lightning_modules.spio.snr import (
     line_and_gap_pixels,
     noise_below_integer_step,
     noise_sigma,
+    quantisation_step,
     rician_like,
     tissue_signal_estimate,
 )
@@ -138,3 +139,15 @@ def test_integer_noise_below_one_step_is_not_judged():
     assert not noise_below_integer_step(_rounded(_agar(15.0, 9, noise_model="magnitude"), 3))
     noise_free = np.round(1000 * _agar(math.inf, 9))
     assert rician_like(noise_free) and estimate_snr_db(noise_free) == math.inf
+
+
+@pytest.mark.parametrize("scale", [0.37, 24.4])
+def test_quantised_images_of_any_step_are_judged_as_integer_ones(scale):
+    """A NIfTI scl_slope makes the stored integers k·slope: the same answers as the integers."""
+    for model in ("complex", "magnitude"):
+        integers = _rounded(_agar(15.0, 10, noise_model=model), 2)
+        scaled = integers * scale
+        _, gap = line_and_gap_pixels()
+        assert quantisation_step(scaled[:, :, gap]) == pytest.approx(scale)
+        assert rician_like(scaled) == rician_like(integers) == (model == "complex")
+    assert quantisation_step(_agar(15.0, 10)[:, :, gap]) is None  # continuous values: no dither
