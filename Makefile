@@ -188,7 +188,7 @@ train-spio-refiner: $(STAMP)
 # SPIO 0.11.0 (issue 24, session 34): the noise-robust companion weights, used only for images whose noise between
 # the lines is not single-channel Rician (the bundle's noise check). train-spio's last DeepSPIO stage again from G3n
 # with one noisy sample in four under Gaussian-on-magnitude or 4-coil root-sum-of-squares noise (--noise_models 0.25;
-# 28 min), then the refiner's stage on its maps with the same share (11 min): ≈ 39 min after train-spio (session 33's DN).
+# 28 min), then the refiner's stage on its maps with the same share (11 min): 38 min after train-spio (session 33's DN; session 34 re-ran it: tensor for tensor).
 train-spio-noise-robust: $(STAMP)
 	$(SPIO_FAST2) --seed 68 $(SPIO_LAST) --noise_free_fraction 0.25 --rim_bases 0.125 --noise_models 0.25 \
 	  --init_weights $(SCRATCH)/G3n.pt --work_dir $(SCRATCH)/G4hN --model_path $(SCRATCH)/G4hN.pt
