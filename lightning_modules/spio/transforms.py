@@ -103,11 +103,22 @@ def check_plausible_intensities(image: np.ndarray, path: str) -> None:
                          f"expects a magnitude image without such outliers: replace the corrupt pixels")
 
 
+def check_magnitude(image: np.ndarray, path: str) -> None:
+    """Refuse an image with negative pixels: a magnitude image has none (session 34, rule 5). They come from noise added
+    to a magnitude with its sign kept (a simple simulator), a real-valued reconstruction or an interpolation's
+    undershoot; mapped as given, such images read NMAE ≈ 8 on simulated samples, their absolute values ≈ 0.4."""
+    negative = image < 0
+    if negative.any():
+        raise InputError(f"View Line image {path!r} has {int(negative.sum())} negative pixel(s) (down to "
+                         f"{float(image.min()):.3g}); a magnitude image has none: if noise was added with its sign "
+                         f"kept, pass its absolute value; if an interpolation undershot, clip it at 0")
+
+
 class CheckViewLineImaged(MapTransform):
     """Refuse a loaded View Line image (nx, nz, 1, 2) the network cannot quantify, as one :class:`InputError`
-    naming the file: a shape other than the trained one, all zero, or an implausible intensity scale
-    (:func:`check_plausible_intensities`). A pixel size more than 5 % off the trained one prints a warning (the
-    concentrations may be off) and goes on."""
+    naming the file: a shape other than the trained one, all zero, negative pixels (:func:`check_magnitude`), or an
+    implausible intensity scale (:func:`check_plausible_intensities`). A pixel size more than 5 % off the trained one
+    prints a warning (the concentrations may be off) and goes on."""
 
     def __init__(self, keys: Sequence[Hashable] | Hashable = "image") -> None:
         super().__init__(keys)
@@ -120,6 +131,7 @@ class CheckViewLineImaged(MapTransform):
             check_viewline_shape(image.shape, path)
             if not np.any(image):
                 raise InputError(f"View Line image {path!r} is zero everywhere; the network expects {ACQUISITION}")
+            check_magnitude(image, path)
             check_plausible_intensities(image[:, :, 0, :], path)
             pixel_mm = voxel_sizes_mm(np.asarray(d[key].affine, dtype=np.float64))[[0, 1]]
             if not np.allclose(pixel_mm, PIXEL_MM, rtol=0.05):

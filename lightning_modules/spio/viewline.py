@@ -124,9 +124,11 @@ def tissue_signal(spin_density: torch.Tensor, *, tissue_fraction: float = 0.1) -
 NOISE_MODELS = ("complex", "magnitude", "sos4")
 #: Coils of the ``sos4`` noise model.
 SOS_COILS = 4
-#: Noise models for evaluation only (session 34): root-sum-of-squares of 2, 8 and 32 coils (χ₄, χ₁₆, χ₆₄ backgrounds),
-#: never drawn by training's ``noise_models`` (which draws from :data:`NOISE_MODELS`).
-EVALUATION_NOISE_MODELS = ("sos2", "sos8", "sos32")
+#: Noise models for evaluation only (session 34): root-sum-of-squares of 2, 8 and 32 coils (χ₄, χ₁₆, χ₆₄ backgrounds)
+#: and ``signed`` (real Gaussian noise on the magnitude with its sign kept, ``magnitude``'s numbers without |·|: not a
+#: magnitude image, but what a simple simulator writes), never drawn by training's ``noise_models`` (which draws from
+#: :data:`NOISE_MODELS`).
+EVALUATION_NOISE_MODELS = ("sos2", "sos8", "sos32", "signed")
 
 
 def sos_coils(model: str) -> int | None:
@@ -166,6 +168,8 @@ def add_noise(
     imag = sigma * torch.randn(image.shape, generator=generator)
     if model == "magnitude":
         return torch.abs(real)
+    if model == "signed":
+        return real
     return torch.sqrt(real**2 + imag**2)
 
 

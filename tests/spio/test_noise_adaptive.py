@@ -154,3 +154,21 @@ def test_missing_companion_weights_are_one_line(tmp_path: Path, capsys) -> None:
     error = capsys.readouterr().err.strip()
     assert error.startswith("error:") and "absent.pt" in error and "--noise_adaptive false" in error
     assert len(error.splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_an_image_with_negative_pixels_is_refused_in_one_line(tmp_path: Path, capsys) -> None:
+    """Rule 5: Gaussian noise added to a magnitude with its sign kept is not a magnitude image; mapped as given it read
+    NMAE ≈ 8, so the bundle says what to do instead of mapping it; a non-negative image (|·| of it) runs."""
+    signed = _viewline_nifti(tmp_path, "signed")
+    data, affine, _ = load_nifti(signed)
+    assert (data < 0).any()
+    with pytest.raises(SystemExit) as exit_info:
+        _run(signed, tmp_path / "s")
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "rod_signed.nii.gz" in error and "negative pixel(s)" in error
+    assert "pass its absolute value" in error and not (tmp_path / "s").exists()
+    magnitude = tmp_path / "rod_abs.nii.gz"
+    nib.save(nib.Nifti1Image(np.abs(data).astype(np.float32), affine), str(magnitude))
+    if ROBUST_MODEL.is_file():
+        assert _run(magnitude, tmp_path / "m").max() > 1.0

@@ -29,8 +29,8 @@ def test_each_models_background_has_its_distributions_mean(model, background_mea
     assert_allclose(float(_noise(torch.zeros(2, 128, 128), model).mean()), background_mean, rtol=0.02)
 
 
-@pytest.mark.parametrize("model", ["complex", "magnitude", "sos4", "sos2"])  # (8 and 32 coils at 20 dB: each coil
-# sees too little signal for the high-SNR limit; their backgrounds: tests/spio/test_snr.py)
+# (8 and 32 coils at 20 dB: each coil sees too little signal for the high-SNR limit; their backgrounds: test_snr.py)
+@pytest.mark.parametrize("model", ["complex", "magnitude", "sos4", "sos2", "signed"])
 def test_every_model_has_noise_sigma_and_no_bias_on_bright_tissue(model):
     noisy = _noise(torch.ones(2, 128, 128), model)
     assert_allclose(float(noisy.std()), SIGMA, rtol=0.05)
