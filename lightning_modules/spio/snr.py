@@ -87,17 +87,22 @@ def quantisation_step(pixels: np.ndarray) -> float | None:
     return step if np.allclose(k, np.round(k), rtol=0, atol=1e-3) else None
 
 
+def _dithered_gap_pixels(image: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """:func:`gap_pixels` and their :func:`quantisation_step` (None: continuous values, not dithered)."""
+    _, gap = line_and_gap_pixels(np.shape(image)[-1])
+    pixels = np.asarray(image, dtype=np.float64)[:, :, gap]
+    step = quantisation_step(pixels)
+    if step is not None:
+        pixels = pixels + step * np.random.default_rng(DITHER_SEED).uniform(-0.5, 0.5, pixels.shape)
+    return pixels, step
+
+
 def gap_pixels(image: np.ndarray) -> np.ndarray:
     """The gap pixels of both channels of a View Line magnitude image (2, x, z), float64. Quantised values
     (:func:`quantisation_step`) are dithered by U(−step/2, step/2) (fixed seed) so that noise of a few steps keeps the
     shape of its distribution for the quantiles below (session 34, rule 4: without it, Rician noise of σ = 1–3
     integer steps reads as another noise model)."""
-    _, gap = line_and_gap_pixels(image.shape[-1])
-    pixels = np.asarray(image, dtype=np.float64)[:, :, gap]
-    step = quantisation_step(pixels)
-    if step is not None:
-        pixels = pixels + step * np.random.default_rng(DITHER_SEED).uniform(-0.5, 0.5, pixels.shape)
-    return pixels
+    return _dithered_gap_pixels(image)[0]
 
 
 def noise_sigma(image: np.ndarray) -> float:
@@ -105,28 +110,33 @@ def noise_sigma(image: np.ndarray) -> float:
     return float(np.quantile(gap_pixels(image), GAP_QUANTILE)) / RAYLEIGH_QUANTILE_OVER_SIGMA
 
 
+def _quartile_ratio(pixels: np.ndarray) -> tuple[float, float]:
+    """(median / lower quartile, ``math.inf`` when the quartile is not positive; median) of gap pixels."""
+    lower, median = np.quantile(pixels, [GAP_QUANTILE, 0.5])
+    return (float(median / lower) if lower > 0 else math.inf), float(median)
+
+
 def gap_quartile_ratio(image: np.ndarray) -> float:
     """The gap pixels' median over their lower quartile (both channels) of a View Line magnitude image (2, x, z): a
     shape of the noise distribution independent of its scale (``math.inf`` without noise)."""
-    lower, median = np.quantile(gap_pixels(image), [GAP_QUANTILE, 0.5])
-    return float(median / lower) if lower > 0 else math.inf
+    return _quartile_ratio(gap_pixels(image))[0]
 
 
 def noise_below_integer_step(image: np.ndarray) -> bool:
     """Whether ``image``'s gap pixels are quantised (:func:`quantisation_step`) with noise too small for its shape to
     be told from the quantisation (their dithered median below one step)."""
-    _, gap = line_and_gap_pixels(np.shape(image)[-1])
-    step = quantisation_step(np.asarray(image, dtype=np.float64)[:, :, gap])
-    return step is not None and 0 < float(np.quantile(gap_pixels(image), 0.5)) < step
+    pixels, step = _dithered_gap_pixels(image)
+    return step is not None and 0 < _quartile_ratio(pixels)[1] < step
 
 
 def rician_like(image: np.ndarray) -> bool:
     """Whether the noise between the lines looks like a single-channel magnitude image's (Rician, what the network
     was trained on); a noise-free image, and an integer-valued one whose noise is below one step, count as such
     (nothing to judge)."""
-    ratio = gap_quartile_ratio(image)
+    pixels, step = _dithered_gap_pixels(image)
+    ratio, median = _quartile_ratio(pixels)
     in_range = math.isinf(ratio) or RICIAN_RATIO_RANGE[0] <= ratio <= RICIAN_RATIO_RANGE[1]
-    return in_range or noise_below_integer_step(image)
+    return in_range or (step is not None and 0 < median < step)
 
 
 def tissue_signal_estimate(image: np.ndarray, sigma: float) -> float:
