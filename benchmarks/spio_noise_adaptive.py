@@ -47,6 +47,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--robust_model_path", default=str(MODELS / "model_noise_robust.pt"))
     parser.add_argument("--robust_refiner_path", default=str(MODELS / "refiner_noise_robust.pt"))
+    parser.add_argument("--reference_robust_model_path",
+                        help="session 35, rule 1: compare two companions, both behind the noise check: the reference "
+                             "is the bundle with this companion DeepSPIO (and --reference_robust_refiner_path) "
+                             "instead of the shipped weights alone")
+    parser.add_argument("--reference_robust_refiner_path")
     parser.add_argument("--out")
     parser.add_argument("--signed_as_given", action="store_true",
                         help="rule 5: compare 0.11.0 on the image as given (negative pixels kept) with 0.11.0 on its "
@@ -58,6 +63,9 @@ def main() -> None:
     network, refiner = load_network(DeepSpio(), str(MODELS / "model.pt")), load_refiner(str(MODELS / "refiner.pt"))
     robust = load_network(DeepSpio(), args.robust_model_path)
     robust_refiner = load_refiner(args.robust_refiner_path)
+    if args.reference_robust_model_path:
+        reference_robust = load_network(DeepSpio(), args.reference_robust_model_path)
+        reference_robust_refiner = load_refiner(args.reference_robust_refiner_path)
     rows = []
     for i in range(args.start, args.start + args.n):
         image, truth, snr = sample(args.generator, args.seed, i, args.noise_model)
@@ -67,23 +75,33 @@ def main() -> None:
             image, given = np.abs(image), image
             shipped = predict_concentration(network, given, refiner=refiner, other_network=robust,
                                             other_refiner=robust_refiner)
+        elif args.reference_robust_model_path:
+            shipped = predict_concentration(network, image, refiner=refiner, other_network=reference_robust,
+                                            other_refiner=reference_robust_refiner)
         else:
             shipped = predict_concentration(network, image, refiner=refiner)
         adaptive = predict_concentration(network, image, refiner=refiner, other_network=robust,
                                          other_refiner=robust_refiner)
         rows.append((snr, nmae(shipped, truth), nmae(adaptive, truth), not rician_like(image)))
     r = np.array(rows, dtype=float)
-    reference, candidate = (("as given", "its absolute value") if args.signed_as_given else ("shipped", "adaptive"))
+    reference, candidate = (("as given", "its absolute value") if args.signed_as_given
+                            else ("reference companion", "companion") if args.reference_robust_model_path
+                            else ("shipped", "adaptive"))
     d = r[:, 2] - r[:, 1]
     noisy = ~np.isinf(r[:, 0])
     name = f"{args.generator}{' (' + args.noise_model + ' noise)' if args.noise_model else ''}"
-    lines = [f"# Noise-adaptive weights − the shipped weights, paired: {name}, seed {args.seed}, samples "
+    title = ("One noise-robust companion − another" if args.reference_robust_model_path
+             else "Noise-adaptive weights − the shipped weights")
+    lines = [f"# {title}, paired: {name}, seed {args.seed}, samples "
              f"{args.start}–{args.start + args.n - 1}", "",
              f"Command: `.venv/bin/python benchmarks/spio_noise_adaptive.py --generator {args.generator}"
              f"{' --noise_model ' + args.noise_model if args.noise_model else ''} --seed {args.seed} "
              f"--start {args.start} --n {args.n}{' --signed_as_given' if args.signed_as_given else ''}` "
              f"(one CPU thread; robust weights "
-             f"{Path(args.robust_model_path).name}, {Path(args.robust_refiner_path).name}).", "",
+             f"{Path(args.robust_model_path).name}, {Path(args.robust_refiner_path).name}"
+             + (f"; the reference companion {Path(args.reference_robust_model_path).name}, "
+                f"{Path(args.reference_robust_refiner_path).name}" if args.reference_robust_model_path else "")
+             + ").", "",
              f"Noisy images mapped with the robust weights: **{int(r[noisy, 3].sum())} of {int(noisy.sum())}** "
              f"({100 * r[noisy, 3].mean():.1f} %); noise-free images: {int(r[~noisy, 3].sum())} of "
              f"{int((~noisy).sum())}.", "",
