@@ -52,6 +52,9 @@ def main() -> None:
                              "is the bundle with this companion DeepSPIO (and --reference_robust_refiner_path) "
                              "instead of the shipped weights alone")
     parser.add_argument("--reference_robust_refiner_path")
+    parser.add_argument("--reference_unmatched", action="store_true",
+                        help="session 35, rule 2: the reference is 0.11.0 (the companion reads many-coil images as "
+                             "given), the candidate lowers their noise floor to the companion's 4 coils (0.12.0)")
     parser.add_argument("--out")
     parser.add_argument("--signed_as_given", action="store_true",
                         help="rule 5: compare 0.11.0 on the image as given (negative pixels kept) with 0.11.0 on its "
@@ -75,6 +78,9 @@ def main() -> None:
             image, given = np.abs(image), image
             shipped = predict_concentration(network, given, refiner=refiner, other_network=robust,
                                             other_refiner=robust_refiner)
+        elif args.reference_unmatched:
+            shipped = predict_concentration(network, image, refiner=refiner, other_network=robust,
+                                            other_refiner=robust_refiner, other_coils=None)
         elif args.reference_robust_model_path:
             shipped = predict_concentration(network, image, refiner=refiner, other_network=reference_robust,
                                             other_refiner=reference_robust_refiner)
@@ -86,17 +92,20 @@ def main() -> None:
     r = np.array(rows, dtype=float)
     reference, candidate = (("as given", "its absolute value") if args.signed_as_given
                             else ("reference companion", "companion") if args.reference_robust_model_path
+                            else ("0.11.0 (as given)", "floor matched") if args.reference_unmatched
                             else ("shipped", "adaptive"))
     d = r[:, 2] - r[:, 1]
     noisy = ~np.isinf(r[:, 0])
     name = f"{args.generator}{' (' + args.noise_model + ' noise)' if args.noise_model else ''}"
     title = ("One noise-robust companion − another" if args.reference_robust_model_path
+             else "Many-coil noise floor matched − as given" if args.reference_unmatched
              else "Noise-adaptive weights − the shipped weights")
     lines = [f"# {title}, paired: {name}, seed {args.seed}, samples "
              f"{args.start}–{args.start + args.n - 1}", "",
              f"Command: `.venv/bin/python benchmarks/spio_noise_adaptive.py --generator {args.generator}"
              f"{' --noise_model ' + args.noise_model if args.noise_model else ''} --seed {args.seed} "
-             f"--start {args.start} --n {args.n}{' --signed_as_given' if args.signed_as_given else ''}` "
+             f"--start {args.start} --n {args.n}{' --signed_as_given' if args.signed_as_given else ''}"
+             f"{' --reference_unmatched' if args.reference_unmatched else ''}` "
              f"(one CPU thread; robust weights "
              f"{Path(args.robust_model_path).name}, {Path(args.robust_refiner_path).name}"
              + (f"; the reference companion {Path(args.reference_robust_model_path).name}, "

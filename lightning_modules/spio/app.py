@@ -42,6 +42,7 @@ from lightning_modules.spio.inferers import (
 )
 from lightning_modules.spio.simulation_refiner import SimulationRefiner, load_refiner, refine_floored
 from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, check_case_header, floor_concentration
+from lightning_modules.spio.viewline import TRAINING_COILS
 
 __all__ = ["CONCENTRATION_FLOOR_UG_PER_MM3", "apply_floor", "cases", "load_network", "predict_concentration",
            "bundle_refiner", "noise_robust_network", "noise_robust_refiner"]
@@ -75,7 +76,8 @@ def predict_concentration(network: nn.Module, image: np.ndarray, device: torch.d
                           flip_average: bool = True, shifts_px: tuple[int, ...] = SHIFT_AVERAGE_PX,
                           floor_ug_per_mm3: float = CONCENTRATION_FLOOR_UG_PER_MM3,
                           refiner: nn.Module | None = None, other_network: nn.Module | None = None,
-                          other_refiner: nn.Module | None = None) -> np.ndarray:
+                          other_refiner: nn.Module | None = None,
+                          other_coils: float | None = TRAINING_COILS) -> np.ndarray:
     """Concentration map (nx, nz) in µg Fe/mm³ (≥ 0) of a View Line image (2, nx, nz) in any intensity units: what
     the bundle writes, through its inferer and floor.
 
@@ -95,12 +97,15 @@ def predict_concentration(network: nn.Module, image: np.ndarray, device: torch.d
         other_network, other_refiner: the noise-robust weights (0.11.0, session 34), used instead of ``network`` and
             ``refiner`` when the image's noise is not single-channel Rician
             (:class:`~lightning_modules.spio.inferers.NoiseModelInferer`); None keeps ``network`` and ``refiner``.
+        other_coils: the companion's input has a many-coil noise floor lowered to this many coils' (0.12.0,
+            session 35, as the bundle's ``noise_adaptive_inferer``); None: as given (0.11.0).
     """
     x = torch.as_tensor(np.asarray(image), dtype=torch.float32, device=device)[None]
     inferer = ShiftAverageInferer(SimpleInferer(), shifts=shifts_px)
     if flip_average:
         inferer = FlipAverageInferer(inferer)
-    inferer = NoiseModelInferer(inferer, other_network=None if other_network is None else other_network.to(device))
+    inferer = NoiseModelInferer(inferer, other_network=None if other_network is None else other_network.to(device),
+                                other_coils=other_coils)
     with torch.no_grad():
         concentration = floor_concentration(inferer(x, network.to(device))[0, 0], floor_ug_per_mm3)
     if refiner is not None:

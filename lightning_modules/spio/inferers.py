@@ -18,7 +18,7 @@ import torch
 from monai.inferers import Inferer, SimpleInferer
 from torch import nn
 
-from lightning_modules.spio.snr import rician_like
+from lightning_modules.spio.snr import match_coil_noise_floor, rician_like
 
 #: Shifts (pixels along x) of the bundle's test-time shift average (0.5.0; issue 24, session 18: chosen on a
 #: development set, then passed the decision rule on the tuning set, NMAE 0.397 → 0.393).
@@ -131,6 +131,9 @@ class NoiseModelInferer(Inferer):
         inferer: the inner inferer (the bundle's flip and shift averages).
         other_network: the network for images whose noise fails the check.
         expected: image (C, *spatial) as a NumPy array → whether ``network`` was trained for its noise.
+        other_coils: the root-sum-of-squares coil count ``other_network`` learned (session 35; the bundle: 4). An
+            image it maps that looks combined from more coils has its noise floor lowered to that count first
+            (:func:`~lightning_modules.spio.snr.match_coil_noise_floor`); None passes every image as given.
 
     >>> import torch
     >>> pick = NoiseModelInferer(other_network=lambda x: -x, expected=lambda image: image.sum() > 0)
@@ -139,10 +142,10 @@ class NoiseModelInferer(Inferer):
     """
 
     def __init__(self, inferer: Inferer | None = None, *, other_network: nn.Module | Callable | None = None,
-                 expected: Callable[[np.ndarray], bool] = rician_like) -> None:
+                 expected: Callable[[np.ndarray], bool] = rician_like, other_coils: float | None = None) -> None:
         super().__init__()
         self.inferer = SimpleInferer() if inferer is None else inferer
-        self.other_network, self.expected = other_network, expected
+        self.other_network, self.expected, self.other_coils = other_network, expected, other_coils
 
     def uses_other(self, inputs: torch.Tensor) -> list[bool]:
         """Per image of ``inputs`` (B, C, *spatial): whether ``other_network`` maps it."""
@@ -154,10 +157,19 @@ class NoiseModelInferer(Inferer):
                  **kwargs: Any) -> torch.Tensor:
         """Map ``inputs`` (B, C, *spatial), each image with the network its noise calls for."""
         other = self.uses_other(inputs)
+        if self.other_coils is not None and any(other):
+            inputs = torch.stack([self.coil_matched(x) if o else x for x, o in zip(inputs, other)])
         if len(set(other)) == 1:  # the whole batch with one network, as one batch
             return self.inferer(inputs, self.other_network if other[0] else network, *args, **kwargs)
         return torch.cat([self.inferer(x[None], self.other_network if o else network, *args, **kwargs)
                           for x, o in zip(inputs, other)])
+
+    def coil_matched(self, image: torch.Tensor) -> torch.Tensor:
+        """``image`` (C, *spatial) with its noise floor lowered to :attr:`other_coils` coils' (unchanged when it
+        looks combined from no more)."""
+        given = image.detach().cpu().numpy()
+        matched = match_coil_noise_floor(given, self.other_coils)
+        return image if matched is given else torch.as_tensor(matched, dtype=image.dtype, device=image.device)
 
 
 def shift(tensor: torch.Tensor, pixels: int, dim: int) -> torch.Tensor:

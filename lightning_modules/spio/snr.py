@@ -20,6 +20,9 @@ not over the dark gaps between the lines).
 - **The noise model**: the estimate (and the network) assume single-channel Rician noise. The gap pixels' median over
   their lower quartile is 1.55 for it, ≈ 2.12 for real Gaussian noise on the magnitude and ≈ 1.21 for four coils
   combined by root-sum-of-squares (:func:`rician_like`).
+- **Coils** (session 35): N coils combined by root-sum-of-squares leave a χ₂N(σ) background of power 2Nσ²; the same
+  ratio gives N (:func:`equivalent_coils`; for coils of unequal noise or correlated noise, an effective N) and
+  :func:`match_coil_noise_floor` lowers the floor to that of fewer coils.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import math
 
 import numpy as np
 from scipy import ndimage
+from scipy.stats import chi
 
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.viewline import PIXEL_MM, line_centres_mm, pixel_centres_mm
@@ -50,6 +54,9 @@ DARK_TAIL_FRACTION = 0.2
 #: 1.552) lies in this range; real Gaussian noise on the magnitude gives ≈ 2.12 (half-normal), four coils combined by
 #: root-sum-of-squares ≈ 1.21 (χ₈): session 33, addendum 3.
 RICIAN_RATIO_RANGE = (1.38, 1.83)
+#: Coil counts of the table :func:`equivalent_coils` inverts (χ₂N quartile ratios, N = 1 … 1024, continuous).
+_COILS_GRID = np.geomspace(1.0, 1024.0, 512)
+_CHI_QUARTILES = np.array([chi(2 * n).ppf([GAP_QUANTILE, 0.5]) for n in _COILS_GRID])
 #: Seed of the dither of integer-valued images' gap pixels (:func:`gap_pixels`): the same image, the same answer.
 DITHER_SEED = 0
 #: Below this (dB), the bundle warns that the map is much less accurate (the docs' 5–11 dB bin).
@@ -137,6 +144,36 @@ def rician_like(image: np.ndarray) -> bool:
     ratio, median = _quartile_ratio(pixels)
     in_range = math.isinf(ratio) or RICIAN_RATIO_RANGE[0] <= ratio <= RICIAN_RATIO_RANGE[1]
     return in_range or (step is not None and 0 < median < step)
+
+
+def _coils_and_sigma(pixels: np.ndarray) -> tuple[float, float]:
+    """(N, σ) of gap pixels read as a χ₂N(σ) sample: N from their median over lower quartile (1 for a ratio at or
+    above Rayleigh's, :data:`_COILS_GRID`'s top for one below the table), σ from the lower quartile."""
+    ratio, _ = _quartile_ratio(pixels)
+    if math.isinf(ratio):
+        return 1.0, 0.0
+    ratios = _CHI_QUARTILES[:, 1] / _CHI_QUARTILES[:, 0]  # decreasing in N
+    coils = float(np.interp(ratio, ratios[::-1], _COILS_GRID[::-1]))  # clipped to the table's ends
+    lower = float(np.quantile(pixels, GAP_QUANTILE))
+    return coils, lower / float(np.interp(coils, _COILS_GRID, _CHI_QUARTILES[:, 0]))
+
+
+def equivalent_coils(image: np.ndarray) -> float:
+    """N, the coils a root-sum-of-squares image (2, x, z) looks combined from: the χ₂N whose median over lower
+    quartile is the gap pixels' (1 for single-channel Rician noise and for noise with a heavier lower tail, such as
+    Gaussian noise on the magnitude; continuous; 1 for a noise-free image)."""
+    return _coils_and_sigma(gap_pixels(image))[0]
+
+
+def match_coil_noise_floor(image: np.ndarray, coils: float) -> np.ndarray:
+    """``image`` (2, x, z) with the noise floor of :func:`equivalent_coils` N lowered to that of ``coils``:
+    √max(M² − 2(N − coils)σ², 0), so that tissue has the power A² + 2·coils·σ² of a ``coils``-coil image (session 35:
+    the noise-robust companion learned 4 coils). Returned as given (the same array) when N ≤ ``coils``."""
+    found, sigma = _coils_and_sigma(gap_pixels(image))
+    if found <= coils:
+        return image
+    power = np.asarray(image, dtype=np.float64) ** 2 - 2.0 * (found - coils) * sigma**2
+    return np.sqrt(np.clip(power, 0.0, None)).astype(np.asarray(image).dtype, copy=False)
 
 
 def tissue_signal_estimate(image: np.ndarray, sigma: float) -> float:

@@ -32,8 +32,8 @@ from monai.transforms import MapTransform
 from lightning_modules.bundle_workflow import PATH_SUFFIX, plain_tensor, read_nifti_header
 from lightning_modules.io import InputError, voxel_sizes_mm
 from lightning_modules.spio import acquisition as acq
-from lightning_modules.spio.snr import LOW_SNR_DB, estimate_snr_db, gap_quartile_ratio, rician_like
-from lightning_modules.spio.viewline import PIXEL_MM
+from lightning_modules.spio.snr import LOW_SNR_DB, equivalent_coils, estimate_snr_db, gap_quartile_ratio, rician_like
+from lightning_modules.spio.viewline import PIXEL_MM, TRAINING_COILS
 
 #: What the loaded file is called in messages.
 WHAT = {"image": "View Line image"}
@@ -151,9 +151,13 @@ def snr_report(path: str, image: np.ndarray, *, robust_weights: bool = False) ->
                 f"(median / lower quartile {gap_quartile_ratio(image):.2f}; Rician 1.55, e.g. multi-coil "
                 f"root-sum-of-squares ≈ 1.2, Gaussian noise on the magnitude ≈ 2.1): ")
         if robust_weights:
+            coils = equivalent_coils(image)
+            floor = (f"; it looks like root-sum-of-squares of ≈ {coils:.0f} coils, so its noise floor was first "
+                     f"lowered to that of the {TRAINING_COILS} coils those weights learned" if coils > TRAINING_COILS
+                     else "")
             return what + ("mapped with the noise-robust weights (models/model_noise_robust.pt), trained on such "
-                           "noise too; less accurate than on single-channel images (docs/README.md, Limitations); "
-                           "no SNR estimated")
+                           f"noise too{floor}; less accurate than on single-channel images (docs/README.md, "
+                           "Limitations); no SNR estimated")
         return what + ("the network was trained on single-channel images only and is much less accurate on others "
                        "(docs/README.md, Limitations); no SNR estimated")
     snr_db = estimate_snr_db(image)

@@ -5,6 +5,7 @@ shipped robust weights."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -16,13 +17,14 @@ from monai.bundle import ConfigParser
 from monai.bundle import run as bundle_run
 
 from lightning_modules.io import load_nifti
+from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.app import load_network, predict_concentration
 from lightning_modules.spio.inferers import NoiseModelInferer
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.phantoms import agar_disk, cylinder
 from lightning_modules.spio.simulation_refiner import SimulationRefined, load_refiner
-from lightning_modules.spio.snr import rician_like
-from lightning_modules.spio.viewline import simulate_viewline_with_field
+from lightning_modules.spio.snr import match_coil_noise_floor, rician_like
+from lightning_modules.spio.viewline import NOISE_MODELS, TRAINING_COILS, simulate_viewline_with_field, sos_coils
 
 BUNDLE = Path(__file__).resolve().parents[2] / "monai_bundles" / "spio_quantification"
 CONFIG, MODELS = BUNDLE / "configs" / "inference.json", BUNDLE / "models"
@@ -63,6 +65,23 @@ def test_noise_model_inferer_maps_each_image_with_the_network_its_noise_calls_fo
     assert torch.equal(inferer(images[[1]], lambda x: x), 10 * images[[1]])
     # without another network every image is the network's
     assert torch.equal(NoiseModelInferer()(images, lambda x: 3 * x), 3 * images)
+
+
+def test_the_other_network_reads_a_many_coil_image_with_its_floor_matched() -> None:
+    """0.12.0 (session 35): with ``other_coils`` the companion gets a many-coil image's floor lowered to its coil
+    count; the check is made on the image as given, and the shipped network's images are never changed."""
+    concentration = torch.zeros(acq.VIEWLINE_MATRIX[0], acq.VIEWLINE_NY, acq.VIEWLINE_MATRIX[1])
+    images = [simulate_viewline_with_field(agar_disk(radius_mm=22.0), concentration, snr_db=15.0, noise_model=m,
+                                           generator=torch.Generator().manual_seed(9))[0] for m in ("sos32", "complex")]
+    batch, seen = torch.stack(images), []
+    inferer = NoiseModelInferer(other_network=lambda x: seen.append(x) or x, other_coils=4)
+    out = inferer(batch, lambda x: -x)
+    assert inferer.uses_other(batch) == [True, False] and len(seen) == 1
+    np.testing.assert_array_equal(seen[0][0].numpy(), match_coil_noise_floor(images[0].numpy(), 4))
+    assert not torch.equal(seen[0][0], images[0])
+    assert torch.equal(out[1], -images[1])
+    unmatched = NoiseModelInferer(other_network=lambda x: x)  # other_coils None: as given
+    assert torch.equal(unmatched(batch[:1], lambda x: -x), batch[:1])
 
 
 def test_simulation_refined_takes_the_other_refiner_only_for_the_other_noise() -> None:
@@ -125,6 +144,28 @@ def test_other_noise_is_mapped_with_the_robust_weights_and_rician_noise_as_befor
     capsys.readouterr()
     _run(_viewline_nifti(tmp_path, "sos4"), tmp_path / "off_line", noise_adaptive=False)
     assert "trained on single-channel images only" in capsys.readouterr().out
+
+
+@needs_weights
+def test_a_many_coil_image_is_mapped_with_its_floor_matched_to_the_companions_coils(tmp_path: Path, capsys) -> None:
+    """0.12.0: the bundle's inferer matches the floor to the coils the companion learned (viewline's TRAINING_COILS,
+    the most coils of training's noise models), and writes what ``predict_concentration`` gives, bit for bit."""
+    config = ConfigParser(ConfigParser.load_config_file(str(CONFIG)))
+    assert config.get_parsed_content("noise_adaptive_inferer").other_coils == TRAINING_COILS
+    assert TRAINING_COILS == max(sos_coils(m) or 1 for m in NOISE_MODELS)
+    network, refiner = load_network(DeepSpio(), MODELS / "model.pt"), load_refiner(str(MODELS / "refiner.pt"))
+    robust, robust_refiner = load_network(DeepSpio(), ROBUST_MODEL), load_refiner(str(ROBUST_REFINER))
+    path = _viewline_nifti(tmp_path, "sos32")
+    image = _image(path)
+    written = _run(path, tmp_path / "sos32")
+    line = next(s for s in capsys.readouterr().out.splitlines() if path.name in s)
+    assert "noise floor was first lowered to that of the 4 coils" in line
+    assert 20 <= int(re.search(r"≈ (\d+) coils", line).group(1)) <= 40  # 32 coils, read from the image
+    np.testing.assert_array_equal(written, predict_concentration(network, image, refiner=refiner, other_network=robust,
+                                                                 other_refiner=robust_refiner))
+    as_given = predict_concentration(network, image, refiner=refiner, other_network=robust,
+                                     other_refiner=robust_refiner, other_coils=None)  # 0.11.0
+    assert np.abs(written - as_given).max() > 0.1
 
 
 @needs_weights

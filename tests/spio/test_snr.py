@@ -12,10 +12,12 @@ from lightning_modules.bundle_workflow import PATH_SUFFIX
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.phantoms import agar_disk
 from lightning_modules.spio.snr import (
+    equivalent_coils,
     estimate_snr_db,
     gap_pixels,
     gap_quartile_ratio,
     line_and_gap_pixels,
+    match_coil_noise_floor,
     noise_below_integer_step,
     noise_sigma,
     quantisation_step,
@@ -151,3 +153,39 @@ def test_quantised_images_of_any_step_are_judged_as_integer_ones(scale):
         assert quantisation_step(scaled[:, :, gap]) == pytest.approx(scale)
         assert rician_like(scaled) == rician_like(integers) == (model == "complex")
     assert quantisation_step(_agar(15.0, 10)[:, :, gap]) is None  # continuous values: no dither
+
+
+@pytest.mark.parametrize(("model", "coils"), [("complex", 1), ("magnitude", 1), ("sos2", 2), ("sos4", 4), ("sos8", 8),
+                                              ("sos32", 32)])
+def test_equivalent_coils_reads_the_coil_count(model, coils):
+    """Session 35: the χ₂N whose quartile ratio the gap pixels have; Gaussian noise on the magnitude (a heavier lower
+    tail than Rayleigh's) and a noise-free image read as one coil."""
+    assert equivalent_coils(_agar(12.0, 5, noise_model=model)) == pytest.approx(coils, rel=0.1)
+    assert equivalent_coils(_agar(math.inf, 5, noise_model=model)) == 1.0
+
+
+def test_matching_lowers_a_many_coil_floor_to_the_companions():
+    """32 coils matched to 4: excited tissue's mean power becomes that of the same tissue seen by 4 coils (A² + 8σ²),
+    within a few per cent; the gaps' falls from 8 times the 4-coil image's to within 30 % of it (the clip at 0 of a
+    background wider than χ₈ keeps a little). Images of fewer coils are passed as given (the same array); a 4-coil
+    image, whose estimate scatters around 4, is changed by a tiny fraction of its floor (the matching is continuous
+    in N, no threshold)."""
+    line, gap = line_and_gap_pixels()
+    many, four = _agar(12.0, 6, noise_model="sos32"), _agar(12.0, 7, noise_model="sos4")
+    matched = match_coil_noise_floor(many, 4)
+    assert matched.shape == many.shape and matched.dtype == many.dtype and (matched >= 0).all()
+    def power(image: np.ndarray, pixels: np.ndarray) -> float:
+        return float((image[pixels].astype(np.float64) ** 2).mean())
+
+    noise_free = _agar(math.inf, 6)
+    lines = (noise_free > 0.5 * noise_free.max()) & (line >= 0)  # excited tissue
+    gaps = np.broadcast_to(gap >= 0, many.shape)
+    assert power(matched, lines) == pytest.approx(power(four, lines), rel=0.05)
+    assert power(many, lines) > 1.1 * power(four, lines)  # what the matching removes
+    assert power(matched, gaps) == pytest.approx(power(four, gaps), rel=0.3)
+    assert power(many, gaps) > 6 * power(four, gaps)
+    for model in ("complex", "magnitude", "sos2"):
+        image = _agar(12.0, 8, noise_model=model)
+        assert match_coil_noise_floor(image, 4) is image
+    image = _agar(12.0, 8, noise_model="sos4")
+    assert power(match_coil_noise_floor(image, 4), gaps) == pytest.approx(power(image, gaps), rel=0.05)
