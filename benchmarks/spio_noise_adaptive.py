@@ -60,7 +60,8 @@ def main() -> None:
                         help="rule 5: compare 0.11.0 on the image as given (negative pixels kept) with 0.11.0 on its "
                              "absolute value (the |·| step rule 5 judged; the bundle refuses negative images instead), "
                              "instead of the shipped weights alone with 0.11.0")
-    parser.add_argument("--figure", help="PNG: the first noisy sample under each noise model, both maps and the truth")
+    parser.add_argument("--figure", help="PNG: the first noisy sample under each noise model, both maps and the "
+                                         "truth (--reference_unmatched: 8 and 32 coils, 0.11.0's and 0.12.0's maps)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     network, refiner = load_network(DeepSpio(), str(MODELS / "model.pt")), load_refiner(str(MODELS / "refiner.pt"))
@@ -129,8 +130,45 @@ def main() -> None:
     print(text)
     if args.out:
         write_text_atomic(text, args.out)
-    if args.figure:
+    if args.figure and args.reference_unmatched:
+        coil_figure(args, network, refiner, robust, robust_refiner)
+    elif args.figure:
         figure(args, network, refiner, robust, robust_refiner)
+
+
+def coil_figure(args: argparse.Namespace, network, refiner, robust, robust_refiner) -> None:
+    """Rows: the first sample with iron at 11–19 dB of ``args``' set under 8 and 32 coils' root-sum-of-squares;
+    columns: the image, the truth, 0.11.0's map (the companion reads the image as given) and 0.12.0's (its noise floor
+    matched to 4 coils)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def shown_sample(i: int) -> bool:
+        _, truth, snr = sample(args.generator, args.seed, i)
+        return 11 <= snr < 19 and truth.sum() > 0
+
+    index = next(i for i in range(args.start, args.start + args.n) if shown_sample(i))
+    models = ("sos8", "sos32")
+    fig, axes = plt.subplots(len(models), 4, figsize=(15, 3.4 * len(models)), squeeze=False)
+    both = dict(refiner=refiner, other_network=robust, other_refiner=robust_refiner)
+    for row, model in enumerate(models):
+        image, truth, snr = sample(args.generator, args.seed, index, model)
+        as_given = predict_concentration(network, image, other_coils=None, **both)
+        matched = predict_concentration(network, image, **both)
+        vmax = float(truth.max())
+        panels = [(image.sum(0), f"{model} noise, {snr:.0f} dB", "gray", None), (truth, "truth", "inferno", vmax),
+                  (as_given, f"0.11.0 (as given): NMAE {nmae(as_given, truth):.2f}", "inferno", vmax),
+                  (matched, f"0.12.0 (floor matched to 4 coils): NMAE {nmae(matched, truth):.2f}", "inferno", vmax)]
+        for ax, (data, title, cmap, top) in zip(axes[row], panels, strict=True):
+            shown = ax.imshow(data.T, origin="lower", cmap=cmap, vmin=0, vmax=top)
+            ax.set_title(title, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.colorbar(shown, ax=axes[row, 1:], shrink=0.8, label="µg Fe/mm³")
+    fig.suptitle(f"{args.generator}, seed {args.seed}, sample {index}: root-sum-of-squares of 8 and 32 coils")
+    fig.savefig(args.figure, dpi=80)
 
 
 def figure(args: argparse.Namespace, network, refiner, robust, robust_refiner) -> None:
