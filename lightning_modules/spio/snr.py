@@ -56,7 +56,8 @@ DARK_TAIL_FRACTION = 0.2
 RICIAN_RATIO_RANGE = (1.38, 1.83)
 #: Coil counts of the table :func:`equivalent_coils` inverts (χ₂N quartile ratios, N = 1 … 1024, continuous).
 _COILS_GRID = np.geomspace(1.0, 1024.0, 512)
-_CHI_QUARTILES = np.array([chi(2 * n).ppf([GAP_QUANTILE, 0.5]) for n in _COILS_GRID])
+_CHI_QUARTILES = np.stack([chi.ppf(GAP_QUANTILE, 2 * _COILS_GRID), chi.ppf(0.5, 2 * _COILS_GRID)], axis=1)
+_CHI_RATIOS = _CHI_QUARTILES[:, 1] / _CHI_QUARTILES[:, 0]  # decreasing in N
 #: Seed of the dither of integer-valued images' gap pixels (:func:`gap_pixels`): the same image, the same answer.
 DITHER_SEED = 0
 #: Below this (dB), the bundle warns that the map is much less accurate (the docs' 5–11 dB bin).
@@ -152,8 +153,7 @@ def _coils_and_sigma(pixels: np.ndarray) -> tuple[float, float]:
     ratio, _ = _quartile_ratio(pixels)
     if math.isinf(ratio):
         return 1.0, 0.0
-    ratios = _CHI_QUARTILES[:, 1] / _CHI_QUARTILES[:, 0]  # decreasing in N
-    coils = float(np.interp(ratio, ratios[::-1], _COILS_GRID[::-1]))  # clipped to the table's ends
+    coils = float(np.interp(ratio, _CHI_RATIOS[::-1], _COILS_GRID[::-1]))  # clipped to the table's ends
     lower = float(np.quantile(pixels, GAP_QUANTILE))
     return coils, lower / float(np.interp(coils, _COILS_GRID, _CHI_QUARTILES[:, 0]))
 
