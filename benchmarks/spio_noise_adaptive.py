@@ -136,6 +136,16 @@ def main() -> None:
         figure(args, network, refiner, robust, robust_refiner)
 
 
+def _draw_row(fig, axes, panels) -> None:
+    """One figure row: each panel (data (x, z), title, colour map, top) on its axis, then the maps' colour bar."""
+    for ax, (data, title, cmap, top) in zip(axes, panels, strict=True):
+        shown = ax.imshow(data.T, origin="lower", cmap=cmap, vmin=0, vmax=top)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(shown, ax=axes[1:], shrink=0.8, label="µg Fe/mm³")
+
+
 def coil_figure(args: argparse.Namespace, network, refiner, robust, robust_refiner) -> None:
     """Rows: the first sample with iron at 11–19 dB of ``args``' set under 8 and 32 coils' root-sum-of-squares;
     columns: the image, the truth, 0.11.0's map (the companion reads the image as given) and 0.12.0's (its noise floor
@@ -161,12 +171,7 @@ def coil_figure(args: argparse.Namespace, network, refiner, robust, robust_refin
         panels = [(image.sum(0), f"{model} noise, {snr:.0f} dB", "gray", None), (truth, "truth", "inferno", vmax),
                   (as_given, f"0.11.0 (as given): NMAE {nmae(as_given, truth):.2f}", "inferno", vmax),
                   (matched, f"0.12.0 (floor matched to 4 coils): NMAE {nmae(matched, truth):.2f}", "inferno", vmax)]
-        for ax, (data, title, cmap, top) in zip(axes[row], panels, strict=True):
-            shown = ax.imshow(data.T, origin="lower", cmap=cmap, vmin=0, vmax=top)
-            ax.set_title(title, fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        fig.colorbar(shown, ax=axes[row, 1:], shrink=0.8, label="µg Fe/mm³")
+        _draw_row(fig, axes[row], panels)
     fig.suptitle(f"{args.generator}, seed {args.seed}, sample {index}: root-sum-of-squares of 8 and 32 coils")
     fig.savefig(args.figure, dpi=80)
 
@@ -196,12 +201,7 @@ def figure(args: argparse.Namespace, network, refiner, robust, robust_refiner) -
                   (shipped, f"shipped weights only: NMAE {nmae(shipped, truth):.2f}", "inferno", vmax),
                   (adaptive, f"noise-adaptive{' (switched)' if not rician_like(image) else ''}: "
                              f"NMAE {nmae(adaptive, truth):.2f}", "inferno", vmax)]
-        for ax, (data, title, cmap, top) in zip(axes[row], panels, strict=True):
-            shown = ax.imshow(data.T, origin="lower", cmap=cmap, vmin=0, vmax=top)
-            ax.set_title(title, fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        fig.colorbar(shown, ax=axes[row, 1:], shrink=0.8, label="µg Fe/mm³")
+        _draw_row(fig, axes[row], panels)
     fig.suptitle(f"{args.generator}, seed {args.seed}, sample {index}: the same sample under each noise model")
     fig.savefig(args.figure, dpi=80)
 
