@@ -67,31 +67,29 @@ def main() -> None:
     network, refiner = load_network(DeepSpio(), str(MODELS / "model.pt")), load_refiner(str(MODELS / "refiner.pt"))
     robust = load_network(DeepSpio(), args.robust_model_path)
     robust_refiner = load_refiner(args.robust_refiner_path)
-    if args.reference_robust_model_path:
-        reference_robust = load_network(DeepSpio(), args.reference_robust_model_path)
-        reference_robust_refiner = load_refiner(args.reference_robust_refiner_path)
+    # the reference map's companion: none (the shipped weights alone), this run's, this run's as given, or another
+    reference = {}
+    if args.signed_as_given or args.reference_unmatched:
+        reference = dict(other_network=robust, other_refiner=robust_refiner)
+        if args.reference_unmatched:
+            reference["other_coils"] = None
+    elif args.reference_robust_model_path:
+        reference = dict(other_network=load_network(DeepSpio(), args.reference_robust_model_path),
+                         other_refiner=load_refiner(args.reference_robust_refiner_path))
     rows = []
     for i in range(args.start, args.start + args.n):
         image, truth, snr = sample(args.generator, args.seed, i, args.noise_model)
         if truth.sum() <= 0:
             continue
+        given = image
         if args.signed_as_given:  # rule 5: the reference is 0.11.0 on the image as given, the candidate on |image|
-            image, given = np.abs(image), image
-            shipped = predict_concentration(network, given, refiner=refiner, other_network=robust,
-                                            other_refiner=robust_refiner)
-        elif args.reference_unmatched:
-            shipped = predict_concentration(network, image, refiner=refiner, other_network=robust,
-                                            other_refiner=robust_refiner, other_coils=None)
-        elif args.reference_robust_model_path:
-            shipped = predict_concentration(network, image, refiner=refiner, other_network=reference_robust,
-                                            other_refiner=reference_robust_refiner)
-        else:
-            shipped = predict_concentration(network, image, refiner=refiner)
+            image = np.abs(image)
+        shipped = predict_concentration(network, given, refiner=refiner, **reference)
         adaptive = predict_concentration(network, image, refiner=refiner, other_network=robust,
                                          other_refiner=robust_refiner)
         rows.append((snr, nmae(shipped, truth), nmae(adaptive, truth), not rician_like(image)))
     r = np.array(rows, dtype=float)
-    reference, candidate = (("as given", "its absolute value") if args.signed_as_given
+    ref_name, candidate = (("as given", "its absolute value") if args.signed_as_given
                             else ("reference companion", "companion") if args.reference_robust_model_path
                             else ("0.11.0 (as given)", "floor matched") if args.reference_unmatched
                             else ("shipped", "adaptive"))
@@ -115,7 +113,7 @@ def main() -> None:
              f"Noisy images mapped with the robust weights: **{int(r[noisy, 3].sum())} of {int(noisy.sum())}** "
              f"({100 * r[noisy, 3].mean():.1f} %); noise-free images: {int(r[~noisy, 3].sum())} of "
              f"{int((~noisy).sum())}.", "",
-             (f"| set | images | switched | {reference} | {candidate} | {candidate} − {reference} (± s.e.) |"),
+             (f"| set | images | switched | {ref_name} | {candidate} | {candidate} − {ref_name} (± s.e.) |"),
              "|---|---|---|---|---|---|"]
     for label, lo, hi in (("as drawn", -math.inf, math.inf), *BINS):
         pick = (np.ones(len(r), bool) if label == "as drawn" else np.isinf(r[:, 0]) if math.isinf(lo)

@@ -118,10 +118,11 @@ def noise_sigma(image: np.ndarray) -> float:
     return float(np.quantile(gap_pixels(image), GAP_QUANTILE)) / RAYLEIGH_QUANTILE_OVER_SIGMA
 
 
-def _quartile_ratio(pixels: np.ndarray) -> tuple[float, float]:
-    """(median / lower quartile, ``math.inf`` when the quartile is not positive; median) of gap pixels."""
+def _quartile_ratio(pixels: np.ndarray) -> tuple[float, float, float]:
+    """(median / lower quartile, ``math.inf`` when the quartile is not positive; median; lower quartile) of gap
+    pixels."""
     lower, median = np.quantile(pixels, [GAP_QUANTILE, 0.5])
-    return (float(median / lower) if lower > 0 else math.inf), float(median)
+    return (float(median / lower) if lower > 0 else math.inf), float(median), float(lower)
 
 
 def gap_quartile_ratio(image: np.ndarray) -> float:
@@ -142,7 +143,7 @@ def rician_like(image: np.ndarray) -> bool:
     was trained on); a noise-free image, and an integer-valued one whose noise is below one step, count as such
     (nothing to judge)."""
     pixels, step = _dithered_gap_pixels(image)
-    ratio, median = _quartile_ratio(pixels)
+    ratio, median, _ = _quartile_ratio(pixels)
     in_range = math.isinf(ratio) or RICIAN_RATIO_RANGE[0] <= ratio <= RICIAN_RATIO_RANGE[1]
     return in_range or (step is not None and 0 < median < step)
 
@@ -150,11 +151,10 @@ def rician_like(image: np.ndarray) -> bool:
 def _coils_and_sigma(pixels: np.ndarray) -> tuple[float, float]:
     """(N, σ) of gap pixels read as a χ₂N(σ) sample: N from their median over lower quartile (1 for a ratio at or
     above Rayleigh's, :data:`_COILS_GRID`'s top for one below the table), σ from the lower quartile."""
-    ratio, _ = _quartile_ratio(pixels)
+    ratio, _, lower = _quartile_ratio(pixels)
     if math.isinf(ratio):
         return 1.0, 0.0
     coils = float(np.interp(ratio, _CHI_RATIOS[::-1], _COILS_GRID[::-1]))  # clipped to the table's ends
-    lower = float(np.quantile(pixels, GAP_QUANTILE))
     return coils, lower / float(np.interp(coils, _COILS_GRID, _CHI_QUARTILES[:, 0]))
 
 

@@ -122,9 +122,6 @@ def tissue_signal(spin_density: torch.Tensor, *, tissue_fraction: float = 0.1) -
 #: background) and ``sos4`` (four coils of uniform sensitivity, each with complex noise σ, root-sum-of-squares: the
 #: same noise σ on tissue at high SNR, a χ₈ background ≈ 2.7σ).
 NOISE_MODELS = ("complex", "magnitude", "sos4")
-#: The most coils combined by root-sum-of-squares that training's noise models hold (``sos4``): the noise-robust
-#: companion's input is matched to it (session 35, :func:`~lightning_modules.spio.snr.match_coil_noise_floor`).
-TRAINING_COILS = 4
 #: Noise models for evaluation only (session 34): root-sum-of-squares of 2, 8 and 32 coils (χ₄, χ₁₆, χ₆₄ backgrounds)
 #: and ``signed`` (real Gaussian noise on the magnitude with its sign kept, ``magnitude``'s numbers without |·|: not a
 #: magnitude image, but what a simple simulator writes), never drawn by training's ``noise_models`` (which draws from
@@ -135,6 +132,11 @@ EVALUATION_NOISE_MODELS = ("sos2", "sos8", "sos32", "signed")
 def sos_coils(model: str) -> int | None:
     """The coils of a root-sum-of-squares noise model (``"sos4"`` → 4), None for the single-channel ones."""
     return int(model[3:]) if model.startswith("sos") else None
+
+
+#: The most coils combined by root-sum-of-squares that training's noise models hold (``sos4``: 4): the noise-robust
+#: companion's input is matched to it (session 35, :func:`~lightning_modules.spio.snr.match_coil_noise_floor`).
+TRAINING_COILS = max(sos_coils(model) or 1 for model in NOISE_MODELS)
 
 
 def add_noise(
