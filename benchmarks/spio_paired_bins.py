@@ -45,6 +45,30 @@ UNSEEN_SEEDS = {"variant": 4, "variant2": 6, "real": 8}  # session 27: fresh see
 _UNSEEN_DEFAULT = ",".join(str(seed) for seed in UNSEEN_SEEDS.values())
 
 
+def _base_kinds(name: str, indices: range, seed: int) -> list[str] | None:
+    """Each sample's base-image kind for the two generator variants (None for other sets)."""
+    if name == "variant":
+        from spio_variant import variant_base_kind
+
+        return [variant_base_kind(seed, i) for i in indices]
+    if name == "variant2":
+        from spio_variant2 import variant2_base_kind
+
+        return [variant2_base_kind(seed, i) for i in indices]
+    return None
+
+
+def split_by_kind(results: dict[str, dict[str, list[float]]], samples: list, kinds: list[str]) -> list[str]:
+    """Adds to each candidate's results one bin per base kind (the images with iron, as :func:`scores` keeps
+    them) and returns the kinds in order of first appearance."""
+    with_iron = [kind for kind, (_, truth, _) in zip(kinds, samples, strict=True) if truth.any()]
+    order = list(dict.fromkeys(with_iron))
+    for result in results.values():
+        for kind in order:
+            result[kind] = [v for v, k in zip(result["all"], with_iron, strict=True) if k == kind]
+    return order
+
+
 def _other_set(name: str, indices: range, seed: int) -> list:
     """Samples of another generator at ``seed``, as :func:`sample_arrays` gives them (image (2, x, z), truth (x, z),
     SNR dB). Imported when asked for (the real subjects' slices need the peer data)."""
@@ -121,6 +145,7 @@ def main() -> None:
         parser.error(f"--seed is for one other generator, not --generator {args.generator}")
     torch.set_num_threads(1)
     indices = range(args.start, args.start + args.n)
+    kinds_of: dict[str, list[str] | None] = {}
     span = f"samples {args.start}–{args.start + args.n - 1}"
     if args.generator == "training":
         set_name = "the tuning set" if (args.start, args.n) == (1000, 300) else f"{span} of seed 1"
@@ -131,6 +156,8 @@ def main() -> None:
                  else {args.generator: DEFAULT_SEEDS[args.generator] if args.seed is None else args.seed})
         sets = {f"{name}: {span} of seed {seed} as drawn": _other_set(name, indices, seed)
                 for name, seed in seeds.items()}
+        kinds_of = {f"{name}: {span} of seed {seed} as drawn": _base_kinds(name, indices, seed)
+                    for name, seed in seeds.items()}
         set_name = ""
     for snr in snrs:
         title = (f"{set_name}'s images without noise" if snr == float("inf")
@@ -159,6 +186,8 @@ def main() -> None:
         results = {name: scores(network, samples, **inference[name]) for name, network in networks.items()}
         per_set[title] = results
         bins = ["all"] + [b for b, _, _ in SNR_BINS if b in results[next(iter(results))]]
+        if kinds_of.get(title):
+            bins += split_by_kind(results, samples, kinds_of[title])
         lines += table(title, results, bins)
     if args.generator == "unseen":
         names = list(networks)

@@ -12,7 +12,7 @@ trains on never coincide with the benchmarks' variant sets (seeds 3–6, 21–25
 
 Usage:
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/spio_train_on_variant.py --variant variant \\
-        --config_file monai_bundles/spio_quantification/configs/train.json --pool_size 0 --seed 41 ... --model_path V1.pt
+    --config_file monai_bundles/spio_quantification/configs/train.json --pool_size 0 --seed 81 ... --model_path V1.pt
 """
 
 from __future__ import annotations

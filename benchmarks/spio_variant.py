@@ -105,6 +105,13 @@ def variant_concentration(rng: np.random.Generator, spin_density: torch.Tensor) 
     return concentration
 
 
+def variant_base_kind(seed: int, index: int) -> str:
+    """Which base image :func:`variant_sample` draws for ``(seed, index)`` (its first two random numbers)."""
+    rng = np.random.default_rng([int(seed), int(index), 24])
+    rng.integers(2**62)
+    return "Shepp–Logan" if rng.random() < 0.5 else "random ellipses"
+
+
 def variant_sample(seed: int, index: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Sample ``index`` of ``seed``: View Line image (2, x, z), concentration (x, z), SNR in dB."""
     rng = np.random.default_rng([int(seed), int(index), 24])
