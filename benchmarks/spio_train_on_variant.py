@@ -8,8 +8,8 @@ shipped; they only bound what in-distribution data would buy.
 ``--variant mix`` draws each sample from training's generator (with the run's options), variant 1 or variant 2,
 1/3 each. Everything after ``--variant NAME`` goes to ``python -m monai.bundle run`` unchanged; pass
 ``--pool_size 0`` (fresh samples; the cached pools are training's) and no auxiliary targets (the variants do not
-make them). Validation stays training's generator (seed + 1). The variant's own seed is the run's ``--seed`` + 100, so the samples it
-trains on never coincide with the benchmarks' variant sets (seeds 3–6, 21–25 and 41–42).
+make them). Validation stays training's generator (seed + 1). The variant's own seed is the run's ``--seed`` + 100,
+so the samples it trains on never coincide with the benchmarks' variant sets (seeds 3–6, 21–25 and 41–42).
 
 Usage:
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/spio_train_on_variant.py --variant variant \\
