@@ -11,8 +11,9 @@ Each network runs as the bundle runs it (``predict_concentration``). One CPU thr
 fixed SNRs (dB, ``inf`` for none) at which the same images are also simulated (``random_sample_with_snr``'s
 ``snr_db``): one paired set per SNR, every image in every set. ``--generator`` takes the images from another
 generator instead, each at its own seed (session 26; ``--seed`` picks another): ``variant`` (``spio_variant.py``,
-seed 3), ``variant2`` (``spio_variant2.py``, seed 5) or ``real`` (real subjects' slices, ``spio_real_bases.py``,
-seed 2); these are compared as drawn only (``--fixed_snrs ""``). ``--generator unseen`` (session 27) runs all three
+seed 3), ``variant2`` (``spio_variant2.py``, seed 5), ``variant3`` (``spio_variant3.py``, session 36, seed 7) or
+``real`` (real subjects' slices, ``spio_real_bases.py``, seed 2); these are compared as drawn only
+(``--fixed_snrs ""``). ``--generator unseen`` (session 27) runs all three
 at fresh seeds (4, 6, 8) and adds the mean over them, the average of the three sets' mean paired differences.
 ``--as_0_4_0 NAME`` (session 28) runs candidate NAME as bundle 0.4.0 ran its network — the issue's "today's network":
 the flip average without the shift average, floor 0.1 µg Fe/mm³ — so the shipped map can be compared with 0.4.0's
@@ -39,7 +40,7 @@ from spio_design_comparison import SNR_BINS, build, sample_arrays, scores  # ben
 from lightning_modules.io import write_text_atomic
 from lightning_modules.spio.app import load_network
 
-DEFAULT_SEEDS = {"variant": 3, "variant2": 5, "real": 2}
+DEFAULT_SEEDS = {"variant": 3, "variant2": 5, "variant3": 7, "real": 2}
 INFERENCE_0_4_0 = {"shifts_px": (0,), "floor_ug_per_mm3": 0.1}  # bundle 0.4.0: flip average only, floor 0.1
 UNSEEN_SEEDS = {"variant": 4, "variant2": 6, "real": 8}  # session 27: fresh seeds (the default of --unseen_seeds)
 _UNSEEN_DEFAULT = ",".join(str(seed) for seed in UNSEEN_SEEDS.values())
@@ -55,6 +56,10 @@ def _base_kinds(name: str, indices: range, seed: int) -> list[str] | None:
         from spio_variant2 import variant2_base_kind
 
         return [variant2_base_kind(seed, i) for i in indices]
+    if name == "variant3":
+        from spio_variant3 import variant3_base_kind
+
+        return [variant3_base_kind(seed, i) for i in indices]
     return None
 
 
@@ -80,6 +85,10 @@ def _other_set(name: str, indices: range, seed: int) -> list:
         from spio_variant2 import variant2_sample
 
         return [variant2_sample(seed, i) for i in indices]
+    if name == "variant3":
+        from spio_variant3 import variant3_sample
+
+        return [variant3_sample(seed, i) for i in indices]
     from spio_real_bases import real_brain_slice
 
     return sample_arrays(seed, indices, base=real_brain_slice)
@@ -125,12 +134,12 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=1000, help="first sample")
     parser.add_argument("--n", type=int, default=300, help="samples (per set)")
     parser.add_argument("--fixed_snrs", default="inf", help="comma-separated SNRs in dB (inf: no noise)")
-    parser.add_argument("--generator", choices=("training", "variant", "variant2", "real", "unseen"),
+    parser.add_argument("--generator", choices=("training", "variant", "variant2", "variant3", "real", "unseen"),
                         default="training",
                         help="training: seed 1 of the training generator; unseen: variant, variant2 and real at "
                              "their fresh seeds 4, 6, 8 and the mean over the three; others: see the module's text")
     parser.add_argument("--seed", type=int, default=None,
-                        help="another generator's seed (default: variant 3, variant2 5, real 2)")
+                        help="another generator's seed (default: variant 3, variant2 5, variant3 7, real 2)")
     parser.add_argument("--unseen_seeds", default=_UNSEEN_DEFAULT,
                         help="--generator unseen: the seeds of variant, variant2 and real (session 27's second, "
                              "confirmatory run: 9,10,11)")

@@ -164,31 +164,37 @@ def variant2_sample(seed: int, index: int) -> tuple[np.ndarray, np.ndarray, floa
     return image.float().numpy(), plane.float().numpy(), snr_db
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--n", type=int, default=8, help="images in the figure")
-    parser.add_argument("--figure", default="benchmarks/results/spio/spio_variant2.png")
-    args = parser.parse_args()
+def sample_figure(sample, seed: int, n: int, figure: str, name: str) -> str:
+    """Saves images and in-plane iron of samples ``0 … n−1`` of ``seed`` (``sample(seed, i)`` as
+    :func:`variant2_sample` gives them) to ``figure``, titled with the generator's ``name``; returns the path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, args.n, figsize=(2.0 * args.n, 4.2))
-    for i in range(args.n):
-        image, plane, snr = variant2_sample(args.seed, i)
+    fig, axes = plt.subplots(2, n, figsize=(2.0 * n, 4.2))
+    for i in range(n):
+        image, plane, snr = sample(seed, i)
         axes[0, i].imshow(image[0].T, cmap="gray", origin="lower")
         axes[0, i].set_title(f"#{i}, {snr:.0f} dB" if math.isfinite(snr) else f"#{i}, no noise", fontsize=8)
         axes[1, i].imshow(plane.T, cmap="magma", origin="lower")
         axes[1, i].set_title(f"max {plane.max():.1f} µg Fe/mm³", fontsize=8)
     for ax in axes.flat:
         ax.set_axis_off()
-    fig.suptitle(f"Generator variant 2 (seed {args.seed}): View Line image (even lines) and the iron in the plane")
+    fig.suptitle(f"{name} (seed {seed}): View Line image (even lines) and the iron in the plane")
     fig.tight_layout()
-    Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.figure, dpi=80)
-    print(args.figure)
+    Path(figure).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=80)
+    return figure
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--n", type=int, default=8, help="images in the figure")
+    parser.add_argument("--figure", default="benchmarks/results/spio/spio_variant2.png")
+    args = parser.parse_args()
+    print(sample_figure(variant2_sample, args.seed, args.n, args.figure, "Generator variant 2"))
 
 
 if __name__ == "__main__":
