@@ -32,11 +32,11 @@ import math
 
 import numpy as np
 import torch
-from spio_variant import _plane_mm  # benchmarks/ is on sys.path
-from spio_variant2 import sample_figure
+from spio_variant2 import sample_figure  # benchmarks/ is on sys.path
 
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.data import P_NOISE_FREE, SNR_RANGE_DB
+from lightning_modules.spio.families import plane_mm
 from lightning_modules.spio.phantoms import grid_3d_mm, log_uniform_level, sphere
 from lightning_modules.spio.viewline import simulate_viewline
 
@@ -57,7 +57,7 @@ def _superellipse(x, z, centre, a: float, b: float, power: float, angle: float) 
 
 def abdomen(rng: np.random.Generator) -> torch.Tensor:
     """Spin density (x, z) of a small animal's abdomen: body, fat layer, organs, spine, sometimes gas."""
-    x, z = _plane_mm()
+    x, z = plane_mm()
     centre, angle = rng.uniform(-3.0, 3.0, size=2), rng.uniform(0, math.pi)
     a, b = rng.uniform(10.0, 22.0), rng.uniform(8.0, 16.0)
     fat = rng.uniform(1.0, 2.5)
@@ -82,7 +82,7 @@ def abdomen(rng: np.random.Generator) -> torch.Tensor:
 
 def layered_gel(rng: np.random.Generator) -> torch.Tensor:
     """Spin density (x, z) of a rectangle of 2–4 gel layers with tilted flat interfaces."""
-    x, z = _plane_mm()
+    x, z = plane_mm()
     centre = rng.uniform(-3.0, 3.0, size=2)
     half_x, half_z = rng.uniform(15.0, 23.0), rng.uniform(12.0, 20.0)
     inside = ((x - centre[0]).abs() <= half_x) & ((z - centre[1]).abs() <= half_z)

@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from spio_design_comparison import SNR_BINS, add_model_path_argument, snr_bin
-from spio_variant import ellipse_base, shepp_logan_base, variant_concentration, variant_sample
+from spio_variant import variant_sample
 
 from lightning_modules.io import write_text_atomic
 from lightning_modules.metrics import nmae
 from lightning_modules.spio.app import load_network, predict_concentration
 from lightning_modules.spio.data import P_NOISE_FREE, SNR_RANGE_DB, random_sample_with_snr
+from lightning_modules.spio.families import ellipse_base, ellipsoids_and_chains, shepp_logan_base
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.phantoms import random_base, random_concentration
 from lightning_modules.spio.viewline import simulate_viewline
@@ -50,7 +51,7 @@ def crossed_sample(seed: int, index: int, *, variant_base: bool, variant_shapes:
     else:
         rho = random_base(rng)
     rho = rho * float(rng.uniform(0.5, 2.0))
-    concentration = variant_concentration(rng, rho) if variant_shapes else random_concentration(rng, rho)
+    concentration = ellipsoids_and_chains(rng, rho) if variant_shapes else random_concentration(rng, rho)
     snr_db = math.inf if rng.random() < P_NOISE_FREE else float(rng.uniform(*SNR_RANGE_DB))
     image, plane = simulate_viewline(rho, concentration, snr_db=snr_db, generator=generator)
     return image.float().numpy(), plane.float().numpy(), snr_db, kind

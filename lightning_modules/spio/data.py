@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.auxiliary import auxiliary_targets
+from lightning_modules.spio.families import other_family_sample
 from lightning_modules.spio.phantoms import (
     augment_base,
     head_anatomy,
@@ -44,7 +45,8 @@ P_AIR_BUBBLE = 0.2
 
 
 def random_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                  rim_bases: float = 0.0, shape_variety: float = 0.0, noise_free_fraction: float = P_NOISE_FREE,
+                  rim_bases: float = 0.0, shape_variety: float = 0.0, other_families: float = 0.0,
+                  noise_free_fraction: float = P_NOISE_FREE,
                   noise_models: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Simulated sample ``index`` of ``seed``: View Line image (2, 128, 128) and concentration (1, 128, 128).
 
@@ -52,14 +54,14 @@ def random_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head
     """
     image, concentration, _ = random_sample_with_snr(seed, index, base_augmentation=base_augmentation,
                                                      head_bases=head_bases, rim_bases=rim_bases,
-                                                     shape_variety=shape_variety,
+                                                     shape_variety=shape_variety, other_families=other_families,
                                                      noise_free_fraction=noise_free_fraction,
                                                      noise_models=noise_models)
     return image, concentration
 
 
 def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                           rim_bases: float = 0.0, shape_variety: float = 0.0,
+                           rim_bases: float = 0.0, shape_variety: float = 0.0, other_families: float = 0.0,
                            base: Callable[[np.random.Generator], torch.Tensor] = random_base,
                            noise_free_fraction: float = P_NOISE_FREE, snr_db: float | None = None,
                            noise_models: float = 0.0, noise_model: str | None = None,
@@ -80,6 +82,11 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
             (:func:`~lightning_modules.spio.phantoms.varied_concentration`: capsules and multi-level metaballs
             besides metaballs, tori and cylinders), from a random stream of its own (0 gives exactly the plain
             samples; the base, air bubble and noise of a changed sample stay those of the plain one).
+        other_families: probability that the sample's base and objects come instead from the generator variants'
+            families (:func:`~lightning_modules.spio.families.other_family_sample`: Shepp–Logan and ellipse bases
+            with ellipsoids and touching chains, vial phantoms and organs with vials, clusters and boxes; issue 24,
+            session 36), from a random stream of its own (0 gives exactly the plain samples; the air bubble and
+            noise are drawn as for the plain one).
         base: draws the spin density (x, z) from the sample's random generator; the default is training's
             (an MNI slice or an agar disk); benchmarks pass others (e.g. real subjects' slices).
         noise_free_fraction: probability of a noise-free sample (else the SNR is uniform in ``SNR_RANGE_DB``). It
@@ -95,27 +102,29 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
     """
     image, concentration, snr_db, _ = _simulate(seed, index, base_augmentation=base_augmentation,
                                                 head_bases=head_bases, rim_bases=rim_bases,
-                                                shape_variety=shape_variety, base=base,
+                                                shape_variety=shape_variety, other_families=other_families, base=base,
                                                 noise_free_fraction=noise_free_fraction, fixed_snr_db=snr_db,
                                                 noise_models=noise_models, noise_model=noise_model)
     return image, concentration, snr_db
 
 
 def random_sample_with_targets(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                               rim_bases: float = 0.0, shape_variety: float = 0.0,
+                               rim_bases: float = 0.0, shape_variety: float = 0.0, other_families: float = 0.0,
                                noise_free_fraction: float = P_NOISE_FREE, noise_models: float = 0.0,
                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`random_sample` plus the auxiliary targets of the same sample (2, 64, 64): the plane's field and the
     iron's extent along y (:func:`~lightning_modules.spio.auxiliary.auxiliary_targets`)."""
     image, concentration, _, targets = _simulate(seed, index, base_augmentation=base_augmentation,
                                                  head_bases=head_bases, rim_bases=rim_bases,
-                                                 shape_variety=shape_variety, base=random_base, with_targets=True,
+                                                 shape_variety=shape_variety, other_families=other_families,
+                                                 base=random_base, with_targets=True,
                                                  noise_free_fraction=noise_free_fraction, noise_models=noise_models)
     return image, concentration, targets
 
 
 def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: float, rim_bases: float,
-              shape_variety: float, base: Callable[[np.random.Generator], torch.Tensor], with_targets: bool = False,
+              shape_variety: float, other_families: float, base: Callable[[np.random.Generator], torch.Tensor],
+              with_targets: bool = False,
               noise_free_fraction: float = P_NOISE_FREE, fixed_snr_db: float | None = None,
               noise_models: float = 0.0, noise_model: str | None = None,
               ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None]:
@@ -135,6 +144,10 @@ def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: fl
         shape_rng = np.random.default_rng([int(seed), int(index), 59])
         if shape_rng.random() < shape_variety:
             concentration = varied_concentration(shape_rng, rho)
+    if other_families > 0:
+        family_rng = np.random.default_rng([int(seed), int(index), 67])
+        if family_rng.random() < other_families:
+            rho, concentration = other_family_sample(family_rng)
     extra_chi = None
     if rng.random() < P_AIR_BUBBLE:
         tissue = torch.nonzero(rho > 0.2 * rho.max())
@@ -238,6 +251,7 @@ class OnTheFlyDataset(IterableDataset):
         head_bases: probability of a base image with a real head's anatomy (:func:`random_sample`).
         rim_bases: probability of a base image with a bright thin rim and a dim interior (:func:`random_sample`).
         shape_variety: probability of objects from five shape families instead of three (:func:`random_sample`).
+        other_families: probability of a base and objects from the generator variants' families (:func:`random_sample`).
         with_targets: yield ``(image, concentration, auxiliary targets)``
             (:func:`random_sample_with_targets`) instead of pairs; the image and map are the same.
         noise_free_fraction: probability of a noise-free sample (:func:`random_sample_with_snr`).
@@ -246,14 +260,15 @@ class OnTheFlyDataset(IterableDataset):
 
     def __init__(self, seed: int, *, samples_per_epoch: int, batch_size: int = 1, n_workers: int = 1,
                  rank: int = 0, world_size: int = 1, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                 rim_bases: float = 0.0, shape_variety: float = 0.0, with_targets: bool = False,
+                 rim_bases: float = 0.0, shape_variety: float = 0.0, other_families: float = 0.0,
+                 with_targets: bool = False,
                  noise_free_fraction: float = P_NOISE_FREE, noise_models: float = 0.0) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0 … {world_size - 1}")
         self.seed, self.rank, self.world_size, self.n_workers = seed, rank, world_size, max(n_workers, 1)
         self.base_augmentation, self.head_bases, self.with_targets = base_augmentation, head_bases, with_targets
         self.noise_free_fraction, self.rim_bases, self.shape_variety = noise_free_fraction, rim_bases, shape_variety
-        self.noise_models = noise_models
+        self.noise_models, self.other_families = noise_models, other_families
         runs = world_size * self.n_workers
         self.per_worker = math.ceil(samples_per_epoch / (runs * batch_size)) * batch_size
         self.epoch = 0
@@ -278,6 +293,7 @@ class OnTheFlyDataset(IterableDataset):
         for index in self.indices(epoch, worker):
             yield sample(self.seed, index, base_augmentation=self.base_augmentation, head_bases=self.head_bases,
                          rim_bases=self.rim_bases, shape_variety=self.shape_variety,
+                         other_families=self.other_families,
                          noise_free_fraction=self.noise_free_fraction, noise_models=self.noise_models)
 
 
@@ -301,6 +317,8 @@ class ViewLineDataModule(pl.LightningDataModule):
             samples (:func:`random_sample`; ``pool_size`` 0 only).
         shape_variety: probability of objects from five shape families instead of three in the fresh training
             samples (:func:`random_sample`; ``pool_size`` 0 only).
+        other_families: probability of a base and objects from the generator variants' families in the fresh
+            training samples (:func:`random_sample`; ``pool_size`` 0 only; validation stays training's generator).
         auxiliary_targets: training batches also carry the auxiliary targets (field, extent along y;
             ``pool_size`` 0 only); validation batches stay ``(image, concentration)``.
         noise_free_fraction: probability of a noise-free sample in the fresh training samples (``pool_size`` 0
@@ -313,18 +331,18 @@ class ViewLineDataModule(pl.LightningDataModule):
                  batch_size: int = 16, num_workers: int = 0, cache_dir: str | None = None,
                  base_augmentation: float = 0.0, head_bases: float = 0.0, auxiliary_targets: bool = False,
                  noise_free_fraction: float = P_NOISE_FREE, rim_bases: float = 0.0,
-                 shape_variety: float = 0.0, noise_models: float = 0.0) -> None:
+                 shape_variety: float = 0.0, other_families: float = 0.0, noise_models: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= noise_free_fraction <= 1.0:
             raise ValueError(f"noise_free_fraction must be in [0, 1], got {noise_free_fraction}")
-        plain = (not (base_augmentation or head_bases or rim_bases or shape_variety or auxiliary_targets
-                      or noise_models) and noise_free_fraction == P_NOISE_FREE)
+        plain = (not (base_augmentation or head_bases or rim_bases or shape_variety or other_families
+                      or auxiliary_targets or noise_models) and noise_free_fraction == P_NOISE_FREE)
         if not plain and pool_size > 0:
-            raise ValueError("base_augmentation, head_bases, rim_bases, shape_variety, auxiliary_targets, "
-                             "noise_free_fraction and noise_models need fresh samples (pool_size 0); the cached "
-                             "pools are plain")
+            raise ValueError("base_augmentation, head_bases, rim_bases, shape_variety, other_families, "
+                             "auxiliary_targets, noise_free_fraction and noise_models need fresh samples "
+                             "(pool_size 0); the cached pools are plain")
         self.base_augmentation, self.head_bases, self.rim_bases = base_augmentation, head_bases, rim_bases
-        self.shape_variety, self.noise_models = shape_variety, noise_models
+        self.shape_variety, self.noise_models, self.other_families = shape_variety, noise_models, other_families
         self.auxiliary_targets, self.noise_free_fraction = bool(auxiliary_targets), noise_free_fraction
         self.seed, self.pool_size, self.samples_per_epoch = seed, pool_size, samples_per_epoch
         self.n_val, self.batch_size, self.num_workers, self.cache_dir = n_val, batch_size, num_workers, cache_dir
@@ -344,7 +362,7 @@ class ViewLineDataModule(pl.LightningDataModule):
                                                  batch_size=self.batch_size, n_workers=self.num_workers, rank=rank,
                                                  world_size=world_size, base_augmentation=self.base_augmentation,
                                                  head_bases=self.head_bases, rim_bases=self.rim_bases,
-                                                 shape_variety=self.shape_variety,
+                                                 shape_variety=self.shape_variety, other_families=self.other_families,
                                                  with_targets=self.auxiliary_targets,
                                                  noise_free_fraction=self.noise_free_fraction,
                                                  noise_models=self.noise_models)

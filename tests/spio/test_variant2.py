@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import spio_variant2 as v2  # noqa: E402  (a benchmark module, found through sys.path)
 
 from lightning_modules.spio import acquisition as acq  # noqa: E402
+from lightning_modules.spio import families  # noqa: E402
 from lightning_modules.spio.phantoms import grid_3d_mm  # noqa: E402
 from lightning_modules.spio.viewline import PIXEL_MM, VOXEL_3D_MM  # noqa: E402
 
@@ -27,9 +28,9 @@ def test_samples_are_reproducible_one_by_one_and_differ_between_indices() -> Non
 
 
 def test_vials_sit_apart_inside_the_container_behind_dark_walls() -> None:
-    x, z = v2._plane_mm()
+    x, z = families.plane_mm()
     for index in range(6):
-        rho, vials = v2.vial_phantom(np.random.default_rng(index))
+        rho, vials = families.vial_phantom(np.random.default_rng(index))
         assert 1 <= len(vials) <= 7
         for a, (ax, az, ar) in enumerate(vials):
             assert 3.0 <= ar <= 7.0
@@ -44,11 +45,11 @@ def test_vials_sit_apart_inside_the_container_behind_dark_walls() -> None:
 
 def test_iron_fills_chosen_vials_along_y_one_level_each() -> None:
     rng = np.random.default_rng(0)
-    rho, vials = v2.vial_phantom(rng)
-    concentration = v2.variant2_concentration(rng, rho, vials)
+    rho, vials = families.vial_phantom(rng)
+    concentration = families.vials_clusters_boxes(rng, rho, vials)
     assert torch.equal(concentration, concentration[:, :1, :].expand_as(concentration))  # cylinders along y
     plane = concentration[:, acq.VIEWLINE_NY // 2, :]
-    x, z = v2._plane_mm()
+    x, z = families.plane_mm()
     in_some_vial = torch.zeros_like(plane, dtype=torch.bool)
     low, high = acq.SPIO_CONCENTRATION_RANGE_UG_FE_PER_MM3
     for vx, vz, radius in vials:
@@ -60,7 +61,7 @@ def test_iron_fills_chosen_vials_along_y_one_level_each() -> None:
 
 
 def test_a_box_has_the_volume_of_its_sides() -> None:
-    mask = v2.box(np.random.default_rng(1), np.zeros(3))
+    mask = families.box(np.random.default_rng(1), np.zeros(3))
     replay = np.random.default_rng(1)  # the box's own draws: its rotation, then its half sides
     replay.normal(size=(3, 3))
     half = replay.uniform(1.0, 4.0, size=3)
@@ -70,7 +71,7 @@ def test_a_box_has_the_volume_of_its_sides() -> None:
 
 def test_a_cluster_keeps_the_upper_60_percent_of_its_ellipsoid() -> None:
     x, y, z = grid_3d_mm()
-    mask = v2.cluster(np.random.default_rng(2), np.zeros(3))
+    mask = families.cluster(np.random.default_rng(2), np.zeros(3))
     semi = np.random.default_rng(2).uniform(1.5, 5.0, size=3)  # the cluster's first draw
     ellipsoid = (x / semi[0]) ** 2 + (y / semi[1]) ** 2 + (z / semi[2]) ** 2 <= 1.0
     assert not (mask & ~ellipsoid).any()
