@@ -8,7 +8,8 @@ Experiments (della Maggiora et al., "DeepSPIO", IEEE TPAMI 2020, §5):
       held-out test set (seed 2, never seen), and a generator-variant test set (``benchmarks/spio_variant.py``:
       Shepp–Logan and random-ellipse base images, ellipsoids and chains of touching spheres; seed 3), a second
       variant built without rim contrasts (``benchmarks/spio_variant2.py``: vial phantoms with iron-filled vials,
-      organs with irregular clusters and boxes; seed 5, session 26), and the
+      organs with irregular clusters and boxes; seed 5, session 26), a third (``benchmarks/spio_variant3.py``:
+      abdomens and layered gels with hollow shells, curved vessels and bead clumps; seed 7, session 36), and the
       training generator on real subjects' head slices (``benchmarks/spio_real_bases.py``; seed 2, when the
       pyradiomics brains are in ../shared/data), each overall and per SNR bin;
   (b) the noise experiment: a SPIO cylinder (radius 3 mm, along y) in an agar disk (radius 22 mm) at
@@ -40,6 +41,7 @@ from spio_design_comparison import SNR_BINS, sample_arrays, snr_bin
 from spio_real_bases import REAL_BRAINS, real_brain_slice
 from spio_variant import variant_sample
 from spio_variant2 import variant2_sample
+from spio_variant3 import variant3_sample
 
 from lightning_modules.bundle_app import bundle_root
 from lightning_modules.io import reference_data_dir, write_text_atomic
@@ -85,7 +87,8 @@ def labelled_sets(*, n_val: int, n_test: int):
     sets = {"validation (seed 1)": sample_arrays(1, range(n_val)),
             "held-out test (seed 2)": sample_arrays(2, range(n_test)),
             "generator variant (seed 3)": [variant_sample(3, i) for i in range(n_test)],
-            "generator variant 2 (seed 5)": [variant2_sample(5, i) for i in range(n_test)]}
+            "generator variant 2 (seed 5)": [variant2_sample(5, i) for i in range(n_test)],
+            "generator variant 3 (seed 7)": [variant3_sample(7, i) for i in range(n_test)]}
     if all(reference_data_dir(name).is_file() for name in REAL_BRAINS):
         sets["real subjects' slices (seed 2)"] = sample_arrays(2, range(n_test), base=real_brain_slice)
     else:

@@ -17,6 +17,7 @@ from monai.bundle import ConfigParser
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio import data
 from lightning_modules.spio.data import OnTheFlyDataset, ViewLineDataModule, random_sample_with_snr
+from lightning_modules.spio.families import other_family_sample
 from lightning_modules.spio.phantoms import (
     agar_disk,
     augment_base,
@@ -112,7 +113,7 @@ def test_augment_base_changes_intensity_only() -> None:
 
 
 @pytest.mark.parametrize("option", ["base_augmentation", "head_bases", "rim_bases", "shape_variety",
-                                    "noise_free_fraction", "noise_models"])
+                                    "other_families", "noise_free_fraction", "noise_models"])
 def test_base_image_options_need_fresh_samples_and_reach_the_dataset(option: str) -> None:
     with pytest.raises(ValueError, match="pool_size 0"):
         ViewLineDataModule(pool_size=100, **{option: 0.5})
@@ -157,12 +158,29 @@ def test_noise_free_fraction_turns_noisy_samples_noise_free_and_changes_nothing_
         ViewLineDataModule(pool_size=0, noise_free_fraction=1.5)
 
 
-@pytest.mark.parametrize("option", ["head_bases", "rim_bases", "shape_variety"])
+@pytest.mark.parametrize("option", ["head_bases", "rim_bases", "shape_variety", "other_families"])
 def test_sample_options_off_give_exactly_the_plain_samples_and_on_change_them(option: str) -> None:
     for index in range(3):
         plain, off = random_sample_with_snr(8, index), random_sample_with_snr(8, index, **{option: 0.0})
         assert all(torch.equal(a, b) for a, b in zip(plain[:2], off[:2], strict=True)) and plain[2] == off[2]
         assert not torch.equal(plain[0], random_sample_with_snr(8, index, **{option: 1.0})[0])
+
+
+def test_other_families_draw_base_and_objects_from_the_variants_families_on_a_stream_of_their_own() -> None:
+    for index in range(4):
+        rng = np.random.default_rng([6, index, 67])   # the option's own stream: its first number decides
+        chosen = rng.random() < 0.5
+        rho, concentration = other_family_sample(rng)
+        plain = random_sample_with_snr(6, index)
+        half = random_sample_with_snr(6, index, other_families=0.5)
+        always = random_sample_with_snr(6, index, other_families=1.0)
+        plane = concentration[:, concentration.shape[1] // 2, :]
+        assert torch.equal(always[1][0], plane.float())  # the families' objects, cut by the imaged plane
+        assert always[2] == plain[2]                      # the SNR is drawn as for the plain sample
+        assert torch.equal(half[1], always[1] if chosen else plain[1])
+    kinds = {other_family_sample(np.random.default_rng(i))[0].gt(0).float().mean().round(decimals=1).item()
+             for i in range(12)}
+    assert len(kinds) > 2  # several different bases, not one
 
 
 def test_shape_variety_changes_only_the_objects(monkeypatch) -> None:
