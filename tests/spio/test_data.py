@@ -34,8 +34,9 @@ from lightning_modules.spio.viewline import PIXEL_MM, VOXEL_3D_MM
 
 
 def _fake_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
-                 rim_bases: float = 0.0, shape_variety: float = 0.0, noise_free_fraction: float = data.P_NOISE_FREE,
-                 noise_models: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                 rim_bases: float = 0.0, shape_variety: float = 0.0, other_families: float = 0.0,
+                 noise_free_fraction: float = data.P_NOISE_FREE, noise_models: float = 0.0,
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Stands in for the simulator: the 'image' is the sample index, the 'concentration' the seed."""
     return torch.tensor([float(index)]), torch.tensor([float(seed)])
 
