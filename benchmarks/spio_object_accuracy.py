@@ -6,8 +6,9 @@ imaged plane is an object, and for each: its area in the plane (mm²), whether t
 at least half its pixels), the **level ratio** (the map's mean over the object's true pixels / the true mean) and the
 **iron ratio** (the map's iron within 1 mm of the object / the object's true iron: what an integral over a drawn
 region gives). Run as the bundle runs (``predict_concentration`` with ``models/refiner.pt``) on fresh sets: training's
-generator (``--seed``, 1400 by default), variant 1 (seed + 1) and real subjects' head slices (seed + 3, when the
-pyradiomics brains are in ../shared/data). Writes Markdown and a PNG next to ``--out``. One CPU thread, ≈ 3 min.
+generator (``--seed``, 1400 by default), variant 1 (seed + 1), variant 3 (seed + 5; session 36) and real subjects'
+head slices (seed + 3, when the pyradiomics brains are in ../shared/data). Writes Markdown and a PNG next to
+``--out``. One CPU thread, ≈ 4 min.
 
 Usage:
     .venv/bin/python benchmarks/spio_object_accuracy.py --out benchmarks/results/spio/spio_object_accuracy.md
@@ -25,6 +26,7 @@ from scipy import ndimage
 from spio_design_comparison import SNR_BINS, sample_arrays, snr_bin
 from spio_real_bases import REAL_BRAINS, real_brain_slice
 from spio_variant import variant_sample
+from spio_variant3 import variant3_sample
 
 from lightning_modules.bundle_app import bundle_root
 from lightning_modules.io import reference_data_dir, write_text_atomic
@@ -119,7 +121,8 @@ def main() -> None:
     network = load_network(DeepSpio(), str(models / "model.pt"))
     refiner = load_refiner(str(models / "refiner.pt"))
     sets = {f"training's generator (seed {args.seed})": sample_arrays(args.seed, range(args.n_train)),
-            f"variant 1 (seed {args.seed + 1})": [variant_sample(args.seed + 1, i) for i in range(args.n_unseen)]}
+            f"variant 1 (seed {args.seed + 1})": [variant_sample(args.seed + 1, i) for i in range(args.n_unseen)],
+            f"variant 3 (seed {args.seed + 5})": [variant3_sample(args.seed + 5, i) for i in range(args.n_unseen)]}
     if all(reference_data_dir(name).is_file() for name in REAL_BRAINS):
         sets[f"real heads (seed {args.seed + 3})"] = sample_arrays(args.seed + 3, range(args.n_unseen),
                                                                    base=real_brain_slice)
