@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from spio_design_comparison import SNR_BINS, build, sample_arrays, scores  # benchmarks/ is on sys.path
+from spio_variant import VARIANTS, variant_functions
 
 from lightning_modules.io import write_text_atomic
 from lightning_modules.spio.app import load_network
@@ -47,20 +48,11 @@ _UNSEEN_DEFAULT = ",".join(str(seed) for seed in UNSEEN_SEEDS.values())
 
 
 def _base_kinds(name: str, indices: range, seed: int) -> list[str] | None:
-    """Each sample's base-image kind for the two generator variants (None for other sets)."""
-    if name == "variant":
-        from spio_variant import variant_base_kind
-
-        return [variant_base_kind(seed, i) for i in indices]
-    if name == "variant2":
-        from spio_variant2 import variant2_base_kind
-
-        return [variant2_base_kind(seed, i) for i in indices]
-    if name == "variant3":
-        from spio_variant3 import variant3_base_kind
-
-        return [variant3_base_kind(seed, i) for i in indices]
-    return None
+    """Each sample's base-image kind for the generator variants (None for other sets)."""
+    if name not in VARIANTS:
+        return None
+    _, base_kind = variant_functions(name)
+    return [base_kind(seed, i) for i in indices]
 
 
 def split_by_kind(results: dict[str, dict[str, list[float]]], samples: list, kinds: list[str]) -> list[str]:
@@ -77,18 +69,9 @@ def split_by_kind(results: dict[str, dict[str, list[float]]], samples: list, kin
 def _other_set(name: str, indices: range, seed: int) -> list:
     """Samples of another generator at ``seed``, as :func:`sample_arrays` gives them (image (2, x, z), truth (x, z),
     SNR dB). Imported when asked for (the real subjects' slices need the peer data)."""
-    if name == "variant":
-        from spio_variant import variant_sample
-
-        return [variant_sample(seed, i) for i in indices]
-    if name == "variant2":
-        from spio_variant2 import variant2_sample
-
-        return [variant2_sample(seed, i) for i in indices]
-    if name == "variant3":
-        from spio_variant3 import variant3_sample
-
-        return [variant3_sample(seed, i) for i in indices]
+    if name in VARIANTS:
+        sample, _ = variant_functions(name)
+        return [sample(seed, i) for i in indices]
     from spio_real_bases import real_brain_slice
 
     return sample_arrays(seed, indices, base=real_brain_slice)

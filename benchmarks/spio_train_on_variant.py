@@ -23,6 +23,7 @@ import sys
 
 import numpy as np
 import torch
+from spio_variant import variant_functions  # benchmarks/ is on sys.path
 
 import lightning_modules.spio.data as data
 
@@ -32,12 +33,9 @@ SEED_OFFSET = 100
 def variant_random_sample(name: str):
     """A drop-in for :func:`lightning_modules.spio.data.random_sample` that draws sample ``index`` of the variant
     ``name`` at ``seed + SEED_OFFSET`` (the training generator's options are ignored: the variant has its own)."""
-    if name == "variant":
-        from spio_variant import variant_sample as sample  # benchmarks/ is on sys.path
-    elif name == "variant2":
-        from spio_variant2 import variant2_sample as sample
-    else:
-        raise SystemExit(f"--variant must be variant or variant2, got {name!r}")
+    if name not in ("variant", "variant2"):  # variant 3 judges what these train, so it is never trained on
+        raise SystemExit(f"--variant must be variant, variant2 or mix, got {name!r}")
+    sample, _ = variant_functions(name)
 
     def random_sample(seed: int, index: int, **_options) -> tuple[torch.Tensor, torch.Tensor]:
         image, plane, _ = sample(seed + SEED_OFFSET, index)

@@ -15,7 +15,11 @@ Sample ``i`` of a seed is reproducible on its own.
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import math
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,11 +29,38 @@ from lightning_modules.spio.families import ellipse_base, ellipsoids_and_chains,
 from lightning_modules.spio.viewline import simulate_viewline
 
 
-def variant_base_kind(seed: int, index: int) -> str:
-    """Which base image :func:`variant_sample` draws for ``(seed, index)`` (its first two random numbers)."""
-    rng = np.random.default_rng([int(seed), int(index), 24])
+def draws_first_base(seed: int, index: int, stream: int) -> bool:
+    """Whether a variant whose random generator is seeded by ``(seed, index, stream)`` draws its first base kind:
+    every variant draws the noise generator's seed first and then picks one of two bases with probability 1/2."""
+    rng = np.random.default_rng([int(seed), int(index), int(stream)])
     rng.integers(2**62)
-    return "Shepp–Logan" if rng.random() < 0.5 else "random ellipses"
+    return bool(rng.random() < 0.5)
+
+
+def finish_sample(rng: np.random.Generator, generator: torch.Generator, rho: torch.Tensor,
+                  concentration: torch.Tensor) -> tuple[np.ndarray, np.ndarray, float]:
+    """The variants' last step: an SNR drawn as training draws it, the View Line simulation, arrays out."""
+    snr_db = math.inf if rng.random() < P_NOISE_FREE else float(rng.uniform(*SNR_RANGE_DB))
+    image, plane = simulate_viewline(rho, concentration, snr_db=snr_db, generator=generator)
+    return image.float().numpy(), plane.float().numpy(), snr_db
+
+
+#: The generator variants by name: (module, sample function, base-kind function), imported when asked for.
+VARIANTS = {"variant": ("spio_variant", "variant_sample", "variant_base_kind"),
+            "variant2": ("spio_variant2", "variant2_sample", "variant2_base_kind"),
+            "variant3": ("spio_variant3", "variant3_sample", "variant3_base_kind")}
+
+
+def variant_functions(name: str) -> tuple[Callable, Callable]:
+    """The sample and base-kind functions of the variant ``name`` (a key of :data:`VARIANTS`)."""
+    module, sample, kind = VARIANTS[name]
+    loaded = importlib.import_module(module)
+    return getattr(loaded, sample), getattr(loaded, kind)
+
+
+def variant_base_kind(seed: int, index: int) -> str:
+    """Which base image :func:`variant_sample` draws for ``(seed, index)``."""
+    return "Shepp–Logan" if draws_first_base(seed, index, 24) else "random ellipses"
 
 
 def variant_sample(seed: int, index: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -37,7 +68,39 @@ def variant_sample(seed: int, index: int) -> tuple[np.ndarray, np.ndarray, float
     rng = np.random.default_rng([int(seed), int(index), 24])
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     rho = (shepp_logan_base(rng) if rng.random() < 0.5 else ellipse_base(rng)) * float(rng.uniform(0.5, 2.0))
-    concentration = ellipsoids_and_chains(rng, rho)
-    snr_db = math.inf if rng.random() < P_NOISE_FREE else float(rng.uniform(*SNR_RANGE_DB))
-    image, plane = simulate_viewline(rho, concentration, snr_db=snr_db, generator=generator)
-    return image.float().numpy(), plane.float().numpy(), snr_db
+    return finish_sample(rng, generator, rho, ellipsoids_and_chains(rng, rho))
+
+
+def sample_figure(sample, seed: int, n: int, figure: str, name: str) -> str:
+    """Saves images and in-plane iron of samples ``0 … n−1`` of ``seed`` (``sample(seed, i)`` as
+    :func:`variant_sample` gives them) to ``figure``, titled with the generator's ``name``; returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, n, figsize=(2.0 * n, 4.2))
+    for i in range(n):
+        image, plane, snr = sample(seed, i)
+        axes[0, i].imshow(image[0].T, cmap="gray", origin="lower")
+        axes[0, i].set_title(f"#{i}, {snr:.0f} dB" if math.isfinite(snr) else f"#{i}, no noise", fontsize=8)
+        axes[1, i].imshow(plane.T, cmap="magma", origin="lower")
+        axes[1, i].set_title(f"max {plane.max():.1f} µg Fe/mm³", fontsize=8)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    fig.suptitle(f"{name} (seed {seed}): View Line image (even lines) and the iron in the plane")
+    fig.tight_layout()
+    Path(figure).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=80)
+    return figure
+
+
+def figure_main(sample, *, description: str, seed: int, figure: str, name: str) -> None:
+    """A variant's command line: ``--seed``, ``--n`` and ``--figure`` (defaults ``seed``, 8, ``figure``) →
+    :func:`sample_figure`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seed", type=int, default=seed)
+    parser.add_argument("--n", type=int, default=8, help="images in the figure")
+    parser.add_argument("--figure", default=figure)
+    args = parser.parse_args()
+    print(sample_figure(sample, args.seed, args.n, args.figure, name))

@@ -23,23 +23,16 @@ Usage (the same images as ``spio_paired_bins.py --generator variant2``):
 
 from __future__ import annotations
 
-import argparse
-import math
-from pathlib import Path
-
 import numpy as np
 import torch
+from spio_variant import draws_first_base, figure_main, finish_sample  # benchmarks/ is on sys.path
 
-from lightning_modules.spio.data import P_NOISE_FREE, SNR_RANGE_DB
 from lightning_modules.spio.families import organ, vial_phantom, vials_clusters_boxes
-from lightning_modules.spio.viewline import simulate_viewline
 
 
 def variant2_base_kind(seed: int, index: int) -> str:
-    """Which base image :func:`variant2_sample` draws for ``(seed, index)`` (its first two random numbers)."""
-    rng = np.random.default_rng([int(seed), int(index), 26])
-    rng.integers(2**62)
-    return "vial phantom" if rng.random() < 0.5 else "organ"
+    """Which base image :func:`variant2_sample` draws for ``(seed, index)``."""
+    return "vial phantom" if draws_first_base(seed, index, 26) else "organ"
 
 
 def variant2_sample(seed: int, index: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -51,43 +44,12 @@ def variant2_sample(seed: int, index: int) -> tuple[np.ndarray, np.ndarray, floa
     else:
         rho, vials = organ(rng), []
     rho = rho * float(rng.uniform(0.5, 2.0))
-    concentration = vials_clusters_boxes(rng, rho, vials)
-    snr_db = math.inf if rng.random() < P_NOISE_FREE else float(rng.uniform(*SNR_RANGE_DB))
-    image, plane = simulate_viewline(rho, concentration, snr_db=snr_db, generator=generator)
-    return image.float().numpy(), plane.float().numpy(), snr_db
-
-
-def sample_figure(sample, seed: int, n: int, figure: str, name: str) -> str:
-    """Saves images and in-plane iron of samples ``0 … n−1`` of ``seed`` (``sample(seed, i)`` as
-    :func:`variant2_sample` gives them) to ``figure``, titled with the generator's ``name``; returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, n, figsize=(2.0 * n, 4.2))
-    for i in range(n):
-        image, plane, snr = sample(seed, i)
-        axes[0, i].imshow(image[0].T, cmap="gray", origin="lower")
-        axes[0, i].set_title(f"#{i}, {snr:.0f} dB" if math.isfinite(snr) else f"#{i}, no noise", fontsize=8)
-        axes[1, i].imshow(plane.T, cmap="magma", origin="lower")
-        axes[1, i].set_title(f"max {plane.max():.1f} µg Fe/mm³", fontsize=8)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    fig.suptitle(f"{name} (seed {seed}): View Line image (even lines) and the iron in the plane")
-    fig.tight_layout()
-    Path(figure).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(figure, dpi=80)
-    return figure
+    return finish_sample(rng, generator, rho, vials_clusters_boxes(rng, rho, vials))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--n", type=int, default=8, help="images in the figure")
-    parser.add_argument("--figure", default="benchmarks/results/spio/spio_variant2.png")
-    args = parser.parse_args()
-    print(sample_figure(variant2_sample, args.seed, args.n, args.figure, "Generator variant 2"))
+    figure_main(variant2_sample, description=__doc__.splitlines()[0], seed=5,
+                figure="benchmarks/results/spio/spio_variant2.png", name="Generator variant 2")
 
 
 if __name__ == "__main__":

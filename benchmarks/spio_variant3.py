@@ -27,18 +27,15 @@ Usage (the same images as ``spio_paired_bins.py --generator variant3``):
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import numpy as np
 import torch
-from spio_variant2 import sample_figure  # benchmarks/ is on sys.path
+from spio_variant import draws_first_base, figure_main, finish_sample  # benchmarks/ is on sys.path
 
 from lightning_modules.spio import acquisition as acq
-from lightning_modules.spio.data import P_NOISE_FREE, SNR_RANGE_DB
 from lightning_modules.spio.families import plane_mm
 from lightning_modules.spio.phantoms import grid_3d_mm, log_uniform_level, sphere
-from lightning_modules.spio.viewline import simulate_viewline
 
 STREAM = 36  # this variant's random stream, after the seed and the index
 
@@ -150,10 +147,8 @@ def variant3_concentration(rng: np.random.Generator, spin_density: torch.Tensor)
 
 
 def variant3_base_kind(seed: int, index: int) -> str:
-    """Which base image :func:`variant3_sample` draws for ``(seed, index)`` (its first two random numbers)."""
-    rng = np.random.default_rng([int(seed), int(index), STREAM])
-    rng.integers(2**62)
-    return "abdomen" if rng.random() < 0.5 else "layered gel"
+    """Which base image :func:`variant3_sample` draws for ``(seed, index)``."""
+    return "abdomen" if draws_first_base(seed, index, STREAM) else "layered gel"
 
 
 def variant3_sample(seed: int, index: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -162,19 +157,12 @@ def variant3_sample(seed: int, index: int) -> tuple[np.ndarray, np.ndarray, floa
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     rho = abdomen(rng) if rng.random() < 0.5 else layered_gel(rng)
     rho = rho * float(rng.uniform(0.5, 2.0))
-    concentration = variant3_concentration(rng, rho)
-    snr_db = math.inf if rng.random() < P_NOISE_FREE else float(rng.uniform(*SNR_RANGE_DB))
-    image, plane = simulate_viewline(rho, concentration, snr_db=snr_db, generator=generator)
-    return image.float().numpy(), plane.float().numpy(), snr_db
+    return finish_sample(rng, generator, rho, variant3_concentration(rng, rho))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--n", type=int, default=8, help="images in the figure")
-    parser.add_argument("--figure", default="benchmarks/results/spio/spio_variant3.png")
-    args = parser.parse_args()
-    print(sample_figure(variant3_sample, args.seed, args.n, args.figure, "Generator variant 3"))
+    figure_main(variant3_sample, description=__doc__.splitlines()[0], seed=7,
+                figure="benchmarks/results/spio/spio_variant3.png", name="Generator variant 3")
 
 
 if __name__ == "__main__":
