@@ -41,7 +41,7 @@ from spio_variant import VARIANTS, variant_functions
 from lightning_modules.io import write_text_atomic
 from lightning_modules.spio.app import load_network
 
-DEFAULT_SEEDS = {"variant": 3, "variant2": 5, "variant3": 7, "real": 2}
+DEFAULT_SEEDS = {"variant": 3, "variant2": 5, "variant3": 7, "tubes": 51, "real": 2}
 INFERENCE_0_4_0 = {"shifts_px": (0,), "floor_ug_per_mm3": 0.1}  # bundle 0.4.0: flip average only, floor 0.1
 UNSEEN_SEEDS = {"variant": 4, "variant2": 6, "real": 8}  # session 27: fresh seeds (the default of --unseen_seeds)
 _UNSEEN_DEFAULT = ",".join(str(seed) for seed in UNSEEN_SEEDS.values())
@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=1000, help="first sample")
     parser.add_argument("--n", type=int, default=300, help="samples (per set)")
     parser.add_argument("--fixed_snrs", default="inf", help="comma-separated SNRs in dB (inf: no noise)")
-    parser.add_argument("--generator", choices=("training", "variant", "variant2", "variant3", "real", "unseen"),
+    parser.add_argument("--generator", choices=("training", "variant", "variant2", "variant3", "tubes", "real", "unseen"),
                         default="training",
                         help="training: seed 1 of the training generator; unseen: variant, variant2 and real at "
                              "their fresh seeds 4, 6, 8 and the mean over the three; others: see the module's text")

@@ -48,7 +48,8 @@ def finish_sample(rng: np.random.Generator, generator: torch.Generator, rho: tor
 #: The generator variants by name: (module, sample function, base-kind function), imported when asked for.
 VARIANTS = {"variant": ("spio_variant", "variant_sample", "variant_base_kind"),
             "variant2": ("spio_variant2", "variant2_sample", "variant2_base_kind"),
-            "variant3": ("spio_variant3", "variant3_sample", "variant3_base_kind")}
+            "variant3": ("spio_variant3", "variant3_sample", "variant3_base_kind"),
+            "tubes": ("spio_tube_phantoms", "tube_phantom_judge_sample", "tube_phantom_kind")}
 
 
 def variant_functions(name: str) -> tuple[Callable, Callable]:

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.auxiliary import auxiliary_targets
-from lightning_modules.spio.families import other_family_sample
+from lightning_modules.spio.families import other_family_sample, tube_phantom_sample
 from lightning_modules.spio.phantoms import (
     augment_base,
     head_anatomy,
@@ -46,6 +46,7 @@ P_AIR_BUBBLE = 0.2
 
 def random_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
                   rim_bases: float = 0.0, shape_variety: float = 0.0, other_families: float = 0.0,
+                  tube_phantoms: float = 0.0,
                   noise_free_fraction: float = P_NOISE_FREE,
                   noise_models: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Simulated sample ``index`` of ``seed``: View Line image (2, 128, 128) and concentration (1, 128, 128).
@@ -55,6 +56,7 @@ def random_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head
     image, concentration, _ = random_sample_with_snr(seed, index, base_augmentation=base_augmentation,
                                                      head_bases=head_bases, rim_bases=rim_bases,
                                                      shape_variety=shape_variety, other_families=other_families,
+                                                     tube_phantoms=tube_phantoms,
                                                      noise_free_fraction=noise_free_fraction,
                                                      noise_models=noise_models)
     return image, concentration
@@ -62,6 +64,7 @@ def random_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head
 
 def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
                            rim_bases: float = 0.0, shape_variety: float = 0.0, other_families: float = 0.0,
+                           tube_phantoms: float = 0.0,
                            base: Callable[[np.random.Generator], torch.Tensor] = random_base,
                            noise_free_fraction: float = P_NOISE_FREE, snr_db: float | None = None,
                            noise_models: float = 0.0, noise_model: str | None = None,
@@ -87,6 +90,10 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
             with ellipsoids and touching chains, vial phantoms and organs with vials, clusters and boxes; issue 24,
             session 36), from a random stream of its own (0 gives exactly the plain samples; the air bubble and
             noise are drawn as for the plain one).
+        tube_phantoms: probability that the sample's base and objects come instead from a bench phantom of tubes
+            along y (:func:`~lightning_modules.spio.families.tube_phantom_sample`; session 37, the ``tubes`` shape
+            prior's training family), from a random stream of its own (0 gives exactly the plain samples; drawn
+            after ``other_families``, so it wins when both apply).
         base: draws the spin density (x, z) from the sample's random generator; the default is training's
             (an MNI slice or an agar disk); benchmarks pass others (e.g. real subjects' slices).
         noise_free_fraction: probability of a noise-free sample (else the SNR is uniform in ``SNR_RANGE_DB``). It
@@ -102,7 +109,8 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
     """
     image, concentration, snr_db, _ = _simulate(seed, index, base_augmentation=base_augmentation,
                                                 head_bases=head_bases, rim_bases=rim_bases,
-                                                shape_variety=shape_variety, other_families=other_families, base=base,
+                                                shape_variety=shape_variety, other_families=other_families,
+                                                tube_phantoms=tube_phantoms, base=base,
                                                 noise_free_fraction=noise_free_fraction, fixed_snr_db=snr_db,
                                                 noise_models=noise_models, noise_model=noise_model)
     return image, concentration, snr_db
@@ -110,6 +118,7 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
 
 def random_sample_with_targets(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
                                rim_bases: float = 0.0, shape_variety: float = 0.0, other_families: float = 0.0,
+                               tube_phantoms: float = 0.0,
                                noise_free_fraction: float = P_NOISE_FREE, noise_models: float = 0.0,
                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`random_sample` plus the auxiliary targets of the same sample (2, 64, 64): the plane's field and the
@@ -117,6 +126,7 @@ def random_sample_with_targets(seed: int, index: int, *, base_augmentation: floa
     image, concentration, _, targets = _simulate(seed, index, base_augmentation=base_augmentation,
                                                  head_bases=head_bases, rim_bases=rim_bases,
                                                  shape_variety=shape_variety, other_families=other_families,
+                                                 tube_phantoms=tube_phantoms,
                                                  base=random_base, with_targets=True,
                                                  noise_free_fraction=noise_free_fraction, noise_models=noise_models)
     return image, concentration, targets
@@ -124,6 +134,7 @@ def random_sample_with_targets(seed: int, index: int, *, base_augmentation: floa
 
 def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: float, rim_bases: float,
               shape_variety: float, other_families: float, base: Callable[[np.random.Generator], torch.Tensor],
+              tube_phantoms: float = 0.0,
               with_targets: bool = False,
               noise_free_fraction: float = P_NOISE_FREE, fixed_snr_db: float | None = None,
               noise_models: float = 0.0, noise_model: str | None = None,
@@ -148,6 +159,10 @@ def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: fl
         family_rng = np.random.default_rng([int(seed), int(index), 67])
         if family_rng.random() < other_families:
             rho, concentration = other_family_sample(family_rng)
+    if tube_phantoms > 0:
+        tube_rng = np.random.default_rng([int(seed), int(index), 71])
+        if tube_rng.random() < tube_phantoms:
+            rho, concentration = tube_phantom_sample(tube_rng)
     extra_chi = None
     if rng.random() < P_AIR_BUBBLE:
         tissue = torch.nonzero(rho > 0.2 * rho.max())
@@ -252,6 +267,7 @@ class OnTheFlyDataset(IterableDataset):
         rim_bases: probability of a base image with a bright thin rim and a dim interior (:func:`random_sample`).
         shape_variety: probability of objects from five shape families instead of three (:func:`random_sample`).
         other_families: probability of a base and objects from the generator variants' families (:func:`random_sample`).
+        tube_phantoms: probability of a bench phantom of tubes along y (:func:`random_sample`).
         with_targets: yield ``(image, concentration, auxiliary targets)``
             (:func:`random_sample_with_targets`) instead of pairs; the image and map are the same.
         noise_free_fraction: probability of a noise-free sample (:func:`random_sample_with_snr`).
@@ -261,6 +277,7 @@ class OnTheFlyDataset(IterableDataset):
     def __init__(self, seed: int, *, samples_per_epoch: int, batch_size: int = 1, n_workers: int = 1,
                  rank: int = 0, world_size: int = 1, base_augmentation: float = 0.0, head_bases: float = 0.0,
                  rim_bases: float = 0.0, shape_variety: float = 0.0, other_families: float = 0.0,
+                 tube_phantoms: float = 0.0,
                  with_targets: bool = False,
                  noise_free_fraction: float = P_NOISE_FREE, noise_models: float = 0.0) -> None:
         if not 0 <= rank < world_size:
@@ -268,7 +285,7 @@ class OnTheFlyDataset(IterableDataset):
         self.seed, self.rank, self.world_size, self.n_workers = seed, rank, world_size, max(n_workers, 1)
         self.base_augmentation, self.head_bases, self.with_targets = base_augmentation, head_bases, with_targets
         self.noise_free_fraction, self.rim_bases, self.shape_variety = noise_free_fraction, rim_bases, shape_variety
-        self.noise_models, self.other_families = noise_models, other_families
+        self.noise_models, self.other_families, self.tube_phantoms = noise_models, other_families, tube_phantoms
         runs = world_size * self.n_workers
         self.per_worker = math.ceil(samples_per_epoch / (runs * batch_size)) * batch_size
         self.epoch = 0
@@ -293,7 +310,7 @@ class OnTheFlyDataset(IterableDataset):
         for index in self.indices(epoch, worker):
             yield sample(self.seed, index, base_augmentation=self.base_augmentation, head_bases=self.head_bases,
                          rim_bases=self.rim_bases, shape_variety=self.shape_variety,
-                         other_families=self.other_families,
+                         other_families=self.other_families, tube_phantoms=self.tube_phantoms,
                          noise_free_fraction=self.noise_free_fraction, noise_models=self.noise_models)
 
 
@@ -319,6 +336,8 @@ class ViewLineDataModule(pl.LightningDataModule):
             samples (:func:`random_sample`; ``pool_size`` 0 only).
         other_families: probability of a base and objects from the generator variants' families in the fresh
             training samples (:func:`random_sample`; ``pool_size`` 0 only; validation stays training's generator).
+        tube_phantoms: probability of a bench phantom of tubes along y in the fresh training samples
+            (:func:`random_sample`; ``pool_size`` 0 only; validation stays training's generator).
         auxiliary_targets: training batches also carry the auxiliary targets (field, extent along y;
             ``pool_size`` 0 only); validation batches stay ``(image, concentration)``.
         noise_free_fraction: probability of a noise-free sample in the fresh training samples (``pool_size`` 0
@@ -331,18 +350,20 @@ class ViewLineDataModule(pl.LightningDataModule):
                  batch_size: int = 16, num_workers: int = 0, cache_dir: str | None = None,
                  base_augmentation: float = 0.0, head_bases: float = 0.0, auxiliary_targets: bool = False,
                  noise_free_fraction: float = P_NOISE_FREE, rim_bases: float = 0.0,
-                 shape_variety: float = 0.0, other_families: float = 0.0, noise_models: float = 0.0) -> None:
+                 shape_variety: float = 0.0, other_families: float = 0.0,
+        tube_phantoms: float = 0.0, noise_models: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= noise_free_fraction <= 1.0:
             raise ValueError(f"noise_free_fraction must be in [0, 1], got {noise_free_fraction}")
-        plain = (not (base_augmentation or head_bases or rim_bases or shape_variety or other_families
+        plain = (not (base_augmentation or head_bases or rim_bases or shape_variety or other_families or tube_phantoms
                       or auxiliary_targets or noise_models) and noise_free_fraction == P_NOISE_FREE)
         if not plain and pool_size > 0:
-            raise ValueError("base_augmentation, head_bases, rim_bases, shape_variety, other_families, "
+            raise ValueError("base_augmentation, head_bases, rim_bases, shape_variety, other_families, tube_phantoms, "
                              "auxiliary_targets, noise_free_fraction and noise_models need fresh samples "
                              "(pool_size 0); the cached pools are plain")
         self.base_augmentation, self.head_bases, self.rim_bases = base_augmentation, head_bases, rim_bases
         self.shape_variety, self.noise_models, self.other_families = shape_variety, noise_models, other_families
+        self.tube_phantoms = tube_phantoms
         self.auxiliary_targets, self.noise_free_fraction = bool(auxiliary_targets), noise_free_fraction
         self.seed, self.pool_size, self.samples_per_epoch = seed, pool_size, samples_per_epoch
         self.n_val, self.batch_size, self.num_workers, self.cache_dir = n_val, batch_size, num_workers, cache_dir
@@ -363,7 +384,7 @@ class ViewLineDataModule(pl.LightningDataModule):
                                                  world_size=world_size, base_augmentation=self.base_augmentation,
                                                  head_bases=self.head_bases, rim_bases=self.rim_bases,
                                                  shape_variety=self.shape_variety, other_families=self.other_families,
-                                                 with_targets=self.auxiliary_targets,
+                                                 tube_phantoms=self.tube_phantoms, with_targets=self.auxiliary_targets,
                                                  noise_free_fraction=self.noise_free_fraction,
                                                  noise_models=self.noise_models)
 

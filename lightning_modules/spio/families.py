@@ -20,7 +20,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from lightning_modules.spio import acquisition as acq
-from lightning_modules.spio.phantoms import grid_3d_mm, log_uniform_level, sphere
+from lightning_modules.spio.phantoms import cylinder, grid_3d_mm, log_uniform_level, sphere
 from lightning_modules.spio.viewline import PIXEL_MM, VOXEL_3D_MM, pixel_centres_mm
 
 
@@ -218,3 +218,60 @@ def other_family_sample(rng: np.random.Generator) -> tuple[torch.Tensor, torch.T
     rho, vials = vial_phantom(rng) if rng.random() < 0.5 else (organ(rng), [])
     rho = rho * float(rng.uniform(0.5, 2.0))
     return rho, vials_clusters_boxes(rng, rho, vials)
+
+
+def tilted_axis(rng: np.random.Generator, max_tilt_deg: float) -> np.ndarray:
+    """Unit vector within ``max_tilt_deg`` of y, the azimuth of its tilt uniform."""
+    tilt, azimuth = math.radians(rng.uniform(0.0, max_tilt_deg)), rng.uniform(0.0, 2 * math.pi)
+    return np.array([math.sin(tilt) * math.cos(azimuth), math.cos(tilt), math.sin(tilt) * math.sin(azimuth)])
+
+
+def tube_phantom_sample(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A bench phantom (issue 24, session 37: the training family of the ``tubes`` shape prior): spin density (x, z)
+    and 3-D concentration (x, y, z), µg Fe/mm³, with every object a tube through the whole slab along y.
+
+    A container (disc or rounded square, 30–48 mm across) of water or gel (ρ 0.5–1; in one phantom in seven the tubes
+    stand in air, ρ = 0 around them) holds 1–7 tubes, apart from each other: inner radius 1–6 mm, a dark wall
+    0.3–1.2 mm thick (none for a third of them: gel rods), contents ρ 0.3–1.2, axis within 6° of y. Each tube holds
+    iron with probability 3/4 (at least one does), one level per tube, log-uniform 0.22–27.9 µg Fe/mm³, filling
+    its inside. The base is scaled by 0.5–2 as training's is.
+    """
+    x, z = plane_mm()
+    plane = acq.VIEWLINE_NY // 2  # y = 0
+    half = rng.uniform(15.0, 24.0)
+    centre = rng.uniform(-2.0, 2.0, size=2)
+    if rng.random() < 0.5:
+        container = (x - centre[0]) ** 2 + (z - centre[1]) ** 2 <= half**2
+    else:
+        container = _rounded_square(x, z, centre, half * 0.85, rng.uniform(2.0, 8.0))
+    in_air = rng.random() < 1 / 7
+    rho = container.float() * (0.0 if in_air else rng.uniform(0.5, 1.0))
+    concentration = torch.zeros(x.shape[0], acq.VIEWLINE_NY, z.shape[1])
+    tubes: list[tuple[float, float, float]] = []
+    insides: list[tuple[torch.Tensor, bool, float]] = []
+    wanted = int(rng.integers(1, 8))
+    for _ in range(200):  # rejection sampling: tubes inside the container, apart from each other
+        if len(tubes) == wanted:
+            break
+        radius = float(np.exp(rng.uniform(math.log(1.0), math.log(6.0))))
+        wall = 0.0 if rng.random() < 1 / 3 else rng.uniform(0.3, 1.2)
+        at = centre + rng.uniform(-half, half, size=2)
+        outer = radius + wall
+        if np.hypot(*(at - centre)) + outer > half * 0.85 - 0.5:
+            continue
+        if any(np.hypot(at[0] - tx, at[1] - tz) < outer + tr + 1.0 for tx, tz, tr in tubes):
+            continue
+        axis = tilted_axis(rng, 6.0)
+        centre_3d = (float(at[0]), 0.0, float(at[1]))
+        inside = cylinder(centre_3d, radius, axis)
+        if wall > 0:
+            rho = torch.where(cylinder(centre_3d, outer, axis)[:, plane, :], torch.tensor(0.0), rho)
+        rho = torch.where(inside[:, plane, :], torch.tensor(float(rng.uniform(0.3, 1.2))), rho)
+        insides.append((inside, rng.random() < 0.75, log_uniform_level(rng)))
+        tubes.append((float(at[0]), float(at[1]), outer))
+    if insides and not any(holds for _, holds, _ in insides):  # at least one tube holds iron
+        insides[0] = (insides[0][0], True, insides[0][2])
+    for inside, holds, level in insides:
+        if holds:
+            concentration = torch.where(inside, torch.tensor(level), concentration)
+    return rho * float(rng.uniform(0.5, 2.0)), concentration

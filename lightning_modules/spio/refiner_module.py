@@ -150,7 +150,7 @@ def train_refiner(pool_paths: list[str], val_path: str, out: str | Path, *, max_
 LAST_STAGE = {"head_bases": 0.5, "base_augmentation": 0.5, "rim_bases": 0.125, "noise_free_fraction": 0.25}
 #: The generator options a pool may change (``make train-spio-refiner`` since 0.10.0, session 31: the refiner's pool
 #: has rim bases in half its samples and five shape families in half, ``--rim_bases 0.5 --shape_variety 0.5``).
-POOL_OPTIONS = ("head_bases", "base_augmentation", "rim_bases", "shape_variety", "other_families",
+POOL_OPTIONS = ("head_bases", "base_augmentation", "rim_bases", "shape_variety", "other_families", "tube_phantoms",
                 "noise_free_fraction", "noise_models")
 
 
