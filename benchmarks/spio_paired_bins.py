@@ -117,7 +117,8 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=1000, help="first sample")
     parser.add_argument("--n", type=int, default=300, help="samples (per set)")
     parser.add_argument("--fixed_snrs", default="inf", help="comma-separated SNRs in dB (inf: no noise)")
-    parser.add_argument("--generator", choices=("training", "variant", "variant2", "variant3", "tubes", "real", "unseen"),
+    parser.add_argument("--generator",
+                        choices=("training", "variant", "variant2", "variant3", "tubes", "real", "unseen"),
                         default="training",
                         help="training: seed 1 of the training generator; unseen: variant, variant2 and real at "
                              "their fresh seeds 4, 6, 8 and the mean over the three; others: see the module's text")

@@ -1,0 +1,156 @@
+"""Issue 24, session 37: the ``tubes`` shape prior (weights trained on bench phantoms) against the general weights.
+
+Rule: ``benchmarks/results/spio/decision_rule_session37.md``. Every map is made as the bundle makes it
+(:func:`~lightning_modules.spio.app.predict_concentration`: six DeepSPIO passes, floor, then the refiner when there is
+one, floored again). Each candidate is ``NAME=DEEPSPIO.pt[+REFINER.pt]`` (a refiner reads the lifts its weights
+hold); the first candidate is the reference of the paired differences.
+
+Sets (``--sets``, comma-separated): ``tuning`` (the training family, ``train.json --tube_phantoms 1``, seed 72 — the
+rule's one choice), ``judge`` (``benchmarks/spio_tube_phantoms.py``, seed 51), ``training`` (training's generator,
+seed 1 from sample 12 800), ``variant``/``variant2``/``variant3`` (seeds 41/42/43), ``real`` (real heads' slices,
+seed 44), ``cylinders`` (the acceptance run's rod of r = 3 mm along y in agar, SNR ∞: centre error per level).
+
+Usage (one CPU thread):
+    M=monai_bundles/spio_quantification/models
+    .venv/bin/python benchmarks/spio_tube_prior.py --candidate "G=$M/model.pt+$M/refiner.pt" \\
+        --candidate "T=T.pt+T_refiner.pt" --sets judge,cylinders --n 300 \\
+        --out benchmarks/results/spio/spio_tube_prior_judge.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from spio_accuracy import CONCENTRATIONS, centre_mask, cylinder_phantom  # benchmarks/ is on sys.path
+from spio_design_comparison import SNR_BINS, snr_bin
+from spio_paired_bins import _base_kinds, _other_set, paired_cell, paired_mean_se
+
+from lightning_modules.io import write_text_atomic
+from lightning_modules.metrics import nmae
+from lightning_modules.spio.app import load_network, predict_concentration
+from lightning_modules.spio.data import random_sample_with_snr
+from lightning_modules.spio.networks import DeepSpio
+from lightning_modules.spio.simulation_refiner import load_refiner
+
+SEEDS = {"tuning": 72, "judge": 51, "training": 1, "variant": 41, "variant2": 42, "variant3": 43, "real": 44}
+TRAINING_START = 12_800
+
+
+def load_candidate(spec: str):
+    """``NAME=DEEPSPIO.pt[+REFINER.pt]`` → (name, network, refiner or None)."""
+    name, paths = spec.split("=", 1)
+    model, _, refiner = paths.partition("+")
+    return name, load_network(DeepSpio(), model), load_refiner(refiner) if refiner else None
+
+
+def samples(set_name: str, start: int, n: int) -> tuple[list, list[str] | None]:
+    """(image, truth, SNR dB) of ``set_name`` and each sample's kind where the generator names one."""
+    seed, indices = SEEDS[set_name], range(start, start + n)
+    if set_name == "tuning":
+        drawn = [random_sample_with_snr(seed, i, tube_phantoms=1.0) for i in indices]
+        return [(im.numpy(), c[0].numpy(), snr) for im, c, snr in drawn], None
+    if set_name == "training":
+        indices = range(TRAINING_START + start, TRAINING_START + start + n)
+        drawn = [random_sample_with_snr(seed, i) for i in indices]
+        return [(im.numpy(), c[0].numpy(), snr) for im, c, snr in drawn], None
+    name = "tubes" if set_name == "judge" else set_name
+    return _other_set(name, indices, seed), _base_kinds(name, indices, seed)
+
+
+def paired_table(title: str, scores: dict[str, dict[str, list[float]]]) -> list[str]:
+    names = list(scores)
+    first = scores[names[0]]
+    bins = ["all"] + [b for b, _, _ in SNR_BINS if b in first] + [k for k in first if k.startswith("kind: ")]
+    lines = [f"### {title}", "", "| candidate | " + " | ".join(f"{b} (n = {len(first[b])})" for b in bins) + " |",
+             "|---" * (len(bins) + 1) + "|"]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{np.mean(scores[name][b]):.3f}" for b in bins) + " |")
+    for name in names[1:]:
+        lines.append(f"| {name} − {names[0]} (paired ± s.e.) | "
+                     + " | ".join(paired_cell(scores[name][b], first[b]) for b in bins) + " |")
+        mean, se = paired_mean_se(scores[name]["all"], first["all"])
+        lines.append(f"| {name} − {names[0]}: mean + 2 s.e. | {mean + 2 * se:+.4f} |" + " |" * (len(bins) - 1))
+    return lines + [""]
+
+
+def score_set(candidates, data: list, kinds: list[str] | None) -> dict[str, dict[str, list[float]]]:
+    scores: dict[str, dict[str, list[float]]] = {}
+    for name, network, refiner in candidates:
+        result: dict[str, list[float]] = {"all": []}
+        for k, (image, truth, snr) in enumerate(data):
+            if not truth.any():
+                continue
+            value = nmae(predict_concentration(network, image, refiner=refiner), truth)
+            result["all"].append(value)
+            result.setdefault(snr_bin(snr), []).append(value)
+            if kinds:
+                result.setdefault(f"kind: {kinds[k]}", []).append(value)
+        scores[name] = result
+    return scores
+
+
+def cylinder_table(candidates) -> list[str]:
+    """Centre error (%) of the noise-free rod per level — the acceptance item's SNR ∞ column."""
+    centre = centre_mask()
+    lines = ["### Cylinder (r = 3 mm along y in agar), SNR ∞: centre error, %", "",
+             "| candidate | " + " | ".join(f"{c:g}" for c in CONCENTRATIONS) + " | item holds? |",
+             "|---" * (len(CONCENTRATIONS) + 2) + "|"]
+    for name, network, refiner in candidates:
+        errors = []
+        for c in CONCENTRATIONS:
+            image, _, _, _ = cylinder_phantom(c)
+            prediction = predict_concentration(network, image.numpy(), refiner=refiner)
+            errors.append(100 * abs(prediction[centre].mean() - c) / c)
+        holds = all(e <= 10 for c, e in zip(CONCENTRATIONS, errors, strict=True) if c >= 1.75) and errors[0] <= 30
+        lines.append(f"| {name} | " + " | ".join(f"{e:.1f}" for e in errors) + f" | {'yes' if holds else 'no'} |")
+    return lines + [""]
+
+
+def timing_table(candidates) -> list[str]:
+    image, _, _ = samples("judge", 0, 1)[0][0]
+    lines = ["### Inference, one thread, median of 20 (s per image)", "", "| candidate | s |", "|---|---|"]
+    for name, network, refiner in candidates:
+        times = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            predict_concentration(network, image, refiner=refiner)
+            times.append(time.perf_counter() - t0)
+        lines.append(f"| {name} | {np.median(times):.3f} |")
+    return lines + [""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--candidate", action="append", required=True, help="NAME=DEEPSPIO.pt[+REFINER.pt]")
+    parser.add_argument("--sets", default="judge,cylinders")
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    candidates = [load_candidate(spec) for spec in args.candidate]
+    lines = ["# SPIO: the tubes shape prior (issue 24, session 37)", "",
+             "Command: `.venv/bin/python benchmarks/spio_tube_prior.py "
+             + " ".join(f'--candidate "{c}"' for c in args.candidate)
+             + f" --sets {args.sets} --start {args.start} --n {args.n} --out {args.out}`", ""]
+    for set_name in args.sets.split(","):
+        if set_name == "cylinders":
+            lines += cylinder_table(candidates)
+        elif set_name == "timing":
+            lines += timing_table(candidates)
+        else:
+            data, kinds = samples(set_name, args.start, args.n)
+            seed = SEEDS[set_name]
+            first = TRAINING_START + args.start if set_name == "training" else args.start
+            title = f"{set_name}: seed {seed}, samples {first}–{first + args.n - 1}"
+            lines += paired_table(title, score_set(candidates, data, kinds))
+        write_text_atomic("\n".join(lines), Path(args.out))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
