@@ -129,14 +129,18 @@ def main() -> None:
     parser.add_argument("--sets", default="judge,cylinders")
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--judge_seed", type=int, default=SEEDS["judge"], help="the judge set's seed (51; T2: 52)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
     candidates = [load_candidate(spec) for spec in args.candidate]
+    SEEDS["judge"] = args.judge_seed
     lines = ["# SPIO: the tubes shape prior (issue 24, session 37)", "",
              "Command: `.venv/bin/python benchmarks/spio_tube_prior.py "
              + " ".join(f'--candidate "{c}"' for c in args.candidate)
-             + f" --sets {args.sets} --start {args.start} --n {args.n} --out {args.out}`", ""]
+             + f" --sets {args.sets} --start {args.start} --n {args.n} --judge_seed {args.judge_seed}"
+             + f" --out {args.out}`",
+             ""]
     for set_name in args.sets.split(","):
         if set_name == "cylinders":
             lines += cylinder_table(candidates)
