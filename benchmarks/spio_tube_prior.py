@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from spio_accuracy import CONCENTRATIONS, centre_mask, cylinder_phantom  # benchmarks/ is on sys.path
 from spio_design_comparison import SNR_BINS, snr_bin
-from spio_paired_bins import _base_kinds, _other_set, paired_cell, paired_mean_se
+from spio_paired_bins import _base_kinds, _other_set, paired_mean_se, table
 
 from lightning_modules.io import write_text_atomic
 from lightning_modules.metrics import nmae
@@ -62,16 +62,13 @@ def samples(set_name: str, start: int, n: int) -> tuple[list, list[str] | None]:
 
 
 def paired_table(title: str, scores: dict[str, dict[str, list[float]]]) -> list[str]:
+    """:func:`spio_paired_bins.table` over every SNR bin and phantom kind, plus each candidate's mean + 2 s.e. (the
+    rule's bound) over all images."""
     names = list(scores)
     first = scores[names[0]]
     bins = ["all"] + [b for b, _, _ in SNR_BINS if b in first] + [k for k in first if k.startswith("kind: ")]
-    lines = [f"### {title}", "", "| candidate | " + " | ".join(f"{b} (n = {len(first[b])})" for b in bins) + " |",
-             "|---" * (len(bins) + 1) + "|"]
-    for name in names:
-        lines.append(f"| {name} | " + " | ".join(f"{np.mean(scores[name][b]):.3f}" for b in bins) + " |")
+    lines = table(title, scores, bins)[:-1]
     for name in names[1:]:
-        lines.append(f"| {name} − {names[0]} (paired ± s.e.) | "
-                     + " | ".join(paired_cell(scores[name][b], first[b]) for b in bins) + " |")
         mean, se = paired_mean_se(scores[name]["all"], first["all"])
         lines.append(f"| {name} − {names[0]}: mean + 2 s.e. | {mean + 2 * se:+.4f} |" + " |" * (len(bins) - 1))
     return lines + [""]

@@ -110,15 +110,21 @@ def _rounded_square(x, z, centre, half_side_mm: float, corner_mm: float) -> torc
     return qx**2 + qz**2 <= corner_mm**2
 
 
+def _container(rng: np.random.Generator, largest_half_mm: float) -> tuple[torch.Tensor, np.ndarray, float]:
+    """A phantom's container (x, z): a disc of radius ``half`` (15 mm … ``largest_half_mm``) or a rounded square of
+    half side 0.85 ``half``, half each, centred within 2 mm of the FOV's centre; returns (mask, centre, half)."""
+    x, z = plane_mm()
+    half = rng.uniform(15.0, largest_half_mm)
+    centre = rng.uniform(-2.0, 2.0, size=2)
+    if rng.random() < 0.5:
+        return (x - centre[0]) ** 2 + (z - centre[1]) ** 2 <= half**2, centre, half
+    return _rounded_square(x, z, centre, half * 0.85, rng.uniform(2.0, 8.0)), centre, half
+
+
 def vial_phantom(rng: np.random.Generator) -> tuple[torch.Tensor, list[tuple[float, float, float]]]:
     """Spin density (x, z) of a container with vials, and the vials' inner (x mm, z mm, radius mm)."""
     x, z = plane_mm()
-    half = rng.uniform(15.0, 25.0)
-    centre = rng.uniform(-2.0, 2.0, size=2)
-    if rng.random() < 0.5:
-        container = (x - centre[0]) ** 2 + (z - centre[1]) ** 2 <= half**2
-    else:
-        container = _rounded_square(x, z, centre, half * 0.85, rng.uniform(2.0, 8.0))
+    container, centre, half = _container(rng, 25.0)
     rho = container.float() * rng.uniform(0.6, 1.0)
     vials: list[tuple[float, float, float]] = []
     wanted = int(rng.integers(3, 8))
@@ -239,12 +245,7 @@ def tube_phantom_sample(rng: np.random.Generator) -> tuple[torch.Tensor, torch.T
     """
     x, z = plane_mm()
     plane = acq.VIEWLINE_NY // 2  # y = 0
-    half = rng.uniform(15.0, 24.0)
-    centre = rng.uniform(-2.0, 2.0, size=2)
-    if rng.random() < 0.5:
-        container = (x - centre[0]) ** 2 + (z - centre[1]) ** 2 <= half**2
-    else:
-        container = _rounded_square(x, z, centre, half * 0.85, rng.uniform(2.0, 8.0))
+    container, centre, half = _container(rng, 24.0)
     rho = container.float() * rng.uniform(0.5, 1.0)
     concentration = torch.zeros(x.shape[0], acq.VIEWLINE_NY, z.shape[1])
     tubes: list[tuple[float, float, float]] = []
