@@ -39,7 +39,7 @@ def tube_phantom_kind(seed: int, index: int) -> str:
     return "tube rack" if draws_first_base(seed, index, STREAM) else "rods in gel"
 
 
-def _rack(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _rack(rng: np.random.Generator, walls: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     x, z = plane_mm()
     plane = acq.VIEWLINE_NY // 2
     half = rng.uniform([17.0, 13.0], [23.0, 22.0])
@@ -61,7 +61,8 @@ def _rack(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         row, col = divmod(slot, cols)
         at = ((col - (cols - 1) / 2) * pitch, 0.0, (row - (rows - 1) / 2) * pitch)
         inside = cylinder(at, radius, axis)
-        rho = torch.where(cylinder(at, radius + wall, axis)[:, plane, :], torch.tensor(0.0), rho)
+        if walls:
+            rho = torch.where(cylinder(at, radius + wall, axis)[:, plane, :], torch.tensor(0.0), rho)
         rho = torch.where(inside[:, plane, :], torch.tensor(float(content)), rho)
         if levels[k] >= LOWEST_UG_PER_MM3:
             concentration = torch.where(inside, torch.tensor(float(levels[k])), concentration)
@@ -90,11 +91,12 @@ def _rods_in_gel(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     return rho, concentration
 
 
-def tube_phantom_judge_sample(seed: int, index: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Sample ``index`` of ``seed``: View Line image (2, x, z), concentration (x, z), SNR in dB."""
+def tube_phantom_judge_sample(seed: int, index: int, *, walls: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
+    """Sample ``index`` of ``seed``: View Line image (2, x, z), concentration (x, z), SNR in dB. ``walls`` False
+    (a diagnostic, session 37): the racks' tubes without their dark walls, every random draw and all else the same."""
     rng = np.random.default_rng([int(seed), int(index), STREAM])
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    rho, concentration = _rack(rng) if rng.random() < 0.5 else _rods_in_gel(rng)
+    rho, concentration = _rack(rng, walls) if rng.random() < 0.5 else _rods_in_gel(rng)
     rho = rho * float(rng.uniform(0.5, 2.0))
     return finish_sample(rng, generator, rho, concentration)
 

@@ -8,7 +8,9 @@ hold); the first candidate is the reference of the paired differences.
 Sets (``--sets``, comma-separated): ``tuning`` (the training family, ``train.json --tube_phantoms 1``, seed 72 — the
 rule's one choice), ``judge`` (``benchmarks/spio_tube_phantoms.py``, seed 51), ``training`` (training's generator,
 seed 1 from sample 12 800), ``variant``/``variant2``/``variant3`` (seeds 41/42/43), ``real`` (real heads' slices,
-seed 44), ``cylinders`` (the acceptance run's rod of r = 3 mm along y in agar, SNR ∞: centre error per level).
+seed 44), ``judge_without_walls`` (the judge's phantoms with the racks' tube walls left out, every other draw
+the same: a diagnostic), ``cylinders`` (the acceptance run's rod of r = 3 mm along y in agar, SNR ∞: centre
+error per level), ``timing`` (one thread, median of 20).
 
 Usage (one CPU thread):
     M=monai_bundles/spio_quantification/models
@@ -36,7 +38,8 @@ from lightning_modules.spio.data import random_sample_with_snr
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.simulation_refiner import load_refiner
 
-SEEDS = {"tuning": 72, "judge": 51, "training": 1, "variant": 41, "variant2": 42, "variant3": 43, "real": 44}
+SEEDS = {"tuning": 72, "judge": 51, "judge_without_walls": 51, "training": 1, "variant": 41, "variant2": 42,
+         "variant3": 43, "real": 44}
 TRAINING_START = 12_800
 
 
@@ -57,6 +60,11 @@ def samples(set_name: str, start: int, n: int) -> tuple[list, list[str] | None]:
         indices = range(TRAINING_START + start, TRAINING_START + start + n)
         drawn = [random_sample_with_snr(seed, i) for i in indices]
         return [(im.numpy(), c[0].numpy(), snr) for im, c, snr in drawn], None
+    if set_name == "judge_without_walls":  # the same phantoms, the racks' tube walls left out (a diagnostic)
+        from spio_tube_phantoms import tube_phantom_judge_sample, tube_phantom_kind
+
+        return ([tube_phantom_judge_sample(seed, i, walls=False) for i in indices],
+                [tube_phantom_kind(seed, i) for i in indices])
     name = "tubes" if set_name == "judge" else set_name
     return _other_set(name, indices, seed), _base_kinds(name, indices, seed)
 
@@ -131,7 +139,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     candidates = [load_candidate(spec) for spec in args.candidate]
-    SEEDS["judge"] = args.judge_seed
+    SEEDS["judge"] = SEEDS["judge_without_walls"] = args.judge_seed
     lines = ["# SPIO: the tubes shape prior (issue 24, session 37)", "",
              "Command: `.venv/bin/python benchmarks/spio_tube_prior.py "
              + " ".join(f'--candidate "{c}"' for c in args.candidate)

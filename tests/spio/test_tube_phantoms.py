@@ -85,3 +85,15 @@ def test_judge_racks_are_dilution_series_and_rods_are_single_levels() -> None:
             np.testing.assert_allclose(ratios, np.round(ratios), atol=1e-4)
             assert levels.max() >= 1.75 - 1e-6
     assert racks >= 3
+
+
+def test_judge_racks_without_walls_change_only_the_walls() -> None:
+    for index in range(6):
+        walled = judge.tube_phantom_judge_sample(51, index)
+        bare = judge.tube_phantom_judge_sample(51, index, walls=False)
+        np.testing.assert_array_equal(walled[1], bare[1])  # the same iron, level for level
+        assert walled[2] == bare[2]
+        if judge.tube_phantom_kind(51, index) == "rods in gel":  # no walls to leave out
+            np.testing.assert_array_equal(walled[0], bare[0])
+        else:
+            assert not np.array_equal(walled[0], bare[0])
