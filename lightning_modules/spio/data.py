@@ -351,7 +351,7 @@ class ViewLineDataModule(pl.LightningDataModule):
                  base_augmentation: float = 0.0, head_bases: float = 0.0, auxiliary_targets: bool = False,
                  noise_free_fraction: float = P_NOISE_FREE, rim_bases: float = 0.0,
                  shape_variety: float = 0.0, other_families: float = 0.0,
-        tube_phantoms: float = 0.0, noise_models: float = 0.0) -> None:
+                 tube_phantoms: float = 0.0, noise_models: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= noise_free_fraction <= 1.0:
             raise ValueError(f"noise_free_fraction must be in [0, 1], got {noise_free_fraction}")
