@@ -27,8 +27,8 @@ import torch
 from spio_variant import draws_first_base, figure_main, finish_sample  # benchmarks/ is on sys.path
 
 from lightning_modules.spio import acquisition as acq
-from lightning_modules.spio.families import plane_mm, tilted_axis
-from lightning_modules.spio.phantoms import cylinder, log_uniform_level
+from lightning_modules.spio.families import plane_mm, rounded_rectangle, tilted_axis
+from lightning_modules.spio.phantoms import agar_disk, cylinder, log_uniform_level
 
 STREAM = 37
 LOWEST_UG_PER_MM3, HIGHEST_UG_PER_MM3 = acq.SPIO_CONCENTRATION_RANGE_UG_FE_PER_MM3
@@ -43,17 +43,14 @@ def _rack(rng: np.random.Generator, walls: bool = True) -> tuple[torch.Tensor, t
     x, z = plane_mm()
     plane = acq.VIEWLINE_NY // 2
     half = rng.uniform([17.0, 13.0], [23.0, 22.0])
-    corner = rng.uniform(1.0, 3.0)
-    qx = ((x.abs()) - (half[0] - corner)).clamp_min(0.0)
-    qz = ((z.abs()) - (half[1] - corner)).clamp_min(0.0)
-    rho = (qx**2 + qz**2 <= corner**2).float() * rng.uniform(0.6, 1.0)
+    rho = rounded_rectangle(x, z, (0.0, 0.0), half, rng.uniform(1.0, 3.0)).float() * rng.uniform(0.6, 1.0)
     rows, cols = int(rng.integers(2, 4)), int(rng.integers(2, 5))
     pitch = min(rng.uniform(8.5, 12.0), 2 * (half[1] - 2.0) / rows, 2 * (half[0] - 2.0) / cols)
     wall = rng.uniform(0.4, 1.0)
     radius = min(rng.uniform(1.5, 4.0), pitch / 2 - wall - 0.5)
     axis = tilted_axis(rng, 10.0)
-    levels = [rng.uniform(math.log(1.75), math.log(HIGHEST_UG_PER_MM3))]
-    levels = [math.exp(levels[0]) / 2**k for k in range(rows * cols)]
+    first = math.exp(rng.uniform(math.log(1.75), math.log(HIGHEST_UG_PER_MM3)))
+    levels = [first / 2**k for k in range(rows * cols)]
     order = rng.permutation(rows * cols)
     content = rng.uniform(0.4, 1.0)
     concentration = torch.zeros(x.shape[0], acq.VIEWLINE_NY, z.shape[1])
@@ -72,7 +69,7 @@ def _rack(rng: np.random.Generator, walls: bool = True) -> tuple[torch.Tensor, t
 def _rods_in_gel(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     x, z = plane_mm()
     radius_gel = rng.uniform(18.0, 24.0)
-    rho = ((x**2 + z**2) <= radius_gel**2).float() * rng.uniform(0.6, 1.0)
+    rho = agar_disk(radius_mm=radius_gel, value=rng.uniform(0.6, 1.0))
     concentration = torch.zeros(x.shape[0], acq.VIEWLINE_NY, z.shape[1])
     rods: list[tuple[float, float, float]] = []
     wanted = int(rng.integers(1, 5))

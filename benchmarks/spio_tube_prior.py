@@ -28,13 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from spio_accuracy import CONCENTRATIONS, centre_mask, cylinder_phantom  # benchmarks/ is on sys.path
-from spio_design_comparison import SNR_BINS, snr_bin
+from spio_design_comparison import SNR_BINS, sample_arrays, snr_bin
 from spio_paired_bins import _base_kinds, _other_set, paired_mean_se, table
 
 from lightning_modules.io import write_text_atomic
 from lightning_modules.metrics import nmae
 from lightning_modules.spio.app import load_network, predict_concentration
-from lightning_modules.spio.data import random_sample_with_snr
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.simulation_refiner import load_refiner
 
@@ -54,12 +53,9 @@ def samples(set_name: str, start: int, n: int) -> tuple[list, list[str] | None]:
     """(image, truth, SNR dB) of ``set_name`` and each sample's kind where the generator names one."""
     seed, indices = SEEDS[set_name], range(start, start + n)
     if set_name == "tuning":
-        drawn = [random_sample_with_snr(seed, i, tube_phantoms=1.0) for i in indices]
-        return [(im.numpy(), c[0].numpy(), snr) for im, c, snr in drawn], None
+        return sample_arrays(seed, indices, tube_phantoms=1.0), None
     if set_name == "training":
-        indices = range(TRAINING_START + start, TRAINING_START + start + n)
-        drawn = [random_sample_with_snr(seed, i) for i in indices]
-        return [(im.numpy(), c[0].numpy(), snr) for im, c, snr in drawn], None
+        return sample_arrays(seed, range(TRAINING_START + start, TRAINING_START + start + n)), None
     if set_name == "judge_without_walls":  # the same phantoms, the racks' tube walls left out (a diagnostic)
         from spio_tube_phantoms import tube_phantom_judge_sample, tube_phantom_kind
 

@@ -103,11 +103,22 @@ def ellipsoids_and_chains(rng: np.random.Generator, spin_density: torch.Tensor) 
     return concentration
 
 
-def _rounded_square(x, z, centre, half_side_mm: float, corner_mm: float) -> torch.Tensor:
-    """Boolean rounded square (x, z) of half side ``half_side_mm`` and corner radius ``corner_mm``."""
-    qx = ((x - centre[0]).abs() - (half_side_mm - corner_mm)).clamp_min(0.0)
-    qz = ((z - centre[1]).abs() - (half_side_mm - corner_mm)).clamp_min(0.0)
+def rounded_rectangle(x, z, centre, half_sides_mm, corner_mm: float) -> torch.Tensor:
+    """Boolean rounded rectangle (x, z) of half sides ``half_sides_mm`` (one number: a square; or (x, z)) and corner
+    radius ``corner_mm`` around ``centre``."""
+    half_x, half_z = np.broadcast_to(np.asarray(half_sides_mm, dtype=float), (2,))
+    qx = ((x - centre[0]).abs() - (half_x - corner_mm)).clamp_min(0.0)
+    qz = ((z - centre[1]).abs() - (half_z - corner_mm)).clamp_min(0.0)
     return qx**2 + qz**2 <= corner_mm**2
+
+
+def _fits(at: np.ndarray, outer_mm: float, centre: np.ndarray, half: float,
+          placed: list[tuple[float, float, float]], gap_mm: float) -> bool:
+    """Whether a vial or tube of outer radius ``outer_mm`` at ``at`` lies inside a :func:`_container` (``centre``,
+    ``half``) with 0.5 mm to spare and ``gap_mm`` plus the radius kept in ``placed`` (x, z, r) from every other."""
+    if np.hypot(*(at - centre)) + outer_mm > half * 0.85 - 0.5:
+        return False
+    return not any(np.hypot(at[0] - px, at[1] - pz) < outer_mm + pr + gap_mm for px, pz, pr in placed)
 
 
 def _container(rng: np.random.Generator, largest_half_mm: float) -> tuple[torch.Tensor, np.ndarray, float]:
@@ -118,7 +129,7 @@ def _container(rng: np.random.Generator, largest_half_mm: float) -> tuple[torch.
     centre = rng.uniform(-2.0, 2.0, size=2)
     if rng.random() < 0.5:
         return (x - centre[0]) ** 2 + (z - centre[1]) ** 2 <= half**2, centre, half
-    return _rounded_square(x, z, centre, half * 0.85, rng.uniform(2.0, 8.0)), centre, half
+    return rounded_rectangle(x, z, centre, half * 0.85, rng.uniform(2.0, 8.0)), centre, half
 
 
 def vial_phantom(rng: np.random.Generator) -> tuple[torch.Tensor, list[tuple[float, float, float]]]:
@@ -134,9 +145,7 @@ def vial_phantom(rng: np.random.Generator) -> tuple[torch.Tensor, list[tuple[flo
         radius, wall = rng.uniform(3.0, 7.0), rng.uniform(0.5, 1.0)
         at = centre + rng.uniform(-half, half, size=2)
         outer = radius + wall
-        if np.hypot(*(at - centre)) + outer > half * 0.85 - 0.5:
-            continue
-        if any(np.hypot(at[0] - vx, at[1] - vz) < outer + vr + 1.5 for vx, vz, vr in vials):
+        if not _fits(at, outer, centre, half, vials, 1.5):
             continue
         distance = torch.sqrt((x - at[0]) ** 2 + (z - at[1]) ** 2)
         rho = torch.where(distance <= outer, torch.tensor(0.0), rho)
@@ -258,9 +267,7 @@ def tube_phantom_sample(rng: np.random.Generator) -> tuple[torch.Tensor, torch.T
         wall = 0.0 if rng.random() < 1 / 3 else rng.uniform(0.3, 1.2)
         at = centre + rng.uniform(-half, half, size=2)
         outer = radius + wall
-        if np.hypot(*(at - centre)) + outer > half * 0.85 - 0.5:
-            continue
-        if any(np.hypot(at[0] - tx, at[1] - tz) < outer + tr + 1.0 for tx, tz, tr in tubes):
+        if not _fits(at, outer, centre, half, tubes, 1.0):
             continue
         axis = tilted_axis(rng, 6.0)
         centre_3d = (float(at[0]), 0.0, float(at[1]))
