@@ -155,14 +155,13 @@ def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: fl
         shape_rng = np.random.default_rng([int(seed), int(index), 59])
         if shape_rng.random() < shape_variety:
             concentration = varied_concentration(shape_rng, rho)
-    if other_families > 0:
-        family_rng = np.random.default_rng([int(seed), int(index), 67])
-        if family_rng.random() < other_families:
-            rho, concentration = other_family_sample(family_rng)
-    if tube_phantoms > 0:
-        tube_rng = np.random.default_rng([int(seed), int(index), 71])
-        if tube_rng.random() < tube_phantoms:
-            rho, concentration = tube_phantom_sample(tube_rng)
+    # other families replace base and objects, each on a random stream of its own (tube phantoms win when both apply)
+    for probability, stream, family in ((other_families, 67, other_family_sample),
+                                        (tube_phantoms, 71, tube_phantom_sample)):
+        if probability > 0:
+            family_rng = np.random.default_rng([int(seed), int(index), stream])
+            if family_rng.random() < probability:
+                rho, concentration = family(family_rng)
     extra_chi = None
     if rng.random() < P_AIR_BUBBLE:
         tissue = torch.nonzero(rho > 0.2 * rho.max())
