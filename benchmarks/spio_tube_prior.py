@@ -43,10 +43,14 @@ TRAINING_START = 12_800
 
 
 def load_candidate(spec: str):
-    """``NAME=DEEPSPIO.pt[+REFINER.pt]`` → (name, network, refiner or None)."""
+    """``NAME=DEEPSPIO.pt[+REFINER.pt[:LIFT,LIFT]]`` → (name, network, refiner or None). The lifts are needed only
+    for weights trained before session 38 with lifts other than ``ball`` (session 37's ``T_refiner.pt``: ``:rod``);
+    later weights record theirs."""
     name, paths = spec.split("=", 1)
     model, _, refiner = paths.partition("+")
-    return name, load_network(DeepSpio(), model), load_refiner(refiner) if refiner else None
+    refiner, _, lifts = refiner.partition(":")
+    return name, load_network(DeepSpio(), model), (
+        load_refiner(refiner, lifts=tuple(lifts.split(",")) if lifts else None) if refiner else None)
 
 
 def samples(set_name: str, start: int, n: int) -> tuple[list, list[str] | None]:
@@ -126,20 +130,27 @@ def timing_table(candidates) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidate", action="append", required=True, help="NAME=DEEPSPIO.pt[+REFINER.pt]")
+    parser.add_argument("--candidate", action="append", required=True,
+                        help="NAME=DEEPSPIO.pt[+REFINER.pt[:LIFT,LIFT]]")
     parser.add_argument("--sets", default="judge,cylinders")
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--judge_seed", type=int, default=SEEDS["judge"], help="the judge set's seed (51; T2: 52)")
+    parser.add_argument("--seed", action="append", default=[], metavar="SET=SEED",
+                        help="another seed for a set (session 38: fresh seeds, e.g. real=45 variant3=46)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
     candidates = [load_candidate(spec) for spec in args.candidate]
     SEEDS["judge"] = SEEDS["judge_without_walls"] = args.judge_seed
-    lines = ["# SPIO: the tubes shape prior (issue 24, session 37)", "",
+    for override in args.seed:
+        set_name, seed = override.split("=")
+        SEEDS[set_name] = int(seed)
+    lines = ["# SPIO: weights for bench tube phantoms against the general ones (issue 24, sessions 37–38)", "",
              "Command: `.venv/bin/python benchmarks/spio_tube_prior.py "
              + " ".join(f'--candidate "{c}"' for c in args.candidate)
              + f" --sets {args.sets} --start {args.start} --n {args.n} --judge_seed {args.judge_seed}"
+             + "".join(f" --seed {override}" for override in args.seed)
              + f" --out {args.out}`",
              ""]
     for set_name in args.sets.split(","):

@@ -135,6 +135,8 @@ class SimulationRefiner(nn.Module):
         super().__init__()
         self.lifts, self.residual = tuple(lifts), residual
         self.features = LineFeatures()
+        if self.lifts != ("ball",):  # session 38: weights name their lifts (one or two lifts' channels are ambiguous)
+            self.register_buffer("lift_codes", torch.tensor([LIFTS.index(lift) for lift in self.lifts]))
         in_channels = N_FEATURES + CHANNELS_PER_LIFT * len(self.lifts) + 1  # + the map m₁
         if residual:  # session 32: the comparison computed explicitly (:func:`phase_residual`) for every lift
             in_channels += RESIDUAL_CHANNELS_PER_LIFT * len(self.lifts)
@@ -205,7 +207,9 @@ def load_refiner(path: str | None, device: torch.device | str = "cpu", lifts: tu
                  ) -> SimulationRefiner | None:
     """The refiner whose ``state_dict`` is at ``path`` (the bundle's ``models/refiner.pt``) in eval mode on
     ``device``; None (no refinement) without a path. ``lifts``: the lifts the weights read (the bundle names them);
-    None takes them from the weights (three hypothesis channels per lift: 1 → 0.9.0's ball, 3 → :data:`LIFTS`).
+    None takes them from the weights: their ``lift_codes`` (weights trained since session 38 for lifts other than
+    ``ball`` alone), else the channel count (three hypothesis channels per lift: 1 → 0.9.0's ball, 3 → :data:`LIFTS`;
+    2 is ambiguous and must be named). Lifts that differ from those the weights record are a ``ValueError``.
     The U-Net's widths, and whether it reads the explicit comparison (``residual``, session 32), are read from the
     weights too."""
     if not path:
@@ -214,10 +218,16 @@ def load_refiner(path: str | None, device: torch.device | str = "cpu", lifts: tu
     residual = "residual_channels" in state
     per_lift = CHANNELS_PER_LIFT + (RESIDUAL_CHANNELS_PER_LIFT if residual else 0)
     stored = (state["down.0.0.weight"].shape[1] - N_FEATURES - 1) // per_lift  # the U-Net's first conv
+    recorded = tuple(LIFTS[int(code)] for code in state["lift_codes"]) if "lift_codes" in state else None
     if lifts is None:
-        lifts = ("ball",) if stored == 1 else LIFTS[:stored]
-    if len(lifts) != stored:
-        raise ValueError(f"{path} holds a refiner for {stored} lift(s), not for {', '.join(lifts)}")
+        if recorded is None and stored == 2:
+            raise ValueError(f"{path} holds a refiner for 2 lifts but does not say which: name them")
+        lifts = recorded or (("ball",) if stored == 1 else LIFTS[:stored])
+    if len(lifts) != stored or (recorded is not None and tuple(lifts) != recorded):
+        held = ", ".join(recorded) if recorded else f"{stored} lift(s)"
+        raise ValueError(f"{path} holds a refiner for {held}, not for {', '.join(lifts)}")
+    if recorded is None and tuple(lifts) != ("ball",):  # weights trained before session 38: name them now
+        state = {**state, "lift_codes": torch.tensor([LIFTS.index(lift) for lift in lifts])}
     widths = tuple(v.shape[0] for k, v in state.items() if k.startswith("down.") and k.endswith(".0.weight"))
     refiner = SimulationRefiner(widths=widths, lifts=tuple(lifts), residual=residual)
     refiner.load_state_dict(state)

@@ -143,13 +143,32 @@ def test_bundle_refiner_reads_the_lifts_the_weights_were_trained_for(tmp_path, c
     assert load_refiner(str(path)).lifts == LIFTS
     assert bundle_refiner(str(path), lifts=list(LIFTS)).lifts == LIFTS
     assert bundle_refiner(str(path), refine="false") is None
-    for kwargs, message in (({"lifts": ["ball"]}, "holds a refiner for 3 lift(s), not for ball"),
+    for kwargs, message in (({"lifts": ["ball"]}, "holds a refiner for ball, plane, rod, not for ball"),
                             ({"refine": "maybe"}, "--refine must be true or false, not 'maybe'")):
         with pytest.raises(SystemExit) as exit_info:
             bundle_refiner(str(path), **kwargs)
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
+
+
+def test_refiner_weights_name_their_lifts(tmp_path):
+    """Session 38: one lift's or two lifts' channels do not say which lifts they are (session 37's ``rod`` refiner
+    was read back as ``ball``), so weights for any lifts but ``ball`` alone record them; weights from before that
+    (no record) are read as the caller names them, and two unnamed lifts are refused. The shipped ``ball`` weights
+    keep their exact keys."""
+    assert "lift_codes" not in SimulationRefiner().state_dict()
+    rod, two = tmp_path / "rod.pt", tmp_path / "two.pt"
+    torch.save(SimulationRefiner(lifts=("rod",)).state_dict(), rod)
+    assert load_refiner(str(rod)).lifts == ("rod",)
+    with pytest.raises(ValueError, match="holds a refiner for rod, not for ball"):
+        load_refiner(str(rod), lifts=("ball",))
+    old = {k: v for k, v in SimulationRefiner(lifts=("ball", "rod")).state_dict().items() if k != "lift_codes"}
+    torch.save(old, two)
+    with pytest.raises(ValueError, match="2 lifts but does not say which"):
+        load_refiner(str(two))
+    refiner = load_refiner(str(two), lifts=("ball", "rod"))
+    assert refiner.lifts == ("ball", "rod") and refiner.lift_codes.tolist() == [LIFTS.index("ball"), LIFTS.index("rod")]
 
 
 def test_phase_residual_reads_the_line_displacement_the_hypothesis_misses():
