@@ -41,14 +41,25 @@ AREA_BINS_MM2 = ((0.0, 3.0), (3.0, 10.0), (10.0, 30.0), (30.0, math.inf))
 IRON_MARGIN_PX = 3
 
 
-def object_rows(prediction: np.ndarray, truth: np.ndarray, snr_db: float) -> list[tuple[float, ...]]:
-    """(area mm², SNR dB, found 0/1, level ratio, iron ratio) of every connected component of ``truth`` > 0."""
+def object_rows(prediction: np.ndarray, truth: np.ndarray, snr_db: float, *, margin_px: int = IRON_MARGIN_PX,
+                exclusive: bool = False) -> list[tuple[float, ...]]:
+    """(area mm², SNR dB, found 0/1, level ratio, iron ratio) of every connected component of ``truth`` > 0, in
+    :func:`scipy.ndimage.label`'s order. The iron is summed over the component dilated by ``margin_px`` pixels;
+    ``exclusive`` (session 38) counts each pixel for the nearest component only, as regions a user draws do not
+    overlap."""
     labels, n = ndimage.label(truth > 0)
     pixel_area = PIXEL_MM[0] * PIXEL_MM[1]
+    nearest = labels
+    if exclusive and n:
+        _, (ix, iz) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+        nearest = labels[ix, iz]
     rows = []
     for k in range(1, n + 1):
         support = labels == k
-        region = ndimage.binary_dilation(support, iterations=IRON_MARGIN_PX)
+        # (scipy's iterations=0 would dilate until nothing changes)
+        region = ndimage.binary_dilation(support, iterations=margin_px) if margin_px > 0 else support.copy()
+        if exclusive:
+            region &= nearest == k
         true_iron = float(truth[support].sum())
         rows.append((float(support.sum()) * pixel_area, snr_db, float(np.mean(prediction[support] > 0) >= 0.5),
                      float(prediction[support].mean() / truth[support].mean()),

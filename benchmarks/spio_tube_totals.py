@@ -1,0 +1,136 @@
+"""Issue 24, session 38: a tube's iron summed around it against the map's mean inside it (rule 2 of
+``benchmarks/results/spio/decision_rule_session38.md``).
+
+For a tube along y the far field fixes the iron per unit length but not where it sits: the shipped weights spread a
+walled tube's iron over lumen and wall, so the map's level inside the lumen reads low while the iron it holds is
+right. A lab knows the lumen of the tubes it filled, so it can read a tube as the map summed over a region drawn around
+the whole tube, divided by the lumen's area. This compares that reading (the **iron ratio** of
+:func:`spio_object_accuracy.object_rows`, regions exclusive: each pixel counts for the nearest tube) with the map's
+mean inside the lumen (the **level ratio**), per tube with iron of the judge generator
+(:mod:`spio_tube_phantoms`; never trained on), as the bundle runs (``predict_concentration`` with the refiner).
+One CPU thread, ≈ 2 min for 300 phantoms. Writes Markdown and a PNG next to ``--out``.
+
+Usage:
+    .venv/bin/python benchmarks/spio_tube_totals.py --seed 54 --n 300 \\
+        --out benchmarks/results/spio/spio_tube_totals_session38.md
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+from spio_design_comparison import SNR_BINS, snr_bin
+from spio_object_accuracy import object_rows
+from spio_tube_phantoms import tube_phantom_judge_sample, tube_phantom_kind
+
+from lightning_modules.bundle_app import bundle_root
+from lightning_modules.io import write_text_atomic
+from lightning_modules.spio.app import load_network, predict_concentration
+from lightning_modules.spio.networks import DeepSpio
+from lightning_modules.spio.simulation_refiner import load_refiner
+
+#: True level bins, µg Fe/mm³ (the judge's range is 0.22–27.9).
+LEVEL_BINS = ((0.22, 0.87), (0.87, 3.49), (3.49, 27.91))
+
+
+def tube_rows(prediction: np.ndarray, truth: np.ndarray, snr_db: float, margins: list[int]) -> list[list[float]]:
+    """Per tube with iron: [true level, SNR dB, found, level ratio, iron ratio at each margin]."""
+    labels, n = ndimage.label(truth > 0)
+    levels = ndimage.mean(truth, labels, range(1, n + 1))
+    per_margin = [object_rows(prediction, truth, snr_db, margin_px=m, exclusive=True) for m in margins]
+    return [[float(levels[k]), snr_db, per_margin[0][k][2], per_margin[0][k][3]]
+            + [rows[k][4] for rows in per_margin] for k in range(n)]
+
+
+def summary_line(name: str, rows: np.ndarray) -> str:
+    level, iron = rows[:, 3], rows[:, 4:]
+    cells = [f"{np.median(np.abs(level - 1)):.3f}", f"{np.median(np.abs(iron[:, 0] - 1)):.3f}",
+             f"{np.median(level):.2f} [{np.percentile(level, 25):.2f}–{np.percentile(level, 75):.2f}]",
+             f"{np.median(iron[:, 0]):.2f} [{np.percentile(iron[:, 0], 25):.2f}–{np.percentile(iron[:, 0], 75):.2f}]"]
+    cells += [f"{np.median(np.abs(iron[:, j] - 1)):.3f}" for j in range(1, iron.shape[1])]
+    return f"| {name} | {len(rows)} | {100 * rows[:, 2].mean():.0f} % | " + " | ".join(cells) + " |"
+
+
+def figure(rows: np.ndarray, kinds: list[str], path: Path) -> None:
+    """Level ratio and iron ratio (rule's margin) against the true level, one colour per phantom kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, column, title in ((axes[0], 3, "map's mean inside the lumen / true level"),
+                              (axes[1], 4, "iron summed around the tube / lumen area / true level")):
+        for kind, colour in (("tube rack", "tab:blue"), ("rods in gel", "tab:orange")):
+            keep = np.array([k == kind for k in kinds])
+            ax.scatter(rows[keep, 0], np.clip(rows[keep, column], 0.05, 5.0), s=8, c=colour, label=kind)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xlabel("true level (µg Fe/mm³)")
+        ax.set_title(title, fontsize=9)
+    axes[0].set_ylabel("ratio (missed at 0.05)")
+    axes[0].legend(fontsize=8)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=54)
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--margins", type=int, nargs="+", default=[3, 2, 5],
+                        help="pixels around the lumen (0.39 mm each); the first is the rule's")
+    parser.add_argument("--out", default="benchmarks/results/spio/spio_tube_totals_session38.md")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    models = Path(bundle_root("spio_quantification")) / "models"
+    network = load_network(DeepSpio(), str(models / "model.pt"))
+    refiner = load_refiner(str(models / "refiner.pt"))
+    rows, kinds = [], []
+    for i in range(args.start, args.start + args.n):
+        image, truth, snr_db = tube_phantom_judge_sample(args.seed, i)
+        if not truth.any():
+            continue
+        new = tube_rows(predict_concentration(network, image, refiner=refiner), truth, snr_db, args.margins)
+        rows += new
+        kinds += [tube_phantom_kind(args.seed, i)] * len(new)
+    table = np.array(rows)
+    groups = [("all", np.ones(len(table), bool))]
+    groups += [(f"kind: {kind}", np.array([k == kind for k in kinds])) for kind in ("tube rack", "rods in gel")]
+    groups += [(f"level {low:g}–{min(high, 27.9):g}", (table[:, 0] >= low) & (table[:, 0] < high))
+               for low, high in LEVEL_BINS]
+    groups += [(f"SNR {name}", np.array([snr_bin(s) == name for s in table[:, 1]])) for name, _, _ in SNR_BINS]
+    others = " | ".join(f"median \\|iron − 1\\|, {m} px" for m in args.margins[1:])
+    lines = ["# SPIO: a tube's iron summed around it against the map's mean inside it (issue 24, session 38)", "",
+             f"Command: `.venv/bin/python benchmarks/spio_tube_totals.py --seed {args.seed} --start {args.start} "
+             f"--n {args.n} --margins {' '.join(map(str, args.margins))} --out {args.out}`", "",
+             f"0.12.0 as the bundle runs it; judge generator seed {args.seed}, phantoms {args.start}–"
+             f"{args.start + args.n - 1}; every tube with iron. Level ratio: the map's mean over the lumen / the true "
+             f"level. Iron ratio: the map summed over the lumen dilated by {args.margins[0]} pixels "
+             f"({args.margins[0] * 0.390625:.2f} mm; each pixel for the nearest tube) / the true iron in the lumen.", "",
+             "| tubes | n | found | median \\|level − 1\\| | median \\|iron − 1\\| | level ratio, median [IQR] | "
+             f"iron ratio, median [IQR] | {others} |",
+             "|---" * (7 + len(args.margins) - 1) + "|"]
+    lines += [summary_line(name, table[keep]) for name, keep in groups if keep.any()]
+    verdicts = []
+    for name, keep in groups[:3]:
+        level, iron = np.median(np.abs(table[keep, 3] - 1)), np.median(np.abs(table[keep, 4] - 1))
+        verdicts.append(iron < level)
+        lines.append(f"\n{name}: median |iron − 1| {iron:.3f} {'<' if iron < level else '≥'} "
+                     f"median |level − 1| {level:.3f}")
+    lines += ["", f"Rule 2 (all tubes and each kind): {'holds' if all(verdicts) else 'does not hold'}", ""]
+    out = Path(args.out)
+    figure(table, kinds, out.with_suffix(".png"))
+    lines.append(f"Figure: `{out.with_suffix('.png').name}`")
+    write_text_atomic("\n".join(lines) + "\n", out)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
