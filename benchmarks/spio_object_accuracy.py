@@ -33,6 +33,7 @@ from lightning_modules.io import reference_data_dir, write_text_atomic
 from lightning_modules.spio.app import load_network, predict_concentration
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.simulation_refiner import load_refiner
+from lightning_modules.spio.tube_reading import exclusive_regions
 from lightning_modules.spio.viewline import PIXEL_MM
 
 #: Object area bins in the plane, mm² (equivalent diameters ≈ 2, 3.6 and 6.2 mm at the edges).
@@ -46,20 +47,17 @@ def object_rows(prediction: np.ndarray, truth: np.ndarray, snr_db: float, *, mar
     """(area mm², SNR dB, found 0/1, level ratio, iron ratio) of every connected component of ``truth`` > 0, in
     :func:`scipy.ndimage.label`'s order. The iron is summed over the component dilated by ``margin_px`` pixels;
     ``exclusive`` (session 38) counts each pixel for the nearest component only, as regions a user draws do not
-    overlap."""
+    overlap (:func:`~lightning_modules.spio.tube_reading.exclusive_regions`)."""
     labels, n = ndimage.label(truth > 0)
     pixel_area = PIXEL_MM[0] * PIXEL_MM[1]
-    nearest = labels
-    if exclusive and n:
-        _, (ix, iz) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
-        nearest = labels[ix, iz]
+    regions = exclusive_regions(labels, margin_px) if exclusive else None
     rows = []
     for k in range(1, n + 1):
         support = labels == k
-        # (scipy's iterations=0 would dilate until nothing changes)
-        region = ndimage.binary_dilation(support, iterations=margin_px) if margin_px > 0 else support.copy()
         if exclusive:
-            region &= nearest == k
+            region = regions == k
+        else:  # (scipy's iterations=0 would dilate until nothing changes)
+            region = ndimage.binary_dilation(support, iterations=margin_px) if margin_px > 0 else support
         true_iron = float(truth[support].sum())
         rows.append((float(support.sum()) * pixel_area, snr_db, float(np.mean(prediction[support] > 0) >= 0.5),
                      float(prediction[support].mean() / truth[support].mean()),

@@ -32,6 +32,7 @@ from lightning_modules.io import write_text_atomic
 from lightning_modules.spio.app import load_network, predict_concentration
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.simulation_refiner import load_refiner
+from lightning_modules.spio.viewline import PIXEL_MM
 
 #: True level bins, µg Fe/mm³ (the judge's range is 0.22–27.9).
 LEVEL_BINS = ((0.22, 0.87), (0.87, 3.49), (3.49, 27.91))
@@ -113,7 +114,8 @@ def main() -> None:
              f"0.12.0 as the bundle runs it; judge generator seed {args.seed}, phantoms {args.start}–"
              f"{args.start + args.n - 1}; every tube with iron. Level ratio: the map's mean over the lumen / the true "
              f"level. Iron ratio: the map summed over the lumen dilated by {args.margins[0]} pixels "
-             f"({args.margins[0] * 0.390625:.2f} mm; each pixel for the nearest tube) / the true iron in the lumen.", "",
+             f"({args.margins[0] * PIXEL_MM[0]:.2f} mm; each pixel for the nearest tube) / the true iron in the "
+             "lumen.", "",
              "| tubes | n | found | median \\|level − 1\\| | median \\|iron − 1\\| | level ratio, median [IQR] | "
              f"iron ratio, median [IQR] | {others} |",
              "|---" * (7 + len(args.margins) - 1) + "|"]
