@@ -10,7 +10,8 @@ rule's one choice), ``judge`` (``benchmarks/spio_tube_phantoms.py``, seed 51), `
 seed 1 from sample 12 800), ``variant``/``variant2``/``variant3`` (seeds 41/42/43), ``real`` (real heads' slices,
 seed 44), ``judge_without_walls`` (the judge's phantoms with the racks' tube walls left out, every other draw
 the same: a diagnostic), ``cylinders`` (the acceptance run's rod of r = 3 mm along y in agar, SNR ∞: centre
-error per level), ``timing`` (one thread, median of 20).
+error per level), ``rod_support`` (session 38: that rod bare and in a dark 0.7 mm wall — the map's support and total
+iron), ``timing`` (one thread, median of 20).
 
 Usage (one CPU thread):
     M=monai_bundles/spio_quantification/models
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from spio_accuracy import CONCENTRATIONS, centre_mask, cylinder_phantom  # benchmarks/ is on sys.path
+from spio_accuracy import CONCENTRATIONS, CYLINDER_RADIUS_MM, centre_mask, cylinder_phantom  # benchmarks/ on sys.path
 from spio_design_comparison import SNR_BINS, sample_arrays, snr_bin
 from spio_paired_bins import _base_kinds, _other_set, paired_mean_se, table
 
@@ -35,7 +36,9 @@ from lightning_modules.io import write_text_atomic
 from lightning_modules.metrics import nmae
 from lightning_modules.spio.app import load_network, predict_concentration
 from lightning_modules.spio.networks import DeepSpio
+from lightning_modules.spio.phantoms import agar_disk, cylinder
 from lightning_modules.spio.simulation_refiner import load_refiner
+from lightning_modules.spio.viewline import acquire, offresonance_tesla
 
 SEEDS = {"tuning": 72, "judge": 51, "judge_without_walls": 51, "training": 1, "variant": 41, "variant2": 42,
          "variant3": 43, "real": 44}
@@ -115,6 +118,34 @@ def cylinder_table(candidates) -> list[str]:
     return lines + [""]
 
 
+def rod_support_table(candidates) -> list[str]:
+    """Session 38: the cylinder's rod bare and inside a dark 0.7 mm wall (noise-free): the map's support (pixels ≥ the
+    floor) and its total iron over the truth's, per candidate — where each puts the iron and how much."""
+    axis = np.array([0.0, 1.0, 0.0])
+    rod = cylinder((0.0, 0.0, 0.0), CYLINDER_RADIUS_MM, axis)
+    plane = rod.shape[1] // 2
+    levels = (0.87, 3.49, 13.95)
+    lines = ["### The cylinder's rod bare and in a 0.7 mm dark wall, SNR ∞: support px (total iron ratio)", "",
+             f"True lumen: {int(rod[:, plane, :].sum())} px.", "",
+             "| candidate | " + " | ".join(f"{wall} {c:g}" for wall in ("bare", "walled") for c in levels) + " |",
+             "|---" * (2 * len(levels) + 1) + "|"]
+    for name, network, refiner in candidates:
+        cells = []
+        for wall_mm in (0.0, 0.7):
+            rho = agar_disk(radius_mm=22.0)
+            if wall_mm:
+                wall = cylinder((0.0, 0.0, 0.0), CYLINDER_RADIUS_MM + wall_mm, axis)[:, plane, :]
+                rho = torch.where(wall & ~rod[:, plane, :], torch.tensor(0.0), rho)
+            for c in levels:
+                concentration = c * rod.float()
+                truth = concentration[:, plane, :]
+                image = acquire(rho, truth, offresonance_tesla(concentration))
+                prediction = predict_concentration(network, image.numpy(), refiner=refiner)
+                cells.append(f"{int((prediction > 0).sum())} ({prediction.sum() / truth.sum().item():.2f})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def timing_table(candidates) -> list[str]:
     image, _, _ = samples("judge", 0, 1)[0][0]
     lines = ["### Inference, one thread, median of 20 (s per image)", "", "| candidate | s |", "|---|---|"]
@@ -156,6 +187,8 @@ def main() -> None:
     for set_name in args.sets.split(","):
         if set_name == "cylinders":
             lines += cylinder_table(candidates)
+        elif set_name == "rod_support":
+            lines += rod_support_table(candidates)
         elif set_name == "timing":
             lines += timing_table(candidates)
         else:
