@@ -118,6 +118,12 @@ def figure(results: dict[str, np.ndarray], path: Path) -> None:
     plt.close(fig)
 
 
+def shipped_bundle():
+    """The shipped DeepSPIO network and refiner (``models/model.pt``, ``models/refiner.pt``), in eval mode."""
+    models = Path(bundle_root("spio_quantification")) / "models"
+    return load_network(DeepSpio(), str(models / "model.pt")), load_refiner(str(models / "refiner.pt"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n_train", type=int, default=300)
@@ -126,9 +132,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/spio/spio_object_accuracy.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    models = Path(bundle_root("spio_quantification")) / "models"
-    network = load_network(DeepSpio(), str(models / "model.pt"))
-    refiner = load_refiner(str(models / "refiner.pt"))
+    network, refiner = shipped_bundle()
     sets = {f"training's generator (seed {args.seed})": sample_arrays(args.seed, range(args.n_train)),
             f"variant 1 (seed {args.seed + 1})": [variant_sample(args.seed + 1, i) for i in range(args.n_unseen)],
             f"variant 3 (seed {args.seed + 5})": [variant3_sample(args.seed + 5, i) for i in range(args.n_unseen)]}

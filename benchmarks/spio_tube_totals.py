@@ -26,15 +26,12 @@ import numpy as np
 import torch
 from scipy import ndimage
 from spio_design_comparison import SNR_BINS, sample_arrays, snr_bin
-from spio_object_accuracy import object_rows
+from spio_object_accuracy import object_rows, shipped_bundle
 from spio_paired_bins import _base_kinds, _other_set
 from spio_tube_phantoms import tube_phantom_judge_sample, tube_phantom_kind
 
-from lightning_modules.bundle_app import bundle_root
 from lightning_modules.io import write_text_atomic
-from lightning_modules.spio.app import load_network, predict_concentration
-from lightning_modules.spio.networks import DeepSpio
-from lightning_modules.spio.simulation_refiner import load_refiner
+from lightning_modules.spio.app import predict_concentration
 from lightning_modules.spio.viewline import PIXEL_MM
 
 #: True level bins, µg Fe/mm³ (the judge's range is 0.22–27.9).
@@ -105,9 +102,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/spio/spio_tube_totals_session38.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    models = Path(bundle_root("spio_quantification")) / "models"
-    network = load_network(DeepSpio(), str(models / "model.pt"))
-    refiner = load_refiner(str(models / "refiner.pt"))
+    network, refiner = shipped_bundle()
     rows, kinds = [], []
     indices = range(args.start, args.start + args.n)
     for (image, truth, snr_db), kind in zip(*generator_samples(args.generator, args.seed, indices), strict=True):
