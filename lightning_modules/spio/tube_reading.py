@@ -85,7 +85,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concentration", required=True, help="the bundle's {stem}_concentration.nii.gz")
     parser.add_argument("--lumens", required=True,
-                        help="label map on the same grid: 0 outside, 1 … n the lumen (inside of the wall) of tube n")
+                        help="label map on the same grid: 0 outside, 1 … n the lumen (inside of the wall) of tube n; "
+                             "label every tube that holds iron (an unlabelled one's iron within the margin of a "
+                             "labelled tube is counted for it)")
     parser.add_argument("--margin_mm", type=float, default=DEFAULT_MARGIN_MM,
                         help=f"how far around each lumen the iron is summed, mm (default {DEFAULT_MARGIN_MM}; "
                              "at least the tube wall's thickness)")
