@@ -86,6 +86,32 @@ class BundleRunner:
         return job
 
 
+    def start_tool(
+        self, module: str, stage: Callable[[TemporaryWorkspace], tuple[list[str], dict[str, Path]]], *,
+        on_line: LineCallback | None = None, on_progress: ProgressCallback | None = None,
+    ) -> BundleJob | None:
+        """Like :meth:`start`, for a command-line tool of ``lightning_modules`` that is not a bundle
+        (``python -m module ...``, e.g. ``lightning_modules.spio.tube_reading``).
+
+        Args:
+            module: the tool's module.
+            stage: writes the inputs into a fresh workspace and returns the tool's arguments and its outputs
+                (name → path in ``workspace.outputs``).
+        """
+        if not self.ensure_dependencies():
+            return None
+        workspace = self.new_workspace()
+        try:
+            arguments, outputs = stage(workspace)
+            job = BundleJob([self.python, "-m", module, *arguments], workspace, outputs,
+                            env=self.paths.child_environment(), on_line=on_line, on_progress=on_progress)
+            job.start()
+        except BaseException:
+            workspace.cleanup()
+            raise
+        return job
+
+
 def stage_volumes(
     workspace: TemporaryWorkspace, nodes: Mapping[str, object | None], write: Callable[[object, Path], Path], *,
     main: str, name_of: Callable[[object], str],

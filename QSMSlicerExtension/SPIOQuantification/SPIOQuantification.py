@@ -64,7 +64,26 @@ class SPIOQuantificationWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, 
         """Load the .ui file and connect it to the parameter node and the run panel."""
         ScriptedLoadableModuleWidget.setup(self)
         self.loadBundleUI("UI/SPIOQuantification.ui")
+        self.ui.readTubesButton.connect("clicked(bool)", self.onReadTubes)
         self.setupBundlePanel(SPIOQuantificationLogic())
+
+    def onResultsLoaded(self, outputs: dict) -> None:
+        """The new map is the one the "Bench tubes" section reads."""
+        self.ui.tubeMapSelector.setCurrentNode(outputs["concentration"])
+
+    def onReadTubes(self) -> None:
+        """Read the selected map's tubes into a new table (``SPIOQuantificationLogic.readTubes``); what went wrong,
+        such as lumens on another grid, is the tool's one-line message under the button."""
+        mapNode, lumensNode = self.ui.tubeMapSelector.currentNode(), self.ui.tubeLumensSelector.currentNode()
+        if mapNode is None or lumensNode is None:
+            self.ui.tubesStatusLabel.text = "Select a concentration map and a labelmap of the tube lumens."
+            return
+        try:
+            table = self.logic.readTubes(mapNode, lumensNode, marginMm=self.ui.tubeMarginSpinBox.value)
+        except RuntimeError as error:
+            self.ui.tubesStatusLabel.text = str(error)
+            return
+        self.ui.tubesStatusLabel.text = f"{table.GetNumberOfRows()} tube(s): table '{table.GetName()}'"
 
 
 class SPIOQuantificationLogic(BundleLogicMixin, ScriptedLoadableModuleLogic):
@@ -85,6 +104,49 @@ class SPIOQuantificationLogic(BundleLogicMixin, ScriptedLoadableModuleLogic):
         staged = stage_volumes(workspace, {"image": node}, write_volume, main="image",
                                name_of=lambda volume: volume.GetName())
         return spio_options(staged["image"])
+
+
+    def readTubes(self, concentrationNode, lumensNode, marginMm: float = 1.2, timeoutSeconds: float | None = 120):
+        """Bench phantoms of tubes (issue 24, session 38): each tube's concentration as the iron summed around it
+        over its lumen's area, which reads walled tubes far better than the map's mean inside them.
+
+        ``concentrationNode`` is this module's output, ``lumensNode`` a labelmap on its grid (0 outside, 1 … n the
+        inside of tube n's wall; e.g. a Segment Editor segmentation exported as a labelmap). Runs
+        ``lightning_modules.spio.tube_reading`` in a child process, as the bundle runs, and returns a new table node
+        "<map> tubes" with one row per tube (µg Fe per mm of tube, µg Fe/mm³).
+
+        Raises:
+            RuntimeError: the tool refused the inputs (its one-line message) or installing packages was declined.
+        """
+        import csv
+
+        import numpy as np
+
+        def stage(workspace: TemporaryWorkspace):
+            concentration = write_volume(concentrationNode, workspace.input_path(concentrationNode.GetName()))
+            lumens = write_volume(lumensNode, workspace.input_path(f"lumens_{lumensNode.GetName()}"))
+            table = workspace.outputs / "tubes.csv"
+            arguments = ["--concentration", str(concentration), "--lumens", str(lumens),
+                         "--margin_mm", repr(float(marginMm)), "--out", str(table)]
+            return arguments, {"tubes": table}
+
+        job = self.runner.start_tool("lightning_modules.spio.tube_reading", stage)
+        if job is None:
+            raise RuntimeError(self.notStartedMessage())
+        result = job.wait(timeout_s=timeoutSeconds)
+        if not result.succeeded:
+            raise RuntimeError(result.message)
+        try:
+            with open(result.outputs["tubes"], newline="") as file:
+                rows = list(csv.reader(file))
+        finally:
+            job.close()
+        name = slicer.mrmlScene.GenerateUniqueName(f"{concentrationNode.GetName()} tubes")
+        tableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
+        columns = [np.array([float(row[k]) for row in rows[1:]]) for k in range(len(rows[0]))]
+        columns[0] = columns[0].astype(np.int32)  # the lumen label
+        slicer.util.updateTableFromArray(tableNode, columns, rows[0])
+        return tableNode
 
 
 class SPIOQuantificationTest(ScriptedLoadableModuleTest):

@@ -240,6 +240,59 @@ def test_spio_logic_rejects_an_image_that_is_not_a_view_line_slice(scene, slicer
         logic.process(parameters)
 
 
+def test_spio_logic_reads_tubes_into_a_table_and_relays_the_tools_error(scene, slicer, tmp_path: Path) -> None:
+    """Session 38: ``readTubes`` runs ``lightning_modules.spio.tube_reading`` in a child on the nodes as Slicer
+    writes them (a scalar map and a labelmap on its grid) and returns a table node; two tubes whose iron is spread
+    over a 1-pixel ring read their true levels (4 and 1 µg Fe/mm³) where the lumen mean reads 100/144 of them."""
+    logic = register_module("SPIOQuantification").SPIOQuantificationLogic()
+    lumens = np.zeros((64, 64, 1), dtype=np.int16)
+    lumens[20:30, 20:30], lumens[20:30, 33:43] = 1, 2
+    concentration = np.zeros((64, 64, 1), dtype=np.float32)
+    concentration[19:31, 19:31], concentration[19:31, 32:44] = 4.0 * 100 / 144, 1.0 * 100 / 144
+    affine = np.diag([0.5, 0.5, 1.0, 1.0])
+    mapNode = add_volume(slicer, "V_concentration", concentration, affine)
+    lumenNode = add_volume(slicer, "lumens", lumens, affine, "vtkMRMLLabelMapVolumeNode")
+    before = scene_node_ids(scene)
+    table = logic.readTubes(mapNode, lumenNode, marginMm=1.5)
+    assert [n.GetName() for n in added_nodes(scene, before)] == ["V_concentration tubes"]
+    np.testing.assert_array_equal(slicer.util.arrayFromTableColumn(table, "label"), [1, 2])
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table, "concentration_ug_per_mm3"), [4.0, 1.0],
+                               rtol=1e-5)
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table, "lumen_mean_ug_per_mm3"),
+                               [4.0 * 100 / 144, 100 / 144], rtol=1e-5)
+    assert list(tmp_path.iterdir()) == [], "the run's temporary files are removed"
+    small = add_volume(slicer, "small", lumens[:32], affine, "vtkMRMLLabelMapVolumeNode")
+    with pytest.raises(RuntimeError, match="the lumen labels' shape \\(32, 64\\) is not the concentration map's"):
+        logic.readTubes(mapNode, small)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_spio_panel_reads_the_tubes_of_the_map_it_made(scene, slicer, tmp_path: Path) -> None:
+    """The panel's "Bench tubes" section: after Apply its map selector holds the new map; "Read tubes" with a
+    labelmap on that map's grid adds a table and says so; lumens on another grid show the tool's one-line message."""
+    widget = new_module_widget("SPIOQuantification")
+    image = np.ones((128, 128, 1, 2), dtype=np.float32)  # no iron: a map of zeros
+    widget.ui.inputImageSelector.setCurrentNode(
+        add_volume(slicer, "viewline", image, np.diag([0.390625, 0.390625, 1.0, 1.0]), "vtkMRMLVectorVolumeNode"))
+    run_panel(widget)
+    mapNode = widget.ui.tubeMapSelector.currentNode()
+    assert mapNode is not None and mapNode.GetName().startswith("viewline")
+    lumens = np.zeros((128, 128, 1), dtype=np.int16)
+    lumens[50:60, 50:60] = 1
+    widget.ui.tubeLumensSelector.setCurrentNode(
+        add_volume(slicer, "lumens", lumens, ijk_to_ras_array(mapNode), "vtkMRMLLabelMapVolumeNode"))
+    before = scene_node_ids(scene)
+    widget.ui.readTubesButton.click()
+    (table,) = added_nodes(scene, before)
+    assert widget.ui.tubesStatusLabel.text == f"1 tube(s): table '{table.GetName()}'"
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table, "concentration_ug_per_mm3"), [0.0])
+    widget.ui.tubeLumensSelector.setCurrentNode(
+        add_volume(slicer, "moved", lumens, np.diag([0.5, 0.5, 1.0, 1.0]), "vtkMRMLLabelMapVolumeNode"))
+    widget.ui.readTubesButton.click()
+    assert "the lumen labels' affine is not the concentration map's" in widget.ui.tubesStatusLabel.text
+    widget.cleanup()
+
+
 def test_declining_pip_ensure_starts_nothing_and_says_so(scene, slicer, monkeypatch, tmp_path: Path) -> None:
     """Slicer 5.12: ``pip_ensure`` asks; Cancel → no process, no error dialog, the panel says why."""
     import qt
