@@ -80,8 +80,8 @@ class SPIOQuantificationWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, 
             return
         try:
             table = self.logic.readTubes(mapNode, lumensNode, marginMm=self.ui.tubeMarginSpinBox.value)
-        except RuntimeError as error:
-            self.ui.tubesStatusLabel.text = str(error)
+        except (RuntimeError, TimeoutError) as error:
+            self.ui.tubesStatusLabel.text = str(error) or "reading the tubes timed out"
             return
         self.ui.tubesStatusLabel.text = f"{table.GetNumberOfRows()} tube(s): table '{table.GetName()}'"
 
@@ -117,6 +117,7 @@ class SPIOQuantificationLogic(BundleLogicMixin, ScriptedLoadableModuleLogic):
 
         Raises:
             RuntimeError: the tool refused the inputs (its one-line message) or installing packages was declined.
+            TimeoutError: it still ran after ``timeoutSeconds`` (it has been stopped).
         """
         import csv
 
