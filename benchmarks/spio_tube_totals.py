@@ -32,19 +32,43 @@ from spio_tube_phantoms import tube_phantom_judge_sample, tube_phantom_kind
 
 from lightning_modules.io import write_text_atomic
 from lightning_modules.spio.app import predict_concentration
+from lightning_modules.spio.tube_reading import exclusive_regions, tube_readings
 from lightning_modules.spio.viewline import PIXEL_MM
 
 #: True level bins, µg Fe/mm³ (the judge's range is 0.22–27.9).
 LEVEL_BINS = ((0.22, 0.87), (0.87, 3.49), (3.49, 27.91))
 
 
-def tube_rows(prediction: np.ndarray, truth: np.ndarray, snr_db: float, margins: list[int]) -> list[list[float]]:
-    """Per tube with iron: [true level, SNR dB, found, level ratio, iron ratio at each margin]."""
+def drawn_lumens(labels: np.ndarray, offset_px: int) -> np.ndarray:
+    """The lumens as a user might draw them: each label grown (offset > 0, never into a neighbour's pixels) or
+    shrunk (offset < 0) by ``|offset_px|`` pixels."""
+    if offset_px >= 0:
+        return exclusive_regions(labels, offset_px)
+    drawn = np.zeros_like(labels)
+    for label in range(1, labels.max() + 1):
+        drawn[ndimage.binary_erosion(labels == label, iterations=-offset_px)] = label
+    return drawn
+
+
+def tube_rows(prediction: np.ndarray, truth: np.ndarray, snr_db: float, margins: list[int],
+              drawn_offsets: list[int] = ()) -> list[list[float]]:
+    """Per tube with iron: [true level, SNR dB, found, level ratio, iron ratio at each margin, then for each of
+    ``drawn_offsets`` the summed reading over the true level with the lumen drawn that many pixels off, divided by
+    the drawn area and by the lumen's own (known) area]."""
     labels, n = ndimage.label(truth > 0)
     levels = ndimage.mean(truth, labels, range(1, n + 1))
     per_margin = [object_rows(prediction, truth, snr_db, margin_px=m, exclusive=True) for m in margins]
+    drawn = []
+    for offset in drawn_offsets:  # a lumen shrunk away counts as not read (ratio 0)
+        readings = {r["label"]: r for r in tube_readings(
+            prediction, drawn_lumens(labels, offset), PIXEL_MM, margin_mm=(margins[0] - offset) * PIXEL_MM[0])}
+        pixel_area = PIXEL_MM[0] * PIXEL_MM[1]
+        for known_area in (False, True):  # the drawn area, then the lumen's own (a lab knows its tubes' diameter)
+            drawn.append([readings[k + 1]["iron_ug_per_mm"]
+                          / (np.sum(labels == k + 1) * pixel_area if known_area else readings[k + 1]["lumen_area_mm2"])
+                          / levels[k] if k + 1 in readings else 0.0 for k in range(n)])
     return [[float(levels[k]), snr_db, per_margin[0][k][2], per_margin[0][k][3]]
-            + [rows[k][4] for rows in per_margin] for k in range(n)]
+            + [rows[k][4] for rows in per_margin] + [d[k] for d in drawn] for k in range(n)]
 
 
 def generator_samples(generator: str, seed: int, indices: range) -> tuple[list, list[str | None]]:
@@ -99,6 +123,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--margins", type=int, nargs="+", default=[3, 2, 5],
                         help="pixels around the lumen (0.39 mm each); the first is the rule's")
+    parser.add_argument("--drawn_offsets", type=int, nargs="*", default=[],
+                        help="also read each tube with its lumen drawn this many pixels too large (+) or too small "
+                             "(−), the region reaching as far out as with the true lumen (report only)")
     parser.add_argument("--out", default="benchmarks/results/spio/spio_tube_totals_session38.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -108,7 +135,8 @@ def main() -> None:
     for (image, truth, snr_db), kind in zip(*generator_samples(args.generator, args.seed, indices), strict=True):
         if not truth.any():
             continue
-        new = tube_rows(predict_concentration(network, image, refiner=refiner), truth, snr_db, args.margins)
+        new = tube_rows(predict_concentration(network, image, refiner=refiner), truth, snr_db, args.margins,
+                        args.drawn_offsets)
         rows += new
         kinds += [kind] * len(new)
     table = np.array(rows)
@@ -117,11 +145,15 @@ def main() -> None:
     groups += [(f"level {low:g}–{min(high, 27.9):g}", (table[:, 0] >= low) & (table[:, 0] < high))
                for low, high in LEVEL_BINS]
     groups += [(f"SNR {name}", np.array([snr_bin(s) == name for s in table[:, 1]])) for name, _, _ in SNR_BINS]
-    others = " | ".join(f"median \\|iron − 1\\|, {m} px" for m in args.margins[1:])
+    others = " | ".join([f"median \\|iron − 1\\|, {m} px" for m in args.margins[1:]]
+                        + [f"median \\|iron − 1\\|, lumen drawn {d:+d} px, {area} area" for d in args.drawn_offsets
+                           for area in ("drawn", "known")])
     lines = ["# SPIO: a tube's iron summed around it against the map's mean inside it (issue 24, session 38)", "",
              f"Command: `.venv/bin/python benchmarks/spio_tube_totals.py --generator {args.generator} "
              f"--seed {args.seed} --start {args.start} "
-             f"--n {args.n} --margins {' '.join(map(str, args.margins))} --out {args.out}`", "",
+             f"--n {args.n} --margins {' '.join(map(str, args.margins))}"
+             + (f" --drawn_offsets {' '.join(map(str, args.drawn_offsets))}" if args.drawn_offsets else "")
+             + f" --out {args.out}`", "",
              f"0.12.0 as the bundle runs it; generator {args.generator} seed {args.seed}, images {args.start}–"
              f"{args.start + args.n - 1}; every object with iron (a tube, for the judge). "
              "Level ratio: the map's mean over the lumen / the true "
@@ -130,7 +162,7 @@ def main() -> None:
              "lumen.", "",
              "| tubes | n | found | median \\|level − 1\\| | median \\|iron − 1\\| | level ratio, median [IQR] | "
              f"iron ratio, median [IQR] | {others} |",
-             "|---" * (7 + len(args.margins) - 1) + "|"]
+             "|---" * (7 + len(args.margins) - 1 + 2 * len(args.drawn_offsets)) + "|"]
     lines += [summary_line(name, table[keep]) for name, keep in groups if keep.any()]
     verdicts = []
     for name, keep in [g for g in groups if g[0] == "all" or g[0].startswith("kind: ")]:

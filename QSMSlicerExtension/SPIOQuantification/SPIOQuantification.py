@@ -79,7 +79,8 @@ class SPIOQuantificationWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, 
             self.ui.tubesStatusLabel.text = "Select a concentration map and a labelmap of the tube lumens."
             return
         try:
-            table = self.logic.readTubes(mapNode, lumensNode, marginMm=self.ui.tubeMarginSpinBox.value)
+            table = self.logic.readTubes(mapNode, lumensNode, marginMm=self.ui.tubeMarginSpinBox.value,
+                                         innerDiameterMm=self.ui.tubeDiameterSpinBox.value or None)
         except (RuntimeError, TimeoutError) as error:
             self.ui.tubesStatusLabel.text = str(error) or "reading the tubes timed out"
             return
@@ -106,12 +107,14 @@ class SPIOQuantificationLogic(BundleLogicMixin, ScriptedLoadableModuleLogic):
         return spio_options(staged["image"])
 
 
-    def readTubes(self, concentrationNode, lumensNode, marginMm: float = 1.2, timeoutSeconds: float | None = 120):
+    def readTubes(self, concentrationNode, lumensNode, marginMm: float = 1.2, innerDiameterMm: float | None = None,
+                  timeoutSeconds: float | None = 120):
         """Bench phantoms of tubes (issue 24, session 38): each tube's concentration as the iron summed around it
         over its lumen's area, which reads walled tubes far better than the map's mean inside them.
 
         ``concentrationNode`` is this module's output, ``lumensNode`` a labelmap on its grid (0 outside, 1 … n the
-        inside of tube n's wall; e.g. a Segment Editor segmentation exported as a labelmap). Runs
+        inside of tube n's wall; e.g. a Segment Editor segmentation exported as a labelmap); ``innerDiameterMm``, the
+        tubes' known inner diameter, makes their lumen areas independent of how exactly they were drawn. Runs
         ``lightning_modules.spio.tube_reading`` in a child process, as the bundle runs, and returns a new table node
         "<map> tubes" with one row per tube (µg Fe per mm of tube, µg Fe/mm³).
 
@@ -129,6 +132,8 @@ class SPIOQuantificationLogic(BundleLogicMixin, ScriptedLoadableModuleLogic):
             table = workspace.outputs / "tubes.csv"
             arguments = ["--concentration", str(concentration), "--lumens", str(lumens),
                          "--margin_mm", repr(float(marginMm)), "--out", str(table)]
+            if innerDiameterMm:
+                arguments += ["--inner_diameter_mm", repr(float(innerDiameterMm))]
             return arguments, {"tubes": table}
 
         job = self.runner.start_tool("lightning_modules.spio.tube_reading", stage)

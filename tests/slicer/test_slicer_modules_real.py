@@ -260,6 +260,10 @@ def test_spio_logic_reads_tubes_into_a_table_and_relays_the_tools_error(scene, s
                                rtol=1e-5)
     np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table, "lumen_mean_ug_per_mm3"),
                                [4.0 * 100 / 144, 100 / 144], rtol=1e-5)
+    rough = logic.readTubes(mapNode, lumenNode, marginMm=1.5, innerDiameterMm=2 * np.sqrt(16 / np.pi))
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(rough, "lumen_area_mm2"), [16.0, 16.0], rtol=1e-6)
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(rough, "concentration_ug_per_mm3"),
+                               [4.0 * 25 / 16, 25 / 16], rtol=1e-5)
     assert list(tmp_path.iterdir()) == [], "the run's temporary files are removed"
     small = add_volume(slicer, "small", lumens[:32], affine, "vtkMRMLLabelMapVolumeNode")
     with pytest.raises(RuntimeError, match="the lumen labels' shape \\(32, 64\\) is not the concentration map's"):

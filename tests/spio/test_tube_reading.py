@@ -34,6 +34,25 @@ def test_summed_iron_over_the_lumen_area_reads_the_level_the_lumen_mean_misses()
     assert [r["iron_ug_per_mm"] for r in rows] == pytest.approx([4.0 * 25, 1.0 * 25])
 
 
+def test_a_known_inner_diameter_makes_a_rough_labelmap_read_right():
+    """Labels drawn one pixel too large on every side (140 pixels for 100): their own area reads the tubes 140/100
+    too low; the known
+    lumen area (a diameter whose π d² / 4 is the 25 mm² lumen) reads them exactly."""
+    concentration, lumens = _two_tubes()
+    rough = tr.exclusive_regions(lumens, 1)
+    drawn = tr.tube_readings(concentration, rough, (0.5, 0.5), margin_mm=1.0)
+    assert [r["concentration_ug_per_mm3"] for r in drawn] == pytest.approx([4.0 * 100 / 140, 100 / 140])
+    diameter = 2 * np.sqrt(25.0 / np.pi)
+    for diameters in ([diameter], [diameter, diameter]):
+        known = tr.tube_readings(concentration, rough, (0.5, 0.5), margin_mm=1.0, inner_diameter_mm=diameters)
+        assert [r["concentration_ug_per_mm3"] for r in known] == pytest.approx([4.0, 1.0])
+        assert [r["drawn_area_mm2"] for r in known] == pytest.approx([35.0, 35.0])
+        assert [r["lumen_area_mm2"] for r in known] == pytest.approx([25.0, 25.0])
+    for bad in ([diameter] * 3, [0.0]):
+        with pytest.raises(tr.InputError, match="one diameter > 0 for every tube or one per label"):
+            tr.tube_readings(concentration, rough, (0.5, 0.5), inner_diameter_mm=bad)
+
+
 def test_regions_are_exclusive_and_a_zero_margin_is_the_lumen():
     _, lumens = _two_tubes()
     regions = tr.exclusive_regions(lumens, 3)
