@@ -8,9 +8,10 @@ region around the whole tube, divided by the lumen's area — which the lab know
 tube's concentration far better (judge phantoms never trained on, median error 0.087 against the lumen mean's 0.207,
 tube racks 0.114 against 0.293: ``benchmarks/spio_tube_totals.py``, ``decision_rule_session38.md`` rule 2).
 
-Usage (a label map of the lumens, 1 … n, on the concentration map's grid, e.g. from Slicer's Segment Editor):
+Usage (a label map of the lumens, 1 … n, on the concentration map's grid, e.g. from Slicer's Segment Editor; with
+the tubes' known inner diameter the labels need only cover each lumen roughly):
     .venv/bin/python -m lightning_modules.spio.tube_reading --concentration output/case_concentration.nii.gz \\
-        --lumens lumens.nii.gz --out tubes.csv
+        --lumens lumens.nii.gz --inner_diameter_mm 6.0 --out tubes.csv
 """
 
 from __future__ import annotations
