@@ -51,7 +51,8 @@ class SPIOQuantificationParameterNode:
 
 
 class SPIOQuantificationWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The module panel: input, Apply/Cancel, progress and log (behaviour in BundleWidgetMixin)."""
+    """The module panel: input, Apply/Cancel, progress and log (behaviour in BundleWidgetMixin), and the "Bench
+    tubes" section that reads a map's tubes into a table (:meth:`SPIOQuantificationLogic.readTubes`)."""
 
     APPLY_TOOLTIP = "Map the SPIO concentration"
     PRESELECT = {"input_image": "vtkMRMLVectorVolumeNode"}
@@ -75,20 +76,18 @@ class SPIOQuantificationWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, 
         """Read the selected map's tubes into a new table (``SPIOQuantificationLogic.readTubes``); what went wrong,
         such as lumens on another grid, is the tool's one-line message under the button."""
         mapNode, lumensNode = self.ui.tubeMapSelector.currentNode(), self.ui.tubeLumensSelector.currentNode()
-        if mapNode is None or lumensNode is None:
-            self.ui.tubesStatusLabel.text = "Select a concentration map and a labelmap of the tube lumens."
-            return
         try:
             table = self.logic.readTubes(mapNode, lumensNode, marginMm=self.ui.tubeMarginSpinBox.value,
                                          innerDiameterMm=self.ui.tubeDiameterSpinBox.value or None)
-        except (RuntimeError, TimeoutError) as error:
+        except (ValueError, RuntimeError, TimeoutError) as error:
             self.ui.tubesStatusLabel.text = str(error) or "reading the tubes timed out"
             return
         self.ui.tubesStatusLabel.text = f"{table.GetNumberOfRows()} tube(s): table '{table.GetName()}'"
 
 
 class SPIOQuantificationLogic(BundleLogicMixin, ScriptedLoadableModuleLogic):
-    """Runs the ``spio_quantification`` bundle on nodes; usable without the GUI (see BundleLogicMixin)."""
+    """Runs the ``spio_quantification`` bundle on nodes and reads bench tubes from its maps (:meth:`readTubes`);
+    usable without the GUI (see BundleLogicMixin)."""
 
     BUNDLE = SpioOptions.BUNDLE
     PARAMETER_NODE_CLASS = SPIOQuantificationParameterNode
@@ -106,7 +105,6 @@ class SPIOQuantificationLogic(BundleLogicMixin, ScriptedLoadableModuleLogic):
                                name_of=lambda volume: volume.GetName())
         return spio_options(staged["image"])
 
-
     def readTubes(self, concentrationNode, lumensNode, marginMm: float = 1.2, innerDiameterMm: float | None = None,
                   timeoutSeconds: float | None = 120):
         """Bench phantoms of tubes (issue 24, session 38): each tube's concentration as the iron summed around it
@@ -119,12 +117,16 @@ class SPIOQuantificationLogic(BundleLogicMixin, ScriptedLoadableModuleLogic):
         "<map> tubes" with one row per tube (µg Fe per mm of tube, µg Fe/mm³).
 
         Raises:
+            ValueError: a node is not selected.
             RuntimeError: the tool refused the inputs (its one-line message) or installing packages was declined.
             TimeoutError: it still ran after ``timeoutSeconds`` (it has been stopped).
         """
         import csv
 
         import numpy as np
+
+        if concentrationNode is None or lumensNode is None:
+            raise ValueError("select a concentration map and a labelmap of the tube lumens")
 
         def stage(workspace: TemporaryWorkspace):
             concentration = write_volume(concentrationNode, workspace.input_path(concentrationNode.GetName()))

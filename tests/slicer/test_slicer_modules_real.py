@@ -275,6 +275,8 @@ def test_spio_panel_reads_the_tubes_of_the_map_it_made(scene, slicer, tmp_path: 
     """The panel's "Bench tubes" section: after Apply its map selector holds the new map; "Read tubes" with a
     labelmap on that map's grid adds a table and says so; lumens on another grid show the tool's one-line message."""
     widget = new_module_widget("SPIOQuantification")
+    widget.ui.readTubesButton.click()
+    assert widget.ui.tubesStatusLabel.text == "select a concentration map and a labelmap of the tube lumens"
     image = np.ones((128, 128, 1, 2), dtype=np.float32)  # no iron: a map of zeros
     widget.ui.inputImageSelector.setCurrentNode(
         add_volume(slicer, "viewline", image, np.diag([0.390625, 0.390625, 1.0, 1.0]), "vtkMRMLVectorVolumeNode"))
