@@ -120,30 +120,38 @@ def cylinder_table(candidates) -> list[str]:
 
 def rod_support_table(candidates) -> list[str]:
     """Session 38: the cylinder's rod bare and inside a dark 0.7 mm wall (noise-free): the map's support (pixels ≥ the
-    floor) and its total iron over the truth's, per candidate — where each puts the iron and how much."""
+    floor) and its total iron over the truth's, per candidate — where each puts the iron and how much — and the
+    walled rod's centre error at every level of the cylinder item."""
     axis = np.array([0.0, 1.0, 0.0])
     rod = cylinder((0.0, 0.0, 0.0), CYLINDER_RADIUS_MM, axis)
     plane = rod.shape[1] // 2
-    levels = (0.87, 3.49, 13.95)
+    walled = torch.where(cylinder((0.0, 0.0, 0.0), CYLINDER_RADIUS_MM + 0.7, axis)[:, plane, :] & ~rod[:, plane, :],
+                         torch.tensor(0.0), agar_disk(radius_mm=22.0))
+    levels, centre = (0.87, 3.49, 13.95), centre_mask()
+
+    def mapped(network, refiner, rho, c):
+        concentration = c * rod.float()
+        truth = concentration[:, plane, :]
+        return predict_concentration(network, acquire(rho, truth, offresonance_tesla(concentration)).numpy(),
+                                     refiner=refiner), truth.numpy()
+
     lines = ["### The cylinder's rod bare and in a 0.7 mm dark wall, SNR ∞: support px (total iron ratio)", "",
              f"True lumen: {int(rod[:, plane, :].sum())} px.", "",
              "| candidate | " + " | ".join(f"{wall} {c:g}" for wall in ("bare", "walled") for c in levels) + " |",
              "|---" * (2 * len(levels) + 1) + "|"]
+    errors = ["### The walled rod's centre error, SNR ∞ (signed, %)", "",
+              "| candidate | " + " | ".join(f"{c:g}" for c in CONCENTRATIONS) + " |",
+              "|---" * (len(CONCENTRATIONS) + 1) + "|"]
     for name, network, refiner in candidates:
         cells = []
-        for wall_mm in (0.0, 0.7):
-            rho = agar_disk(radius_mm=22.0)
-            if wall_mm:
-                wall = cylinder((0.0, 0.0, 0.0), CYLINDER_RADIUS_MM + wall_mm, axis)[:, plane, :]
-                rho = torch.where(wall & ~rod[:, plane, :], torch.tensor(0.0), rho)
+        for rho in (agar_disk(radius_mm=22.0), walled):
             for c in levels:
-                concentration = c * rod.float()
-                truth = concentration[:, plane, :]
-                image = acquire(rho, truth, offresonance_tesla(concentration))
-                prediction = predict_concentration(network, image.numpy(), refiner=refiner)
-                cells.append(f"{int((prediction > 0).sum())} ({prediction.sum() / truth.sum().item():.2f})")
+                prediction, truth = mapped(network, refiner, rho, c)
+                cells.append(f"{int((prediction > 0).sum())} ({prediction.sum() / truth.sum():.2f})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return lines + [""]
+        centre_errors = [100 * (mapped(network, refiner, walled, c)[0][centre].mean() - c) / c for c in CONCENTRATIONS]
+        errors.append(f"| {name} | " + " | ".join(f"{e:+.1f}" for e in centre_errors) + " |")
+    return lines + [""] + errors + [""]
 
 
 def timing_table(candidates) -> list[str]:
