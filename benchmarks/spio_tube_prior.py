@@ -11,7 +11,8 @@ seed 1 from sample 12 800), ``variant``/``variant2``/``variant3`` (seeds 41/42/4
 seed 44), ``judge_without_walls`` (the judge's phantoms with the racks' tube walls left out, every other draw
 the same: a diagnostic), ``cylinders`` (the acceptance run's rod of r = 3 mm along y in agar, SNR ∞: centre
 error per level), ``rod_support`` (session 38: that rod bare and in a dark 0.7 mm wall — the map's support and total
-iron), ``timing`` (one thread, median of 20).
+iron, the walled rod's centre error, and a figure of the first candidate's maps next to ``--out``), ``timing`` (one
+thread, median of 20).
 
 Usage (one CPU thread):
     M=monai_bundles/spio_quantification/models
@@ -38,7 +39,7 @@ from lightning_modules.spio.app import load_network, predict_concentration
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.phantoms import agar_disk, cylinder
 from lightning_modules.spio.simulation_refiner import load_refiner
-from lightning_modules.spio.viewline import acquire, offresonance_tesla
+from lightning_modules.spio.viewline import PIXEL_MM, acquire, offresonance_tesla
 
 SEEDS = {"tuning": 72, "judge": 51, "judge_without_walls": 51, "training": 1, "variant": 41, "variant2": 42,
          "variant3": 43, "real": 44}
@@ -154,6 +155,56 @@ def rod_support_table(candidates) -> list[str]:
     return lines + [""] + errors + [""]
 
 
+def rod_support_figure(candidate, path: Path, level: float = 3.49) -> None:
+    """The walled and the bare rod at ``level`` as ``candidate`` maps them: the walled rod's image, its map with the
+    lumen and the wall's outer edge drawn, and the profiles through the rod's centre along x."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    name, network, refiner = candidate
+    axis = np.array([0.0, 1.0, 0.0])
+    rod = cylinder((0.0, 0.0, 0.0), CYLINDER_RADIUS_MM, axis)
+    plane = rod.shape[1] // 2
+    bare = agar_disk(radius_mm=22.0)
+    walled = torch.where(cylinder((0.0, 0.0, 0.0), CYLINDER_RADIUS_MM + 0.7, axis)[:, plane, :] & ~rod[:, plane, :],
+                         torch.tensor(0.0), bare)
+    concentration = level * rod.float()
+    truth = concentration[:, plane, :]
+    images = {kind: acquire(rho, truth, offresonance_tesla(concentration)) for kind, rho in
+              (("walled", walled), ("bare", bare))}
+    maps = {kind: predict_concentration(network, image.numpy(), refiner=refiner) for kind, image in images.items()}
+    n = truth.shape[0]
+    x_mm = (np.arange(n) - (n - 1) / 2) * PIXEL_MM[0]
+    zoom = np.abs(x_mm) <= 10.0
+    extent = (x_mm[zoom][0], x_mm[zoom][-1], x_mm[zoom][0], x_mm[zoom][-1])
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), layout="constrained")
+    axes[0].imshow(images["walled"][0].numpy()[np.ix_(zoom, zoom)].T, cmap="gray", origin="lower", extent=extent)
+    axes[0].set_title("View Line image (even lines), rod in a 0.7 mm dark wall", fontsize=9)
+    shown = axes[1].imshow(maps["walled"][np.ix_(zoom, zoom)].T, cmap="inferno", origin="lower", extent=extent,
+                           vmin=0, vmax=1.2 * level)
+    for radius, style in ((CYLINDER_RADIUS_MM, "-"), (CYLINDER_RADIUS_MM + 0.7, "--")):
+        axes[1].add_patch(plt.Circle((0, 0), radius, fill=False, color="c", ls=style, lw=1))
+    axes[1].set_title(f"{name}'s map; lumen (solid), wall's outer edge (dashed)", fontsize=9)
+    fig.colorbar(shown, ax=axes[1], label="µg Fe/mm³")
+    centre = n // 2
+    axes[2].plot(x_mm[zoom], truth.numpy()[zoom, centre], "k-", label="truth")
+    axes[2].plot(x_mm[zoom], maps["walled"][zoom, centre], "r-", label="map, walled rod")
+    axes[2].plot(x_mm[zoom], maps["bare"][zoom, centre], "b--", label="map, bare rod")
+    axes[2].axvspan(-CYLINDER_RADIUS_MM - 0.7, -CYLINDER_RADIUS_MM, color="0.85")
+    axes[2].axvspan(CYLINDER_RADIUS_MM, CYLINDER_RADIUS_MM + 0.7, color="0.85", label="wall")
+    axes[2].set_xlabel("x (mm)")
+    axes[2].set_ylabel("µg Fe/mm³")
+    axes[2].set_title(f"profiles through the centre at {level:g} µg Fe/mm³", fontsize=9)
+    axes[2].legend(fontsize=8)
+    for ax in axes[:2]:
+        ax.set_xlabel("x (mm)")
+        ax.set_ylabel("z (mm)")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
 def timing_table(candidates) -> list[str]:
     image, _, _ = samples("judge", 0, 1)[0][0]
     lines = ["### Inference, one thread, median of 20 (s per image)", "", "| candidate | s |", "|---|---|"]
@@ -197,6 +248,8 @@ def main() -> None:
             lines += cylinder_table(candidates)
         elif set_name == "rod_support":
             lines += rod_support_table(candidates)
+            rod_support_figure(candidates[0], Path(args.out).with_suffix(".png"))
+            lines += [f"Figure (the first candidate): `{Path(args.out).with_suffix('.png').name}`", ""]
         elif set_name == "timing":
             lines += timing_table(candidates)
         else:
