@@ -67,11 +67,17 @@ def centre_mask() -> np.ndarray:
     return ((x[:, 0, :] ** 2 + z[:, 0, :] ** 2) <= CENTRE_RADIUS_MM**2).numpy()
 
 
-def cylinder_phantom(concentration: float, *, air_offset_mm: float | None = None):
-    """Noise-free image (2, x, z), truth (x, z) and tissue signal of the cylinder (optionally + air sphere)."""
+def cylinder_phantom(concentration: float, *, air_offset_mm: float | None = None, wall_mm: float = 0.0):
+    """Noise-free image (2, x, z), truth (x, z), tissue signal and spin density of the cylinder (optionally + air
+    sphere; ``wall_mm`` > 0: inside a dark tube wall that thick, session 38)."""
     rho = agar_disk(radius_mm=22.0)
-    spio = cylinder((0.0, 0.0, 0.0), CYLINDER_RADIUS_MM, np.array([0.0, 1.0, 0.0]))
+    axis = np.array([0.0, 1.0, 0.0])
+    spio = cylinder((0.0, 0.0, 0.0), CYLINDER_RADIUS_MM, axis)
     conc3d = concentration * spio.float()
+    if wall_mm > 0:
+        middle = spio.shape[1] // 2
+        wall = cylinder((0.0, 0.0, 0.0), CYLINDER_RADIUS_MM + wall_mm, axis) & ~spio
+        rho = torch.where(wall[:, middle, :], 0.0, rho)
     extra = None
     if air_offset_mm is not None:
         air = sphere((air_offset_mm, 0.0, 0.0), 3.0) & ~spio

@@ -37,9 +37,8 @@ from lightning_modules.io import write_text_atomic
 from lightning_modules.metrics import nmae
 from lightning_modules.spio.app import load_network, predict_concentration
 from lightning_modules.spio.networks import DeepSpio
-from lightning_modules.spio.phantoms import agar_disk, cylinder
 from lightning_modules.spio.simulation_refiner import load_refiner
-from lightning_modules.spio.viewline import PIXEL_MM, acquire, offresonance_tesla
+from lightning_modules.spio.viewline import PIXEL_MM
 
 SEEDS = {"tuning": 72, "judge": 51, "judge_without_walls": 51, "training": 1, "variant": 41, "variant2": 42,
          "variant3": 43, "real": 44}
@@ -119,81 +118,74 @@ def cylinder_table(candidates) -> list[str]:
     return lines + [""]
 
 
-def rod_support_table(candidates) -> list[str]:
-    """Session 38: the cylinder's rod bare and inside a dark 0.7 mm wall (noise-free): the map's support (pixels ≥ the
-    floor) and its total iron over the truth's, per candidate — where each puts the iron and how much — and the
-    walled rod's centre error at every level of the cylinder item."""
-    axis = np.array([0.0, 1.0, 0.0])
-    rod = cylinder((0.0, 0.0, 0.0), CYLINDER_RADIUS_MM, axis)
-    plane = rod.shape[1] // 2
-    walled = torch.where(cylinder((0.0, 0.0, 0.0), CYLINDER_RADIUS_MM + 0.7, axis)[:, plane, :] & ~rod[:, plane, :],
-                         torch.tensor(0.0), agar_disk(radius_mm=22.0))
-    levels, centre = (0.87, 3.49, 13.95), centre_mask()
+#: The dark wall around the cylinder's rod in ``rod_support`` (session 38), mm.
+ROD_WALL_MM = 0.7
 
-    def mapped(network, refiner, rho, c):
-        concentration = c * rod.float()
-        truth = concentration[:, plane, :]
-        return predict_concentration(network, acquire(rho, truth, offresonance_tesla(concentration)).numpy(),
-                                     refiner=refiner), truth.numpy()
 
-    lines = ["### The cylinder's rod bare and in a 0.7 mm dark wall, SNR ∞: support px (total iron ratio)", "",
-             f"True lumen: {int(rod[:, plane, :].sum())} px.", "",
+def rod_support_maps(candidate, levels) -> dict[tuple[str, float], tuple[np.ndarray, np.ndarray, torch.Tensor]]:
+    """(kind, level) → (map, truth, image) of the cylinder's rod, bare and in a dark :data:`ROD_WALL_MM` wall,
+    noise-free, as ``candidate`` maps it."""
+    _, network, refiner = candidate
+    maps = {}
+    for kind, wall_mm in (("bare", 0.0), ("walled", ROD_WALL_MM)):
+        for c in levels:
+            image, truth, _, _ = cylinder_phantom(c, wall_mm=wall_mm)
+            maps[kind, c] = predict_concentration(network, image.numpy(), refiner=refiner), truth, image
+    return maps
+
+
+def rod_support_table(candidates, maps_of: list[dict], levels=(0.87, 3.49, 13.95)) -> list[str]:
+    """Session 38: the cylinder's rod bare and inside a dark wall (noise-free; ``maps_of``: :func:`rod_support_maps`
+    per candidate): the map's support (pixels ≥ the floor) and its total iron over the truth's — where each puts the
+    iron and how much — and the walled rod's centre error at every level of the cylinder item."""
+    centre = centre_mask()
+    truth_pixels = int((maps_of[0]["bare", levels[0]][1] > 0).sum())
+    lines = [f"### The cylinder's rod bare and in a {ROD_WALL_MM} mm dark wall, SNR ∞: support px (total iron ratio)",
+             "", f"True lumen: {truth_pixels} px.", "",
              "| candidate | " + " | ".join(f"{wall} {c:g}" for wall in ("bare", "walled") for c in levels) + " |",
              "|---" * (2 * len(levels) + 1) + "|"]
     errors = ["### The walled rod's centre error, SNR ∞ (signed, %)", "",
               "| candidate | " + " | ".join(f"{c:g}" for c in CONCENTRATIONS) + " |",
               "|---" * (len(CONCENTRATIONS) + 1) + "|"]
-    for name, network, refiner in candidates:
-        cells = []
-        for rho in (agar_disk(radius_mm=22.0), walled):
-            for c in levels:
-                prediction, truth = mapped(network, refiner, rho, c)
-                cells.append(f"{int((prediction > 0).sum())} ({prediction.sum() / truth.sum():.2f})")
+    for (name, _, _), maps in zip(candidates, maps_of, strict=True):
+        cells = [f"{int((maps[kind, c][0] > 0).sum())} ({maps[kind, c][0].sum() / maps[kind, c][1].sum():.2f})"
+                 for kind in ("bare", "walled") for c in levels]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        centre_errors = [100 * (mapped(network, refiner, walled, c)[0][centre].mean() - c) / c for c in CONCENTRATIONS]
+        centre_errors = [100 * (maps["walled", c][0][centre].mean() - c) / c for c in CONCENTRATIONS]
         errors.append(f"| {name} | " + " | ".join(f"{e:+.1f}" for e in centre_errors) + " |")
     return lines + [""] + errors + [""]
 
 
-def rod_support_figure(candidate, path: Path, level: float = 3.49) -> None:
-    """The walled and the bare rod at ``level`` as ``candidate`` maps them: the walled rod's image, its map with the
-    lumen and the wall's outer edge drawn, and the profiles through the rod's centre along x."""
+def rod_support_figure(name: str, maps: dict, path: Path, level: float = 3.49) -> None:
+    """The walled and the bare rod at ``level`` as candidate ``name`` maps them (``maps``: its
+    :func:`rod_support_maps`): the walled rod's image, its map with the lumen and the wall's outer edge drawn, and
+    the profiles through the rod's centre along x."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    name, network, refiner = candidate
-    axis = np.array([0.0, 1.0, 0.0])
-    rod = cylinder((0.0, 0.0, 0.0), CYLINDER_RADIUS_MM, axis)
-    plane = rod.shape[1] // 2
-    bare = agar_disk(radius_mm=22.0)
-    walled = torch.where(cylinder((0.0, 0.0, 0.0), CYLINDER_RADIUS_MM + 0.7, axis)[:, plane, :] & ~rod[:, plane, :],
-                         torch.tensor(0.0), bare)
-    concentration = level * rod.float()
-    truth = concentration[:, plane, :]
-    images = {kind: acquire(rho, truth, offresonance_tesla(concentration)) for kind, rho in
-              (("walled", walled), ("bare", bare))}
-    maps = {kind: predict_concentration(network, image.numpy(), refiner=refiner) for kind, image in images.items()}
+    walled, truth, image = maps["walled", level]
+    bare = maps["bare", level][0]
     n = truth.shape[0]
     x_mm = (np.arange(n) - (n - 1) / 2) * PIXEL_MM[0]
     zoom = np.abs(x_mm) <= 10.0
     extent = (x_mm[zoom][0], x_mm[zoom][-1], x_mm[zoom][0], x_mm[zoom][-1])
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), layout="constrained")
-    axes[0].imshow(images["walled"][0].numpy()[np.ix_(zoom, zoom)].T, cmap="gray", origin="lower", extent=extent)
-    axes[0].set_title("View Line image (even lines), rod in a 0.7 mm dark wall", fontsize=9)
-    shown = axes[1].imshow(maps["walled"][np.ix_(zoom, zoom)].T, cmap="inferno", origin="lower", extent=extent,
+    axes[0].imshow(image[0].numpy()[np.ix_(zoom, zoom)].T, cmap="gray", origin="lower", extent=extent)
+    axes[0].set_title(f"View Line image (even lines), rod in a {ROD_WALL_MM} mm dark wall", fontsize=9)
+    shown = axes[1].imshow(walled[np.ix_(zoom, zoom)].T, cmap="inferno", origin="lower", extent=extent,
                            vmin=0, vmax=1.2 * level)
-    for radius, style in ((CYLINDER_RADIUS_MM, "-"), (CYLINDER_RADIUS_MM + 0.7, "--")):
+    for radius, style in ((CYLINDER_RADIUS_MM, "-"), (CYLINDER_RADIUS_MM + ROD_WALL_MM, "--")):
         axes[1].add_patch(plt.Circle((0, 0), radius, fill=False, color="c", ls=style, lw=1))
     axes[1].set_title(f"{name}'s map; lumen (solid), wall's outer edge (dashed)", fontsize=9)
     fig.colorbar(shown, ax=axes[1], label="µg Fe/mm³")
     centre = n // 2
-    axes[2].plot(x_mm[zoom], truth.numpy()[zoom, centre], "k-", label="truth")
-    axes[2].plot(x_mm[zoom], maps["walled"][zoom, centre], "r-", label="map, walled rod")
-    axes[2].plot(x_mm[zoom], maps["bare"][zoom, centre], "b--", label="map, bare rod")
-    axes[2].axvspan(-CYLINDER_RADIUS_MM - 0.7, -CYLINDER_RADIUS_MM, color="0.85")
-    axes[2].axvspan(CYLINDER_RADIUS_MM, CYLINDER_RADIUS_MM + 0.7, color="0.85", label="wall")
+    axes[2].plot(x_mm[zoom], truth[zoom, centre], "k-", label="truth")
+    axes[2].plot(x_mm[zoom], walled[zoom, centre], "r-", label="map, walled rod")
+    axes[2].plot(x_mm[zoom], bare[zoom, centre], "b--", label="map, bare rod")
+    axes[2].axvspan(-CYLINDER_RADIUS_MM - ROD_WALL_MM, -CYLINDER_RADIUS_MM, color="0.85")
+    axes[2].axvspan(CYLINDER_RADIUS_MM, CYLINDER_RADIUS_MM + ROD_WALL_MM, color="0.85", label="wall")
     axes[2].set_xlabel("x (mm)")
     axes[2].set_ylabel("µg Fe/mm³")
     axes[2].set_title(f"profiles through the centre at {level:g} µg Fe/mm³", fontsize=9)
@@ -246,9 +238,10 @@ def main() -> None:
     for set_name in args.sets.split(","):
         if set_name == "cylinders":
             lines += cylinder_table(candidates)
-        elif set_name == "rod_support":
-            lines += rod_support_table(candidates)
-            rod_support_figure(candidates[0], Path(args.out).with_suffix(".png"))
+        elif set_name == "rod_support":  # every map made once, for the tables and the figure
+            maps_of = [rod_support_maps(candidate, CONCENTRATIONS) for candidate in candidates]
+            lines += rod_support_table(candidates, maps_of)
+            rod_support_figure(candidates[0][0], maps_of[0], Path(args.out).with_suffix(".png"))
             lines += [f"Figure (the first candidate): `{Path(args.out).with_suffix('.png').name}`", ""]
         elif set_name == "timing":
             lines += timing_table(candidates)

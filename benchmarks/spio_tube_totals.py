@@ -62,10 +62,9 @@ def tube_rows(prediction: np.ndarray, truth: np.ndarray, snr_db: float, margins:
     for offset in drawn_offsets:  # a lumen shrunk away counts as not read (ratio 0)
         readings = {r["label"]: r for r in tube_readings(
             prediction, drawn_lumens(labels, offset), PIXEL_MM, margin_mm=(margins[0] - offset) * PIXEL_MM[0])}
-        pixel_area = PIXEL_MM[0] * PIXEL_MM[1]
         for known_area in (False, True):  # the drawn area, then the lumen's own (a lab knows its tubes' diameter)
             drawn.append([readings[k + 1]["iron_ug_per_mm"]
-                          / (np.sum(labels == k + 1) * pixel_area if known_area else readings[k + 1]["lumen_area_mm2"])
+                          / (per_margin[0][k][0] if known_area else readings[k + 1]["lumen_area_mm2"])
                           / levels[k] if k + 1 in readings else 0.0 for k in range(n)])
     return [[float(levels[k]), snr_db, per_margin[0][k][2], per_margin[0][k][3]]
             + [rows[k][4] for rows in per_margin] + [d[k] for d in drawn] for k in range(n)]

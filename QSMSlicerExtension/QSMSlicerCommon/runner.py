@@ -70,21 +70,14 @@ class BundleRunner:
         Returns:
             The started job (it owns the workspace), or ``None`` if the user declined installing packages.
         """
-        if not self.ensure_dependencies():
-            return None
-        workspace = self.new_workspace()
-        try:
+        def bundle_job(workspace: TemporaryWorkspace) -> BundleJob:
             options = stage(workspace)
             if options.BUNDLE != self.bundle:
                 raise ValueError(f"{type(options).__name__} is for {options.BUNDLE}, not {self.bundle}")
-            job = prepare_job(options, workspace, python=self.python, paths=self.paths, on_line=on_line,
-                              on_progress=on_progress)
-            job.start()
-        except BaseException:
-            workspace.cleanup()
-            raise
-        return job
+            return prepare_job(options, workspace, python=self.python, paths=self.paths, on_line=on_line,
+                               on_progress=on_progress)
 
+        return self._launch(bundle_job)
 
     def start_tool(
         self, module: str, stage: Callable[[TemporaryWorkspace], tuple[list[str], dict[str, Path]]], *,
@@ -98,13 +91,21 @@ class BundleRunner:
             stage: writes the inputs into a fresh workspace and returns the tool's arguments and its outputs
                 (name → path in ``workspace.outputs``).
         """
+        def tool_job(workspace: TemporaryWorkspace) -> BundleJob:
+            arguments, outputs = stage(workspace)
+            return BundleJob([self.python, "-m", module, *arguments], workspace, outputs,
+                             env=self.paths.child_environment(), on_line=on_line, on_progress=on_progress)
+
+        return self._launch(tool_job)
+
+    def _launch(self, make_job: Callable[[TemporaryWorkspace], BundleJob]) -> BundleJob | None:
+        """Install dependencies if needed, make the job in a fresh workspace and start it; the workspace is removed
+        if that fails, and ``None`` is returned if the user declined installing packages."""
         if not self.ensure_dependencies():
             return None
         workspace = self.new_workspace()
         try:
-            arguments, outputs = stage(workspace)
-            job = BundleJob([self.python, "-m", module, *arguments], workspace, outputs,
-                            env=self.paths.child_environment(), on_line=on_line, on_progress=on_progress)
+            job = make_job(workspace)
             job.start()
         except BaseException:
             workspace.cleanup()

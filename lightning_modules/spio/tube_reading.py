@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from lightning_modules.bundle_app import exit_on_input_error
-from lightning_modules.io import InputError, load_nifti, write_text_atomic
+from lightning_modules.io import InputError, load_nifti, voxel_sizes_mm, write_text_atomic
 
 #: The default margin around a lumen: more than the walls of common sample tubes (0.3–1 mm) and the judge's (≤ 1 mm).
 DEFAULT_MARGIN_MM = 1.2
@@ -92,7 +92,7 @@ def _plane(path: str, what: str) -> tuple[np.ndarray, tuple[float, float], np.nd
         if data.shape[2] != 1:
             raise InputError(f"{what} file {path!r} has {data.shape[2]} slices; give the bundle's one-slice map")
         data = data[:, :, 0]
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    spacing = voxel_sizes_mm(affine)
     return data, (float(spacing[0]), float(spacing[1])), affine
 
 

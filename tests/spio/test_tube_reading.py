@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from lightning_modules.io import save_nifti_atomic
 from lightning_modules.spio import tube_reading as tr
 from lightning_modules.spio.viewline import PIXEL_MM
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the acceptance run's cylinder
 
 
 def _two_tubes() -> tuple[np.ndarray, np.ndarray]:
@@ -67,25 +69,15 @@ def test_a_walled_rod_mapped_by_the_shipped_bundle_reads_right_when_summed():
     """Known truth through the shipped weights: a rod of r = 3 mm along y at 3.49 µg Fe/mm³ inside a dark 0.7 mm
     wall, noise-free. The map's mean in the lumen reads ≈ 30 % low (iron spread over lumen and wall); the iron summed
     1.2 mm around the lumen over its area reads within 10 %."""
-    from lightning_modules.bundle_app import bundle_root
-    from lightning_modules.spio.app import load_network, predict_concentration
-    from lightning_modules.spio.networks import DeepSpio
-    from lightning_modules.spio.phantoms import agar_disk, cylinder
-    from lightning_modules.spio.simulation_refiner import load_refiner
-    from lightning_modules.spio.viewline import acquire, offresonance_tesla
+    from spio_accuracy import cylinder_phantom
+    from spio_object_accuracy import shipped_bundle
 
-    models = Path(bundle_root("spio_quantification")) / "models"
-    network, refiner = load_network(DeepSpio(), str(models / "model.pt")), load_refiner(str(models / "refiner.pt"))
-    axis = np.array([0.0, 1.0, 0.0])
-    rod = cylinder((0.0, 0.0, 0.0), 3.0, axis)
-    plane = rod.shape[1] // 2
-    rho = agar_disk(radius_mm=22.0)
-    rho = torch.where(cylinder((0.0, 0.0, 0.0), 3.7, axis)[:, plane, :], torch.tensor(0.0), rho)
-    rho = torch.where(rod[:, plane, :], torch.tensor(1.0), rho)
-    concentration_3d = 3.49 * rod.float()
-    image = acquire(rho, concentration_3d[:, plane, :], offresonance_tesla(concentration_3d))
+    from lightning_modules.spio.app import predict_concentration
+
+    network, refiner = shipped_bundle()
+    image, truth, _, _ = cylinder_phantom(3.49, wall_mm=0.7)
     prediction = predict_concentration(network, image.numpy(), refiner=refiner)
-    (row,) = tr.tube_readings(prediction, rod[:, plane, :].numpy().astype(int), PIXEL_MM)
+    (row,) = tr.tube_readings(prediction, (truth > 0).astype(int), PIXEL_MM)
     assert row["lumen_mean_ug_per_mm3"] / 3.49 < 0.8
     assert row["concentration_ug_per_mm3"] / 3.49 == pytest.approx(1.0, abs=0.10)
 
