@@ -113,18 +113,24 @@ class SPIOQuantificationLogic(BundleLogicMixin, ScriptedLoadableModuleLogic):
         ``concentrationNode`` is this module's output, ``lumensNode`` a labelmap on its grid (0 outside, 1 … n the
         inside of tube n's wall; e.g. a Segment Editor segmentation exported as a labelmap); ``innerDiameterMm``, the
         tubes' known inner diameter, makes their lumen areas independent of how exactly they were drawn. Runs
-        ``lightning_modules.spio.tube_reading`` in a child process, as the bundle runs, and returns a new table node
-        "<map> tubes" with one row per tube (µg Fe per mm of tube, µg Fe/mm³).
+        ``lightning_modules.spio.tube_reading`` in a child process, as the bundle runs (:meth:`startTubes`), waits
+        for it and returns a new table node "<map> tubes" with one row per tube (µg Fe per mm of tube, µg Fe/mm³;
+        :meth:`loadTubes`).
 
         Raises:
             ValueError: a node is not selected.
             RuntimeError: the tool refused the inputs (its one-line message) or installing packages was declined.
             TimeoutError: it still ran after ``timeoutSeconds`` (it has been stopped).
         """
-        import csv
+        job = self.startTubes(concentrationNode, lumensNode, marginMm=marginMm, innerDiameterMm=innerDiameterMm)
+        result = job.wait(timeout_s=timeoutSeconds)
+        if not result.succeeded:
+            raise RuntimeError(result.message)
+        return self.loadTubes(job, concentrationNode)
 
-        import numpy as np
-
+    def startTubes(self, concentrationNode, lumensNode, marginMm: float = 1.2, innerDiameterMm: float | None = None):
+        """Start :meth:`readTubes`'s tool without waiting (the caller polls the job, as a bundle run's; the web app
+        does); its output ``tubes`` is the CSV. Raises as :meth:`readTubes` does before the tool runs."""
         if concentrationNode is None or lumensNode is None:
             raise ValueError("select a concentration map and a labelmap of the tube lumens")
 
@@ -141,11 +147,16 @@ class SPIOQuantificationLogic(BundleLogicMixin, ScriptedLoadableModuleLogic):
         job = self.runner.start_tool("lightning_modules.spio.tube_reading", stage)
         if job is None:
             raise RuntimeError(self.notStartedMessage())
-        result = job.wait(timeout_s=timeoutSeconds)
-        if not result.succeeded:
-            raise RuntimeError(result.message)
+        return job
+
+    def loadTubes(self, job, concentrationNode):
+        """The table node "<map> tubes" from a succeeded :meth:`startTubes` job, whose workspace is then removed."""
+        import csv
+
+        import numpy as np
+
         try:
-            with open(result.outputs["tubes"], newline="") as file:
+            with open(job.result.outputs["tubes"], newline="") as file:
                 rows = list(csv.reader(file))
         finally:
             job.close()

@@ -1,5 +1,6 @@
 """The four pages in headless Chromium: upload, run the real bundle, check the output nodes through the server
-(``/api/scene``), download every output, a non-empty view in the screenshot; cancel; two tabs kept apart.
+(``/api/scene``), download every output, a non-empty view in the screenshot; cancel; two tabs kept apart; the SPIO
+page's tube reading of the map it made.
 
 Each page runs the module's own Logic class in the web app's session process (``qsm_web.session``), with the
 bundle as a child process of the project's ``.venv``; fast methods keep the suite's share small (TKD, IVIM
@@ -120,7 +121,9 @@ def check_downloads(page, key: str, expected: int) -> None:
         href = links.nth(i).get_attribute("href")
         response = page.request.get(f"{origin(page)}/{href}")
         assert response.ok, href
-        if href.endswith(".csv"):
+        if href.endswith("_tubes.csv"):
+            assert response.text().startswith("label,"), href
+        elif href.endswith(".csv"):
             assert response.text().startswith("lesion_id,"), href
         else:
             assert nib.Nifti1Image.from_bytes(gzip.decompress(response.body())).ndim >= 3, href
@@ -223,3 +226,34 @@ def test_two_tabs_running_different_jobs_do_not_see_each_others_nodes_or_files(c
     assert qsm_scene["root"] != spio_scene["root"]
     assert spio_scene["downloads"]["qsm"] == [] and qsm_scene["downloads"]["spio"] == []
     assert spio.request.get(f"{origin(spio)}/download/qsm/box_field_chi.nii.gz").status == 404
+    check_tubes(spio, inputs["spio"]["input_image"].parent, screenshots)
+
+
+def check_tubes(page, folder: Path, screenshots: Path) -> None:
+    """The SPIO page's "Bench tubes" after its map: one-line errors for no lumens and lumens on another grid, then
+    the cylinder's lumen read as a table (the scene's table node, the page's table, the CSV download) near its
+    level."""
+    page.bring_to_front()
+    page.click("#read-tubes-button")
+    page.get_by_text("upload a labelmap of the tube lumens").wait_for()
+    upload(page, {"tube_lumens": web_inputs.spio_lumens(folder, shape=(64, 64))})
+    page.click("#read-tubes-button")
+    page.locator("#error", has_text="is not the concentration map's").wait_for(timeout=RUN_TIMEOUT_S * 1000)
+    assert "\n" not in page.inner_text("#error")
+    upload(page, {"tube_lumens": web_inputs.spio_lumens(folder)})
+    page.click("#read-tubes-button")
+    page.locator("#tube-table .tube-row").first.wait_for(timeout=RUN_TIMEOUT_S * 1000)
+    assert page.locator("#error").count() == 0
+    summary = scene(page)
+    assert {"name": "viewline_concentration_ugFe_per_mm3 tubes", "rows": 1} in summary["tables"]
+    assert summary["running_pid"] is None and summary["workspaces"] == []
+    assert "c (µg Fe/mm³)" in page.inner_text("#tube-table")
+    page.screenshot(path=str(screenshots / "spio_tubes.png"))
+    check_downloads(page, "spio", 2)
+    csv = page.request.get(f"{origin(page)}/download/spio/viewline_concentration_tubes.csv").text()
+    header, row = (line.split(",") for line in csv.strip().splitlines())
+    reading = dict(zip(header, map(float, row), strict=True))
+    assert reading["label"] == 1
+    print(f"tube reading of the {web_inputs.SPIO_LEVEL} µg Fe/mm³ cylinder: {reading}")
+    # the cylinder item's bound (a bare rod at 19 dB; the reading is the map's iron over the drawn lumen's area)
+    np.testing.assert_allclose(reading["concentration_ug_per_mm3"], web_inputs.SPIO_LEVEL, rtol=0.1)

@@ -11,6 +11,8 @@ import numpy as np
 #: axis (mean 1e-3), f = 0.1, D* = 0.02 mm²/s.
 B_VALUES = np.array([0, 10, 20, 50, 100, 200, 400, 800], dtype=float)
 IVIM_D, IVIM_F, IVIM_DSTAR = 1.0e-3, 0.1, 0.02
+#: the SPIO image's cylinder along y (µg Fe/mm³, mm).
+SPIO_LEVEL, SPIO_RADIUS_MM = 6.98, 3.0
 #: rim phantom lesion centres (voxel indices; RAS = index − 16 mm); lesion 1 has the paramagnetic rim.
 RIM_CENTRES = ((10, 10, 16), (22, 22, 16))
 
@@ -46,7 +48,7 @@ def spio_image(folder: Path) -> dict[str, Path]:
     from lightning_modules.spio.phantoms import agar_disk, cylinder
     from lightning_modules.spio.viewline import PIXEL_MM, simulate_viewline
 
-    concentration = 6.98 * cylinder((0.0, 0.0, 0.0), 3.0, np.array([0.0, 1.0, 0.0])).float()
+    concentration = SPIO_LEVEL * cylinder((0.0, 0.0, 0.0), SPIO_RADIUS_MM, np.array([0.0, 1.0, 0.0])).float()
     image, _ = simulate_viewline(agar_disk(radius_mm=22.0), concentration, snr_db=19.0,
                                  generator=torch.Generator().manual_seed(3))
     data = np.moveaxis(image.numpy(), 0, -1)[:, :, None, :] * 1234.0
@@ -54,6 +56,19 @@ def spio_image(folder: Path) -> dict[str, Path]:
     path = folder / "viewline.nii.gz"
     nib.save(nib.Nifti1Image(data.astype(np.float32), affine), str(path))
     return {"input_image": path}
+
+
+def spio_lumens(folder: Path, *, shape: tuple[int, int] = (128, 128)) -> Path:
+    """The cylinder's lumen (label 1: the pixels within 3 mm of its axis) as a labelmap on the image's grid; another
+    ``shape`` gives a labelmap on another grid (the tool's one-line error)."""
+    from lightning_modules.spio.viewline import PIXEL_MM, pixel_centres_mm
+
+    x = pixel_centres_mm(shape[0], PIXEL_MM[0]).numpy()[:, None]
+    z = pixel_centres_mm(shape[1], PIXEL_MM[1]).numpy()[None, :]
+    lumen = (x**2 + z**2 <= SPIO_RADIUS_MM**2).astype(np.int16)[:, :, None]
+    path = folder / f"lumens_{shape[0]}.nii.gz"
+    nib.save(nib.Nifti1Image(lumen, np.diag([PIXEL_MM[0], PIXEL_MM[1], 1.0, 1.0])), str(path))
+    return path
 
 
 def rim_case(folder: Path) -> dict[str, Path]:

@@ -1,11 +1,12 @@
 """One session's web page: trame-slicer's slice views of the session's scene, one tab per capability.
 
 A tab has the module panel's inputs (uploaded NIfTI files, a ``.bval`` for IVIM), its parameters, Run and
-Cancel, a progress bar and the bundle's log, links to download every output file, and for rim the lesion table
-(click a row: the slice views jump to the lesion). The work is :class:`qsm_web.session.Session`'s, i.e. the
-modules' Logic classes. ``GET /api/scene`` returns :meth:`Session.summary` as JSON (what the browser tests check);
-``GET /download/<tab>/<file>`` serves an output file; ``POST /api/page/<tab>`` opens a tab (the launcher's
-call when it hands this session to a browser tab).
+Cancel, a progress bar and the bundle's log, links to download every output file, for rim the lesion table
+(click a row: the slice views jump to the lesion) and for SPIO the panel's "Bench tubes" section (a lumen
+labelmap, margin and inner diameter → Read tubes → a table of the tubes and its CSV). The work is
+:class:`qsm_web.session.Session`'s, i.e. the modules' Logic classes. ``GET /api/scene`` returns
+:meth:`Session.summary` as JSON (what the browser tests check); ``GET /download/<tab>/<file>`` serves an output
+file; ``POST /api/page/<tab>`` opens a tab (the launcher's call when it hands this session to a browser tab).
 
 Run one session: ``.venv-web/bin/python -m qsm_web.app --port 0`` (``make web`` runs :mod:`qsm_web.launcher`,
 which starts one of these per browser tab).
@@ -24,6 +25,9 @@ from qsm_web import slicer_layer
 
 LOG_LINES = 200  # log lines kept on the page
 POLL_S = 0.2  # how often the run is polled (as the panels' QTimer)
+#: The tube table's columns on the page (every column of the tool's CSV is in the download).
+TUBE_COLUMNS = {"label": "tube", "lumen_area_mm2": "lumen (mm²)", "iron_ug_per_mm": "iron (µg Fe/mm)",
+                "concentration_ug_per_mm3": "c (µg Fe/mm³)"}
 
 
 def lesion_headers() -> list[dict]:
@@ -33,6 +37,13 @@ def lesion_headers() -> list[dict]:
 
     columns = capability.describe("rim_lesion_detection")["outputs"]["lesions"]["columns"]
     return [{"title": f"{c['name']} ({c['unit']})" if c["unit"] else c["name"], "key": c["name"]} for c in columns]
+
+
+def session_module():
+    """:mod:`qsm_web.session` (imported once Slicer's layer is in place)."""
+    from qsm_web import session
+
+    return session
 
 
 def default_bundle_python() -> str:
@@ -79,6 +90,10 @@ class WebApp:
         state.page = page
         state.running, state.progress, state.status, state.log, state.error = False, 0, "", "", ""
         state.lesions, state.lesion_headers = [], []
+        state.tubes, state.tube_headers = [], []
+        state.spio__tube_lumens, state.spio__tube_lumens__name = None, ""
+        state.spio_tube_margin_mm, state.spio_tube_inner_diameter_mm = 1.2, ""
+        state.change("spio__tube_lumens")(self._on_lumens)
         for key, spec in self.session.pages.items():
             state[f"{key}_downloads"] = []
             for upload in spec.uploads:
@@ -103,6 +118,17 @@ class WebApp:
             self._guarded(lambda: self.server.state.update(
                 {f"{key}__{parameter}__name": self.session.upload(key, parameter, file.name, file.content)}))
         return handler
+
+    def _on_lumens(self, **changes) -> None:
+        files = changes["spio__tube_lumens"]
+        files = [files] if isinstance(files, dict) else list(files or [])
+        if not files:
+            return
+        from trame.app.file_upload import ClientFile
+
+        file = ClientFile(files[0])
+        self._guarded(lambda: self.server.state.update(
+            {"spio__tube_lumens__name": self.session.upload_lumens(file.name, file.content)}))
 
     def _on_parameter(self, key: str, name: str):
         def handler(**changes) -> None:
@@ -129,6 +155,15 @@ class WebApp:
         self._log.clear()
         state.log, state.progress, state.status = "", 0, "starting"
         if self._guarded(lambda: self.session.start(state.page, on_line=self._on_line, on_progress=self._on_progress)):
+            state.running = True
+
+    def read_tubes(self) -> None:
+        """The SPIO page's "Read tubes": the tube reading of its last map, run and polled like a bundle."""
+        state = self.server.state
+        self._log.clear()
+        state.log, state.progress, state.status = "", 0, "reading the tubes"
+        if self._guarded(lambda: self.session.start_tubes(state.spio_tube_margin_mm,
+                                                          state.spio_tube_inner_diameter_mm)):
             state.running = True
 
     def cancel(self) -> None:
@@ -173,6 +208,10 @@ class WebApp:
         if result.succeeded:
             state.progress = 100
             state[f"{key}_downloads"] = list(self.session.downloads[key])
+            if key == "spio":
+                state.tubes = [{column: f"{float(row[column]):.4g}" for column in TUBE_COLUMNS}
+                               for row in self.session.tube_rows()]
+                state.tube_headers = [{"title": title, "key": column} for column, title in TUBE_COLUMNS.items()]
             if key == "rim":
                 rows = self.session.lesion_rows()
                 state.lesions = rows
@@ -260,6 +299,8 @@ class WebApp:
                            classes="download-link")
             if key == "rim":
                 self._lesion_table(v, html)
+            if key == "spio":
+                self._tube_section(v, html)
 
     def _lesion_table(self, v, html) -> None:
         """The rim lesion table: one row per lesion; a click centres the slice views on it."""
@@ -271,6 +312,30 @@ class WebApp:
                 with html.Tr(v_for="(row, index) in lesions", key="index", style="cursor: pointer;",
                              click="trigger('jump_to_lesion', [index])", classes="lesion-row"):
                     html.Td("{{ row[column.key] }}", v_for="column in lesion_headers", key="column.key")
+
+    def _tube_section(self, v, html) -> None:
+        """The SPIO panel's "Bench tubes" section, once a map exists: lumens, margin, inner diameter, Read tubes,
+        and the table of the last reading (one row per tube)."""
+        with html.Div(v_if="spio_downloads.length", id="bench-tubes", classes="my-2"):
+            html.Div("Bench tubes", classes="text-subtitle-2")
+            html.Div("Tubes with a dark wall: each tube's iron summed around it over its lumen's area.",
+                     classes="text-caption mb-2")
+            v.VFileInput(v_model=("spio__tube_lumens",), label=session_module().TUBE_LUMENS.label,
+                         accept=session_module().TUBE_LUMENS.accept, density="compact", show_size=True,
+                         disabled=("running",), hint=("spio__tube_lumens__name ? 'loaded as ' + "
+                                                      "spio__tube_lumens__name : ''",),
+                         persistent_hint=True, classes="mb-2 upload-tube_lumens")
+            v.VTextField(v_model=("spio_tube_margin_mm",), label="Margin around each lumen (mm)", type="number",
+                         density="compact", disabled=("running",), classes="param-tube_margin_mm")
+            v.VTextField(v_model=("spio_tube_inner_diameter_mm",), type="number", density="compact",
+                         label="Tubes' inner diameter (mm; empty: the drawn lumens' areas)",
+                         disabled=("running",), classes="param-tube_inner_diameter_mm")
+            v.VBtn("Read tubes", click=self.read_tubes, disabled=("running",), id="read-tubes-button")
+            with v.VTable(v_if="tubes.length", density="compact", id="tube-table", classes="my-2"):
+                with html.Thead(), html.Tr():
+                    html.Th("{{ column.title }}", v_for="column in tube_headers", key="column.key")
+                with html.Tbody(), html.Tr(v_for="(row, index) in tubes", key="index", classes="tube-row"):
+                    html.Td("{{ row[column.key] }}", v_for="column in tube_headers", key="column.key")
 
     def _run_controls(self, v, html) -> None:
         with html.Div(classes="d-flex ga-2 my-2"):

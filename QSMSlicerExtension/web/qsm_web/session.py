@@ -3,8 +3,10 @@
 Everything a run does is the modules' own code: ``<Module>Logic.start`` (required inputs, staging the nodes to
 NIfTI, the bundle as a child process in its own temporary workspace), ``BundleJob.poll`` / ``cancel`` (progress,
 cancel of the whole process group, workspace removed) and ``<Module>Logic.loadResults`` (output nodes with the
-panels' colour tables and windows, the lesion table linked to the rim labelmap). This file only turns uploaded
-files into nodes, keeps a copy of each run's output files for download, and summarises the scene as data.
+panels' colour tables and windows, the lesion table linked to the rim labelmap), and for SPIO
+``SPIOQuantificationLogic.startTubes`` / ``loadTubes`` (the panel's "Bench tubes" reading of a map). This file only
+turns uploaded files into nodes, keeps a copy of each run's output files for download, and summarises the scene as
+data.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from qsm_web import slicer_layer
 from qsm_web.pages import Page, Upload, pages
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+#: The SPIO page's lumen labelmap, uploaded for the "Bench tubes" reading (not a parameter of the module's node).
+TUBE_LUMENS = Upload("tube_lumens", "Tube lumens (labelmap on the map's grid: 0 outside, 1 … n per tube)", "labelmap")
 
 
 def node_stem(file_name: str) -> str:
@@ -31,6 +35,29 @@ def node_stem(file_name: str) -> str:
             name = name[: -len(suffix)]
             break
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "input"
+
+
+def table_rows(table) -> list[dict]:
+    """A table node as rows of column → text (every column); none for ``None``."""
+    if table is None:
+        return []
+    vtk_table = table.GetTable()
+    columns = [vtk_table.GetColumn(c).GetName() for c in range(vtk_table.GetNumberOfColumns())]
+    return [{column: vtk_table.GetValue(row, c).ToString() for c, column in enumerate(columns)}
+            for row in range(vtk_table.GetNumberOfRows())]
+
+
+def _number(label: str, value) -> float | None:
+    """A number typed on the page (text), ``None`` when empty; ``ValueError`` with one line otherwise."""
+    if value is None or str(value).strip() == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{label}: {value!r} is not a number") from None
+    if not number >= 0:
+        raise ValueError(f"{label}: {value!r} must be zero or more")
+    return number
 
 
 class Session:
@@ -54,7 +81,11 @@ class Session:
         self._logics: dict[str, object] = {}
         self.job = None
         self.job_page: str | None = None
+        self.job_kind: str | None = None  # "bundle" or "tubes" (the SPIO page's tube reading)
         self._main_input = None
+        self.tube_lumens = None  # the SPIO page's uploaded lumen labelmap
+        self.tube_table = None  # the table node of its last tube reading
+        self._map_stem = "spio"  # the file name (no suffix) of the SPIO page's last map
         self.outputs: dict[str, dict[str, object]] = {}
         self.downloads: dict[str, list[str]] = {key: [] for key in self.pages}
 
@@ -117,6 +148,21 @@ class Session:
             self.show(background=node)
         return node.GetName()
 
+    def upload_lumens(self, file_name: str, content: bytes) -> str:
+        """Save an uploaded lumen labelmap for the SPIO page's tube reading and load it; returns the node name."""
+        folder = self.root / "uploads" / "spio" / TUBE_LUMENS.parameter
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        path = folder / Path(file_name).name
+        path.write_bytes(content)
+        previous, self.tube_lumens = self.tube_lumens, self._load(TUBE_LUMENS, path)
+        if previous is not None and self.slicer.mrmlScene.IsNodePresent(previous):
+            self.slicer.mrmlScene.RemoveNode(previous)
+        concentration = self.outputs.get("spio", {}).get("concentration")
+        if concentration is not None:
+            self.show(background=concentration, label=self.tube_lumens, label_opacity=0.5)
+        return self.tube_lumens.GetName()
+
     def _load(self, upload: Upload, path: Path):
         """A node from a NIfTI file: 3-D through Slicer's volumes logic, 4-D as a vector volume."""
         import nibabel
@@ -156,7 +202,31 @@ class Session:
         job = logic.start(parameters, onLine=on_line, onProgress=on_progress)
         if job is None:
             raise RuntimeError(logic.notStartedMessage())
-        self.job, self.job_page, self._main_input = job, key, logic.mainInput(parameters)
+        self.job, self.job_page, self.job_kind, self._main_input = job, key, "bundle", logic.mainInput(parameters)
+
+    def start_tubes(self, margin_mm, inner_diameter_mm) -> None:
+        """Read the tubes of the SPIO page's last map (``SPIOQuantificationLogic.startTubes``), polled like a run.
+
+        Args:
+            margin_mm: how far around each lumen its iron is summed (the panel's margin), mm.
+            inner_diameter_mm: the tubes' known inner diameter, mm; empty or 0: the drawn lumens' areas.
+
+        Raises:
+            ValueError, RuntimeError: one line (no map yet, no lumens, a number that is not one).
+        """
+        if self.running:
+            raise RuntimeError("a run is in progress in this session; wait for it or cancel it")
+        concentration = self.outputs.get("spio", {}).get("concentration")
+        if concentration is None:
+            raise ValueError("run the SPIO map first: the tubes are read from its concentration map")
+        if self.tube_lumens is None:
+            raise ValueError("upload a labelmap of the tube lumens")
+        margin, diameter = _number("margin (mm)", margin_mm), _number("inner diameter (mm)", inner_diameter_mm)
+        if margin is None:
+            raise ValueError("margin (mm): give a number, e.g. 1.2")
+        self.job = self.logic("spio").startTubes(concentration, self.tube_lumens, marginMm=margin,
+                                                 innerDiameterMm=diameter or None)
+        self.job_page, self.job_kind, self._main_input = "spio", "tubes", concentration
 
     def poll(self):
         """Feed the run's output to its callbacks; when it has ended, load its outputs (on success) and return
@@ -168,10 +238,18 @@ class Session:
             return None
         job, key = self.job, self.job_page
         self.job = None
-        if result.succeeded:
-            self._keep_for_download(key, result.outputs)
-            self.outputs[key] = self.logic(key).loadResults(job, self._main_input)
-            self._show_outputs(key)
+        if not result.succeeded:
+            return result
+        if self.job_kind == "tubes":  # named after the map's file: <image>_concentration_tubes.csv
+            self._keep_for_download(key, result.outputs, names={"tubes": f"{self._map_stem}_tubes.csv"})
+            self.tube_table = self.logic(key).loadTubes(job, self._main_input)
+            return result
+        self._keep_for_download(key, result.outputs)
+        self.outputs[key] = self.logic(key).loadResults(job, self._main_input)
+        if key == "spio":
+            self.tube_table = None  # a reading of the previous map
+            self._map_stem = node_stem(result.outputs["concentration"].name)
+        self._show_outputs(key)
         return result
 
     def cancel(self):
@@ -182,21 +260,23 @@ class Session:
         self.job = None
         return result
 
-    def _keep_for_download(self, key: str, outputs: dict[str, Path]) -> None:
-        """Copy the bundle's output files (before ``loadResults`` removes the workspace) into ``downloads/<key>``."""
+    def _keep_for_download(self, key: str, outputs: dict[str, Path], names: dict[str, str] | None = None) -> None:
+        """Copy the run's output files (before they are loaded and the workspace removed) into ``downloads/<key>``,
+        as ``names[output]`` when given, else under their own names."""
         folder = self.root / "downloads" / key
         folder.mkdir(parents=True, exist_ok=True)
-        for path in outputs.values():
-            shutil.copy2(path, folder / path.name)
-            if path.name not in self.downloads[key]:
-                self.downloads[key].append(path.name)
+        for output, path in outputs.items():
+            name = (names or {}).get(output, path.name)
+            shutil.copy2(path, folder / name)
+            if name not in self.downloads[key]:
+                self.downloads[key].append(name)
 
     # -- views ---------------------------------------------------------------------------------------------------
 
-    def show(self, *, background=None, label=None) -> None:
+    def show(self, *, background=None, label=None, label_opacity: float = 1.0) -> None:
         """Show volumes in the three slice views (Slicer's ``setSliceViewerLayers``) and fit the views to them."""
         layers = {name: node for name, node in (("background", background), ("label", label)) if node is not None}
-        self.slicer.util.setSliceViewerLayers(**layers, fit=True)
+        self.slicer.util.setSliceViewerLayers(**layers, labelOpacity=label_opacity, fit=True)
         for view in self.slicer_app.view_manager.get_slice_views():
             view.fit_view_to_content()
             view.schedule_render()
@@ -211,13 +291,11 @@ class Session:
 
     def lesion_rows(self, key: str = "rim") -> list[dict]:
         """The lesion table node of the page's last run, as rows of column → text (all the CSV's columns)."""
-        table = self.outputs.get(key, {}).get("lesions")
-        if table is None:
-            return []
-        vtk_table = table.GetTable()
-        columns = [vtk_table.GetColumn(c).GetName() for c in range(vtk_table.GetNumberOfColumns())]
-        return [{column: vtk_table.GetValue(row, c).ToString() for c, column in enumerate(columns)}
-                for row in range(vtk_table.GetNumberOfRows())]
+        return table_rows(self.outputs.get(key, {}).get("lesions"))
+
+    def tube_rows(self) -> list[dict]:
+        """The SPIO page's last tube reading, as rows of column → text."""
+        return table_rows(self.tube_table)
 
     def jump_to_lesion(self, row: int, key: str = "rim") -> tuple[float, float, float]:
         """Centre the slice views on a lesion (``RimLesionDetectionLogic.jumpToLesion``); returns its RAS (mm)."""
