@@ -6,7 +6,11 @@ The weights this makes have seen a variant, so they may never judge that variant
 shipped; they only bound what in-distribution data would buy.
 
 ``--variant mix`` draws each sample from training's generator (with the run's options), variant 1 or variant 2,
-1/3 each. Everything after ``--variant NAME`` goes to ``python -m monai.bundle run`` unchanged; pass
+1/3 each. ``--variant ellipsoids`` (session 39) draws a quarter of the samples, by a random stream of their own, as
+training's bases with 1–5 axis-parallel **ellipsoids of random extent along y** (:func:`ellipsoid_sample`), and the
+rest from training's generator with the run's options: does a family in which the extent along y varies
+independently of the in-plane section teach the network to read it from the field (session 39 found 0.12.0 reading
+isolated spheres of r = 1.5 mm ≈ 30 % low at every SNR, noise-free included, where one plane holds their level)? Everything after ``--variant NAME`` goes to ``python -m monai.bundle run`` unchanged; pass
 ``--pool_size 0`` (fresh samples; the cached pools are training's) and no auxiliary targets (the variants do not
 make them). Validation stays training's generator (seed + 1). The variant's own seed is the run's ``--seed`` + 100,
 so the samples it trains on never coincide with the benchmarks' variant sets (seeds 3–6, 21–25 and 41–42).
@@ -26,15 +30,54 @@ import torch
 from spio_variant import variant_functions  # benchmarks/ is on sys.path
 
 import lightning_modules.spio.data as data
+from lightning_modules.spio.phantoms import grid_3d_mm, log_uniform_level, random_base
+from lightning_modules.spio.viewline import simulate_viewline
 
 SEED_OFFSET = 100
+P_ELLIPSOIDS = 0.25  # --variant ellipsoids: the share of samples drawn by ellipsoid_sample
+
+
+def ellipsoid_sample(seed: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training's base (an MNI slice or an agar disk, scaled 0.5–2 ×) with 1–5 axis-parallel ellipsoids centred on
+    tissue within ±1.5 mm of the plane: in-plane semi-axes 0.8–4 mm, semi-axis along y = their geometric mean ×
+    s, s log-uniform in 0.4–3 (flat discs to rods), each at a log-uniform level; SNR as training's (10 % noise-free,
+    else 5–30 dB). Image (2, 128, 128) and plane concentration (1, 128, 128)."""
+    rng = np.random.default_rng([int(seed) + SEED_OFFSET, int(index), 89])
+    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    rho = random_base(rng) * float(rng.uniform(0.5, 2.0))
+    x, y, z = grid_3d_mm()
+    tissue = torch.nonzero(rho > 0.2 * rho.max())
+    concentration = torch.zeros(x.shape[0], y.shape[1], z.shape[2])
+    for _ in range(int(rng.integers(1, 6))):
+        i, k = tissue[rng.integers(len(tissue))].tolist()
+        ax, az = rng.uniform(0.8, 4.0, size=2)
+        ay = float(np.sqrt(ax * az) * np.exp(rng.uniform(np.log(0.4), np.log(3.0))))
+        cy = float(rng.uniform(-1.5, 1.5))
+        inside = ((x - x[i, 0, 0]) / ax) ** 2 + ((y - cy) / ay) ** 2 + ((z - z[0, 0, k]) / az) ** 2 <= 1.0
+        concentration = torch.where(inside, torch.clamp(concentration, min=log_uniform_level(rng)), concentration)
+    snr_db = np.inf if rng.random() < data.P_NOISE_FREE else float(rng.uniform(*data.SNR_RANGE_DB))
+    image, plane = simulate_viewline(rho, concentration, snr_db=snr_db, generator=generator)
+    return image.float(), plane[None].float()
+
+
+def ellipsoid_random_sample(training_sample):
+    """A drop-in for :func:`~lightning_modules.spio.data.random_sample`: :func:`ellipsoid_sample` with probability
+    :data:`P_ELLIPSOIDS` (a random stream of its own), else ``training_sample`` with the run's options — so a
+    run with the same seed without the wrapper sees exactly the other samples."""
+
+    def random_sample(seed: int, index: int, **options) -> tuple[torch.Tensor, torch.Tensor]:
+        if np.random.default_rng([int(seed), int(index), 83]).random() < P_ELLIPSOIDS:
+            return ellipsoid_sample(seed, index)
+        return training_sample(seed, index, **options)
+
+    return random_sample
 
 
 def variant_random_sample(name: str):
     """A drop-in for :func:`lightning_modules.spio.data.random_sample` that draws sample ``index`` of the variant
     ``name`` at ``seed + SEED_OFFSET`` (the training generator's options are ignored: the variant has its own)."""
     if name not in ("variant", "variant2"):  # variant 3 judges what these train, so it is never trained on
-        raise SystemExit(f"--variant must be variant, variant2 or mix, got {name!r}")
+        raise SystemExit(f"--variant must be variant, variant2, mix or ellipsoids, got {name!r}")
     sample, _ = variant_functions(name)
 
     def random_sample(seed: int, index: int, **_options) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,8 +108,11 @@ def main() -> None:
     if "--auxiliary_weight" in sys.argv:
         raise SystemExit("the variants make no auxiliary targets: leave --auxiliary_weight out")
     name = sys.argv[2]
-    data.random_sample = (mixed_random_sample(data.random_sample) if name == "mix"
-                          else variant_random_sample(name))
+    if name == "ellipsoids":
+        data.random_sample = ellipsoid_random_sample(data.random_sample)
+    else:
+        data.random_sample = (mixed_random_sample(data.random_sample) if name == "mix"
+                              else variant_random_sample(name))
     sys.argv = ["monai.bundle", "run", *sys.argv[3:]]
     runpy.run_module("monai.bundle", run_name="__main__")
 
