@@ -91,8 +91,9 @@ def report(rows: dict, command: str, realisations: int) -> str:
     lines = [
         "# SPIO: the shipped bundle on the ideal observer's spheres (issue 24, session 39)", "",
         f"`{command}` (one CPU thread; addenda 1–2 of `decision_rule_session39.md`). 0.12.0 (`model.pt` + "
-        "`refiner.pt`, flip × shift average, floors; or the weights and refiner the command names) on the P1 images of `spio_plane_identifiability.md`: a sphere of "
-        "radius a in the agar disk (r = 20 mm), centred on the plane or a/2 off it, at level c, 2 in-plane positions, "
+        "`refiner.pt`, flip × shift average, floors; or the weights and refiner the command names) on the P1 images "
+        "of `spio_plane_identifiability.md`: a sphere of radius a in the agar disk (r = 20 mm), centred on the plane "
+        "or a/2 off it, at level c, 2 in-plane positions, "
         f"{realisations} noise draws per row (∞: one). Within 4a + 6 mm of the centre: NMAE, |level − 1| (the map's "
         "mean over the disk the plane shows / c) and |total iron − 1| (its sum / the truth's). Mean [median].", "",
         "| truth | a (mm) | c (µg Fe/mm³) | SNR (dB) | NMAE | level | total iron |", "|---|---|---|---|---|---|---|"]

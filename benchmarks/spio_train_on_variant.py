@@ -10,8 +10,9 @@ shipped; they only bound what in-distribution data would buy.
 training's bases with 1–5 axis-parallel **ellipsoids of random extent along y** (:func:`ellipsoid_sample`), and the
 rest from training's generator with the run's options: does a family in which the extent along y varies
 independently of the in-plane section teach the network to read it from the field (session 39 found 0.12.0 reading
-isolated spheres of r = 1.5 mm ≈ 30 % low at every SNR, noise-free included, where one plane holds their level)? Everything after ``--variant NAME`` goes to ``python -m monai.bundle run`` unchanged; pass
-``--pool_size 0`` (fresh samples; the cached pools are training's) and no auxiliary targets (the variants do not
+isolated spheres of r = 1.5 mm ≈ 30 % low at every SNR, noise-free included, where one plane holds their level)?
+Everything after ``--variant NAME`` goes to ``python -m monai.bundle run`` unchanged; pass ``--pool_size 0`` (fresh
+samples; the cached pools are training's) and, except for ``ellipsoids``, no auxiliary targets (the variants do not
 make them). Validation stays training's generator (seed + 1). The variant's own seed is the run's ``--seed`` + 100,
 so the samples it trains on never coincide with the benchmarks' variant sets (seeds 3–6, 21–25 and 41–42).
 
@@ -30,18 +31,21 @@ import torch
 from spio_variant import variant_functions  # benchmarks/ is on sys.path
 
 import lightning_modules.spio.data as data
+from lightning_modules.spio.auxiliary import auxiliary_targets
 from lightning_modules.spio.phantoms import grid_3d_mm, log_uniform_level, random_base
-from lightning_modules.spio.viewline import simulate_viewline
+from lightning_modules.spio.viewline import simulate_viewline_with_field
 
 SEED_OFFSET = 100
 P_ELLIPSOIDS = 0.25  # --variant ellipsoids: the share of samples drawn by ellipsoid_sample
 
 
-def ellipsoid_sample(seed: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+def ellipsoid_sample(seed: int, index: int, *, with_targets: bool = False,
+                     noise_free_fraction: float = data.P_NOISE_FREE):
     """Training's base (an MNI slice or an agar disk, scaled 0.5–2 ×) with 1–5 axis-parallel ellipsoids centred on
     tissue within ±1.5 mm of the plane: in-plane semi-axes 0.8–4 mm, semi-axis along y = their geometric mean ×
-    s, s log-uniform in 0.4–3 (flat discs to rods), each at a log-uniform level; SNR as training's (10 % noise-free,
-    else 5–30 dB). Image (2, 128, 128) and plane concentration (1, 128, 128)."""
+    s, s log-uniform in 0.4–3 (flat discs to rods), each at a log-uniform level; SNR as training's
+    (``noise_free_fraction`` noise-free, else 5–30 dB). Image (2, 128, 128) and plane concentration (1, 128, 128), and with ``with_targets`` the
+    auxiliary targets (field and extent along y, as :func:`~lightning_modules.spio.data.random_sample_with_targets`)."""
     rng = np.random.default_rng([int(seed) + SEED_OFFSET, int(index), 89])
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     rho = random_base(rng) * float(rng.uniform(0.5, 2.0))
@@ -55,19 +59,23 @@ def ellipsoid_sample(seed: int, index: int) -> tuple[torch.Tensor, torch.Tensor]
         cy = float(rng.uniform(-1.5, 1.5))
         inside = ((x - x[i, 0, 0]) / ax) ** 2 + ((y - cy) / ay) ** 2 + ((z - z[0, 0, k]) / az) ** 2 <= 1.0
         concentration = torch.where(inside, torch.clamp(concentration, min=log_uniform_level(rng)), concentration)
-    snr_db = np.inf if rng.random() < data.P_NOISE_FREE else float(rng.uniform(*data.SNR_RANGE_DB))
-    image, plane = simulate_viewline(rho, concentration, snr_db=snr_db, generator=generator)
+    snr_db = np.inf if rng.random() < noise_free_fraction else float(rng.uniform(*data.SNR_RANGE_DB))
+    image, plane, delta_b = simulate_viewline_with_field(rho, concentration, snr_db=snr_db, generator=generator)
+    if with_targets:
+        return image.float(), plane[None].float(), auxiliary_targets(delta_b, concentration)
     return image.float(), plane[None].float()
 
 
-def ellipsoid_random_sample(training_sample):
-    """A drop-in for :func:`~lightning_modules.spio.data.random_sample`: :func:`ellipsoid_sample` with probability
-    :data:`P_ELLIPSOIDS` (a random stream of its own), else ``training_sample`` with the run's options — so a
-    run with the same seed without the wrapper sees exactly the other samples."""
+def ellipsoid_random_sample(training_sample, *, with_targets: bool = False):
+    """A drop-in for :func:`~lightning_modules.spio.data.random_sample` (``with_targets``: for
+    ``random_sample_with_targets``): :func:`ellipsoid_sample` with probability :data:`P_ELLIPSOIDS` (a random stream
+    of its own), else ``training_sample`` with the run's options — so a run with the same seed without the wrapper
+    sees exactly the other samples."""
 
-    def random_sample(seed: int, index: int, **options) -> tuple[torch.Tensor, torch.Tensor]:
+    def random_sample(seed: int, index: int, **options):
         if np.random.default_rng([int(seed), int(index), 83]).random() < P_ELLIPSOIDS:
-            return ellipsoid_sample(seed, index)
+            return ellipsoid_sample(seed, index, with_targets=with_targets,
+                                    noise_free_fraction=options.get("noise_free_fraction", data.P_NOISE_FREE))
         return training_sample(seed, index, **options)
 
     return random_sample
@@ -105,11 +113,12 @@ def mixed_random_sample(training_sample):
 def main() -> None:
     if len(sys.argv) < 3 or sys.argv[1] != "--variant":
         raise SystemExit(__doc__)
-    if "--auxiliary_weight" in sys.argv:
-        raise SystemExit("the variants make no auxiliary targets: leave --auxiliary_weight out")
     name = sys.argv[2]
+    if "--auxiliary_weight" in sys.argv and name != "ellipsoids":
+        raise SystemExit("the variants make no auxiliary targets: leave --auxiliary_weight out")
     if name == "ellipsoids":
         data.random_sample = ellipsoid_random_sample(data.random_sample)
+        data.random_sample_with_targets = ellipsoid_random_sample(data.random_sample_with_targets, with_targets=True)
     else:
         data.random_sample = (mixed_random_sample(data.random_sample) if name == "mix"
                               else variant_random_sample(name))
