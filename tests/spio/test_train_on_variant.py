@@ -40,3 +40,38 @@ def test_the_mixed_arm_takes_training_or_a_variant_by_its_own_stream() -> None:
         kinds.append(choice)
     assert set(kinds) == {0, 1, 2}
     assert all(options == {"rim_bases": 0.125} for options in calls)  # training's options reach its samples
+
+
+def test_the_ellipsoid_arm_keeps_trainings_other_samples_and_their_options() -> None:
+    """Session 39: a quarter of the samples (their own stream) are ellipsoid samples; the rest are training's own,
+    with the run's options; with auxiliary targets the same image and map come with the targets."""
+    calls = []
+
+    def training(seed, index, **options):
+        calls.append(options)
+        return random_sample(seed, index, **options)
+
+    drawn = arm.ellipsoid_random_sample(training)
+    chosen = [np.random.default_rng([84, i, 83]).random() < arm.P_ELLIPSOIDS for i in range(40)]
+    assert 4 <= sum(chosen) <= 16  # about a quarter
+    for index in [i for i, c in enumerate(chosen) if not c][:3]:
+        image, truth = drawn(84, index, rim_bases=0.125)
+        reference = random_sample(84, index, rim_bases=0.125)
+        assert torch.equal(image, reference[0]) and torch.equal(truth, reference[1])
+    assert calls and all(options == {"rim_bases": 0.125} for options in calls)
+    index = chosen.index(True)
+    image, truth = drawn(84, index, noise_free_fraction=1.0)
+    assert image.shape == (2, 128, 128) and truth.shape == (1, 128, 128)
+    with_targets = arm.ellipsoid_random_sample(training, with_targets=True)(84, index, noise_free_fraction=1.0)
+    assert torch.equal(with_targets[0], image) and torch.equal(with_targets[1], truth)
+    assert with_targets[2].shape == (2, 64, 64)
+    noisy = arm.ellipsoid_sample(84, index, noise_free_fraction=0.0)
+    assert torch.equal(noisy[1], truth) and not torch.equal(noisy[0], image)  # the same objects, noise added
+
+
+def test_an_ellipsoid_samples_plane_map_is_its_ellipsoids_section_at_log_uniform_levels() -> None:
+    """The map is the centre slice of the 3-D ellipsoids: positive levels inside the training range, on tissue."""
+    for index in range(4):
+        _, truth = arm.ellipsoid_sample(7, index)
+        levels = truth[truth > 0]
+        assert levels.numel() == 0 or (levels.min() >= 0.22 - 1e-6 and levels.max() <= 27.9 + 1e-6)
