@@ -44,8 +44,9 @@ def ellipsoid_sample(seed: int, index: int, *, with_targets: bool = False,
     """Training's base (an MNI slice or an agar disk, scaled 0.5–2 ×) with 1–5 axis-parallel ellipsoids centred on
     tissue within ±1.5 mm of the plane: in-plane semi-axes 0.8–4 mm, semi-axis along y = their geometric mean ×
     s, s log-uniform in 0.4–3 (flat discs to rods), each at a log-uniform level; SNR as training's
-    (``noise_free_fraction`` noise-free, else 5–30 dB). Image (2, 128, 128) and plane concentration (1, 128, 128), and with ``with_targets`` the
-    auxiliary targets (field and extent along y, as :func:`~lightning_modules.spio.data.random_sample_with_targets`)."""
+    (``noise_free_fraction`` noise-free, else 5–30 dB). Image (2, 128, 128) and plane concentration (1, 128, 128),
+    and with ``with_targets`` the auxiliary targets (field and extent along y, as
+    :func:`~lightning_modules.spio.data.random_sample_with_targets`)."""
     rng = np.random.default_rng([int(seed) + SEED_OFFSET, int(index), 89])
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     rho = random_base(rng) * float(rng.uniform(0.5, 2.0))
