@@ -69,16 +69,22 @@ def rician_loglik(measured: np.ndarray, templates: np.ndarray, sigma: float) -> 
     return (-(templates**2) / (2 * sigma**2) + np.log(i0e(arg)) + arg).sum(-1)
 
 
+def agar_scene() -> tuple[torch.Generator, torch.Tensor, float, torch.Tensor, torch.Tensor]:
+    """The observers' scene: the noise generator (seed 0), the agar disk (r = 20 mm) as spin density, its tissue
+    signal and the 3-D grid's x and z (mm); also used by ``spio_plane_identifiability.py`` and
+    ``spio_plane_network.py`` (session 39)."""
+    rho = agar_disk(radius_mm=20.0)
+    x, _, z = grid_3d_mm()
+    return torch.Generator().manual_seed(0), rho, tissue_signal(rho), x, z
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--realisations", type=int, default=40)
     parser.add_argument("--output", default="benchmarks/results/spio/spio_ideal_observer.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rng = torch.Generator().manual_seed(0)
-    rho = agar_disk(radius_mm=20.0)
-    signal = tissue_signal(rho)
-    x, _, z = grid_3d_mm()
+    rng, rho, signal, x, z = agar_scene()
     truth_index = (int(np.argmin(np.abs(LEVEL_RATIOS - 1.0))), EXTENT_RATIOS.index(1.0))
     rows, started = [], time.perf_counter()
     for radius in RADII_MM:

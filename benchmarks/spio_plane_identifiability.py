@@ -33,14 +33,14 @@ from spio_ideal_observer import (  # benchmarks/ is on the path when this runs a
     LEVELS_UG_PER_MM3,
     RADII_MM,
     TRUTHS,
+    agar_scene,
     ellipsoid_occupancy,
     image,
     rician_loglik,
 )
 
 from lightning_modules.io import write_text_atomic
-from lightning_modules.spio.phantoms import agar_disk, grid_3d_mm
-from lightning_modules.spio.viewline import add_noise, offresonance_tesla, tissue_signal
+from lightning_modules.spio.viewline import add_noise, offresonance_tesla
 
 SNRS_DB = (8.0, 15.0, 25.0)
 EXTENT_RATIOS = (0.5, 0.63, 0.8, 1.0, 2 / np.sqrt(3), 1.25, 1.6, 2.0, 3.0)  # s = h / seen
@@ -81,10 +81,7 @@ def main() -> None:
     parser.add_argument("--output", default="benchmarks/results/spio/spio_plane_identifiability.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rng = torch.Generator().manual_seed(0)
-    rho = agar_disk(radius_mm=20.0)
-    signal = tissue_signal(rho)
-    x, _, z = grid_3d_mm()
+    rng, rho, signal, x, z = agar_scene()
     planes = (0.0, -args.spacing_mm, args.spacing_mm)  # P1 sees the first
     radii, levels = ((1.5,), (3.49,)) if args.quick else (RADII_MM, LEVELS_UG_PER_MM3)
     errors, ties, started = {}, dict.fromkeys(OBSERVERS, 0), time.perf_counter()

@@ -24,15 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from spio_ideal_observer import CENTRES_MM, LEVELS_UG_PER_MM3, RADII_MM, TRUTHS, image
+from spio_ideal_observer import CENTRES_MM, LEVELS_UG_PER_MM3, RADII_MM, TRUTHS, agar_scene, image
 from spio_object_accuracy import shipped_bundle
 from spio_plane_identifiability import plane_view
 
 from lightning_modules.io import write_text_atomic
 from lightning_modules.spio.app import load_network, predict_concentration
 from lightning_modules.spio.networks import DeepSpio
-from lightning_modules.spio.phantoms import agar_disk, grid_3d_mm
-from lightning_modules.spio.viewline import add_noise, tissue_signal
+from lightning_modules.spio.viewline import add_noise
 
 SNRS_DB = (8.0, 15.0, 25.0, float("inf"))
 
@@ -58,10 +57,7 @@ def main() -> None:
         network = load_network(DeepSpio(), args.model)
     if args.no_refiner:
         refiner = None
-    rng = torch.Generator().manual_seed(0)
-    rho = agar_disk(radius_mm=20.0)
-    signal = tissue_signal(rho)
-    x, _, z = grid_3d_mm()
+    rng, rho, signal, x, z = agar_scene()
     rows, started = {}, time.perf_counter()
     for radius in RADII_MM:
         for centre in CENTRES_MM:
