@@ -130,11 +130,7 @@ class Session:
             ValueError: the file cannot be read as what the parameter needs (one line).
         """
         upload = next(u for u in self.pages[key].uploads if u.parameter == parameter)
-        folder = self.root / "uploads" / key / parameter
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        path = folder / Path(file_name).name
-        path.write_bytes(content)
+        path = self._save_upload(key, parameter, file_name, content)
         parameters = self.parameters(key)
         if upload.kind == "bval":
             setattr(parameters, parameter, path)
@@ -150,11 +146,7 @@ class Session:
 
     def upload_lumens(self, file_name: str, content: bytes) -> str:
         """Save an uploaded lumen labelmap for the SPIO page's tube reading and load it; returns the node name."""
-        folder = self.root / "uploads" / "spio" / TUBE_LUMENS.parameter
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        path = folder / Path(file_name).name
-        path.write_bytes(content)
+        path = self._save_upload("spio", TUBE_LUMENS.parameter, file_name, content)
         previous, self.tube_lumens = self.tube_lumens, self._load(TUBE_LUMENS, path)
         if previous is not None and self.slicer.mrmlScene.IsNodePresent(previous):
             self.slicer.mrmlScene.RemoveNode(previous)
@@ -162,6 +154,15 @@ class Session:
         if concentration is not None:
             self.show(background=concentration, label=self.tube_lumens, label_opacity=0.5)
         return self.tube_lumens.GetName()
+
+    def _save_upload(self, key: str, parameter: str, file_name: str, content: bytes) -> Path:
+        """Write an uploaded file into ``uploads/<key>/<parameter>/`` (replacing the previous upload there)."""
+        folder = self.root / "uploads" / key / parameter
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        path = folder / Path(file_name).name
+        path.write_bytes(content)
+        return path
 
     def _load(self, upload: Upload, path: Path):
         """A node from a NIfTI file: 3-D through Slicer's volumes logic, 4-D as a vector volume."""
