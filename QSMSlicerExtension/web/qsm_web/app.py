@@ -39,13 +39,6 @@ def lesion_headers() -> list[dict]:
     return [{"title": f"{c['name']} ({c['unit']})" if c["unit"] else c["name"], "key": c["name"]} for c in columns]
 
 
-def session_module():
-    """:mod:`qsm_web.session` (imported once Slicer's layer is in place)."""
-    from qsm_web import session
-
-    return session
-
-
 def default_bundle_python() -> str:
     """The project's ``.venv`` Python (it has torch and MONAI), else this one."""
     candidate = slicer_layer.REPO / ".venv" / "bin" / "python"
@@ -93,7 +86,7 @@ class WebApp:
         state.tubes, state.tube_headers = [], []
         state.spio__tube_lumens, state.spio__tube_lumens__name = None, ""
         state.spio_tube_margin_mm, state.spio_tube_inner_diameter_mm = 1.2, ""
-        state.change("spio__tube_lumens")(self._on_lumens)
+        state.change("spio__tube_lumens")(self._file_handler("spio__tube_lumens", self.session.upload_lumens))
         for key, spec in self.session.pages.items():
             state[f"{key}_downloads"] = []
             for upload in spec.uploads:
@@ -107,28 +100,22 @@ class WebApp:
                 state.change(name)(self._on_parameter(key, parameter.name))
 
     def _on_upload(self, key: str, parameter: str):
+        return self._file_handler(f"{key}__{parameter}",
+                                  lambda name, content: self.session.upload(key, parameter, name, content))
+
+    def _file_handler(self, model: str, load):
+        """A file input's change handler: the first file chosen in state ``model`` goes to ``load(name, content)``,
+        whose returned node name is shown under the input (``<model>__name``)."""
         def handler(**changes) -> None:
-            files = changes[f"{key}__{parameter}"]
+            files = changes[model]
             files = [files] if isinstance(files, dict) else list(files or [])
             if not files:
                 return
             from trame.app.file_upload import ClientFile
 
             file = ClientFile(files[0])
-            self._guarded(lambda: self.server.state.update(
-                {f"{key}__{parameter}__name": self.session.upload(key, parameter, file.name, file.content)}))
+            self._guarded(lambda: self.server.state.update({f"{model}__name": load(file.name, file.content)}))
         return handler
-
-    def _on_lumens(self, **changes) -> None:
-        files = changes["spio__tube_lumens"]
-        files = [files] if isinstance(files, dict) else list(files or [])
-        if not files:
-            return
-        from trame.app.file_upload import ClientFile
-
-        file = ClientFile(files[0])
-        self._guarded(lambda: self.server.state.update(
-            {"spio__tube_lumens__name": self.session.upload_lumens(file.name, file.content)}))
 
     def _on_parameter(self, key: str, name: str):
         def handler(**changes) -> None:
@@ -316,14 +303,15 @@ class WebApp:
     def _tube_section(self, v, html) -> None:
         """The SPIO panel's "Bench tubes" section, once a map exists: lumens, margin, inner diameter, Read tubes,
         and the table of the last reading (one row per tube)."""
+        from qsm_web.session import TUBE_LUMENS
+
         with html.Div(v_if="spio_downloads.length", id="bench-tubes", classes="my-2"):
             html.Div("Bench tubes", classes="text-subtitle-2")
             html.Div("Tubes with a dark wall: each tube's iron summed around it over its lumen's area.",
                      classes="text-caption mb-2")
-            v.VFileInput(v_model=("spio__tube_lumens",), label=session_module().TUBE_LUMENS.label,
-                         accept=session_module().TUBE_LUMENS.accept, density="compact", show_size=True,
-                         disabled=("running",), hint=("spio__tube_lumens__name ? 'loaded as ' + "
-                                                      "spio__tube_lumens__name : ''",),
+            v.VFileInput(v_model=("spio__tube_lumens",), label=TUBE_LUMENS.label, accept=TUBE_LUMENS.accept,
+                         density="compact", show_size=True, disabled=("running",),
+                         hint=("spio__tube_lumens__name ? 'loaded as ' + spio__tube_lumens__name : ''",),
                          persistent_hint=True, classes="mb-2 upload-tube_lumens")
             v.VTextField(v_model=("spio_tube_margin_mm",), label="Margin around each lumen (mm)", type="number",
                          density="compact", disabled=("running",), classes="param-tube_margin_mm")
