@@ -32,7 +32,8 @@ from spio_variant import variant_functions  # benchmarks/ is on sys.path
 
 import lightning_modules.spio.data as data
 from lightning_modules.spio.auxiliary import auxiliary_targets
-from lightning_modules.spio.phantoms import grid_3d_mm, log_uniform_level, random_base
+from lightning_modules.spio.families import ellipsoids_of_random_extent
+from lightning_modules.spio.phantoms import random_base
 from lightning_modules.spio.viewline import simulate_viewline_with_field
 
 SEED_OFFSET = 100
@@ -41,25 +42,16 @@ P_ELLIPSOIDS = 0.25  # --variant ellipsoids: the share of samples drawn by ellip
 
 def ellipsoid_sample(seed: int, index: int, *, with_targets: bool = False,
                      noise_free_fraction: float = data.P_NOISE_FREE):
-    """Training's base (an MNI slice or an agar disk, scaled 0.5–2 ×) with 1–5 axis-parallel ellipsoids centred on
-    tissue within ±1.5 mm of the plane: in-plane semi-axes 0.8–4 mm, semi-axis along y = their geometric mean ×
-    s, s log-uniform in 0.4–3 (flat discs to rods), each at a log-uniform level; SNR as training's
+    """Training's plain base (an MNI slice or an agar disk, scaled 0.5–2 ×; no head anatomy, augmentation or air
+    bubble whatever the run's options) with :func:`~lightning_modules.spio.families.ellipsoids_of_random_extent`'s
+    objects; SNR as training's
     (``noise_free_fraction`` noise-free, else 5–30 dB). Image (2, 128, 128) and plane concentration (1, 128, 128),
     and with ``with_targets`` the auxiliary targets (field and extent along y, as
     :func:`~lightning_modules.spio.data.random_sample_with_targets`)."""
     rng = np.random.default_rng([int(seed) + SEED_OFFSET, int(index), 89])
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     rho = random_base(rng) * float(rng.uniform(0.5, 2.0))
-    x, y, z = grid_3d_mm()
-    tissue = torch.nonzero(rho > 0.2 * rho.max())
-    concentration = torch.zeros(x.shape[0], y.shape[1], z.shape[2])
-    for _ in range(int(rng.integers(1, 6))):
-        i, k = tissue[rng.integers(len(tissue))].tolist()
-        ax, az = rng.uniform(0.8, 4.0, size=2)
-        ay = float(np.sqrt(ax * az) * np.exp(rng.uniform(np.log(0.4), np.log(3.0))))
-        cy = float(rng.uniform(-1.5, 1.5))
-        inside = ((x - x[i, 0, 0]) / ax) ** 2 + ((y - cy) / ay) ** 2 + ((z - z[0, 0, k]) / az) ** 2 <= 1.0
-        concentration = torch.where(inside, torch.clamp(concentration, min=log_uniform_level(rng)), concentration)
+    concentration = ellipsoids_of_random_extent(rng, rho)
     snr_db = np.inf if rng.random() < noise_free_fraction else float(rng.uniform(*data.SNR_RANGE_DB))
     image, plane, delta_b = simulate_viewline_with_field(rho, concentration, snr_db=snr_db, generator=generator)
     if with_targets:

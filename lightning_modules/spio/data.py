@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio.auxiliary import auxiliary_targets
-from lightning_modules.spio.families import other_family_sample, tube_phantom_sample
+from lightning_modules.spio.families import ellipsoids_of_random_extent, other_family_sample, tube_phantom_sample
 from lightning_modules.spio.phantoms import (
     augment_base,
     head_anatomy,
@@ -46,7 +46,7 @@ P_AIR_BUBBLE = 0.2
 
 def random_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
                   rim_bases: float = 0.0, shape_variety: float = 0.0, other_families: float = 0.0,
-                  tube_phantoms: float = 0.0,
+                  tube_phantoms: float = 0.0, extent_family: float = 0.0,
                   noise_free_fraction: float = P_NOISE_FREE,
                   noise_models: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Simulated sample ``index`` of ``seed``: View Line image (2, 128, 128) and concentration (1, 128, 128).
@@ -56,7 +56,7 @@ def random_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head
     image, concentration, _ = random_sample_with_snr(seed, index, base_augmentation=base_augmentation,
                                                      head_bases=head_bases, rim_bases=rim_bases,
                                                      shape_variety=shape_variety, other_families=other_families,
-                                                     tube_phantoms=tube_phantoms,
+                                                     tube_phantoms=tube_phantoms, extent_family=extent_family,
                                                      noise_free_fraction=noise_free_fraction,
                                                      noise_models=noise_models)
     return image, concentration
@@ -64,7 +64,7 @@ def random_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head
 
 def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
                            rim_bases: float = 0.0, shape_variety: float = 0.0, other_families: float = 0.0,
-                           tube_phantoms: float = 0.0,
+                           tube_phantoms: float = 0.0, extent_family: float = 0.0,
                            base: Callable[[np.random.Generator], torch.Tensor] = random_base,
                            noise_free_fraction: float = P_NOISE_FREE, snr_db: float | None = None,
                            noise_models: float = 0.0, noise_model: str | None = None,
@@ -94,6 +94,11 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
             along y (:func:`~lightning_modules.spio.families.tube_phantom_sample`; session 37, the ``tubes`` shape
             prior's training family), from a random stream of its own (0 gives exactly the plain samples; drawn
             after ``other_families``, so it wins when both apply).
+        extent_family: probability that the sample's objects are instead ellipsoids whose extent along y varies
+            independently of their section in the plane
+            (:func:`~lightning_modules.spio.families.ellipsoids_of_random_extent`; issue 24, session 40), from a
+            random stream of its own (0 gives exactly the plain samples; the base, air bubble and noise of a changed
+            sample are drawn as for the plain one; drawn after ``shape_variety``, before the families above).
         base: draws the spin density (x, z) from the sample's random generator; the default is training's
             (an MNI slice or an agar disk); benchmarks pass others (e.g. real subjects' slices).
         noise_free_fraction: probability of a noise-free sample (else the SNR is uniform in ``SNR_RANGE_DB``). It
@@ -110,7 +115,7 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
     image, concentration, snr_db, _ = _simulate(seed, index, base_augmentation=base_augmentation,
                                                 head_bases=head_bases, rim_bases=rim_bases,
                                                 shape_variety=shape_variety, other_families=other_families,
-                                                tube_phantoms=tube_phantoms, base=base,
+                                                tube_phantoms=tube_phantoms, extent_family=extent_family, base=base,
                                                 noise_free_fraction=noise_free_fraction, fixed_snr_db=snr_db,
                                                 noise_models=noise_models, noise_model=noise_model)
     return image, concentration, snr_db
@@ -118,7 +123,7 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
 
 def random_sample_with_targets(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
                                rim_bases: float = 0.0, shape_variety: float = 0.0, other_families: float = 0.0,
-                               tube_phantoms: float = 0.0,
+                               tube_phantoms: float = 0.0, extent_family: float = 0.0,
                                noise_free_fraction: float = P_NOISE_FREE, noise_models: float = 0.0,
                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`random_sample` plus the auxiliary targets of the same sample (2, 64, 64): the plane's field and the
@@ -126,7 +131,7 @@ def random_sample_with_targets(seed: int, index: int, *, base_augmentation: floa
     image, concentration, _, targets = _simulate(seed, index, base_augmentation=base_augmentation,
                                                  head_bases=head_bases, rim_bases=rim_bases,
                                                  shape_variety=shape_variety, other_families=other_families,
-                                                 tube_phantoms=tube_phantoms,
+                                                 tube_phantoms=tube_phantoms, extent_family=extent_family,
                                                  base=random_base, with_targets=True,
                                                  noise_free_fraction=noise_free_fraction, noise_models=noise_models)
     return image, concentration, targets
@@ -134,7 +139,7 @@ def random_sample_with_targets(seed: int, index: int, *, base_augmentation: floa
 
 def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: float, rim_bases: float,
               shape_variety: float, other_families: float, base: Callable[[np.random.Generator], torch.Tensor],
-              tube_phantoms: float = 0.0,
+              tube_phantoms: float = 0.0, extent_family: float = 0.0,
               with_targets: bool = False,
               noise_free_fraction: float = P_NOISE_FREE, fixed_snr_db: float | None = None,
               noise_models: float = 0.0, noise_model: str | None = None,
@@ -155,6 +160,10 @@ def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: fl
         shape_rng = np.random.default_rng([int(seed), int(index), 59])
         if shape_rng.random() < shape_variety:
             concentration = varied_concentration(shape_rng, rho)
+    if extent_family > 0:
+        extent_rng = np.random.default_rng([int(seed), int(index), 89])
+        if extent_rng.random() < extent_family:
+            concentration = ellipsoids_of_random_extent(extent_rng, rho)
     # other families replace base and objects, each on a random stream of its own (tube phantoms win when both apply)
     for probability, stream, family in ((other_families, 67, other_family_sample),
                                         (tube_phantoms, 71, tube_phantom_sample)):
@@ -267,6 +276,7 @@ class OnTheFlyDataset(IterableDataset):
         shape_variety: probability of objects from five shape families instead of three (:func:`random_sample`).
         other_families: probability of a base and objects from the generator variants' families (:func:`random_sample`).
         tube_phantoms: probability of a bench phantom of tubes along y (:func:`random_sample`).
+        extent_family: probability of ellipsoids of random extent along y as the objects (:func:`random_sample`).
         with_targets: yield ``(image, concentration, auxiliary targets)``
             (:func:`random_sample_with_targets`) instead of pairs; the image and map are the same.
         noise_free_fraction: probability of a noise-free sample (:func:`random_sample_with_snr`).
@@ -276,7 +286,7 @@ class OnTheFlyDataset(IterableDataset):
     def __init__(self, seed: int, *, samples_per_epoch: int, batch_size: int = 1, n_workers: int = 1,
                  rank: int = 0, world_size: int = 1, base_augmentation: float = 0.0, head_bases: float = 0.0,
                  rim_bases: float = 0.0, shape_variety: float = 0.0, other_families: float = 0.0,
-                 tube_phantoms: float = 0.0,
+                 tube_phantoms: float = 0.0, extent_family: float = 0.0,
                  with_targets: bool = False,
                  noise_free_fraction: float = P_NOISE_FREE, noise_models: float = 0.0) -> None:
         if not 0 <= rank < world_size:
@@ -285,6 +295,7 @@ class OnTheFlyDataset(IterableDataset):
         self.base_augmentation, self.head_bases, self.with_targets = base_augmentation, head_bases, with_targets
         self.noise_free_fraction, self.rim_bases, self.shape_variety = noise_free_fraction, rim_bases, shape_variety
         self.noise_models, self.other_families, self.tube_phantoms = noise_models, other_families, tube_phantoms
+        self.extent_family = extent_family
         runs = world_size * self.n_workers
         self.per_worker = math.ceil(samples_per_epoch / (runs * batch_size)) * batch_size
         self.epoch = 0
@@ -310,7 +321,8 @@ class OnTheFlyDataset(IterableDataset):
             yield sample(self.seed, index, base_augmentation=self.base_augmentation, head_bases=self.head_bases,
                          rim_bases=self.rim_bases, shape_variety=self.shape_variety,
                          other_families=self.other_families, tube_phantoms=self.tube_phantoms,
-                         noise_free_fraction=self.noise_free_fraction, noise_models=self.noise_models)
+                         extent_family=self.extent_family, noise_free_fraction=self.noise_free_fraction,
+                         noise_models=self.noise_models)
 
 
 class ViewLineDataModule(pl.LightningDataModule):
@@ -337,6 +349,8 @@ class ViewLineDataModule(pl.LightningDataModule):
             training samples (:func:`random_sample`; ``pool_size`` 0 only; validation stays training's generator).
         tube_phantoms: probability of a bench phantom of tubes along y in the fresh training samples
             (:func:`random_sample`; ``pool_size`` 0 only; validation stays training's generator).
+        extent_family: probability of ellipsoids of random extent along y as the objects of a fresh training sample
+            (:func:`random_sample`; ``pool_size`` 0 only; validation stays training's generator).
         auxiliary_targets: training batches also carry the auxiliary targets (field, extent along y;
             ``pool_size`` 0 only); validation batches stay ``(image, concentration)``.
         noise_free_fraction: probability of a noise-free sample in the fresh training samples (``pool_size`` 0
@@ -350,19 +364,19 @@ class ViewLineDataModule(pl.LightningDataModule):
                  base_augmentation: float = 0.0, head_bases: float = 0.0, auxiliary_targets: bool = False,
                  noise_free_fraction: float = P_NOISE_FREE, rim_bases: float = 0.0,
                  shape_variety: float = 0.0, other_families: float = 0.0,
-                 tube_phantoms: float = 0.0, noise_models: float = 0.0) -> None:
+                 tube_phantoms: float = 0.0, noise_models: float = 0.0, extent_family: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= noise_free_fraction <= 1.0:
             raise ValueError(f"noise_free_fraction must be in [0, 1], got {noise_free_fraction}")
         plain = (not (base_augmentation or head_bases or rim_bases or shape_variety or other_families or tube_phantoms
-                      or auxiliary_targets or noise_models) and noise_free_fraction == P_NOISE_FREE)
+                      or extent_family or auxiliary_targets or noise_models) and noise_free_fraction == P_NOISE_FREE)
         if not plain and pool_size > 0:
             raise ValueError("base_augmentation, head_bases, rim_bases, shape_variety, other_families, tube_phantoms, "
-                             "auxiliary_targets, noise_free_fraction and noise_models need fresh samples "
+                             "extent_family, auxiliary_targets, noise_free_fraction and noise_models need fresh samples "
                              "(pool_size 0); the cached pools are plain")
         self.base_augmentation, self.head_bases, self.rim_bases = base_augmentation, head_bases, rim_bases
         self.shape_variety, self.noise_models, self.other_families = shape_variety, noise_models, other_families
-        self.tube_phantoms = tube_phantoms
+        self.tube_phantoms, self.extent_family = tube_phantoms, extent_family
         self.auxiliary_targets, self.noise_free_fraction = bool(auxiliary_targets), noise_free_fraction
         self.seed, self.pool_size, self.samples_per_epoch = seed, pool_size, samples_per_epoch
         self.n_val, self.batch_size, self.num_workers, self.cache_dir = n_val, batch_size, num_workers, cache_dir
@@ -383,7 +397,8 @@ class ViewLineDataModule(pl.LightningDataModule):
                                                  world_size=world_size, base_augmentation=self.base_augmentation,
                                                  head_bases=self.head_bases, rim_bases=self.rim_bases,
                                                  shape_variety=self.shape_variety, other_families=self.other_families,
-                                                 tube_phantoms=self.tube_phantoms, with_targets=self.auxiliary_targets,
+                                                 tube_phantoms=self.tube_phantoms, extent_family=self.extent_family,
+                                                 with_targets=self.auxiliary_targets,
                                                  noise_free_fraction=self.noise_free_fraction,
                                                  noise_models=self.noise_models)
 

@@ -151,7 +151,7 @@ LAST_STAGE = {"head_bases": 0.5, "base_augmentation": 0.5, "rim_bases": 0.125, "
 #: The generator options a pool may change (``make train-spio-refiner`` since 0.10.0, session 31: the refiner's pool
 #: has rim bases in half its samples and five shape families in half, ``--rim_bases 0.5 --shape_variety 0.5``).
 POOL_OPTIONS = ("head_bases", "base_augmentation", "rim_bases", "shape_variety", "other_families", "tube_phantoms",
-                "noise_free_fraction", "noise_models")
+                "extent_family", "noise_free_fraction", "noise_models")
 
 
 def make_pool(out: str | Path, *, seed: int, start: int, n: int, last_stage: bool = False,

@@ -35,7 +35,7 @@ from lightning_modules.spio.viewline import PIXEL_MM, VOXEL_3D_MM
 
 def _fake_sample(seed: int, index: int, *, base_augmentation: float = 0.0, head_bases: float = 0.0,
                  rim_bases: float = 0.0, shape_variety: float = 0.0, other_families: float = 0.0,
-                 tube_phantoms: float = 0.0,
+                 tube_phantoms: float = 0.0, extent_family: float = 0.0,
                  noise_free_fraction: float = data.P_NOISE_FREE, noise_models: float = 0.0,
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Stands in for the simulator: the 'image' is the sample index, the 'concentration' the seed."""
@@ -115,7 +115,8 @@ def test_augment_base_changes_intensity_only() -> None:
 
 
 @pytest.mark.parametrize("option", ["base_augmentation", "head_bases", "rim_bases", "shape_variety",
-                                    "other_families", "tube_phantoms", "noise_free_fraction", "noise_models"])
+                                    "other_families", "tube_phantoms", "extent_family", "noise_free_fraction",
+                                    "noise_models"])
 def test_base_image_options_need_fresh_samples_and_reach_the_dataset(option: str) -> None:
     with pytest.raises(ValueError, match="pool_size 0"):
         ViewLineDataModule(pool_size=100, **{option: 0.5})
@@ -160,7 +161,8 @@ def test_noise_free_fraction_turns_noisy_samples_noise_free_and_changes_nothing_
         ViewLineDataModule(pool_size=0, noise_free_fraction=1.5)
 
 
-@pytest.mark.parametrize("option", ["head_bases", "rim_bases", "shape_variety", "other_families", "tube_phantoms"])
+@pytest.mark.parametrize("option", ["head_bases", "rim_bases", "shape_variety", "other_families", "tube_phantoms",
+                                    "extent_family"])
 def test_sample_options_off_give_exactly_the_plain_samples_and_on_change_them(option: str) -> None:
     for index in range(3):
         plain, off = random_sample_with_snr(8, index), random_sample_with_snr(8, index, **{option: 0.0})
