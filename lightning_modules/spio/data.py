@@ -372,8 +372,8 @@ class ViewLineDataModule(pl.LightningDataModule):
                       or extent_family or auxiliary_targets or noise_models) and noise_free_fraction == P_NOISE_FREE)
         if not plain and pool_size > 0:
             raise ValueError("base_augmentation, head_bases, rim_bases, shape_variety, other_families, tube_phantoms, "
-                             "extent_family, auxiliary_targets, noise_free_fraction and noise_models need fresh samples "
-                             "(pool_size 0); the cached pools are plain")
+                             "extent_family, auxiliary_targets, noise_free_fraction and noise_models need fresh "
+                             "samples (pool_size 0); the cached pools are plain")
         self.base_augmentation, self.head_bases, self.rim_bases = base_augmentation, head_bases, rim_bases
         self.shape_variety, self.noise_models, self.other_families = shape_variety, noise_models, other_families
         self.tube_phantoms, self.extent_family = tube_phantoms, extent_family

@@ -2,7 +2,8 @@
 the intensity augmentation of the base images changes nothing when off and only intensities when on; head anatomy
 (scalp, skull, vessels, texture) is drawn where it belongs and changes nothing when off; a larger noise-free
 fraction (session 24) turns noisy training samples noise-free, changes nothing else and reaches training only; the
-extra shape families (session 26) have their geometry and change only the objects."""
+extra shape families (session 26) have their geometry and change only the objects; the extent family (session 40)
+is ellipsoids whose extent along y varies independently of their section, and changes only the objects."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from monai.bundle import ConfigParser
 from lightning_modules.spio import acquisition as acq
 from lightning_modules.spio import data
 from lightning_modules.spio.data import OnTheFlyDataset, ViewLineDataModule, random_sample_with_snr
-from lightning_modules.spio.families import other_family_sample
+from lightning_modules.spio.families import ellipsoids_of_random_extent, other_family_sample
 from lightning_modules.spio.phantoms import (
     agar_disk,
     augment_base,
@@ -200,6 +201,52 @@ def test_shape_variety_changes_only_the_objects(monkeypatch) -> None:
     for index in range(3):                                          # … give the plain sample: nothing else changed
         plain, varied = random_sample_with_snr(9, index), random_sample_with_snr(9, index, shape_variety=1.0)
         assert all(torch.equal(a, b) for a, b in zip(plain[:2], varied[:2], strict=True)) and plain[2] == varied[2]
+
+
+def test_extent_family_changes_only_the_objects(monkeypatch) -> None:
+    plain_objects = {}
+    draw_plain = data.random_concentration
+
+    def recording(rng, rho):
+        plain_objects["last"] = draw_plain(rng, rho)
+        return plain_objects["last"]
+
+    monkeypatch.setattr(data, "random_concentration", recording)   # extent objects that equal the plain ones …
+    monkeypatch.setattr(data, "ellipsoids_of_random_extent", lambda rng, rho: plain_objects["last"].clone())
+    for index in range(3):                                          # … give the plain sample: base, bubble, noise
+        options = {"head_bases": 0.5, "base_augmentation": 0.5, "rim_bases": 0.5}
+        plain = random_sample_with_snr(4, index, **options)
+        changed = random_sample_with_snr(4, index, extent_family=1.0, **options)
+        assert all(torch.equal(a, b) for a, b in zip(plain[:2], changed[:2], strict=True)) and plain[2] == changed[2]
+
+
+def test_the_extent_family_is_ellipsoids_whose_extent_along_y_varies_independently_of_their_section() -> None:
+    """One-object draws (the first draw of the stream is the count): each object is a solid axis-parallel ellipsoid
+    at one level, centred within ±1.5 mm of the plane, and its extent along y ranges from a flat disc to a rod
+    for sections of the same size."""
+    rho = agar_disk(radius_mm=20.0)
+    x, y, z = grid_3d_mm()
+    ratios = []
+    for seed in range(400):
+        if np.random.default_rng(seed).integers(1, 6) != 1:
+            continue
+        concentration = ellipsoids_of_random_extent(np.random.default_rng(seed), rho)
+        inside = concentration > 0
+        levels = concentration[inside].unique()
+        assert len(levels) == 1 and 0.22 <= float(levels) <= 27.9
+        xs, ys, zs = (c.expand_as(concentration)[inside] for c in (x, y, z))
+        assert abs(float(ys.max() + ys.min()) / 2) <= 1.5 + VOXEL_3D_MM[1]    # centred near the plane
+        semi = [(float(c.max() - c.min()) + step) / 2 for c, step in zip((xs, ys, zs), VOXEL_3D_MM, strict=True)]
+        volume = float(inside.sum()) * float(np.prod(VOXEL_3D_MM))
+        if semi[1] < 14.0:   # not cut by the grid's ends: each true semi-axis is within half a voxel of `semi`
+            low, high = (4 / 3 * np.pi * np.prod([a + sign * step / 2
+                                                  for a, step in zip(semi, VOXEL_3D_MM, strict=True)])
+                         for sign in (-1, 1))
+            assert 0.85 * low <= volume <= 1.15 * high                   # a solid ellipsoid, not a shell or a box
+        ratios.append(semi[1] / np.sqrt(semi[0] * semi[2]))
+        if len(ratios) == 30:
+            break
+    assert len(ratios) == 30 and min(ratios) < 0.8 and max(ratios) > 2.0  # discs and rods, not one typical extent
 
 
 def test_a_capsule_has_the_volume_of_a_rod_with_round_ends() -> None:
