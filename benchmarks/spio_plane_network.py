@@ -7,8 +7,9 @@ on the same images — a sphere of radius a centred on the plane or a/2 off it, 
 positions and levels — and reports, within the observer's pixels (4a + 6 mm of the centre): the map's NMAE, its
 level (mean over the disk the plane shows, / c) and its total iron (/ the truth's), each as |· − 1|.
 
-``--model PATH`` maps with other DeepSPIO weights and ``--no_refiner`` without the refiner (DeepSPIO's map alone,
-flip × shift averaged and floored as the bundle does): session 39's probe of a training family.
+``--model PATH`` maps with other DeepSPIO weights, ``--refiner PATH`` with another refiner (session 40: a candidate
+bundle) and ``--no_refiner`` without the refiner (DeepSPIO's map alone, flip × shift averaged and floored as the
+bundle does): session 39's probe of a training family.
 
 Usage:
     .venv/bin/python benchmarks/spio_plane_network.py   # → benchmarks/results/spio/spio_plane_network.md
@@ -31,6 +32,7 @@ from spio_plane_identifiability import plane_view
 from lightning_modules.io import write_text_atomic
 from lightning_modules.spio.app import load_network, predict_concentration
 from lightning_modules.spio.networks import DeepSpio
+from lightning_modules.spio.simulation_refiner import load_refiner
 from lightning_modules.spio.viewline import add_noise
 
 SNRS_DB = (8.0, 15.0, 25.0, float("inf"))
@@ -48,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--realisations", type=int, default=10)
     parser.add_argument("--model", default=None, help="DeepSPIO weights (default: the bundle's models/model.pt)")
+    parser.add_argument("--refiner", default=None, help="refiner weights (default: the bundle's models/refiner.pt)")
     parser.add_argument("--no_refiner", action="store_true", help="DeepSPIO's map alone")
     parser.add_argument("--output", default="benchmarks/results/spio/spio_plane_network.md")
     args = parser.parse_args()
@@ -55,6 +58,8 @@ def main() -> None:
     network, refiner = shipped_bundle()
     if args.model:
         network = load_network(DeepSpio(), args.model)
+    if args.refiner:
+        refiner = load_refiner(args.refiner)
     if args.no_refiner:
         refiner = None
     rng, rho, signal, x, z = agar_scene()
