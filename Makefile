@@ -166,8 +166,12 @@ train-spio: train-spio-base
 # 200 validation samples; the same 3 500 samples, so the same pool tensor for tensor): 3 min 48 s instead of 4 min 11 s.
 # 0.10.2 (session 32): the refiner trains in the NHWC layout (--channels_last), 5 000 steps in 6 min 43 s.
 # 0.11.0 (session 34): the same lines make the noise-robust refiner (SPIO_REFINER_NAME, _MODEL, _NOISE; below).
+# 0.13.0 (session 40): a quarter of the two training shards' objects are ellipsoids of random extent along y
+# (--extent_family 0.25, decision_rule_session40.md addendum 2); the noise-robust companion's refiner keeps 0.11.0's
+# pool (SPIO_REFINER_FAMILY= below), so its recipe still makes the shipped companion.
 SPIO_REFINER := $(PY) -m lightning_modules.spio.refiner_module
 SPIO_REFINER_POOL := --last_stage --rim_bases 0.5 --shape_variety 0.5
+SPIO_REFINER_FAMILY ?= --extent_family 0.25
 SPIO_REFINER_NAME ?= refiner
 SPIO_REFINER_MODEL ?=
 SPIO_REFINER_NOISE ?=
@@ -175,9 +179,9 @@ SPIO_REFINER_MAPS = $(if $(SPIO_REFINER_MODEL),--model_path $(SPIO_REFINER_MODEL
 SPIO_REFINER_OUT = $(SCRATCH)/$(SPIO_REFINER_NAME)
 train-spio-refiner: $(STAMP)
 	mkdir -p $(SCRATCH)
-	OMP_NUM_THREADS=1 $(SPIO_REFINER) pool --seed 300 --start 0 --n 1850 $(SPIO_REFINER_POOL) $(SPIO_REFINER_NOISE) \
-	  $(SPIO_REFINER_MAPS) --out $(SPIO_REFINER_OUT)_pool_a.pt & { OMP_NUM_THREADS=1 $(SPIO_REFINER) pool --seed 300 \
-	  --start 1850 --n 1650 $(SPIO_REFINER_POOL) $(SPIO_REFINER_NOISE) $(SPIO_REFINER_MAPS) \
+	OMP_NUM_THREADS=1 $(SPIO_REFINER) pool --seed 300 --start 0 --n 1850 $(SPIO_REFINER_POOL) $(SPIO_REFINER_FAMILY) \
+	  $(SPIO_REFINER_NOISE) $(SPIO_REFINER_MAPS) --out $(SPIO_REFINER_OUT)_pool_a.pt & { OMP_NUM_THREADS=1 $(SPIO_REFINER) pool --seed 300 \
+	  --start 1850 --n 1650 $(SPIO_REFINER_POOL) $(SPIO_REFINER_FAMILY) $(SPIO_REFINER_NOISE) $(SPIO_REFINER_MAPS) \
 	  --out $(SPIO_REFINER_OUT)_pool_b.pt && OMP_NUM_THREADS=1 $(SPIO_REFINER) pool --seed 301 --start 0 --n 200 \
 	  $(SPIO_REFINER_MAPS) --out $(SPIO_REFINER_OUT)_val.pt; } && wait $$!
 	OMP_NUM_THREADS=2 $(SPIO_REFINER) train --pool $(SPIO_REFINER_OUT)_pool_a.pt $(SPIO_REFINER_OUT)_pool_b.pt \
@@ -194,7 +198,7 @@ train-spio-noise-robust: $(STAMP)
 	  --init_weights $(SCRATCH)/G3n.pt --work_dir $(SCRATCH)/G4hN --model_path $(SCRATCH)/G4hN.pt
 	cp $(SCRATCH)/G4hN.pt $(SPIO)/models/model_noise_robust.pt
 	$(MAKE) --no-print-directory train-spio-refiner SPIO_REFINER_NAME=refiner_noise_robust \
-	  SPIO_REFINER_MODEL=$(SCRATCH)/G4hN.pt SPIO_REFINER_NOISE="--noise_models 0.25"
+	  SPIO_REFINER_MODEL=$(SCRATCH)/G4hN.pt SPIO_REFINER_NOISE="--noise_models 0.25" SPIO_REFINER_FAMILY=
 
 train-spio-scratch: train-spio-base
 	$(SPIO_FAST) --seed 66 $(SPIO_LAST) --init_weights $(SCRATCH)/G2.pt --work_dir $(SCRATCH)/G3 \

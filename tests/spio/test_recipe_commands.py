@@ -89,6 +89,8 @@ def test_the_shipped_recipe_ends_in_the_bundle_weights_with_a_quarter_of_its_sam
     training_shards = pool_text.split("pool --seed ")[1:]
     assert [shard.startswith("300 ") for shard in training_shards] == [True, True, False]  # + validation, seed 301
     assert all("--last_stage --rim_bases 0.5 --shape_variety 0.5" in shard for shard in training_shards[:2])
+    # 0.13.0 (session 40): and a quarter of their objects are ellipsoids of random extent along y
+    assert ["--extent_family 0.25" in shard for shard in training_shards] == [True, True, False]
     assert "--rim_bases" not in training_shards[2]  # the validation shard stays training's plain generator
     # session 32: the shards split 3 500 samples 1 850 | 1 650 (the validation shard beside the second), contiguous
     # and in the training line's order, so the pool is the same 3 500 samples as 0.10.1's 1 750 | 1 750
@@ -130,4 +132,5 @@ def test_the_noise_robust_companion_is_the_last_stages_with_other_noise_models()
                    or w.endswith("refiner_noise_robust.pt") for w in extra), extra
     pools = companion[0].split("pool --seed ")[1:]
     assert ["--noise_models 0.25" in p for p in pools] == [True, True, False]  # validation: Rician, as shipped
+    assert not any("--extent_family" in p for p in pools)  # 0.11.0's pool, so the recipe makes the shipped companion
     assert all(f"--model_path {options(robust[0])['model_path']}" in p for p in pools)
