@@ -188,7 +188,9 @@ def test_other_families_draw_base_and_objects_from_the_variants_families_on_a_st
     assert len(kinds) > 2  # several different bases, not one
 
 
-def test_shape_variety_changes_only_the_objects(monkeypatch) -> None:
+@pytest.mark.parametrize(("option", "draw"), [("shape_variety", "varied_concentration"),
+                                              ("extent_family", "ellipsoids_of_random_extent")])
+def test_object_families_change_only_the_objects(monkeypatch, option: str, draw: str) -> None:
     plain_objects = {}
     draw_plain = data.random_concentration
 
@@ -196,27 +198,12 @@ def test_shape_variety_changes_only_the_objects(monkeypatch) -> None:
         plain_objects["last"] = draw_plain(rng, rho)
         return plain_objects["last"]
 
-    monkeypatch.setattr(data, "random_concentration", recording)   # varied objects that equal the plain ones …
-    monkeypatch.setattr(data, "varied_concentration", lambda rng, rho: plain_objects["last"].clone())
-    for index in range(3):                                          # … give the plain sample: nothing else changed
-        plain, varied = random_sample_with_snr(9, index), random_sample_with_snr(9, index, shape_variety=1.0)
-        assert all(torch.equal(a, b) for a, b in zip(plain[:2], varied[:2], strict=True)) and plain[2] == varied[2]
-
-
-def test_extent_family_changes_only_the_objects(monkeypatch) -> None:
-    plain_objects = {}
-    draw_plain = data.random_concentration
-
-    def recording(rng, rho):
-        plain_objects["last"] = draw_plain(rng, rho)
-        return plain_objects["last"]
-
-    monkeypatch.setattr(data, "random_concentration", recording)   # extent objects that equal the plain ones …
-    monkeypatch.setattr(data, "ellipsoids_of_random_extent", lambda rng, rho: plain_objects["last"].clone())
-    for index in range(3):                                          # … give the plain sample: base, bubble, noise
-        options = {"head_bases": 0.5, "base_augmentation": 0.5, "rim_bases": 0.5}
-        plain = random_sample_with_snr(4, index, **options)
-        changed = random_sample_with_snr(4, index, extent_family=1.0, **options)
+    monkeypatch.setattr(data, "random_concentration", recording)   # the family's objects equal to the plain ones …
+    monkeypatch.setattr(data, draw, lambda rng, rho: plain_objects["last"].clone())
+    options = {"head_bases": 0.5, "base_augmentation": 0.5, "rim_bases": 0.5}
+    for index in range(3):                                 # … give the plain sample: base, bubble and noise unchanged
+        plain = random_sample_with_snr(9, index, **options)
+        changed = random_sample_with_snr(9, index, **options, **{option: 1.0})
         assert all(torch.equal(a, b) for a, b in zip(plain[:2], changed[:2], strict=True)) and plain[2] == changed[2]
 
 
