@@ -85,15 +85,15 @@ def ellipsoids_of_random_extent(rng: np.random.Generator, spin_density: torch.Te
     Issue 24, session 39: training's small disks are mostly rods and tube arcs along y, so a network learns to read
     a disk's level from the extent its training makes typical; here the extent along y varies independently of
     the section the plane shows, so only the field tells it (``random_sample``'s ``extent_family``)."""
-    x, y, z = grid_3d_mm()
+    x, _, z = grid_3d_mm()
     tissue = torch.nonzero(spin_density > 0.2 * spin_density.max())
     concentration = torch.zeros(x.shape[0], acq.VIEWLINE_NY, z.shape[2])
     for _ in range(int(rng.integers(1, 6))):
         i, k = tissue[rng.integers(len(tissue))].tolist() if len(tissue) else (64, 64)
         ax, az = rng.uniform(0.8, 4.0, size=2)
         ay = float(np.sqrt(ax * az) * np.exp(rng.uniform(np.log(0.4), np.log(3.0))))
-        cy = float(rng.uniform(-1.5, 1.5))
-        inside = ((x - x[i, 0, 0]) / ax) ** 2 + ((y - cy) / ay) ** 2 + ((z - z[0, 0, k]) / az) ** 2 <= 1.0
+        centre = (float(x[i, 0, 0]), float(rng.uniform(-1.5, 1.5)), float(z[0, 0, k]))
+        inside = ellipsoid(centre, (ax, ay, az), np.eye(3))
         concentration = torch.where(inside, torch.clamp(concentration, min=log_uniform_level(rng)), concentration)
     return concentration
 
