@@ -117,7 +117,7 @@ def experiment_a(networks: dict, baseline, sets: dict):
                 scores[name]["all"].append(value)
                 scores[name].setdefault(snr_bin(snr), []).append(value)
                 alone = predict_concentration(network.network, image, flip_average=False, shifts_px=(0,),
-                                              floor_ug_per_mm3=0.0)
+                                              floor_ug_per_mm3=0.0, object_shrinkage=0.0)
                 scores[name]["alone"].append(nmae(alone, truth))
                 label = {"generator": "variant", "real": "real head"}.get(set_name.split()[0])
                 if label and sum(title.startswith(label) for title, *_ in examples) < 2 * len(networks):

@@ -90,8 +90,8 @@ def main() -> None:
 
     pairs = GRID if args.grid else [(args.core_fraction, args.strength)]
     lines = ["# SPIO: one level per object (issue 24, session 41)", "",
-             "Paired mean NMAE difference to the bundle's map without the step (0.13.0 as it runs), ± s.e. (mean + 2 s.e.); "
-             "images with iron.", "", "| set (n) | 0.13.0 | "
+             "Paired mean NMAE difference to the bundle's map without the step (0.13.0 as it runs), ± s.e. "
+             "(mean + 2 s.e.); images with iron.", "", "| set (n) | 0.13.0 | "
              + " | ".join(f"core {f:g}, strength {a:g}" for f, a in pairs) + " |", "|---" * (len(pairs) + 2) + "|"]
     means: dict[tuple[float, float], list[float]] = {p: [] for p in pairs}
     scored: dict[str, dict] = {}

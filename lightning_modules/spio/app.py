@@ -30,6 +30,7 @@ from lightning_modules.bundle_app import (
     load_network,
     output_path,
     parse_flag,
+    parse_number,
     validated_cases,
 )
 from lightning_modules.bundle_workflow import in_dataset_dir
@@ -41,11 +42,18 @@ from lightning_modules.spio.inferers import (
     ShiftAverageInferer,
 )
 from lightning_modules.spio.simulation_refiner import SimulationRefiner, load_refiner, refine_floored
-from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, check_case_header, floor_concentration
+from lightning_modules.spio.transforms import (
+    CONCENTRATION_FLOOR_UG_PER_MM3,
+    OBJECT_CORE_FRACTION,
+    OBJECT_LEVEL_SHRINKAGE,
+    check_case_header,
+    floor_concentration,
+    shrink_object_levels,
+)
 from lightning_modules.spio.viewline import TRAINING_COILS
 
 __all__ = ["CONCENTRATION_FLOOR_UG_PER_MM3", "apply_floor", "cases", "load_network", "predict_concentration",
-           "bundle_refiner", "noise_robust_network", "noise_robust_refiner"]
+           "bundle_refiner", "bundle_shrinkage", "noise_robust_network", "noise_robust_refiner"]
 
 BUNDLE = "spio_quantification"
 
@@ -77,7 +85,9 @@ def predict_concentration(network: nn.Module, image: np.ndarray, device: torch.d
                           floor_ug_per_mm3: float = CONCENTRATION_FLOOR_UG_PER_MM3,
                           refiner: nn.Module | None = None, other_network: nn.Module | None = None,
                           other_refiner: nn.Module | None = None,
-                          other_coils: float | None = TRAINING_COILS) -> np.ndarray:
+                          other_coils: float | None = TRAINING_COILS,
+                          object_shrinkage: float = OBJECT_LEVEL_SHRINKAGE,
+                          object_core_fraction: float = OBJECT_CORE_FRACTION) -> np.ndarray:
     """Concentration map (nx, nz) in µg Fe/mm³ (≥ 0) of a View Line image (2, nx, nz) in any intensity units: what
     the bundle writes, through its inferer and floor.
 
@@ -99,6 +109,9 @@ def predict_concentration(network: nn.Module, image: np.ndarray, device: torch.d
             (:class:`~lightning_modules.spio.inferers.NoiseModelInferer`); None keeps ``network`` and ``refiner``.
         other_coils: the companion's input has a many-coil noise floor lowered to this many coils' (0.12.0,
             session 35, as the bundle's ``noise_adaptive_inferer``); None: as given (0.11.0).
+        object_shrinkage, object_core_fraction: the last step, every object's core pulled this fraction of the way
+            toward its median (:func:`~lightning_modules.spio.transforms.shrink_object_levels`; 0.14.0, session 41,
+            the bundle's ``ObjectLevelShrinkd``); 0 gives 0.13.0's map.
     """
     x = torch.as_tensor(np.asarray(image), dtype=torch.float32, device=device)[None]
     inferer = ShiftAverageInferer(SimpleInferer(), shifts=shifts_px)
@@ -112,7 +125,8 @@ def predict_concentration(network: nn.Module, image: np.ndarray, device: torch.d
         if other_refiner is not None and inferer.uses_other(x)[0]:
             refiner = other_refiner
         concentration = refine_floored(refiner, x, concentration[None, None], floor_ug_per_mm3=floor_ug_per_mm3)[0, 0]
-    return concentration.cpu().numpy()
+    return shrink_object_levels(concentration.cpu().numpy(), core_fraction=object_core_fraction,
+                                strength=object_shrinkage)
 
 
 def bundle_refiner(refiner_path: str | None, device: torch.device | str = "cpu", *, refine: object = True,
@@ -127,6 +141,16 @@ def bundle_refiner(refiner_path: str | None, device: torch.device | str = "cpu",
             return load_refiner(refiner_path, device, None if lifts is None else tuple(lifts))
         except ValueError as error:
             raise InputError(str(error)) from None
+
+
+def bundle_shrinkage(value: object) -> float:
+    """The bundle's ``--object_shrinkage`` as a number in [0, 1]; anything else is a one-line error (exit status 2)."""
+    hint = "a fraction from 0 (0.13.0's map) to 1 (one flat level per object)"
+    with exit_on_input_error():
+        number = parse_number(value, "object_shrinkage", minimum=0.0, maximum=1.0, hint=hint)
+        if number is None:
+            raise InputError(f"--object_shrinkage needs a value; give {hint}")
+    return float(number)
 
 
 def _bundle_flag(value: object, option: str) -> bool:

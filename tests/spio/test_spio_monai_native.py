@@ -23,7 +23,14 @@ from lightning_modules.spio.app import load_network, predict_concentration
 from lightning_modules.spio.inferers import SHIFT_AVERAGE_PX, FlipAverageInferer, ShiftAverageInferer
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.simulation_refiner import SimulationRefined, SimulationRefiner, load_refiner
-from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, ConcentrationFloord
+from lightning_modules.spio.transforms import (
+    CONCENTRATION_FLOOR_UG_PER_MM3,
+    OBJECT_CORE_FRACTION,
+    OBJECT_LEVEL_SHRINKAGE,
+    ConcentrationFloord,
+    ObjectLevelShrinkd,
+    shrink_object_levels,
+)
 
 BUNDLE = Path(__file__).resolve().parents[2] / "monai_bundles" / "spio_quantification"
 CONFIG, META, MODEL = BUNDLE / "configs" / "inference.json", BUNDLE / "configs" / "metadata.json", \
@@ -89,7 +96,7 @@ def test_config_with_metadata_passes_monai_property_check_without_input() -> Non
     assert data_format["inputs"]["image"]["num_channels"] == 2
     assert data_format["inputs"]["image"]["spatial_shape"] == [128, 128]
     assert "ug Fe/mm3" in data_format["outputs"]["pred"]["channel_def"]["0"]
-    assert workflow.parser.get("_meta_#version") == "0.13.0"
+    assert workflow.parser.get("_meta_#version") == "0.14.0"
 
 
 @needs_weights
@@ -111,6 +118,11 @@ def test_the_config_names_what_runs() -> None:
     assert isinstance(steps[refined[0]].refiner, SimulationRefiner) and not steps[refined[0]].refiner.training
     assert steps[refined[0]].refiner is config.get_parsed_content("refiner")
     assert steps[refined[0]].refiner.lifts == tuple(config.get_parsed_content("refiner_lifts")) == ("ball",)
+    # 0.14.0: the last step before the file, one level per object (session 41)
+    shrinks = [i for i, t in enumerate(steps) if isinstance(t, ObjectLevelShrinkd)]
+    assert shrinks == [steps.index(floors[1]) + 1]
+    assert steps[shrinks[0]].strength == OBJECT_LEVEL_SHRINKAGE == config.get_parsed_content("object_shrinkage") == 0.5
+    assert steps[shrinks[0]].core_fraction == OBJECT_CORE_FRACTION == 0.5
     evaluator = config.get_parsed_content("evaluator")
     # 0.11.0: the weights are chosen per image by its noise model around the inferer (tests/spio/test_noise_adaptive.py)
     assert evaluator.inferer.inferer is config.get_parsed_content("inferer")
@@ -143,11 +155,18 @@ def test_map_is_predict_concentrations_bit_for_bit_and_the_0_3_4_apps_without_th
     np.testing.assert_array_equal(_bits(predict_concentration(network, _network_input(path),
                                                               refiner=refiner)[:, :, None]),
                                   _bits(written))  # the benchmarks' entry point is the same computation
-    unrefined = _run(path, tmp_path / "unrefined", refine=False)
-    np.testing.assert_array_equal(_bits(predict_concentration(network, _network_input(path))[:, :, None]),
-                                  _bits(unrefined))  # --refine false: 0.8.x's map
+    unrefined = _run(path, tmp_path / "unrefined", refine=False, object_shrinkage=0)
+    np.testing.assert_array_equal(_bits(predict_concentration(network, _network_input(path),
+                                                              object_shrinkage=0.0)[:, :, None]),
+                                  _bits(unrefined))  # --refine false --object_shrinkage 0: 0.8.x's map
     assert np.abs(unrefined - written).max() > 1e-3  # the refinement changes the map
-    flip_only = _run(path, tmp_path / "flip_only", floor_ug_per_mm3=FLOOR_0_3_4, refine=False,
+    unshrunk = _run(path, tmp_path / "unshrunk", object_shrinkage=0)  # 0.13.0's map
+    np.testing.assert_array_equal(_bits(predict_concentration(network, _network_input(path), refiner=refiner,
+                                                              object_shrinkage=0.0)[:, :, None]), _bits(unshrunk))
+    np.testing.assert_array_equal(_bits(shrink_object_levels(unshrunk[:, :, 0])[:, :, None]), _bits(written))
+    assert np.abs(unshrunk - written).max() > 1e-3  # 0.14.0: one level per object changes the map
+    np.testing.assert_array_equal(written > 0, unshrunk > 0)  # … but not its support
+    flip_only = _run(path, tmp_path / "flip_only", floor_ug_per_mm3=FLOOR_0_3_4, refine=False, object_shrinkage=0,
                      **{"inferer#inferer": SimpleInferer()})
     np.testing.assert_array_equal(_bits(flip_only), _bits(_map_of_the_0_3_4_app(network, path)))
     assert np.abs(flip_only - unrefined).max() > 1e-3  # the shift average changes the map
@@ -173,11 +192,11 @@ def test_predict_concentration_is_the_inferer_and_the_floor() -> None:
         single = SimpleInferer()(x, network)
     floor = ConcentrationFloord("pred")
     np.testing.assert_array_equal(_bits(predict_concentration(network, image)),
-                                  _bits(floor({"pred": averaged})["pred"][0, 0].numpy()))
-    np.testing.assert_array_equal(_bits(predict_concentration(network, image, shifts_px=(0,))),
+                                  _bits(shrink_object_levels(floor({"pred": averaged})["pred"][0, 0].numpy())))
+    np.testing.assert_array_equal(_bits(predict_concentration(network, image, shifts_px=(0,), object_shrinkage=0.0)),
                                   _bits(floor({"pred": flipped})["pred"][0, 0].numpy()))
     np.testing.assert_array_equal(_bits(predict_concentration(network, image, flip_average=False, shifts_px=(0,),
-                                                              floor_ug_per_mm3=0.0)),
+                                                              floor_ug_per_mm3=0.0, object_shrinkage=0.0)),
                                   _bits(single[0, 0].clamp_min(0.0).numpy()))
 
 
@@ -225,14 +244,28 @@ def test_overriding_the_network_def_changes_what_runs(cylinder_image, tmp_path: 
 
 def test_network_def_override_on_the_command_line(cylinder_image, tmp_path: Path) -> None:
     """A 1×1 convolution averaging the two channels, without weights, replaces DeepSPIO: the map is the floored
-    channel mean (the flip average of a mirror-symmetric operation is itself; `--refine false`: no refinement)."""
+    channel mean (the flip average of a mirror-symmetric operation is itself; `--refine false`: no refinement;
+    `--object_shrinkage 0`: no level per object)."""
     path, _, _ = cylinder_image
     mean = "$torch.nn.Conv2d(2, 1, 1, bias=False).apply(lambda m: torch.nn.init.constant_(m.weight, 0.5))"
-    written = _cli(path, tmp_path / "o", "--network_def", mean, "--model_path", "", "--refine", "false")
+    written = _cli(path, tmp_path / "o", "--network_def", mean, "--model_path", "", "--refine", "false",
+                   "--object_shrinkage", "0")
     x = torch.as_tensor(_network_input(path), dtype=torch.float32)
     expected = torch.where(0.5 * x[0] + 0.5 * x[1] < CONCENTRATION_FLOOR_UG_PER_MM3, 0.0, 0.5 * x[0] + 0.5 * x[1])
     np.testing.assert_allclose(written[:, :, 0], expected.numpy(), rtol=1e-6)
     assert written.max() > 100  # image intensities (×1234), not concentrations: the override ran
+
+
+def test_a_bad_object_shrinkage_is_refused_in_one_line(cylinder_image, tmp_path: Path, capsys) -> None:
+    path, _, _ = cylinder_image
+    for value, expected in (("1.5", "outside 0 ≤ value ≤ 1"), ("half", "is not a number")):
+        with pytest.raises(SystemExit) as exit_info:
+            bundle_run(config_file=str(CONFIG), image=str(path), output_dir=str(tmp_path / "o"), device="cpu",
+                       object_shrinkage=value)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --object_shrinkage") and expected in err and "\n" not in err
+    assert not list((tmp_path / "o").glob("*.nii.gz"))
 
 
 def test_dataset_dir_is_where_relative_inputs_are_read_from(cylinder_image, tmp_path: Path) -> None:

@@ -1,0 +1,72 @@
+"""One level per object (issue 24, session 41): ``shrink_object_levels`` and its bundle transform."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from lightning_modules.spio.transforms import ObjectLevelShrinkd, shrink_object_levels
+
+
+def _two_objects(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A map with two separate noisy disks at 2 and 9 µg Fe/mm³ and a faint halo around the first."""
+    x, z = np.mgrid[:64, :64]
+    a = (x - 20) ** 2 + (z - 20) ** 2 <= 36
+    b = (x - 44) ** 2 + (z - 40) ** 2 <= 25
+    halo = ((x - 20) ** 2 + (z - 20) ** 2 <= 64) & ~a
+    m = np.zeros((64, 64))
+    m[a] = 2.0 * (1 + 0.1 * rng.standard_normal(a.sum()))
+    m[b] = 9.0 * (1 + 0.1 * rng.standard_normal(b.sum()))
+    m[halo] = 0.3  # below half of the disk's 75th percentile: outside the core
+    return np.clip(m, 0.2, None) * (a | b | halo), a, b
+
+
+def test_each_core_moves_the_given_fraction_toward_its_own_median() -> None:
+    m, a, b = _two_objects(np.random.default_rng(0))
+    out = shrink_object_levels(m, core_fraction=0.5, strength=0.5)
+    for disk in (a, b):  # each disk is its own core: the halo is below half its 75th percentile
+        np.testing.assert_allclose(out[disk], 0.5 * m[disk] + 0.5 * np.median(m[disk]))
+    assert abs(np.median(out[a]) - np.median(m[a])) < 1e-12 and np.median(out[b]) > 8  # levels not mixed
+    halo = (m > 0) & ~a & ~b
+    np.testing.assert_array_equal(out[halo], m[halo])
+    np.testing.assert_array_equal(out[m == 0], 0.0)  # the support is unchanged
+    assert np.abs(out[a] - np.median(m[a])).sum() == pytest.approx(0.5 * np.abs(m[a] - np.median(m[a])).sum())
+
+
+def test_noise_on_uniform_objects_is_halved_and_strength_zero_is_the_identity() -> None:
+    m, a, b = _two_objects(np.random.default_rng(1))
+    truth = np.where(a, 2.0, 0.0) + np.where(b, 9.0, 0.0)
+    core = a | b
+    before = np.abs(m - truth)[core].sum()
+    after = np.abs(shrink_object_levels(m) - truth)[core].sum()
+    assert after < 0.6 * before  # the medians are near the true levels, so the scatter around them halves
+    np.testing.assert_array_equal(shrink_object_levels(m, strength=0.0), m)
+    full = shrink_object_levels(m, strength=1.0)
+    assert len(np.unique(full[a])) == 1 and len(np.unique(full[b])) == 1
+    with pytest.raises(ValueError, match="strength"):
+        shrink_object_levels(m, strength=1.5)
+
+
+def test_the_transform_keeps_a_metatensors_grid_and_dtype() -> None:
+    m, a, _ = _two_objects(np.random.default_rng(2))
+    affine = torch.diag(torch.tensor([0.39, 0.39, 1.0, 1.0], dtype=torch.float64))
+    pred = MetaTensor(torch.tensor(m[None], dtype=torch.float32), affine=affine)
+    out = ObjectLevelShrinkd("pred")({"pred": pred})["pred"]
+    assert isinstance(out, MetaTensor) and out.dtype == torch.float32 and out.shape == (1, 64, 64)
+    assert torch.equal(out.affine, affine)
+    np.testing.assert_allclose(out[0].numpy(), shrink_object_levels(m.astype(np.float32)), rtol=1e-6)
+    assert pred[0].numpy()[a].std() > out[0].numpy()[a].std()  # the input is not changed in place
+    np.testing.assert_array_equal(pred[0].numpy(), m.astype(np.float32))
+
+
+def test_pixels_below_the_floor_neither_join_objects_nor_move() -> None:
+    """A map floored at 0 (``--floor_ug_per_mm3 0``) has faint leakage everywhere; objects are still the pixels at or
+    above the bundle's floor, so two disks joined by leakage keep their own levels."""
+    m, a, b = _two_objects(np.random.default_rng(3))
+    leaky = np.where(m > 0, m, 0.01)
+    out = shrink_object_levels(leaky)
+    np.testing.assert_array_equal(out[leaky == 0.01], 0.01)
+    np.testing.assert_allclose(out[b], 0.5 * m[b] + 0.5 * np.median(m[b]))
+    np.testing.assert_array_equal(out[m > 0], shrink_object_levels(m)[m > 0])  # as if the leakage were not there
