@@ -176,10 +176,12 @@ def test_prediction_is_flip_equivariant_and_floored_only_when_asked():
     shipped = predict_concentration(network, image)
     np.testing.assert_allclose(predict_concentration(network, mirrored)[::-1], shipped, atol=1e-5)
     assert not np.any((shipped > 0) & (shipped < CONCENTRATION_FLOOR_UG_PER_MM3))
-    raw = predict_concentration(network, image, flip_average=False, shifts_px=(0,), floor_ug_per_mm3=0.0)
+    raw = predict_concentration(network, image, flip_average=False, shifts_px=(0,), floor_ug_per_mm3=0.0,
+                                 object_shrinkage=0.0)
     with torch.no_grad():
         expected = network(torch.as_tensor(image)[None])[0, 0].clamp_min(0.0).numpy()
     np.testing.assert_allclose(raw, expected, atol=1e-6)
     assert np.any((raw > 0) & (raw < CONCENTRATION_FLOOR_UG_PER_MM3))  # the floor has something to remove
-    unflipped = predict_concentration(network, mirrored, flip_average=False, shifts_px=(0,), floor_ug_per_mm3=0.0)
+    unflipped = predict_concentration(network, mirrored, flip_average=False, shifts_px=(0,), floor_ug_per_mm3=0.0,
+                                      object_shrinkage=0.0)
     assert np.abs(unflipped[::-1] - raw).max() > 1e-3
