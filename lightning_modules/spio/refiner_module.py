@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from scipy import ndimage
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_modules.bundle_app import bundle_root, load_network, report_progress
@@ -33,7 +34,12 @@ from lightning_modules.spio.simulation_refiner import (
     refine_floored,
     simulate_hypothesis,
 )
-from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, floor_concentration
+from lightning_modules.spio.transforms import (
+    CONCENTRATION_FLOOR_UG_PER_MM3,
+    OBJECT_CORE_FRACTION,
+    OBJECT_LEVEL_SHRINKAGE,
+    floor_concentration,
+)
 
 #: Pool keys, each a tensor with the samples along axis 0.
 POOL_KEYS = ("image", "hypothesis", "prior", "truth")
@@ -64,6 +70,26 @@ class PoolDataset(Dataset):
         return items
 
 
+def object_step(maps: torch.Tensor, *, core_fraction: float = OBJECT_CORE_FRACTION,
+                strength: float = OBJECT_LEVEL_SHRINKAGE) -> torch.Tensor:
+    """:func:`~lightning_modules.spio.transforms.shrink_object_levels` on a batch (B, 1, X, Z) with a gradient
+    (session 41, ``--object_step``): objects and cores are found on the detached values, each core's median
+    (``torch.quantile``, numpy's median) and the pull are differentiable."""
+    out = []
+    for m in maps[:, 0]:
+        labels, n = ndimage.label((m.detach().float() >= CONCENTRATION_FLOOR_UG_PER_MM3).cpu().numpy())
+        labels = torch.as_tensor(labels, device=m.device)
+        pulled = m
+        for j in range(1, n + 1):
+            component = labels == j
+            values = m[component]
+            core = component & (m.detach() >= core_fraction * torch.quantile(values.detach().float(), 0.75))
+            median = torch.quantile(m[core].float(), 0.5).to(m.dtype)
+            pulled = torch.where(core, (1 - strength) * m + strength * median, pulled)
+        out.append(pulled)
+    return torch.stack(out)[:, None]
+
+
 def damped_nmae(predicted: torch.Tensor, truth: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
     """Batch mean of ``‖p − t‖₁ / (‖t‖₁ + eps)`` per sample."""
     return ((predicted - truth).abs().flatten(1).sum(1) / (truth.flatten(1).sum(1) + eps)).mean()
@@ -74,9 +100,10 @@ class SimulationRefinerModule(pl.LightningModule):
 
     def __init__(self, *, widths: tuple[int, ...] = (16, 32, 64, 96), learning_rate: float = 1e-3,
                  weight_decay: float = 1e-4, max_steps: int = 1000, lifts: tuple[str, ...] = ("ball",),
-                 residual: bool = False, channels_last: bool = False) -> None:
+                 residual: bool = False, channels_last: bool = False, object_step: bool = False) -> None:
         super().__init__()
         self.network = SimulationRefiner(widths=tuple(widths), lifts=tuple(lifts), residual=residual)
+        self.object_step = object_step  # session 41: train and validate through the bundle's last step
         self.learning_rate, self.weight_decay, self.max_steps = learning_rate, weight_decay, max_steps
         # session 32: NHWC weights and inputs (oneDNN's faster layout on CPU; the saved state_dict is layout-free)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -89,7 +116,8 @@ class SimulationRefinerModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         image, hypothesis, prior, truth = batch
-        loss = damped_nmae(self(image, hypothesis, prior).float(), truth)
+        refined = self(image, hypothesis, prior).float()
+        loss = damped_nmae(object_step(refined) if self.object_step else refined, truth)
         self.log("train_loss", loss, prog_bar=True)
         return loss
 
@@ -97,6 +125,8 @@ class SimulationRefinerModule(pl.LightningModule):
         image, hypothesis, prior, truth = batch
         with torch.autocast(self.device.type, enabled=False):
             refined = floor_concentration(self(image, hypothesis, prior).float(), CONCENTRATION_FLOOR_UG_PER_MM3)
+            if self.object_step:
+                refined = object_step(refined)
         norm = truth.flatten(1).sum(1)
         has_iron = norm > 0
         if bool(has_iron.any()):
@@ -113,7 +143,7 @@ def train_refiner(pool_paths: list[str], val_path: str, out: str | Path, *, max_
                   val_every: int = 250, batch_size: int = 16, learning_rate: float = 1e-3, seed: int = 0,
                   precision: str = "bf16-mixed", widths: tuple[int, ...] = (16, 32, 64, 96),
                   accelerator: str = "cpu", devices: int = 1, lifts: tuple[str, ...] = ("ball",),
-                  residual: bool = False, channels_last: bool = False) -> float:
+                  residual: bool = False, channels_last: bool = False, object_step: bool = False) -> float:
     """Train on the pool shards, keep the state with the lowest ``val_nmae`` and write the refiner's
     ``state_dict`` to ``out`` atomically; returns that NMAE. Scales by ``accelerator`` / ``devices``."""
     pl.seed_everything(seed, workers=True)
@@ -124,7 +154,7 @@ def train_refiner(pool_paths: list[str], val_path: str, out: str | Path, *, max_
     train = DataLoader(train_set, batch_size=batch_size, sampler=sampler)
     val = DataLoader(val_set, batch_size=16)
     module = SimulationRefinerModule(widths=widths, learning_rate=learning_rate, max_steps=max_steps, lifts=lifts,
-                                     residual=residual, channels_last=channels_last)
+                                     residual=residual, channels_last=channels_last, object_step=object_step)
     checkpoint = pl.callbacks.ModelCheckpoint(monitor="val_nmae", mode="min", save_top_k=1,
                                               dirpath=Path(out).parent / f".{Path(out).stem}_checkpoints")
     trainer = pl.Trainer(max_steps=max_steps, val_check_interval=val_every, check_val_every_n_epoch=None,
@@ -135,7 +165,7 @@ def train_refiner(pool_paths: list[str], val_path: str, out: str | Path, *, max_
     best = SimulationRefinerModule.load_from_checkpoint(checkpoint.best_model_path, map_location="cpu",
                                                        widths=widths, learning_rate=learning_rate,
                                                        max_steps=max_steps, lifts=lifts, residual=residual,
-                                                       channels_last=channels_last)
+                                                       channels_last=channels_last, object_step=object_step)
     tmp = Path(str(out) + ".tmp")
     state = best.network.state_dict()
     if channels_last:  # stored in the default layout, as every other refiner
@@ -243,6 +273,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--residual", action="store_true",
                    help="the refiner also reads the measured − simulated line phases and amplitudes (session 32)")
     t.add_argument("--channels_last", action="store_true", help="train in the NHWC memory layout (session 32)")
+    t.add_argument("--object_step", action="store_true",
+                   help="train and validate through the bundle's one-level-per-object step (session 41)")
     t.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.command == "pool":
@@ -259,7 +291,8 @@ def main(argv: list[str] | None = None) -> None:
     best = train_refiner(args.pool, args.val, args.out, max_steps=args.steps, val_every=args.val_every,
                          batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
                          precision=args.precision, accelerator=args.accelerator, devices=args.devices,
-                         lifts=tuple(args.lifts), residual=args.residual, channels_last=args.channels_last)
+                         lifts=tuple(args.lifts), residual=args.residual, channels_last=args.channels_last,
+                         object_step=args.object_step)
     print(f"best val_nmae {best:.4f} → {args.out}")
 
 

@@ -70,3 +70,19 @@ def test_pixels_below_the_floor_neither_join_objects_nor_move() -> None:
     np.testing.assert_array_equal(out[leaky == 0.01], 0.01)
     np.testing.assert_allclose(out[b], 0.5 * m[b] + 0.5 * np.median(m[b]))
     np.testing.assert_array_equal(out[m > 0], shrink_object_levels(m)[m > 0])  # as if the leakage were not there
+
+
+def test_the_training_copy_is_the_same_step_with_a_gradient() -> None:
+    """``refiner_module.object_step`` (``--object_step``) gives the bundle's step exactly, and a gradient to every
+    core pixel (through its own value and the core's median)."""
+    from lightning_modules.spio.refiner_module import object_step
+
+    maps = np.stack([_two_objects(np.random.default_rng(seed))[0] for seed in (4, 5)])[:, None].astype(np.float32)
+    x = torch.tensor(maps, requires_grad=True)
+    out = object_step(x)
+    np.testing.assert_array_equal(out.detach().numpy(), np.stack([shrink_object_levels(m[0]) for m in maps])[:, None])
+    out.sum().backward()
+    _, a, b = _two_objects(np.random.default_rng(4))
+    grad = x.grad[0, 0].numpy()
+    assert np.all(grad[a | b] >= 0.5 - 1e-6) and grad[a | b].sum() == pytest.approx((a | b).sum(), rel=1e-5)
+    np.testing.assert_array_equal(grad[~(a | b) & (maps[0, 0] > 0)], 1.0)  # the halo passes through unchanged
