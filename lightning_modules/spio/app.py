@@ -89,7 +89,7 @@ def predict_concentration(network: nn.Module, image: np.ndarray, device: torch.d
                           object_shrinkage: float = OBJECT_LEVEL_SHRINKAGE,
                           object_core_fraction: float = OBJECT_CORE_FRACTION) -> np.ndarray:
     """Concentration map (nx, nz) in µg Fe/mm³ (≥ 0) of a View Line image (2, nx, nz) in any intensity units: what
-    the bundle writes, through its inferer and floor.
+    the bundle writes, through its inferer, floor, refiner (when given) and one-level-per-object step.
 
     Args:
         network: DeepSPIO in eval mode.

@@ -14,6 +14,8 @@ reads ``image`` as a float64 :class:`~monai.data.MetaTensor` (nx, nz, 1, 2) with
 and, after the inferer (:class:`lightning_modules.spio.inferers.FlipAverageInferer`)::
 
     ConcentrationFloord   the map ≥ 0 with values below CONCENTRATION_FLOOR_UG_PER_MM3 set to 0
+    (SimulationRefined and ConcentrationFloord again: the refiner, lightning_modules.spio.simulation_refiner)
+    ObjectLevelShrinkd    every object's core pulled half-way to its own median level (0.14.0, session 41)
     Transposed            MONAI's: (1, nx, nz) → (nx, nz, 1), the input's grid for SaveOutputsd
 
 Every problem a user can cause is an :class:`~lightning_modules.io.InputError` naming the file and the acquisition
