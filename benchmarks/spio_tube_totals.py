@@ -35,6 +35,17 @@ from lightning_modules.spio.app import predict_concentration
 from lightning_modules.spio.tube_reading import exclusive_regions, tube_readings
 from lightning_modules.spio.viewline import PIXEL_MM
 
+
+def bundle_version() -> str:
+    """The shipped bundle's version (its metadata), which the maps are made with."""
+    import json
+
+    from lightning_modules.bundle_app import bundle_root
+
+    meta = Path(bundle_root("spio_quantification")) / "configs" / "metadata.json"
+    return json.loads(meta.read_text())["version"]
+
+
 #: True level bins, µg Fe/mm³ (the judge's range is 0.22–27.9).
 LEVEL_BINS = ((0.22, 0.87), (0.87, 3.49), (3.49, 27.91))
 
@@ -125,6 +136,8 @@ def main() -> None:
     parser.add_argument("--drawn_offsets", type=int, nargs="*", default=[],
                         help="also read each tube with its lumen drawn this many pixels too large (+) or too small "
                              "(−), the region reaching as far out as with the true lumen (report only)")
+    parser.add_argument("--object_shrinkage", type=float, default=None,
+                        help="the bundle's --object_shrinkage (default: its own; 0: 0.13.0's maps)")
     parser.add_argument("--out", default="benchmarks/results/spio/spio_tube_totals_session38.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -134,8 +147,9 @@ def main() -> None:
     for (image, truth, snr_db), kind in zip(*generator_samples(args.generator, args.seed, indices), strict=True):
         if not truth.any():
             continue
-        new = tube_rows(predict_concentration(network, image, refiner=refiner), truth, snr_db, args.margins,
-                        args.drawn_offsets)
+        shrinkage = {} if args.object_shrinkage is None else {"object_shrinkage": args.object_shrinkage}
+        concentration = predict_concentration(network, image, refiner=refiner, **shrinkage)
+        new = tube_rows(concentration, truth, snr_db, args.margins, args.drawn_offsets)
         rows += new
         kinds += [kind] * len(new)
     table = np.array(rows)
@@ -152,9 +166,12 @@ def main() -> None:
              f"--seed {args.seed} --start {args.start} "
              f"--n {args.n} --margins {' '.join(map(str, args.margins))}"
              + (f" --drawn_offsets {' '.join(map(str, args.drawn_offsets))}" if args.drawn_offsets else "")
+             + ("" if args.object_shrinkage is None else f" --object_shrinkage {args.object_shrinkage:g}")
              + f" --out {args.out}`", "",
-             f"0.12.0 as the bundle runs it; generator {args.generator} seed {args.seed}, images {args.start}–"
-             f"{args.start + args.n - 1}; every object with iron (a tube, for the judge). "
+             f"{bundle_version()} as the bundle runs it"
+             + ("" if args.object_shrinkage is None else f" with --object_shrinkage {args.object_shrinkage:g}")
+             + f"; generator {args.generator} seed {args.seed}, images "
+             f"{args.start}–{args.start + args.n - 1}; every object with iron (a tube, for the judge). "
              "Level ratio: the map's mean over the lumen / the true "
              f"level. Iron ratio: the map summed over the lumen dilated by {args.margins[0]} pixels "
              f"({args.margins[0] * PIXEL_MM[0]:.2f} mm; each pixel for the nearest tube) / the true iron in the "
