@@ -86,3 +86,49 @@ def test_the_training_copy_is_the_same_step_with_a_gradient() -> None:
     grad = x.grad[0, 0].numpy()
     assert np.all(grad[a | b] >= 0.5 - 1e-6) and grad[a | b].sum() == pytest.approx((a | b).sum(), rel=1e-5)
     np.testing.assert_array_equal(grad[~(a | b) & (maps[0, 0] > 0)], 1.0)  # the halo passes through unchanged
+
+
+def test_the_benchmark_splits_the_change_by_what_lies_under_each_component() -> None:
+    """``benchmarks/spio_object_shrinkage.py --decompose`` on known truth: a map component over one true level gains,
+    one over two touching levels of 5 and 8 µg Fe/mm³ loses (the pull mixes them), one over no iron is counted apart."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import spio_object_shrinkage as bench
+
+    truth = np.zeros((64, 64))
+    truth[5:15, 5:15] = 3.0                                       # one level
+    truth[30:40, 30:35], truth[30:40, 35:40] = 5.0, 8.0           # two touching levels, both in the core
+    rng = np.random.default_rng(6)
+    m = np.where(truth > 0, truth * (1 + 0.15 * rng.standard_normal(truth.shape)), 0.0)
+    m[50:54, 50:54] = 1.0                                         # false iron
+    parts = bench.decompose(truth[None], m[None], 0.5, 0.5)
+    assert parts["one level"][0] == 1 and parts["one level"][1] < 0
+    assert parts["several levels"][0] == 1 and parts["several levels"][1] > 0
+    assert parts["no iron"] == (1, 0.0)  # a uniform false object does not move
+    total = np.abs(shrink_object_levels(m) - truth).sum() - np.abs(m - truth).sum()
+    assert sum(v for _, v in parts.values()) == pytest.approx(total / truth.sum())
+
+
+def test_the_refiner_benchmark_maps_as_the_bundle_does() -> None:
+    """``benchmarks/spio_refiner_candidate.py`` refines a shared DeepSPIO map: the result is ``predict_concentration``'s
+    map (the bundle's), bit for bit."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import spio_refiner_candidate as bench
+
+    from lightning_modules.spio.app import load_network, predict_concentration
+    from lightning_modules.spio.data import random_sample
+    from lightning_modules.spio.networks import DeepSpio
+    from lightning_modules.spio.simulation_refiner import load_refiner
+
+    network = load_network(DeepSpio(), str(bench.MODELS / "model.pt"))
+    refiner = load_refiner(str(bench.MODELS / "refiner.pt"))
+    image = random_sample(987, 5)[0].numpy()
+    prior = predict_concentration(network, image, object_shrinkage=0.0)
+    mapped = bench.bundle_maps(refiner, image[None], prior[None])[0]
+    np.testing.assert_array_equal(mapped, predict_concentration(network, image, refiner=refiner))
+    assert mapped.max() > 0
