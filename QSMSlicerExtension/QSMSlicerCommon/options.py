@@ -87,11 +87,13 @@ class IvimOptions(_DescribedOutputs):
 
 @dataclass(frozen=True)
 class SpioOptions(_DescribedOutputs):
-    """``spio_quantification``: 2-channel View Line image (nx, nz, 1, 2) → SPIO iron concentration."""
+    """``spio_quantification``: 2-channel View Line image (nx, nz, 1, 2) → SPIO iron concentration; ``object_shrinkage``
+    is the bundle's last step (0–1; its description's default)."""
 
     BUNDLE: ClassVar[str] = "spio_quantification"
 
     image: Path
+    object_shrinkage: float = capability.default(BUNDLE, "object_shrinkage")
 
 
 @dataclass(frozen=True)

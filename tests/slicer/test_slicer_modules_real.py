@@ -240,6 +240,26 @@ def test_spio_logic_rejects_an_image_that_is_not_a_view_line_slice(scene, slicer
         logic.process(parameters)
 
 
+def test_spio_panel_one_level_per_object_reaches_the_bundle(scene, slicer, tmp_path: Path) -> None:
+    """Session 41: the panel's "One level per object" spin box is the parameter node's ``object_shrinkage`` (default and
+    tooltip from the bundle's description) and what the staged bundle options carry (0 for bench tubes)."""
+    from QSMSlicerCommon.capability import describe
+    from QSMSlicerCommon.workspace import TemporaryWorkspace
+
+    widget = new_module_widget("SPIOQuantification")
+    option = describe("spio_quantification")["options"]["object_shrinkage"]
+    spin = widget.ui.objectShrinkageSpinBox
+    assert widget._parameterNode.object_shrinkage == option["default"] == 0.5 and spin.toolTip == option["help"]
+    spin.value = 0.0  # as a user sets it
+    assert widget._parameterNode.object_shrinkage == 0.0
+    widget._parameterNode.input_image = add_volume(slicer, "viewline", np.ones((128, 128, 1, 2), dtype=np.float32),
+                                                   np.eye(4), "vtkMRMLVectorVolumeNode")
+    with TemporaryWorkspace(tmp_path) as workspace:
+        options = widget.logic.stage(widget._parameterNode, workspace)
+    assert options.object_shrinkage == 0.0 and options.image.name.startswith("viewline")
+    widget.cleanup()
+
+
 def test_spio_logic_reads_tubes_into_a_table_and_relays_the_tools_error(scene, slicer, tmp_path: Path) -> None:
     """Session 38: ``readTubes`` runs ``lightning_modules.spio.tube_reading`` in a child on the nodes as Slicer
     writes them (a scalar map and a labelmap on its grid) and returns a table node; two tubes whose iron is spread

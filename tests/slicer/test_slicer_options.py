@@ -72,7 +72,9 @@ def test_ivim_command_and_outputs_per_model() -> None:
 def test_spio_and_rim_commands_and_outputs() -> None:
     spio = SpioOptions(image=Path("/in/viewline.nii.gz"))
     assert build_command(spio, python=PY, bundles_dir=BUNDLES, output_dir=OUT) == head("spio_quantification") + [
-        "--image", "/in/viewline.nii.gz", "--output_dir", str(OUT)]
+        "--image", "/in/viewline.nii.gz", "--output_dir", str(OUT), "--object_shrinkage", "0.5"]  # the bundle's default
+    tubes = SpioOptions(image=Path("/in/viewline.nii.gz"), object_shrinkage=0.0)  # 0.13.0's map, for bench tubes
+    assert build_command(tubes, python=PY, bundles_dir=BUNDLES, output_dir=OUT)[-2:] == ["--object_shrinkage", "0.0"]
     assert expected_outputs(spio, OUT) == {"concentration": OUT / "viewline_concentration.nii.gz"}
     rim = RimOptions(qsm=Path("/in/qsm.nii.gz"), flair=Path("/in/flair.nii.gz"), lesion_mask=Path("/in/les.nii.gz"),
                      threshold=0.4)

@@ -26,6 +26,8 @@ def view_line_layout_problem(node_array_shape: Sequence[int], node_name: str) ->
             "(even and odd lines)")
 
 
-def spio_options(image: Path) -> SpioOptions:
-    """Options for the staged View Line image."""
-    return SpioOptions(image=image)
+def spio_options(image: Path, *, object_shrinkage: float | None = None) -> SpioOptions:
+    """Options for the staged View Line image; ``object_shrinkage`` ``None`` keeps the bundle's default."""
+    if object_shrinkage is None:
+        return SpioOptions(image=image)
+    return SpioOptions(image=image, object_shrinkage=float(object_shrinkage))
