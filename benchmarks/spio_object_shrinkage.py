@@ -91,6 +91,20 @@ def per_image(truths, maps, core_fraction: float, strength: float) -> np.ndarray
                      for m, t in zip(maps, truths, strict=True)])
 
 
+def pooled_cells(parts: list[tuple[np.ndarray, np.ndarray]], bins: list[str]) -> list[str]:
+    """Per bin (``all`` or an SNR bin), the paired differences of several sets pooled: ``mean ± s.e. (mean + 2 s.e.;
+    n = …)``; ``parts`` are (differences, SNRs dB) per set."""
+    cells = []
+    for b in bins:
+        d = np.concatenate([diff[[b == "all" or snr_bin(x) == b for x in snrs]] for diff, snrs in parts])
+        if len(d) < 2:
+            cells.append("—")
+            continue
+        mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
+        cells.append(f"{mean:+.4f} ± {se:.4f} ({mean + 2 * se:+.4f}; n = {len(d)})")
+    return cells
+
+
 def cell(values: np.ndarray, reference: np.ndarray) -> str:
     mean, se = paired_mean_se(list(values), list(reference))
     return f"{mean:+.4f} ± {se:.4f} ({mean + 2 * se:+.4f})"
@@ -171,17 +185,9 @@ def main() -> None:
                       "difference ± s.e. (mean + 2 s.e.)", "",
                   "| generator | " + " | ".join(bins) + " |", "|---" * (len(bins) + 1) + "|"]
         for generator in generators:
-            members = [s for s in scored.values() if s["generator"] == generator]
-            row = []
-            for b in bins:
-                d = np.concatenate([(s["values"][pair] - s["reference"])[
-                    [b == "all" or snr_bin(x) == b for x in s["snrs"]]] for s in members])
-                if len(d) < 2:
-                    row.append("—")
-                    continue
-                mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
-                row.append(f"{mean:+.4f} ± {se:.4f} ({mean + 2 * se:+.4f}; n = {len(d)})")
-            lines.append(f"| {generator} | " + " | ".join(row) + " |")
+            parts = [(s["values"][pair] - s["reference"], s["snrs"]) for s in scored.values()
+                     if s["generator"] == generator]
+            lines.append(f"| {generator} | " + " | ".join(pooled_cells(parts, bins)) + " |")
     if args.decompose:
         pair = (args.core_fraction, args.strength)
         kinds = ("one level", "several levels", "no iron")

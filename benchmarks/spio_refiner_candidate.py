@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from spio_design_comparison import SNR_BINS, sample_arrays, snr_bin  # benchmarks/ is on sys.path
-from spio_object_shrinkage import cell
+from spio_design_comparison import SNR_BINS, sample_arrays  # benchmarks/ is on sys.path
+from spio_object_shrinkage import cell, pooled_cells
 from spio_paired_bins import _other_set
 
 from lightning_modules.bundle_app import bundle_root
@@ -90,18 +90,10 @@ def main() -> None:
         pooled.setdefault(generator, []).append((cand - base, snrs))
         print(lines[-1], flush=True)
     bins = ["all"] + [b for b, _, _ in SNR_BINS]
-    lines += ["", "### Pooled per generator: paired difference ± s.e. (mean + 2 s.e.; n)", "",
+    lines += ["", "### Pooled per generator: paired difference ± s.e. (mean + 2 s.e.; n = images)", "",
               "| generator | " + " | ".join(bins) + " |", "|---" * (len(bins) + 1) + "|"]
     for generator, parts in pooled.items():
-        row = []
-        for b in bins:
-            d = np.concatenate([diff[[b == "all" or snr_bin(x) == b for x in snrs]] for diff, snrs in parts])
-            if len(d) < 2:
-                row.append("—")
-                continue
-            mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
-            row.append(f"{mean:+.4f} ± {se:.4f} ({mean + 2 * se:+.4f}; {len(d)})")
-        lines.append(f"| {generator} | " + " | ".join(row) + " |")
+        lines.append(f"| {generator} | " + " | ".join(pooled_cells(parts, bins)) + " |")
     write_text_atomic("\n".join(lines) + "\n", args.out)
     print("\n".join(lines))
 

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from scipy import ndimage
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_modules.bundle_app import bundle_root, load_network, report_progress
@@ -39,6 +38,7 @@ from lightning_modules.spio.transforms import (
     OBJECT_CORE_FRACTION,
     OBJECT_LEVEL_SHRINKAGE,
     floor_concentration,
+    object_cores,
 )
 
 #: Pool keys, each a tensor with the samples along axis 0.
@@ -73,17 +73,14 @@ class PoolDataset(Dataset):
 def object_step(maps: torch.Tensor, *, core_fraction: float = OBJECT_CORE_FRACTION,
                 strength: float = OBJECT_LEVEL_SHRINKAGE) -> torch.Tensor:
     """:func:`~lightning_modules.spio.transforms.shrink_object_levels` on a batch (B, 1, X, Z) with a gradient
-    (session 41, ``--object_step``): objects and cores are found on the detached values, each core's median
-    (``torch.quantile``, numpy's median) and the pull are differentiable."""
+    (session 41, ``--object_step``): the cores are the step's own (:func:`~lightning_modules.spio.transforms.
+    object_cores` of the detached values), each core's median (``torch.quantile``, numpy's median) and the pull are
+    differentiable."""
     out = []
     for m in maps[:, 0]:
-        labels, n = ndimage.label((m.detach().float() >= CONCENTRATION_FLOOR_UG_PER_MM3).cpu().numpy())
-        labels = torch.as_tensor(labels, device=m.device)
         pulled = m
-        for j in range(1, n + 1):
-            component = labels == j
-            values = m[component]
-            core = component & (m.detach() >= core_fraction * torch.quantile(values.detach().float(), 0.75))
+        for core in object_cores(m.detach().float().cpu().numpy(), core_fraction=core_fraction):
+            core = torch.as_tensor(core, device=m.device)
             median = torch.quantile(m[core].float(), 0.5).to(m.dtype)
             pulled = torch.where(core, (1 - strength) * m + strength * median, pulled)
         out.append(pulled)

@@ -223,6 +223,19 @@ def floor_concentration(concentration: torch.Tensor,
     return torch.where(concentration < floor_ug_per_mm3, zero, concentration)
 
 
+def object_cores(plane: np.ndarray, *, core_fraction: float = OBJECT_CORE_FRACTION,
+                 support_ug_per_mm3: float = CONCENTRATION_FLOOR_UG_PER_MM3) -> list[np.ndarray]:
+    """The core (boolean mask) of every object of one map (x, z): an object is a connected component
+    (4-connectivity) of the pixels ≥ ``support_ug_per_mm3``, its core the pixels ≥ ``core_fraction`` × the
+    component's 75th percentile (:func:`shrink_object_levels`; also the refiner's training copy of the step)."""
+    labels, n = ndimage.label(plane >= max(support_ug_per_mm3, np.finfo(plane.dtype).tiny))
+    cores = []
+    for j in range(1, n + 1):
+        component = labels == j
+        cores.append(component & (plane >= core_fraction * np.percentile(plane[component], 75)))
+    return cores
+
+
 def shrink_object_levels(concentration: torch.Tensor | np.ndarray, *,
                          core_fraction: float = OBJECT_CORE_FRACTION,
                          strength: float = OBJECT_LEVEL_SHRINKAGE,
@@ -250,10 +263,7 @@ def shrink_object_levels(concentration: torch.Tensor | np.ndarray, *,
     if strength > 0:
         planes = out.reshape(-1, *values.shape[-2:])
         for plane in planes:
-            labels, n = ndimage.label(plane >= max(support_ug_per_mm3, np.finfo(plane.dtype).tiny))
-            for j in range(1, n + 1):
-                component = labels == j
-                core = component & (plane >= core_fraction * np.percentile(plane[component], 75))
+            for core in object_cores(plane, core_fraction=core_fraction, support_ug_per_mm3=support_ug_per_mm3):
                 plane[core] = (1 - strength) * plane[core] + strength * np.median(plane[core])
         out = planes.reshape(values.shape)
     if as_tensor:  # a copy keeps the dtype, the device and a MetaTensor's metadata
