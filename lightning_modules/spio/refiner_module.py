@@ -97,9 +97,11 @@ class SimulationRefinerModule(pl.LightningModule):
 
     def __init__(self, *, widths: tuple[int, ...] = (16, 32, 64, 96), learning_rate: float = 1e-3,
                  weight_decay: float = 1e-4, max_steps: int = 1000, lifts: tuple[str, ...] = ("ball",),
-                 residual: bool = False, channels_last: bool = False, object_step: bool = False) -> None:
+                 residual: bool = False, channels_last: bool = False, object_step: bool = False,
+                 object_pool: bool = False) -> None:
         super().__init__()
-        self.network = SimulationRefiner(widths=tuple(widths), lifts=tuple(lifts), residual=residual)
+        self.network = SimulationRefiner(widths=tuple(widths), lifts=tuple(lifts), residual=residual,
+                                         object_pool=object_pool)
         self.object_step = object_step  # session 41: train and validate through the bundle's last step
         self.learning_rate, self.weight_decay, self.max_steps = learning_rate, weight_decay, max_steps
         # session 32: NHWC weights and inputs (oneDNN's faster layout on CPU; the saved state_dict is layout-free)
@@ -140,7 +142,8 @@ def train_refiner(pool_paths: list[str], val_path: str, out: str | Path, *, max_
                   val_every: int = 250, batch_size: int = 16, learning_rate: float = 1e-3, seed: int = 0,
                   precision: str = "bf16-mixed", widths: tuple[int, ...] = (16, 32, 64, 96),
                   accelerator: str = "cpu", devices: int = 1, lifts: tuple[str, ...] = ("ball",),
-                  residual: bool = False, channels_last: bool = False, object_step: bool = False) -> float:
+                  residual: bool = False, channels_last: bool = False, object_step: bool = False,
+                  object_pool: bool = False) -> float:
     """Train on the pool shards, keep the state with the lowest ``val_nmae`` and write the refiner's
     ``state_dict`` to ``out`` atomically; returns that NMAE. Scales by ``accelerator`` / ``devices``."""
     pl.seed_everything(seed, workers=True)
@@ -151,7 +154,8 @@ def train_refiner(pool_paths: list[str], val_path: str, out: str | Path, *, max_
     train = DataLoader(train_set, batch_size=batch_size, sampler=sampler)
     val = DataLoader(val_set, batch_size=16)
     module = SimulationRefinerModule(widths=widths, learning_rate=learning_rate, max_steps=max_steps, lifts=lifts,
-                                     residual=residual, channels_last=channels_last, object_step=object_step)
+                                     residual=residual, channels_last=channels_last, object_step=object_step,
+                                     object_pool=object_pool)
     checkpoint = pl.callbacks.ModelCheckpoint(monitor="val_nmae", mode="min", save_top_k=1,
                                               dirpath=Path(out).parent / f".{Path(out).stem}_checkpoints")
     trainer = pl.Trainer(max_steps=max_steps, val_check_interval=val_every, check_val_every_n_epoch=None,
@@ -162,7 +166,8 @@ def train_refiner(pool_paths: list[str], val_path: str, out: str | Path, *, max_
     best = SimulationRefinerModule.load_from_checkpoint(checkpoint.best_model_path, map_location="cpu",
                                                        widths=widths, learning_rate=learning_rate,
                                                        max_steps=max_steps, lifts=lifts, residual=residual,
-                                                       channels_last=channels_last, object_step=object_step)
+                                                       channels_last=channels_last, object_step=object_step,
+                                                       object_pool=object_pool)
     tmp = Path(str(out) + ".tmp")
     state = best.network.state_dict()
     if channels_last:  # stored in the default layout, as every other refiner
@@ -272,6 +277,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--channels_last", action="store_true", help="train in the NHWC memory layout (session 32)")
     t.add_argument("--object_step", action="store_true",
                    help="train and validate through the bundle's one-level-per-object step (session 41)")
+    t.add_argument("--object_pool", action="store_true",
+                   help="the refiner's head also reads each object's mean features (session 42)")
     t.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.command == "pool":
@@ -289,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
                          batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
                          precision=args.precision, accelerator=args.accelerator, devices=args.devices,
                          lifts=tuple(args.lifts), residual=args.residual, channels_last=args.channels_last,
-                         object_step=args.object_step)
+                         object_step=args.object_step, object_pool=args.object_pool)
     print(f"best val_nmae {best:.4f} → {args.out}")
 
 

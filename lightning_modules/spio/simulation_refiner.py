@@ -119,6 +119,32 @@ def phase_residual(measured: torch.Tensor, simulated: torch.Tensor) -> torch.Ten
     return torch.stack(out, dim=1)
 
 
+def object_labels(prior: torch.Tensor, floor_ug_per_mm3: float = CONCENTRATION_FLOOR_UG_PER_MM3) -> torch.Tensor:
+    """Object labels (B, X, Z) int64 of maps (B, 1, X, Z): the 4-connected components of the pixels ≥ the floor
+    (the bundle's objects, as :func:`~lightning_modules.spio.transforms.object_cores` finds them), numbered 1 … n
+    across the whole batch; 0 outside objects."""
+    planes = prior[:, 0].detach().float().cpu().numpy()
+    labels, offset = np.zeros(planes.shape, np.int64), 0
+    for k, plane in enumerate(planes):
+        lab, n = ndimage.label(plane >= floor_ug_per_mm3)
+        labels[k] = np.where(lab > 0, lab + offset, 0)
+        offset += n
+    return torch.from_numpy(labels).to(prior.device)
+
+
+def object_mean(features: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """Each pixel's object mean of ``features`` (B, C, X, Z) — the mean over the object of ``prior`` (B, 1, X, Z)
+    the pixel belongs to (:func:`object_labels`), 0 outside objects; differentiable in ``features``."""
+    b, c, nx, nz = features.shape
+    labels = object_labels(prior).reshape(-1)
+    flat = features.permute(0, 2, 3, 1).reshape(-1, c).float()  # sums in float32 under bf16 autocast
+    n = int(labels.max()) + 1
+    sums = torch.zeros(n, c, device=flat.device).index_add_(0, labels, flat)
+    counts = torch.bincount(labels, minlength=n).clamp_min(1).float()[:, None]
+    means = (sums / counts) * (torch.arange(n, device=flat.device) > 0)[:, None]  # 0 outside objects
+    return means[labels].to(features.dtype).reshape(b, nx, nz, c).permute(0, 3, 1, 2)
+
+
 class SimulationRefiner(nn.Module):
     """U-Net: (measured image, hypothesis Ŝ + field, map m₁) → refined map m₂ = relu(m₁ · e^a + b).
 
@@ -131,9 +157,9 @@ class SimulationRefiner(nn.Module):
     """
 
     def __init__(self, *, widths: tuple[int, ...] = (16, 32, 64, 96), lifts: tuple[str, ...] = ("ball",),
-                 residual: bool = False) -> None:
+                 residual: bool = False, object_pool: bool = False) -> None:
         super().__init__()
-        self.lifts, self.residual = tuple(lifts), residual
+        self.lifts, self.residual, self.object_pool = tuple(lifts), residual, object_pool
         self.features = LineFeatures()
         if self.lifts != ("ball",):  # session 38: weights name their lifts (one or two lifts' channels are ambiguous)
             self.register_buffer("lift_codes", torch.tensor([LIFTS.index(lift) for lift in self.lifts]))
@@ -143,7 +169,9 @@ class SimulationRefiner(nn.Module):
             # marks weights that read these channels (load_refiner), since the channel count alone is ambiguous
             self.register_buffer("residual_channels", torch.tensor(RESIDUAL_CHANNELS_PER_LIFT))
         self.down, self.up, self.merge, out_channels = unet_levels(in_channels, widths)
-        self.head = nn.Conv2d(out_channels, 2, 1)
+        if object_pool:  # session 42: the head also reads each object's mean features (:func:`object_mean`)
+            self.register_buffer("object_pool_channels", torch.tensor(out_channels))
+        self.head = nn.Conv2d(out_channels * (2 if object_pool else 1), 2, 1)
         he_init(self)
         nn.init.zeros_(self.head.weight)  # start exactly at m₁; the head still gets a gradient
         nn.init.zeros_(self.head.bias)
@@ -156,7 +184,10 @@ class SimulationRefiner(nn.Module):
                 simulated = self.features(hypothesis[:, CHANNELS_PER_LIFT * k:CHANNELS_PER_LIFT * k + 2])
                 inputs.append(phase_residual(measured, simulated))
         x = torch.cat(inputs, dim=1)
-        out = self.head(unet_pass(x, self.down, self.up, self.merge))
+        features = unet_pass(x, self.down, self.up, self.merge)
+        if self.object_pool:
+            features = torch.cat([features, object_mean(features, prior)], dim=1)
+        out = self.head(features)
         log_scale = MAX_LOG_SCALE * torch.tanh(out[:, :1] / MAX_LOG_SCALE)
         return torch.relu(prior * torch.exp(log_scale) + MAP_SCALE_UG_PER_MM3 * out[:, 1:])
 
@@ -215,7 +246,7 @@ def load_refiner(path: str | None, device: torch.device | str = "cpu", lifts: tu
     if not path:
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    residual = "residual_channels" in state
+    residual, object_pool = "residual_channels" in state, "object_pool_channels" in state
     per_lift = CHANNELS_PER_LIFT + (RESIDUAL_CHANNELS_PER_LIFT if residual else 0)
     stored = (state["down.0.0.weight"].shape[1] - N_FEATURES - 1) // per_lift  # the U-Net's first conv
     recorded = tuple(LIFTS[int(code)] for code in state["lift_codes"]) if "lift_codes" in state else None
@@ -229,7 +260,7 @@ def load_refiner(path: str | None, device: torch.device | str = "cpu", lifts: tu
     if recorded is None and tuple(lifts) != ("ball",):  # weights trained before session 38: name them now
         state = {**state, "lift_codes": torch.tensor([LIFTS.index(lift) for lift in lifts])}
     widths = tuple(v.shape[0] for k, v in state.items() if k.startswith("down.") and k.endswith(".0.weight"))
-    refiner = SimulationRefiner(widths=widths, lifts=tuple(lifts), residual=residual)
+    refiner = SimulationRefiner(widths=widths, lifts=tuple(lifts), residual=residual, object_pool=object_pool)
     refiner.load_state_dict(state)
     return refiner.eval().to(device)
 

@@ -16,6 +16,8 @@ from lightning_modules.spio.simulation_refiner import (
     ball_half_thickness_mm,
     lift_map,
     load_refiner,
+    object_labels,
+    object_mean,
     phase_residual,
     refine_map,
     simulate_hypothesis,
@@ -219,3 +221,41 @@ def test_refiner_shift_average_is_exact_for_a_shift_equivariant_answer():
     mirrored = refine_map(refiner, image.flip(-2), prior.flip(-2), shifts_px=(-1, 0, 1)).flip(-2)
     torch.testing.assert_close(shifted, mirrored, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(shifted, refine_map(refiner, image, prior), atol=1e-4)  # the shifts do change it
+
+
+def test_object_mean_is_each_objects_own_mean_with_its_gradient():
+    """Session 42's pooling: every pixel of an object gets the mean of the features over that object (objects are
+    the 4-connected components of the map ≥ the floor, numbered across the batch), 0 outside; the gradient of a
+    pooled value reaches every pixel of its object by 1 / size and nothing else."""
+    prior = torch.zeros(2, 1, 16, 16)
+    prior[0, 0, 1:4, 1:4] = 2.0  # object A: 9 pixels
+    prior[0, 0, 4, 4] = 2.0  # touches A only diagonally: its own object
+    prior[0, 0, 8:10, 8:12] = 0.1  # below the 0.15 floor: not an object
+    prior[1, 0, 5:7, 5:7] = 0.5  # the second map's object, labelled after the first map's
+    assert object_labels(prior).unique().tolist() == [0, 1, 2, 3]
+    features = torch.randn(2, 3, 16, 16, requires_grad=True)
+    pooled = object_mean(features, prior)
+    torch.testing.assert_close(pooled[0, :, 2, 2], features[0, :, 1:4, 1:4].mean((1, 2)))
+    torch.testing.assert_close(pooled[0, :, 4, 4], features[0, :, 4, 4])
+    torch.testing.assert_close(pooled[1, :, 6, 6], features[1, :, 5:7, 5:7].mean((1, 2)))
+    assert float(pooled[0, :, 9, 9].abs().sum()) == 0.0 and float(pooled[1, :, 0, 0].abs().sum()) == 0.0
+    pooled[0, 0, 1, 1].backward()
+    grad = features.grad[0, 0]
+    torch.testing.assert_close(grad[1:4, 1:4], torch.full((3, 3), 1 / 9))
+    assert float(grad.sum()) == pytest.approx(1.0) and float(features.grad[1].abs().sum()) == 0.0
+
+
+def test_object_pooling_refiner_starts_at_the_prior_and_loads_as_such(tmp_path):
+    """The pooling head reads twice the U-Net's features, starts exactly at m₁, and ``load_refiner`` rebuilds it
+    from the weights' marker (a refiner without it loads without it)."""
+    pooling = SimulationRefiner(widths=(4, 8), object_pool=True)
+    assert pooling.head.weight.shape[1] == 2 * SimulationRefiner(widths=(4, 8)).head.weight.shape[1]
+    torch.save(pooling.state_dict(), tmp_path / "op.pt")
+    loaded = load_refiner(str(tmp_path / "op.pt"))
+    assert loaded.object_pool and not load_refiner(str(tmp_path / "op.pt")).residual
+    prior = torch.zeros(1, 1, 128, 128)
+    prior[0, 0, 40:50, 60:70] = 3.0
+    inputs = torch.rand(1, 2, 128, 128), simulate_hypothesis(prior[0, 0].numpy())[None], prior
+    torch.testing.assert_close(loaded(*inputs), prior)
+    torch.save(SimulationRefiner(widths=(4, 8)).state_dict(), tmp_path / "plain.pt")
+    assert not load_refiner(str(tmp_path / "plain.pt")).object_pool
