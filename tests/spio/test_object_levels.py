@@ -132,3 +132,30 @@ def test_the_refiner_benchmark_maps_as_the_bundle_does() -> None:
     mapped = bench.bundle_maps(refiner, image[None], prior[None])[0]
     np.testing.assert_array_equal(mapped, predict_concentration(network, image, refiner=refiner))
     assert mapped.max() > 0
+
+
+def test_error_budget_splits_the_nmae_on_known_truth():
+    """``benchmarks/spio_error_budget.py`` (session 42) on a hand-made case: object A (4 × 4 at 2) read at 1 with its
+    support one column short, object B (2 × 2 at 1) missed entirely, a false blob (2 × 2 at 0.5). The parts add up
+    to the NMAE, each is the hand-computed share, and the per-object scale oracle reads A at its true level."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import spio_error_budget as bench
+
+    truth, estimate = np.zeros((32, 32)), np.zeros((32, 32))
+    truth[4:8, 4:8] = 2.0
+    truth[20:22, 20:22] = 1.0
+    estimate[4:8, 4:7] = 1.0
+    estimate[12:14, 25:27] = 0.5
+    total = 32.0 + 4.0
+    parts = bench.budget(truth, estimate)
+    assert parts["missed: whole objects"] == pytest.approx(4.0 / total)
+    assert parts["missed: ≤ 1.5 px from the map"] == pytest.approx(8.0 / total)  # A's last column, 4 px at 2
+    assert parts["missed"] == pytest.approx(12.0 / total)
+    assert parts["false"] == pytest.approx(2.0 / total)
+    assert parts["level"] == pytest.approx(12.0 / total)  # 12 px read 1 short
+    assert parts["missed"] + parts["false"] + parts["level"] == pytest.approx(parts["NMAE"])
+    assert parts["oracle: best scale per object"] == pytest.approx((12.0 + 0.0) / total)  # A at 2, the blob → 0
+    assert parts["oracle: objects without iron removed"] == pytest.approx(parts["NMAE"] - 2.0 / total)
