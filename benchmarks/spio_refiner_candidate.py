@@ -75,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     reference, candidate = load_refiner(str(MODELS / "refiner.pt")), load_refiner(str(args.candidate))
 
-    lines = [f"# SPIO: refiner {args.candidate.name} against 0.14.0's (issue 24, session 41, addendum 1)", "",
+    lines = [f"# SPIO: refiner {args.candidate.name} against the bundle's, 0.14.0 (issue 24; sessions 41-42)", "",
              "Both with the bundle's DeepSPIO map before and the one-level-per-object step after; paired NMAE "
              "difference candidate − 0.14.0, ± s.e. (mean + 2 s.e.); images with iron.", "",
              "| set (n) | 0.14.0 | candidate − 0.14.0 |", "|---|---|---|"]
