@@ -29,8 +29,8 @@ from lightning_modules.io import write_text_atomic
 from lightning_modules.metrics import nmae
 from lightning_modules.spio.app import load_network, predict_concentration
 from lightning_modules.spio.networks import DeepSpio
-from lightning_modules.spio.simulation_refiner import load_refiner, refine_floored
-from lightning_modules.spio.transforms import shrink_object_levels
+from lightning_modules.spio.simulation_refiner import load_refiner, refine_map
+from lightning_modules.spio.transforms import floor_concentration, shrink_object_levels
 
 MODELS = Path(bundle_root("spio_quantification")) / "models"
 
@@ -57,25 +57,29 @@ def deepspio_maps(generator: str, seed: int, start: int, n: int, cache: Path | N
 
 def bundle_maps(refiner, images: np.ndarray, priors: np.ndarray, batch: int = 16) -> np.ndarray:
     """The bundle's maps from DeepSPIO's floored maps: ``refiner`` (flip average, floor), then the step — what
-    ``predict_concentration(..., refiner=refiner)`` does after DeepSPIO."""
+    ``predict_concentration(..., refiner=refiner)`` does after DeepSPIO. A list of refiners (session 42) is their
+    ensemble: the mean of their flip-averaged maps, then the floor and the step."""
+    members = refiner if isinstance(refiner, list) else [refiner]
     out = []
     for i in range(0, len(images), batch):
-        refined = refine_floored(refiner, torch.as_tensor(images[i:i + batch]),
-                                 torch.as_tensor(priors[i:i + batch])[:, None])[:, 0].numpy()
-        out += [shrink_object_levels(m) for m in refined]
+        image, prior = torch.as_tensor(images[i:i + batch]), torch.as_tensor(priors[i:i + batch])[:, None]
+        refined = floor_concentration(sum(refine_map(r, image, prior) for r in members) / len(members))
+        out += [shrink_object_levels(m) for m in refined[:, 0].numpy()]
     return np.stack(out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidate", type=Path, required=True, help="the candidate refiner's weights")
+    parser.add_argument("--candidate", type=Path, action="append", required=True,
+                        help="the candidate refiner's weights; repeated: the ensemble of these refiners (session 42)")
     parser.add_argument("--set", action="append", required=True, help="NAME=GENERATOR:SEED:START:N (repeat)")
     parser.add_argument("--cache", type=Path, default=None, help="folder for the sets' DeepSPIO maps (npz)")
     parser.add_argument("--out", type=Path, required=True, help="markdown report")
     args = parser.parse_args()
-    reference, candidate = load_refiner(str(MODELS / "refiner.pt")), load_refiner(str(args.candidate))
+    reference, candidate = load_refiner(str(MODELS / "refiner.pt")), [load_refiner(str(p)) for p in args.candidate]
+    name = " + ".join(p.name for p in args.candidate)
 
-    lines = [f"# SPIO: refiner {args.candidate.name} against the bundle's, 0.14.0 (issue 24; sessions 41-42)", "",
+    lines = [f"# SPIO: refiner {name} against the bundle's, 0.14.0 (issue 24; sessions 41-42)", "",
              "Both with the bundle's DeepSPIO map before and the one-level-per-object step after; paired NMAE "
              "difference candidate − 0.14.0, ± s.e. (mean + 2 s.e.); images with iron.", "",
              "| set (n) | 0.14.0 | candidate − 0.14.0 |", "|---|---|---|"]

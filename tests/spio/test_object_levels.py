@@ -123,7 +123,8 @@ def test_the_refiner_benchmark_maps_as_the_bundle_does() -> None:
     from lightning_modules.spio.app import load_network, predict_concentration
     from lightning_modules.spio.data import random_sample
     from lightning_modules.spio.networks import DeepSpio
-    from lightning_modules.spio.simulation_refiner import load_refiner
+    from lightning_modules.spio.simulation_refiner import load_refiner, refine_map
+    from lightning_modules.spio.transforms import floor_concentration
 
     network = load_network(DeepSpio(), str(bench.MODELS / "model.pt"))
     refiner = load_refiner(str(bench.MODELS / "refiner.pt"))
@@ -132,6 +133,13 @@ def test_the_refiner_benchmark_maps_as_the_bundle_does() -> None:
     mapped = bench.bundle_maps(refiner, image[None], prior[None])[0]
     np.testing.assert_array_equal(mapped, predict_concentration(network, image, refiner=refiner))
     assert mapped.max() > 0
+    # session 42: a list of refiners is their ensemble — the mean of their flip-averaged maps, then floor and step
+    np.testing.assert_allclose(bench.bundle_maps([refiner, refiner], image[None], prior[None])[0], mapped, atol=1e-6)
+    other = load_refiner(str(bench.MODELS / "refiner_noise_robust.pt"))
+    x, p = torch.as_tensor(image[None]), torch.as_tensor(prior[None, None])
+    mean = 0.5 * (refine_map(refiner, x, p) + refine_map(other, x, p))
+    np.testing.assert_allclose(bench.bundle_maps([refiner, other], image[None], prior[None])[0],
+                               shrink_object_levels(floor_concentration(mean)[0, 0].numpy()), atol=1e-6)
 
 
 def test_error_budget_splits_the_nmae_on_known_truth():
