@@ -30,7 +30,7 @@ from spio_design_comparison import SNR_BINS, snr_bin  # benchmarks/ is on sys.pa
 from spio_object_shrinkage import reference_maps
 
 from lightning_modules.io import write_text_atomic
-from lightning_modules.spio.transforms import shrink_object_levels
+from lightning_modules.spio.transforms import object_components, shrink_object_levels
 
 PARTS = ("NMAE", "missed", "missed: whole objects", "missed: ≤ 1.5 px from the map", "missed: 1.5–3.5 px",
          "missed: deeper", "false", "level", "oracle: best scale per object", "oracle: objects without iron removed")
@@ -57,7 +57,7 @@ def budget(truth: np.ndarray, estimate: np.ndarray) -> dict[str, float]:
             whole |= obj
     depth = ndimage.distance_transform_edt(m <= 0)
     rest = missed & ~whole
-    labels, n = ndimage.label(m > 0)
+    labels, n = object_components(m)  # the bundle's objects: the floored map's components
     scaled, cleaned = m.copy(), m.copy()
     for j in range(1, n + 1):
         obj = labels == j

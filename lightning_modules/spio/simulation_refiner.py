@@ -35,7 +35,11 @@ from lightning_modules.spio.inferers import FlipAverageInferer, ShiftAverageInfe
 from lightning_modules.spio.line_features import N_FEATURES, LineFeatures
 from lightning_modules.spio.line_unet import he_init, unet_levels, unet_pass
 from lightning_modules.spio.snr import rician_like
-from lightning_modules.spio.transforms import CONCENTRATION_FLOOR_UG_PER_MM3, floor_concentration
+from lightning_modules.spio.transforms import (
+    CONCENTRATION_FLOOR_UG_PER_MM3,
+    floor_concentration,
+    object_components,
+)
 from lightning_modules.spio.viewline import PIXEL_MM, acquire, offresonance_tesla
 
 #: Channels of one simulated hypothesis: Ŝ (even, odd) and the asinh of its field.
@@ -120,13 +124,13 @@ def phase_residual(measured: torch.Tensor, simulated: torch.Tensor) -> torch.Ten
 
 
 def object_labels(prior: torch.Tensor, floor_ug_per_mm3: float = CONCENTRATION_FLOOR_UG_PER_MM3) -> torch.Tensor:
-    """Object labels (B, X, Z) int64 of maps (B, 1, X, Z): the 4-connected components of the pixels ≥ the floor
-    (the bundle's objects, as :func:`~lightning_modules.spio.transforms.object_cores` finds them), numbered 1 … n
-    across the whole batch; 0 outside objects."""
+    """Object labels (B, X, Z) int64 of maps (B, 1, X, Z): the bundle's objects
+    (:func:`~lightning_modules.spio.transforms.object_components` of the pixels ≥ the floor), numbered 1 … n across
+    the whole batch; 0 outside objects."""
     planes = prior[:, 0].detach().float().cpu().numpy()
     labels, offset = np.zeros(planes.shape, np.int64), 0
     for k, plane in enumerate(planes):
-        lab, n = ndimage.label(plane >= floor_ug_per_mm3)
+        lab, n = object_components(plane, floor_ug_per_mm3)
         labels[k] = np.where(lab > 0, lab + offset, 0)
         offset += n
     return torch.from_numpy(labels).to(prior.device)

@@ -223,12 +223,19 @@ def floor_concentration(concentration: torch.Tensor,
     return torch.where(concentration < floor_ug_per_mm3, zero, concentration)
 
 
+def object_components(plane: np.ndarray,
+                      support_ug_per_mm3: float = CONCENTRATION_FLOOR_UG_PER_MM3) -> tuple[np.ndarray, int]:
+    """The objects of one map (x, z): (labels 0 … n, n) of the connected components (4-connectivity) of the pixels
+    ≥ ``support_ug_per_mm3`` (the bundle's objects: :func:`object_cores`, the refiner's ``object_labels``)."""
+    return ndimage.label(plane >= max(support_ug_per_mm3, np.finfo(plane.dtype).tiny))
+
+
 def object_cores(plane: np.ndarray, *, core_fraction: float = OBJECT_CORE_FRACTION,
                  support_ug_per_mm3: float = CONCENTRATION_FLOOR_UG_PER_MM3) -> list[np.ndarray]:
     """The core (boolean mask) of every object of one map (x, z): an object is a connected component
     (4-connectivity) of the pixels ≥ ``support_ug_per_mm3``, its core the pixels ≥ ``core_fraction`` × the
     component's 75th percentile (:func:`shrink_object_levels`; also the refiner's training copy of the step)."""
-    labels, n = ndimage.label(plane >= max(support_ug_per_mm3, np.finfo(plane.dtype).tiny))
+    labels, n = object_components(plane, support_ug_per_mm3)
     cores = []
     for j in range(1, n + 1):
         component = labels == j
