@@ -28,7 +28,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-from SPIOQuantificationLib.options import spio_options, view_line_layout_problem
+from SPIOQuantificationLib.options import HELP_NOTE, spio_options, view_line_layout_problem
 
 
 class SPIOQuantification(ScriptedLoadableModule):
@@ -37,7 +37,7 @@ class SPIOQuantification(ScriptedLoadableModule):
     def __init__(self, parent) -> None:
         ScriptedLoadableModule.__init__(self, parent)
         describeModule(self.parent, SpioOptions.BUNDLE, title="SPIO Quantification", category="SPIO",
-                       helpNote="The shipped network assumes the acquisition described in the bundle's documentation.")
+                       helpNote=HELP_NOTE)
 
 
 @parameterNodeWrapper

@@ -229,6 +229,15 @@ def test_rim_panel_adds_only_its_results_names_reruns_alike_and_jumps_to_a_lesio
     assert scene.GetFirstNodeByClass("vtkMRMLSliceCompositeNode").GetLabelVolumeID() == labels.GetID()
 
 
+def test_spio_help_says_how_accurate_the_maps_are(scene, slicer) -> None:
+    """The panel's help carries the bundle's description and the accuracy caveat a user needs before trusting a
+    level (the bundle's docs, "Accuracy")."""
+    register_module("SPIOQuantification")
+    help_text = slicer.modules.spioquantification.helpText
+    assert help_text.startswith("SPIO quantification: View Line image")
+    assert "NMAE ≈ 0.35" in help_text and "not yet for quantitative levels" in help_text
+
+
 def test_spio_logic_rejects_an_image_that_is_not_a_view_line_slice(scene, slicer) -> None:
     logic = register_module("SPIOQuantification").SPIOQuantificationLogic()
     parameters = logic.getParameterNode()
