@@ -146,6 +146,7 @@ def check_spio(page, summary: dict) -> None:
     concentration = volume(summary, "viewline_concentration_ugFe_per_mm3")
     assert concentration["shape"] == [1, 128, 128] and concentration["colour"] == "Inferno"
     assert concentration["max"] > 2.0  # the 6.98 µg Fe/mm³ cylinder
+    page.get_by_text("Not yet quantitative: NMAE ≈ 0.35").wait_for()  # the accuracy caveat under the tab
 
 
 def check_rim(page, summary: dict) -> None:
