@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,17 @@ import torch
 from lightning_modules.bundle_app import bundle_root
 
 DDP = ["--trainer#accelerator", "cpu", "--trainer#devices", "2", "--trainer#max_epochs", "2"]
+#: What a rank prints when the other rank, or the rendezvous, went away (lower case).
+LOST_PEER = ("address already in use", "remote worker crashing", "connection closed by peer",
+             "connection reset by peer")
+
+
+def _why_it_failed(output: str, lines: int = 150) -> str:
+    """A failed run's error lines: every rank's traceback, without the INFO logging around them (which can push a
+    rank's own error out of a head-and-tail excerpt: CI, session 43), then the output's last lines."""
+    pattern = re.compile(r"Traceback|Error|Exception|error:|^\s*\[rank\d\]|^\s+File ")
+    errors = [line for line in output.splitlines() if " - INFO - " not in line and pattern.search(line)]
+    return "\n".join(errors[-lines:]) + "\n… the output's end:\n" + output[-1500:]
 
 
 def _run_train(bundle: str, overrides: list[str], tmp_path: Path, *, config: str = "train.json",
@@ -31,13 +43,16 @@ def _run_train(bundle: str, overrides: list[str], tmp_path: Path, *, config: str
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     output = result.stdout + result.stderr
-    if result.returncode != 0 and "address already in use" in output.lower():
-        # Lightning picks the rendezvous port before the ranks bind it; on a busy machine another process can take
-        # it in between (an infrastructure race, not the recipe's): start the run once more
+    if result.returncode != 0 and any(sign in output.lower() for sign in LOST_PEER):
+        # Lightning picks the rendezvous port before the ranks bind it, so on a busy machine another process can take
+        # it in between; and once (CI, session 43; not reproduced in 32 runs here, 28 beside two CPU hogs) a rank
+        # lost its peer mid-run with the peer's own error out of view. Both are infrastructure races, not the
+        # recipe's (a seeded run that fails for a reason of its own fails again): start the run once more, and say
+        # why in a warning
+        warnings.warn(f"DDP run restarted once after: {_why_it_failed(output, lines=40)}", stacklevel=2)
         result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
         output = result.stdout + result.stderr
-    # both ends of the output: rank 0's own error comes first, the other rank's lost connection last
-    assert result.returncode == 0, output[:3000] + "\n…\n" + output[-3000:]
+    assert result.returncode == 0, _why_it_failed(output)
     assert "Starting with 2 processes" in output
     return result.stdout
 
