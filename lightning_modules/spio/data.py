@@ -68,6 +68,7 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
                            base: Callable[[np.random.Generator], torch.Tensor] = random_base,
                            noise_free_fraction: float = P_NOISE_FREE, snr_db: float | None = None,
                            noise_models: float = 0.0, noise_model: str | None = None,
+                           object_families: tuple[str, ...] | None = None,
                            ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """:func:`random_sample` plus the sample's SNR in dB (``math.inf`` for a noise-free sample).
 
@@ -111,13 +112,16 @@ def random_sample_with_snr(seed: int, index: int, *, base_augmentation: float = 
             NOISE_MODELS`; session 33), from a random stream of its own (0 gives exactly the plain samples; the
             ``magnitude`` model draws the same numbers as the complex one).
         noise_model: if given, every noisy sample's noise model (benchmarks: the same samples under another model).
+        object_families: if given, the shape families the sample's objects are drawn from instead of training's
+            (:data:`~lightning_modules.spio.phantoms.SHAPES`; benchmarks: e.g. ``("metaball",)``, blobs only).
     """
     image, concentration, snr_db, _ = _simulate(seed, index, base_augmentation=base_augmentation,
                                                 head_bases=head_bases, rim_bases=rim_bases,
                                                 shape_variety=shape_variety, other_families=other_families,
                                                 tube_phantoms=tube_phantoms, extent_family=extent_family, base=base,
                                                 noise_free_fraction=noise_free_fraction, fixed_snr_db=snr_db,
-                                                noise_models=noise_models, noise_model=noise_model)
+                                                noise_models=noise_models, noise_model=noise_model,
+                                                object_families=object_families)
     return image, concentration, snr_db
 
 
@@ -143,6 +147,7 @@ def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: fl
               with_targets: bool = False,
               noise_free_fraction: float = P_NOISE_FREE, fixed_snr_db: float | None = None,
               noise_models: float = 0.0, noise_model: str | None = None,
+              object_families: tuple[str, ...] | None = None,
               ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None]:
     """Sample ``index`` of ``seed``: image, plane concentration, SNR and (``with_targets``) auxiliary targets."""
     rng = np.random.default_rng([int(seed), int(index)])
@@ -155,7 +160,9 @@ def _simulate(seed: int, index: int, *, base_augmentation: float, head_bases: fl
             change_rng = np.random.default_rng([int(seed), int(index), stream])
             if change_rng.random() < probability:
                 rho = change(rho, change_rng)
-    concentration = random_concentration(rng, rho)  # drawn always, so later draws match the plain sample
+    # drawn always, so later draws match the plain sample
+    concentration = (random_concentration(rng, rho) if object_families is None
+                     else random_concentration(rng, rho, families=object_families))
     if shape_variety > 0:
         shape_rng = np.random.default_rng([int(seed), int(index), 59])
         if shape_rng.random() < shape_variety:

@@ -16,7 +16,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from lightning_modules.spio import acquisition as acq
-from lightning_modules.spio import data
+from lightning_modules.spio import data, phantoms
 from lightning_modules.spio.data import OnTheFlyDataset, ViewLineDataModule, random_sample_with_snr
 from lightning_modules.spio.families import ellipsoids_of_random_extent, other_family_sample
 from lightning_modules.spio.phantoms import (
@@ -205,6 +205,28 @@ def test_object_families_change_only_the_objects(monkeypatch, option: str, draw:
         plain = random_sample_with_snr(9, index, **options)
         changed = random_sample_with_snr(9, index, **options, **{option: 1.0})
         assert all(torch.equal(a, b) for a, b in zip(plain[:2], changed[:2], strict=True)) and plain[2] == changed[2]
+
+
+def test_object_families_draw_the_objects_from_the_given_families_only(monkeypatch) -> None:
+    families_drawn = []
+    draw = data.random_concentration
+
+    def recording(rng, rho, **kwargs):
+        families_drawn.append(kwargs.get("families"))
+        return draw(rng, rho, **kwargs)
+
+    monkeypatch.setattr(data, "random_concentration", recording)
+    plain = random_sample_with_snr(9, 0)
+    assert families_drawn == [None]                        # training's families unless told: the plain samples …
+    monkeypatch.undo()
+    assert all(torch.equal(a, b) for a, b in zip(plain[:2], random_sample_with_snr(9, 0, object_families=None)[:2],
+                                                  strict=True))
+    shapes = []
+    monkeypatch.setattr(phantoms, "random_object", lambda rng, centre, shape: shapes.append(shape) or
+                        phantoms.sphere(centre, 2.0))
+    for index in range(4):                                 # … and only the given family when told
+        random_sample_with_snr(9, index, object_families=("metaball",))
+    assert shapes and set(shapes) == {"metaball"}
 
 
 def test_the_extent_family_is_ellipsoids_whose_extent_along_y_varies_independently_of_their_section() -> None:
