@@ -17,8 +17,9 @@ the bundle runs them (``predict_concentration`` with the refiner and the one-lev
 another DeepSPIO + refiner pair, compared paired. Report only: it chooses nothing. One CPU thread.
 
 Usage:
+    git show 2af77b4:monai_bundles/spio_quantification/models/model.pt > /tmp/model_040.pt   # 0.4.0's weights
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/spio_blob_accuracy.py --seed 150 --n 100 \\
-        --out benchmarks/results/spio/spio_blob_accuracy_0140.md
+        --as_0_4_0 /tmp/model_040.pt --out benchmarks/results/spio/spio_blob_accuracy_0140.md
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from spio_design_comparison import snr_bin  # benchmarks/ is on sys.path
+from spio_paired_bins import INFERENCE_0_4_0 as INFERENCE_0_4_0_DEEPSPIO
 from spio_real_bases import real_brain_slice
 
 from lightning_modules.bundle_app import bundle_root
@@ -40,6 +42,9 @@ from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.simulation_refiner import load_refiner
 
 MODELS = Path(bundle_root("spio_quantification")) / "models"
+#: How bundle 0.4.0 mapped (``spio_paired_bins.INFERENCE_0_4_0``): the flip average alone, floor 0.1 µg Fe/mm³, and
+#: neither the refiner nor the one-level step, which came later.
+INFERENCE_0_4_0 = {**INFERENCE_0_4_0_DEEPSPIO, "object_shrinkage": 0.0}
 #: The kinds of iron: options of ``random_sample_with_snr`` on the real-head bases.
 KINDS = {"training's objects": {}, "metaballs": {"object_families": ("metaball",)},
          "ellipsoids": {"extent_family": 1.0}}
@@ -68,22 +73,27 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100, help="samples per set (those with iron in the plane count)")
     parser.add_argument("--candidate", default=None,
                         help="NAME=DEEPSPIO.pt@REFINER.pt, mapped the same way and compared paired (report only)")
+    parser.add_argument("--as_0_4_0", type=Path, default=None,
+                        help="weights mapped as bundle 0.4.0 mapped them (the network issue 24 was filed against: "
+                             "flip average only, floor 0.1, no refiner, no one-level step), compared paired")
     parser.add_argument("--out", type=Path, required=True, help="markdown report")
     args = parser.parse_args()
 
     shipped = (load_network(DeepSpio(), str(MODELS / "model.pt")), load_refiner(str(MODELS / "refiner.pt")))
-    pairs = {"0.14.0": shipped}
+    pairs = {"0.14.0": (*shipped, {})}
     if args.candidate:
         name, weights = args.candidate.split("=", 1)
         network, refiner = weights.split("@")
-        pairs[name] = (load_network(DeepSpio(), network), load_refiner(refiner))
+        pairs[name] = (load_network(DeepSpio(), network), load_refiner(refiner), {})
+    if args.as_0_4_0:
+        pairs["0.4.0"] = (load_network(DeepSpio(), str(args.as_0_4_0)), None, INFERENCE_0_4_0)
     columns = ["drawn SNR"] + [("∞" if math.isinf(s) else f"{s:g} dB") for s in FIXED_SNRS]
     results: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for kind, options in KINDS.items():
         for column, snr in zip(columns, (None, *FIXED_SNRS), strict=True):
             data = samples(args.seed, args.n, snr, **options)
-            for name, (network, refiner) in pairs.items():
-                values = np.array([nmae(predict_concentration(network, image, refiner=refiner), truth)
+            for name, (network, refiner, inference) in pairs.items():
+                values = np.array([nmae(predict_concentration(network, image, refiner=refiner, **inference), truth)
                                    for image, truth, _ in data])
                 results.setdefault(name, {}).setdefault(kind, {})[column] = values
                 if column == "drawn SNR":
@@ -92,7 +102,8 @@ def main() -> None:
                   flush=True)
 
     command = (f"OMP_NUM_THREADS=1 .venv/bin/python benchmarks/spio_blob_accuracy.py --seed {args.seed} --n {args.n}"
-               + (f' --candidate "{args.candidate}"' if args.candidate else "") + f" --out {args.out}")
+               + (f' --candidate "{args.candidate}"' if args.candidate else "")
+               + (f" --as_0_4_0 {args.as_0_4_0}" if args.as_0_4_0 else "") + f" --out {args.out}")
     lines = ["# SPIO on blob-like iron in real heads (issue 24, session 43)", "", f"Command: `{command}` (one CPU "
              "thread). Real subjects' head slices as bases (`spio_real_bases.real_brain_slice`; sample i has the same "
              "base in every row); NMAE per image with iron in the plane, mean ± sd "
@@ -109,8 +120,8 @@ def main() -> None:
                      for b in dict.fromkeys(sorted(values["bins"]))]
             lines.append(f"- {kind}: " + "; ".join(cells))
         lines.append("")
-    if len(results) > 1:
-        first, other = list(results)
+    first = next(iter(results))
+    for other in list(results)[1:]:
         lines += [f"## {other} − {first} (paired mean ± s.e.)", "", "| iron | " + " | ".join(columns) + " |",
                   "|---" * (len(columns) + 1) + "|"]
         for kind in KINDS:
@@ -119,6 +130,7 @@ def main() -> None:
                 d = results[other][kind][column] - results[first][kind][column]
                 cells.append(f"{d.mean():+.4f} ± {d.std(ddof=1) / np.sqrt(len(d)):.4f}")
             lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+        lines.append("")
     write_text_atomic("\n".join(lines) + "\n", args.out)
     print("\n".join(lines))
 
