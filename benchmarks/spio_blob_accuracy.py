@@ -29,15 +29,15 @@ import math
 from pathlib import Path
 
 import numpy as np
-from spio_design_comparison import snr_bin  # benchmarks/ is on sys.path
+from spio_design_comparison import sample_arrays, snr_bin  # benchmarks/ is on sys.path
 from spio_paired_bins import INFERENCE_0_4_0 as INFERENCE_0_4_0_DEEPSPIO
+from spio_paired_bins import paired_cell
 from spio_real_bases import real_brain_slice
 
 from lightning_modules.bundle_app import bundle_root
 from lightning_modules.io import write_text_atomic
 from lightning_modules.metrics import nmae
 from lightning_modules.spio.app import load_network, predict_concentration
-from lightning_modules.spio.data import random_sample_with_snr
 from lightning_modules.spio.networks import DeepSpio
 from lightning_modules.spio.simulation_refiner import load_refiner
 
@@ -54,12 +54,8 @@ FIXED_SNRS = (math.inf, 19.0, 11.0, 5.0)
 
 def samples(seed: int, n: int, snr_db: float | None, **options) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """(image (2, x, z), truth (x, z), SNR dB) of samples 0 … n−1 of ``seed`` on real-head bases, with iron only."""
-    out = []
-    for index in range(n):
-        image, truth, snr = random_sample_with_snr(seed, index, base=real_brain_slice, snr_db=snr_db, **options)
-        if truth.any():
-            out.append((image.numpy(), truth[0].numpy(), snr))
-    return out
+    data = sample_arrays(seed, range(n), base=real_brain_slice, snr_db=snr_db, **options)
+    return [(image, truth, snr) for image, truth, snr in data if truth.any()]
 
 
 def summary(values: np.ndarray) -> str:
@@ -125,10 +121,7 @@ def main() -> None:
         lines += [f"## {other} − {first} (paired mean ± s.e.)", "", "| iron | " + " | ".join(columns) + " |",
                   "|---" * (len(columns) + 1) + "|"]
         for kind in KINDS:
-            cells = []
-            for column in columns:
-                d = results[other][kind][column] - results[first][kind][column]
-                cells.append(f"{d.mean():+.4f} ± {d.std(ddof=1) / np.sqrt(len(d)):.4f}")
+            cells = [paired_cell(results[other][kind][c], results[first][kind][c]) for c in columns]
             lines.append(f"| {kind} | " + " | ".join(cells) + " |")
         lines.append("")
     write_text_atomic("\n".join(lines) + "\n", args.out)

@@ -7,11 +7,13 @@ from pathlib import Path
 
 from QSMSlicerCommon.options import SpioOptions
 
-#: What the panel's help says beyond the bundle's description: the acquisition the weights assume and how accurate the
-#: maps are (the bundle's docs, "Accuracy", 0.14.0 on simulated images).
-HELP_NOTE = ("The shipped network assumes the acquisition described in the bundle's documentation. On simulated images "
-             "its maps have NMAE ≈ 0.35 (≈ 0.5–0.6 below 11 dB, where the bundle warns) and usually read an object's "
-             "iron low, small deposits most: use them for where the iron is and its order of magnitude, not yet for "
+#: How accurate the maps are, as the panel's help and the web app's SPIO page say it (the bundle's docs, "Accuracy":
+#: 0.14.0 on simulated images).
+ACCURACY_NOTE = ("Not yet quantitative: NMAE ≈ 0.35 on simulated images (≈ 0.5–0.6 below 11 dB, where the bundle "
+                 "warns), an object's iron usually read low, small deposits most.")
+#: What the panel's help says beyond the bundle's description.
+HELP_NOTE = ("The shipped network assumes the acquisition described in the bundle's documentation. "
+             f"{ACCURACY_NOTE} Use the maps for where the iron is and its order of magnitude, not yet for "
              "quantitative levels. Read bench tubes with the Bench tubes section.")
 
 

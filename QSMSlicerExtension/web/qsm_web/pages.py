@@ -70,6 +70,7 @@ def pages() -> tuple[Page, ...]:
     from IVIMMappingLib.options import METHODS as IVIM_METHODS
     from IVIMMappingLib.options import MODELS, MODES
     from QSMInversionLib.options import FIELD_UNITS, METHOD_CHOICES
+    from SPIOQuantificationLib.options import ACCURACY_NOTE as SPIO_ACCURACY
 
     return (
         Page("qsm", "QSM", "QSMInversion",
@@ -88,8 +89,8 @@ def pages() -> tuple[Page, ...]:
              help="D, f, D* and S0 maps with the IVIM Mapping panel's colour tables and ranges."),
         Page("spio", "SPIO", "SPIOQuantification",
              (Upload("input_image", "View Line image (NIfTI (nx, nz, 1, 2): even / odd lines)", "frames"),),
-             help="SPIO concentration in µg Fe/mm³ (inferno, 0…28), as in the SPIO Quantification panel. Not yet "
-                  "quantitative: NMAE ≈ 0.35 on simulated images, an object's iron usually read low."),
+             help=f"SPIO concentration in µg Fe/mm³ (inferno, 0…28), as in the SPIO Quantification panel. "
+                  f"{SPIO_ACCURACY}"),
         Page("rim", "Rim lesions", "RimLesionDetection",
              (Upload("input_qsm", "QSM (ppm)"), Upload("input_flair", "FLAIR"),
               Upload("input_lesion_mask", "Lesion mask (labelmap)", "labelmap")),
