@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.inferers import SimpleInferer
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import QuantileRegressor
 from spio_design_comparison import SNR_BINS, sample_arrays, snr_bin  # benchmarks/ is on sys.path
@@ -35,23 +34,13 @@ from lightning_modules.bundle_app import bundle_root
 from lightning_modules.io import write_text_atomic
 from lightning_modules.metrics import nmae
 from lightning_modules.spio.app import load_network, predict_concentration
-from lightning_modules.spio.inferers import SHIFT_AVERAGE_PX, FlipAverageInferer, ShiftAverageInferer
 from lightning_modules.spio.networks import DeepSpio
+from lightning_modules.spio.object_report import pass_mean_and_spread
 from lightning_modules.spio.simulation_refiner import load_refiner
 from lightning_modules.spio.snr import estimate_snr_db
 from lightning_modules.spio.transforms import object_components
 
 FEATURES = ("log level", "log area", "estimated SNR", "log relative spread")
-
-
-def pass_mean_and_spread(network: torch.nn.Module, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The six passes' mean map (unfloored, as the bundle's inferer gives it) and their standard deviation, (x, z)."""
-    inferer = FlipAverageInferer(ShiftAverageInferer(SimpleInferer(), shifts=SHIFT_AVERAGE_PX))
-    x = torch.as_tensor(image, dtype=torch.float32)[None]
-    with torch.no_grad():
-        moments = inferer(x, lambda t: (lambda m: torch.cat([m, m * m], dim=1))(network(t)))[0]
-    mean = moments[0].numpy()
-    return mean, np.sqrt(np.clip(moments[1].numpy() - mean**2, 0.0, None))
 
 
 def collect(spec: str, cache: Path | None) -> dict[str, np.ndarray]:
@@ -156,7 +145,7 @@ def main() -> None:
     torch.set_num_threads(1)
     parts = [collect(spec, args.cache) for spec in args.development]
     dev = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    lines = [f"# Session 44: per-object level correction from the passes' spread (candidate K)", "",
+    lines = ["# Session 44: per-object level correction from the passes' spread (candidate K)", "",
              f"Development set `{' + '.join(args.development)}` ({len(dev['truth'])} images with iron); features: "
              + ", ".join(FEATURES) + ".", "", "## Choice on the development set (2-fold by image halves)", "",
              "| model | strength | fold 1: K − 0.14.0 | fold 2: K − 0.14.0 |", "|---|---|---|---|"]

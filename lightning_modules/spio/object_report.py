@@ -1,0 +1,143 @@
+"""Per-object report of a SPIO concentration map: each object's size, level and iron, and how far its level can be
+trusted (issue 24, session 44).
+
+The bundle's DeepSPIO map is the mean of six passes (the image mirrored along x or not × shifted by −1, 0, +1
+pixels). Where the passes disagree the network is unsure: over an object of the final map, their relative spread
+(the mean per-pixel standard deviation over the object / the object's mean) tracks the *size* of the object's level
+error — Spearman ρ +0.57 with |log best scale| on simulated development images, where the object's area gives −0.41,
+its level −0.35 and the SNR −0.22 — but not its sign (ρ +0.08), so it cannot correct the level
+(``benchmarks/results/spio/decision_rule_session44.md``), only say how uncertain it is. Simulated objects binned by
+that spread (``benchmarks/spio_object_uncertainty.py``) give each object of a map the fraction of its bin's objects
+that held no iron (``p_no_iron``) and the factors within which half (``level_factor_50``) or 80 %
+(``level_factor_80``) of the bin's objects with iron had their level (×/÷ the truth's L1 best fit). On other shapes
+and anatomy than training's the errors are larger than these factors say (the bundle's docs, Accuracy).
+
+Usage (the image the bundle mapped and the map it wrote; the same weights, ``--model_path``, as the map):
+    .venv/bin/python -m lightning_modules.spio.object_report --image V.nii.gz \\
+        --concentration out/V_concentration.nii.gz --out V_objects.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.inferers import SimpleInferer
+from torch import nn
+
+from lightning_modules.bundle_app import bundle_root, exit_on_input_error
+from lightning_modules.io import InputError, load_nifti, voxel_sizes_mm, write_text_atomic
+from lightning_modules.spio.inferers import SHIFT_AVERAGE_PX, FlipAverageInferer, ShiftAverageInferer
+from lightning_modules.spio.transforms import object_components
+from lightning_modules.spio.viewline import PIXEL_MM
+
+#: Area of one pixel of the View Line grid the network assumes, mm².
+PIXEL_AREA_MM2 = float(PIXEL_MM[0] * PIXEL_MM[1])
+#: Interior edges of the relative-spread bins (the deciles of 1 991 objects of 0.14.0's maps of training's generator,
+#: seed 1, images 16 800–17 399; ``benchmarks/spio_object_uncertainty.py``, session 44).
+SPREAD_BIN_EDGES: tuple[float, ...] = (0.0677, 0.0841, 0.0963, 0.1097, 0.1254, 0.1456, 0.1763, 0.2482, 0.547)
+#: Per bin: the fraction of its objects without true iron, and the 50 % and 80 % quantiles of |level / truth's best
+#: fit| as a ×/÷ factor over its objects with iron (same objects as :data:`SPREAD_BIN_EDGES`).
+SPREAD_BIN_TABLE: tuple[tuple[float, float, float], ...] = (
+    (0.01, 1.063, 1.133), (0.0, 1.075, 1.189), (0.025, 1.114, 1.248), (0.035, 1.116, 1.258), (0.03, 1.158, 1.366),
+    (0.06, 1.177, 1.416), (0.055, 1.181, 1.433), (0.075, 1.234, 1.513), (0.166, 1.39, 2.004), (0.535, 3.913, 10.716))
+COLUMNS = ("label", "x_mm", "y_mm", "z_mm", "area_mm2", "level_ug_per_mm3", "iron_ug_per_mm", "relative_spread",
+           "p_no_iron", "level_factor_50", "level_factor_80")
+
+
+def pass_mean_and_spread(network: nn.Module, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The six test-time passes' mean map (unfloored, the bundle's inferer's output) and their standard deviation per
+    pixel, (x, z), µg Fe/mm³, of a View Line image (2, x, z): the bundle's own inferers run on ``[f, f²]``, so every
+    pixel is averaged over the passes that saw it, with the map's own weights."""
+    inferer = FlipAverageInferer(ShiftAverageInferer(SimpleInferer(), shifts=SHIFT_AVERAGE_PX))
+
+    def moments(t: torch.Tensor) -> torch.Tensor:  # in float64: E[m²] − E[m]² cancels where the passes agree
+        m = network(t).double()
+        return torch.cat([m, m * m], dim=1)
+
+    x = torch.as_tensor(np.asarray(image), dtype=torch.float32)[None]
+    with torch.no_grad():
+        out = inferer(x, moments)[0].cpu().numpy()
+    return out[0], np.sqrt(np.clip(out[1] - out[0] ** 2, 0.0, None))
+
+
+def relative_spread(levels: np.ndarray, spreads: np.ndarray) -> float:
+    """The passes' relative spread over one object: its pixels' mean spread / their mean map value (> 0)."""
+    return float(np.mean(spreads) / np.mean(levels))
+
+
+def spread_bin(value: float) -> tuple[float, float, float]:
+    """(fraction without iron, level factor 50 %, level factor 80 %) of simulated objects whose relative spread falls
+    in the same bin as ``value`` (:data:`SPREAD_BIN_TABLE`)."""
+    return SPREAD_BIN_TABLE[int(np.searchsorted(SPREAD_BIN_EDGES, value, side="right"))]
+
+
+def object_rows(concentration: np.ndarray, spread: np.ndarray, pixel_mm: tuple[float, float],
+                affine: np.ndarray | None = None) -> list[dict[str, float]]:
+    """One row per object of the map (the bundle's objects: 4-connected components of its nonzero pixels, in label
+    order): centroid (world mm through ``affine``, else pixel coordinates × ``pixel_mm``), area (mm²), level (the
+    median, µg Fe/mm³), iron (µg Fe per mm along the slice normal), the passes' relative spread and what simulated
+    objects of that spread say (:func:`spread_bin`)."""
+    concentration = np.asarray(concentration, np.float64)
+    if np.shape(spread) != concentration.shape:
+        raise ValueError(f"the spread's shape {np.shape(spread)} is not the map's {concentration.shape}")
+    pixel_area = float(pixel_mm[0] * pixel_mm[1])
+    labels, n = object_components(concentration)
+    rows = []
+    for j in range(1, n + 1):
+        k = labels == j
+        spread_k = relative_spread(concentration[k], np.asarray(spread)[k])
+        p_no_iron, factor_50, factor_80 = spread_bin(spread_k)
+        ix, iz = (float(v) for v in np.argwhere(k).mean(0))
+        world = (affine @ np.array([ix, iz, 0.0, 1.0]))[:3] if affine is not None else (
+            ix * pixel_mm[0], 0.0, iz * pixel_mm[1])
+        rows.append({"label": j, "x_mm": float(world[0]), "y_mm": float(world[1]), "z_mm": float(world[2]),
+                     "area_mm2": float(k.sum()) * pixel_area, "level_ug_per_mm3": float(np.median(concentration[k])),
+                     "iron_ug_per_mm": float(concentration[k].sum()) * pixel_area,
+                     "relative_spread": spread_k, "p_no_iron": p_no_iron, "level_factor_50": factor_50,
+                     "level_factor_80": factor_80})
+    return rows
+
+
+def csv_text(rows: Sequence[dict[str, float]]) -> str:
+    return ",".join(COLUMNS) + "\n" + "".join(
+        ",".join(str(row[c]) if c == "label" else f"{row[c]:.6g}" for c in COLUMNS) + "\n" for row in rows)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from lightning_modules.spio.app import load_network
+    from lightning_modules.spio.networks import DeepSpio
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", required=True, help="the View Line image the bundle mapped, (128, 128, 1, 2)")
+    parser.add_argument("--concentration", required=True, help="the bundle's {stem}_concentration.nii.gz of it")
+    parser.add_argument("--model_path", default=None,
+                        help="the DeepSPIO weights that made the map (default: the bundle's models/model.pt)")
+    parser.add_argument("--out", default=None, help="write the table as CSV here (default: print only)")
+    args = parser.parse_args(argv)
+    with exit_on_input_error():
+        image, image_affine, _ = load_nifti(args.image, what="View Line image", ndim=(4,))
+        concentration, affine, _ = load_nifti(args.concentration, what="concentration", ndim=(2, 3))
+        if image.shape[2:] != (1, 2) or concentration.reshape(concentration.shape[:2] + (-1,)).shape[2] != 1:
+            raise InputError(f"{args.image!r} must be one View Line slice (x, z, 1, 2) and {args.concentration!r} "
+                             f"its one-slice map; got {image.shape} and {concentration.shape}")
+        plane = concentration.reshape(concentration.shape[:2])
+        if plane.shape != image.shape[:2] or not np.allclose(affine, image_affine, atol=1e-3):
+            raise InputError(f"{args.concentration!r} is not a map of {args.image!r}: another grid or affine")
+        model_path = args.model_path or str(Path(bundle_root("spio_quantification")) / "models" / "model.pt")
+        network = load_network(DeepSpio(), model_path)
+    view = np.moveaxis(image[:, :, 0, :], -1, 0)  # (2, x, z)
+    _, spread = pass_mean_and_spread(network, view)
+    spacing = voxel_sizes_mm(affine)
+    rows = object_rows(plane, spread, (float(spacing[0]), float(spacing[1])), affine)
+    text = csv_text(rows)
+    if args.out:
+        write_text_atomic(text, Path(args.out))
+    print(text, end="")
+
+
+if __name__ == "__main__":
+    main()
