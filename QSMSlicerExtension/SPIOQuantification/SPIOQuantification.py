@@ -13,6 +13,7 @@ import SPIOQuantificationLib  # noqa: F401  (first: makes QSMSlicerCommon import
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import slicer
 from QSMSlicerCommon.options import SpioOptions
 from QSMSlicerCommon.runner import stage_volumes
@@ -29,6 +30,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 from SPIOQuantificationLib.options import HELP_NOTE, spio_options, view_line_layout_problem
+from SPIOQuantificationLib.tables import SpioTablesMixin
 
 
 class SPIOQuantification(ScriptedLoadableModule):
@@ -53,8 +55,9 @@ class SPIOQuantificationParameterNode:
 
 
 class SPIOQuantificationWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The module panel: input, Apply/Cancel, progress and log (behaviour in BundleWidgetMixin), and the "Bench
-    tubes" section that reads a map's tubes into a table (:meth:`SPIOQuantificationLogic.readTubes`)."""
+    """The module panel: input, Apply/Cancel, progress and log (behaviour in BundleWidgetMixin), the "Objects" section
+    that reports the last map's objects (:meth:`SPIOQuantificationLogic.reportObjects`) and the "Bench tubes" section
+    that reads a map's tubes into a table (:meth:`SPIOQuantificationLogic.readTubes`)."""
 
     APPLY_TOOLTIP = "Map the SPIO concentration"
     PRESELECT = {"input_image": "vtkMRMLVectorVolumeNode"}
@@ -68,11 +71,25 @@ class SPIOQuantificationWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, 
         ScriptedLoadableModuleWidget.setup(self)
         self.loadBundleUI("UI/SPIOQuantification.ui")
         self.ui.readTubesButton.connect("clicked(bool)", self.onReadTubes)
+        self.ui.reportObjectsButton.connect("clicked(bool)", self.onReportObjects)
+        self.lastMap = None  # (image node, its map) of the last Apply, which "Report objects" reads
         self.setupBundlePanel(SPIOQuantificationLogic())
 
     def onResultsLoaded(self, outputs: dict) -> None:
-        """The new map is the one the "Bench tubes" section reads."""
+        """The new map is the one the "Bench tubes" and "Objects" sections read."""
         self.ui.tubeMapSelector.setCurrentNode(outputs["concentration"])
+        self.lastMap = (self._parameterNode.input_image, outputs["concentration"])
+
+    def onReportObjects(self) -> None:
+        """Report the last map's objects in a new table (``SPIOQuantificationLogic.reportObjects``)."""
+        try:
+            table = self.logic.reportObjects(*(self.lastMap or (None, None)))
+        except (ValueError, RuntimeError, TimeoutError) as error:
+            self.ui.objectsStatusLabel.text = str(error) or "the report timed out"
+            return
+        doubtful = int(np.sum(slicer.util.arrayFromTableColumn(table, "p_no_iron") >= 0.5))
+        self.ui.objectsStatusLabel.text = (f"{table.GetNumberOfRows()} object(s): table '{table.GetName()}'"
+                                           + (f"; {doubtful} as likely no iron as iron" if doubtful else ""))
 
     def onReadTubes(self) -> None:
         """Read the selected map's tubes into a new table (``SPIOQuantificationLogic.readTubes``); what went wrong,
@@ -87,9 +104,9 @@ class SPIOQuantificationWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, 
         self.ui.tubesStatusLabel.text = f"{table.GetNumberOfRows()} tube(s): table '{table.GetName()}'"
 
 
-class SPIOQuantificationLogic(BundleLogicMixin, ScriptedLoadableModuleLogic):
-    """Runs the ``spio_quantification`` bundle on nodes and reads bench tubes from its maps (:meth:`readTubes`);
-    usable without the GUI (see BundleLogicMixin)."""
+class SPIOQuantificationLogic(SpioTablesMixin, BundleLogicMixin, ScriptedLoadableModuleLogic):
+    """Runs the ``spio_quantification`` bundle on nodes, reads bench tubes from its maps (:meth:`readTubes`) and reports
+    their objects (:meth:`reportObjects`; both from ``SpioTablesMixin``); usable without the GUI (BundleLogicMixin)."""
 
     BUNDLE = SpioOptions.BUNDLE
     PARAMETER_NODE_CLASS = SPIOQuantificationParameterNode
@@ -106,68 +123,6 @@ class SPIOQuantificationLogic(BundleLogicMixin, ScriptedLoadableModuleLogic):
         staged = stage_volumes(workspace, {"image": node}, write_volume, main="image",
                                name_of=lambda volume: volume.GetName())
         return spio_options(staged["image"], object_shrinkage=parameters.object_shrinkage)
-
-    def readTubes(self, concentrationNode, lumensNode, marginMm: float = 1.2, innerDiameterMm: float | None = None,
-                  timeoutSeconds: float | None = 120):
-        """Bench phantoms of tubes (issue 24, session 38): each tube's concentration as the iron summed around it
-        over its lumen's area, which reads walled tubes far better than the map's mean inside them.
-
-        ``concentrationNode`` is this module's output, ``lumensNode`` a labelmap on its grid (0 outside, 1 … n the
-        inside of tube n's wall; e.g. a Segment Editor segmentation exported as a labelmap); ``innerDiameterMm``, the
-        tubes' known inner diameter, makes their lumen areas independent of how exactly they were drawn. Runs
-        ``lightning_modules.spio.tube_reading`` in a child process, as the bundle runs (:meth:`startTubes`), waits
-        for it and returns a new table node "<map> tubes" with one row per tube (µg Fe per mm of tube, µg Fe/mm³;
-        :meth:`loadTubes`).
-
-        Raises:
-            ValueError: a node is not selected.
-            RuntimeError: the tool refused the inputs (its one-line message) or installing packages was declined.
-            TimeoutError: it still ran after ``timeoutSeconds`` (it has been stopped).
-        """
-        job = self.startTubes(concentrationNode, lumensNode, marginMm=marginMm, innerDiameterMm=innerDiameterMm)
-        result = job.wait(timeout_s=timeoutSeconds)
-        if not result.succeeded:
-            raise RuntimeError(result.message)
-        return self.loadTubes(job, concentrationNode)
-
-    def startTubes(self, concentrationNode, lumensNode, marginMm: float = 1.2, innerDiameterMm: float | None = None):
-        """Start :meth:`readTubes`'s tool without waiting (the caller polls the job, as a bundle run's; the web app
-        does); its output ``tubes`` is the CSV. Raises as :meth:`readTubes` does before the tool runs."""
-        if concentrationNode is None or lumensNode is None:
-            raise ValueError("select a concentration map and a labelmap of the tube lumens")
-
-        def stage(workspace: TemporaryWorkspace):
-            concentration = write_volume(concentrationNode, workspace.input_path(concentrationNode.GetName()))
-            lumens = write_volume(lumensNode, workspace.input_path(f"lumens_{lumensNode.GetName()}"))
-            table = workspace.outputs / "tubes.csv"
-            arguments = ["--concentration", str(concentration), "--lumens", str(lumens),
-                         "--margin_mm", repr(float(marginMm)), "--out", str(table)]
-            if innerDiameterMm:
-                arguments += ["--inner_diameter_mm", repr(float(innerDiameterMm))]
-            return arguments, {"tubes": table}
-
-        job = self.runner.start_tool("lightning_modules.spio.tube_reading", stage)
-        if job is None:
-            raise RuntimeError(self.notStartedMessage())
-        return job
-
-    def loadTubes(self, job, concentrationNode):
-        """The table node "<map> tubes" from a succeeded :meth:`startTubes` job, whose workspace is then removed."""
-        import csv
-
-        import numpy as np
-
-        try:
-            with open(job.result.outputs["tubes"], newline="") as file:
-                rows = list(csv.reader(file))
-        finally:
-            job.close()
-        name = slicer.mrmlScene.GenerateUniqueName(f"{concentrationNode.GetName()} tubes")
-        tableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
-        columns = [np.array([float(row[k]) for row in rows[1:]]) for k in range(len(rows[0]))]
-        columns[0] = columns[0].astype(np.int32)  # the lumen label
-        slicer.util.updateTableFromArray(tableNode, columns, rows[0])
-        return tableNode
 
 
 class SPIOQuantificationTest(ScriptedLoadableModuleTest):

@@ -328,6 +328,39 @@ def test_spio_panel_reads_the_tubes_of_the_map_it_made(scene, slicer, tmp_path: 
     widget.cleanup()
 
 
+def test_spio_panel_reports_the_objects_of_the_map_it_made(scene, slicer, tmp_path: Path) -> None:
+    """Session 44: "Report objects" before any map says what it needs; after Apply on a simulated rod (6.98 µg Fe/mm³,
+    r = 3 mm, in agar at 19 dB) it runs ``lightning_modules.spio.object_report`` on the image and the map as Slicer
+    writes them and adds a table "<map> objects" whose largest object is the rod, its level within its 80 % factor."""
+    import torch
+
+    from lightning_modules.spio.phantoms import agar_disk, cylinder
+    from lightning_modules.spio.viewline import PIXEL_MM, simulate_viewline
+
+    widget = new_module_widget("SPIOQuantification")
+    widget.ui.reportObjectsButton.click()
+    assert widget.ui.objectsStatusLabel.text.startswith("map a View Line image first")
+    concentration = 6.98 * cylinder((0.0, 0.0, 0.0), 3.0, np.array([0.0, 1.0, 0.0])).float()
+    image, _ = simulate_viewline(agar_disk(radius_mm=22.0), concentration, snr_db=19.0,
+                                 generator=torch.Generator().manual_seed(3))
+    array = np.moveaxis(image.numpy(), 0, -1)[:, :, None, :].astype(np.float32)  # (i, j, k, channel)
+    widget.ui.inputImageSelector.setCurrentNode(
+        add_volume(slicer, "rod", array, np.diag([*PIXEL_MM, 1.0, 1.0]), "vtkMRMLVectorVolumeNode"))
+    run_panel(widget)
+    before = scene_node_ids(scene)
+    widget.ui.reportObjectsButton.click()
+    (table,) = added_nodes(scene, before)
+    assert table.GetName() == f"{widget.ui.tubeMapSelector.currentNode().GetName()} objects"
+    status = widget.ui.objectsStatusLabel.text
+    assert status.startswith(f"{table.GetNumberOfRows()} object(s): table '{table.GetName()}'"), status
+    rod = int(np.argmax(slicer.util.arrayFromTableColumn(table, "iron_ug_per_mm")))
+    level = slicer.util.arrayFromTableColumn(table, "level_ug_per_mm3")[rod]
+    assert abs(np.log(level / 6.98)) <= np.log(slicer.util.arrayFromTableColumn(table, "level_factor_80")[rod])
+    assert slicer.util.arrayFromTableColumn(table, "p_no_iron")[rod] <= 0.1
+    assert list(tmp_path.iterdir()) == [], "the run's temporary files are removed"
+    widget.cleanup()
+
+
 def test_declining_pip_ensure_starts_nothing_and_says_so(scene, slicer, monkeypatch, tmp_path: Path) -> None:
     """Slicer 5.12: ``pip_ensure`` asks; Cancel → no process, no error dialog, the panel says why."""
     import qt
