@@ -1,6 +1,6 @@
 """The four pages in headless Chromium: upload, run the real bundle, check the output nodes through the server
 (``/api/scene``), download every output, a non-empty view in the screenshot; cancel; two tabs kept apart; the SPIO
-page's tube reading of the map it made.
+page's object report and tube reading of the map it made.
 
 Each page runs the module's own Logic class in the web app's session process (``qsm_web.session``), with the
 bundle as a child process of the project's ``.venv``; fast methods keep the suite's share small (TKD, IVIM
@@ -121,7 +121,7 @@ def check_downloads(page, key: str, expected: int) -> None:
         href = links.nth(i).get_attribute("href")
         response = page.request.get(f"{origin(page)}/{href}")
         assert response.ok, href
-        if href.endswith("_tubes.csv"):
+        if href.endswith(("_tubes.csv", "_objects.csv")):
             assert response.text().startswith("label,"), href
         elif href.endswith(".csv"):
             assert response.text().startswith("lesion_id,"), href
@@ -227,7 +227,28 @@ def test_two_tabs_running_different_jobs_do_not_see_each_others_nodes_or_files(c
     assert qsm_scene["root"] != spio_scene["root"]
     assert spio_scene["downloads"]["qsm"] == [] and qsm_scene["downloads"]["spio"] == []
     assert spio.request.get(f"{origin(spio)}/download/qsm/box_field_chi.nii.gz").status == 404
+    check_objects(spio, screenshots)
     check_tubes(spio, inputs["spio"]["input_image"].parent, screenshots)
+
+
+def check_objects(page, screenshots: Path) -> None:
+    """The SPIO page's "Objects" after its map (session 44): Report objects → the scene's table node, the page's
+    table and the CSV download; the cylinder is the object with the most iron, its level within its 80 % factor."""
+    page.bring_to_front()
+    page.click("#report-objects-button")
+    page.locator("#object-table .object-row").first.wait_for(timeout=RUN_TIMEOUT_S * 1000)
+    assert page.locator("#error").count() == 0
+    summary = scene(page)
+    assert any(t["name"] == "viewline_concentration_ugFe_per_mm3 objects" for t in summary["tables"])
+    assert summary["running_pid"] is None and summary["workspaces"] == []
+    assert "level within ×/÷ (80 %)" in page.inner_text("#object-table")
+    page.screenshot(path=str(screenshots / "spio_objects.png"))
+    check_downloads(page, "spio", 2)
+    csv = page.request.get(f"{origin(page)}/download/spio/viewline_concentration_objects.csv").text()
+    header, *rows = (line.split(",") for line in csv.strip().splitlines())
+    rod = max((dict(zip(header, map(float, row), strict=True)) for row in rows), key=lambda r: r["iron_ug_per_mm"])
+    print(f"object report of the {web_inputs.SPIO_LEVEL} µg Fe/mm³ cylinder: {rod}")
+    assert abs(np.log(rod["level_ug_per_mm3"] / web_inputs.SPIO_LEVEL)) <= np.log(rod["level_factor_80"])
 
 
 def check_tubes(page, folder: Path, screenshots: Path) -> None:
@@ -250,7 +271,7 @@ def check_tubes(page, folder: Path, screenshots: Path) -> None:
     assert summary["running_pid"] is None and summary["workspaces"] == []
     assert "c (µg Fe/mm³)" in page.inner_text("#tube-table")
     page.screenshot(path=str(screenshots / "spio_tubes.png"))
-    check_downloads(page, "spio", 2)
+    check_downloads(page, "spio", 3)
     csv = page.request.get(f"{origin(page)}/download/spio/viewline_concentration_tubes.csv").text()
     header, row = (line.split(",") for line in csv.strip().splitlines())
     reading = dict(zip(header, map(float, row), strict=True))

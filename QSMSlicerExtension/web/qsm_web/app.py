@@ -2,7 +2,8 @@
 
 A tab has the module panel's inputs (uploaded NIfTI files, a ``.bval`` for IVIM), its parameters, Run and
 Cancel, a progress bar and the bundle's log, links to download every output file, for rim the lesion table
-(click a row: the slice views jump to the lesion) and for SPIO the panel's "Bench tubes" section (a lumen
+(click a row: the slice views jump to the lesion) and for SPIO the panel's "Objects" section (Report objects → a
+table of the map's objects and how far each level can be trusted, and its CSV) and "Bench tubes" section (a lumen
 labelmap, margin and inner diameter → Read tubes → a table of the tubes and its CSV). The work is
 :class:`qsm_web.session.Session`'s, i.e. the modules' Logic classes. ``GET /api/scene`` returns
 :meth:`Session.summary` as JSON (what the browser tests check); ``GET /download/<tab>/<file>`` serves an output
@@ -28,6 +29,9 @@ POLL_S = 0.2  # how often the run is polled (as the panels' QTimer)
 #: The tube table's columns on the page (every column of the tool's CSV is in the download).
 TUBE_COLUMNS = {"label": "tube", "lumen_area_mm2": "lumen (mm²)", "iron_ug_per_mm": "iron (µg Fe/mm)",
                 "concentration_ug_per_mm3": "c (µg Fe/mm³)"}
+OBJECT_COLUMNS = {"label": "object", "area_mm2": "area (mm²)", "level_ug_per_mm3": "level (µg Fe/mm³)",
+                  "iron_ug_per_mm": "iron (µg Fe/mm)", "p_no_iron": "p(no iron)",
+                  "level_factor_80": "level within ×/÷ (80 %)"}
 
 
 def lesion_headers() -> list[dict]:
@@ -84,6 +88,7 @@ class WebApp:
         state.running, state.progress, state.status, state.log, state.error = False, 0, "", "", ""
         state.lesions, state.lesion_headers = [], []
         state.tubes, state.tube_headers = [], []
+        state.objects, state.object_headers = [], []
         state.spio__tube_lumens, state.spio__tube_lumens__name = None, ""
         state.spio_tube_margin_mm, state.spio_tube_inner_diameter_mm = 1.2, ""
         state.change("spio__tube_lumens")(self._file_handler("spio__tube_lumens", self.session.upload_lumens))
@@ -153,6 +158,14 @@ class WebApp:
                                                           state.spio_tube_inner_diameter_mm)):
             state.running = True
 
+    def report_objects(self) -> None:
+        """The SPIO page's "Report objects": the object report of its last map, run and polled like a bundle."""
+        state = self.server.state
+        self._log.clear()
+        state.log, state.progress, state.status = "", 0, "reporting the objects"
+        if self._guarded(self.session.start_objects):
+            state.running = True
+
     def cancel(self) -> None:
         """Stop the run (its process group and its temporary files)."""
         result = self.session.cancel()
@@ -199,6 +212,9 @@ class WebApp:
                 state.tubes = [{column: f"{float(row[column]):.4g}" for column in TUBE_COLUMNS}
                                for row in self.session.tube_rows()]
                 state.tube_headers = [{"title": title, "key": column} for column, title in TUBE_COLUMNS.items()]
+                state.objects = [{column: f"{float(row[column]):.4g}" for column in OBJECT_COLUMNS}
+                                 for row in self.session.object_rows()]
+                state.object_headers = [{"title": title, "key": column} for column, title in OBJECT_COLUMNS.items()]
             if key == "rim":
                 rows = self.session.lesion_rows()
                 state.lesions = rows
@@ -287,6 +303,7 @@ class WebApp:
             if key == "rim":
                 self._lesion_table(v, html)
             if key == "spio":
+                self._object_section(v, html)
                 self._tube_section(v, html)
 
     def _lesion_table(self, v, html) -> None:
@@ -299,6 +316,19 @@ class WebApp:
                 with html.Tr(v_for="(row, index) in lesions", key="index", style="cursor: pointer;",
                              click="trigger('jump_to_lesion', [index])", classes="lesion-row"):
                     html.Td("{{ row[column.key] }}", v_for="column in lesion_headers", key="column.key")
+
+    def _object_section(self, v, html) -> None:
+        """The SPIO panel's "Objects" section, once a map exists: Report objects, and the table of the last report."""
+        with html.Div(v_if="spio_downloads.length", id="objects", classes="my-2"):
+            html.Div("Objects", classes="text-subtitle-2")
+            html.Div("Each object of the map, and how far its level can be trusted (from simulated objects like it).",
+                     classes="text-caption mb-2")
+            v.VBtn("Report objects", click=self.report_objects, disabled=("running",), id="report-objects-button")
+            with v.VTable(v_if="objects.length", density="compact", id="object-table", classes="my-2"):
+                with html.Thead(), html.Tr():
+                    html.Th("{{ column.title }}", v_for="column in object_headers", key="column.key")
+                with html.Tbody(), html.Tr(v_for="(row, index) in objects", key="index", classes="object-row"):
+                    html.Td("{{ row[column.key] }}", v_for="column in object_headers", key="column.key")
 
     def _tube_section(self, v, html) -> None:
         """The SPIO panel's "Bench tubes" section, once a map exists: lumens, margin, inner diameter, Read tubes,

@@ -4,7 +4,8 @@ Everything a run does is the modules' own code: ``<Module>Logic.start`` (require
 NIfTI, the bundle as a child process in its own temporary workspace), ``BundleJob.poll`` / ``cancel`` (progress,
 cancel of the whole process group, workspace removed) and ``<Module>Logic.loadResults`` (output nodes with the
 panels' colour tables and windows, the lesion table linked to the rim labelmap), and for SPIO
-``SPIOQuantificationLogic.startTubes`` / ``loadTubes`` (the panel's "Bench tubes" reading of a map). This file only
+``SPIOQuantificationLogic.startTubes`` / ``loadTubes`` (the panel's "Bench tubes" reading of a map) and
+``startObjects`` / ``loadObjects`` (its "Objects" report of the last map). This file only
 turns uploaded files into nodes, keeps a copy of each run's output files for download, and summarises the scene as
 data.
 """
@@ -81,10 +82,12 @@ class Session:
         self._logics: dict[str, object] = {}
         self.job = None
         self.job_page: str | None = None
-        self.job_kind: str | None = None  # "bundle" or "tubes" (the SPIO page's tube reading)
+        self.job_kind: str | None = None  # "bundle", "tubes" or "objects" (the SPIO page's tube reading, report)
         self._main_input = None
         self.tube_lumens = None  # the SPIO page's uploaded lumen labelmap
         self.tube_table = None  # the table node of its last tube reading
+        self.object_table = None  # the table node of its last object report
+        self._spio_image = None  # the image node of the SPIO page's last map
         self._map_stem = "spio"  # the file name (no suffix) of the SPIO page's last map
         self.outputs: dict[str, dict[str, object]] = {}
         self.downloads: dict[str, list[str]] = {key: [] for key in self.pages}
@@ -229,6 +232,17 @@ class Session:
                                                  innerDiameterMm=diameter or None)
         self.job_page, self.job_kind, self._main_input = "spio", "tubes", concentration
 
+    def start_objects(self) -> None:
+        """Report the objects of the SPIO page's last map (``SPIOQuantificationLogic.startObjects``), polled like a
+        run; raises ``ValueError``/``RuntimeError`` with one line (no map yet, a run in progress)."""
+        if self.running:
+            raise RuntimeError("a run is in progress in this session; wait for it or cancel it")
+        concentration = self.outputs.get("spio", {}).get("concentration")
+        if concentration is None or self._spio_image is None:
+            raise ValueError("run the SPIO map first: the report reads its image and concentration map")
+        self.job = self.logic("spio").startObjects(self._spio_image, concentration)
+        self.job_page, self.job_kind, self._main_input = "spio", "objects", concentration
+
     def poll(self):
         """Feed the run's output to its callbacks; when it has ended, load its outputs (on success) and return
         its :class:`~QSMSlicerCommon.job.JobResult`; ``None`` while it runs or when nothing runs."""
@@ -245,10 +259,16 @@ class Session:
             self._keep_for_download(key, result.outputs, names={"tubes": f"{self._map_stem}_tubes.csv"})
             self.tube_table = self.logic(key).loadTubes(job, self._main_input)
             return result
+        if self.job_kind == "objects":  # <image>_concentration_objects.csv
+            self._keep_for_download(key, result.outputs, names={"objects": f"{self._map_stem}_objects.csv"})
+            self.object_table = self.logic(key).loadObjects(job, self._main_input)
+            return result
+        image = self._main_input
         self._keep_for_download(key, result.outputs)
         self.outputs[key] = self.logic(key).loadResults(job, self._main_input)
         if key == "spio":
-            self.tube_table = None  # a reading of the previous map
+            self.tube_table = self.object_table = None  # readings of the previous map
+            self._spio_image = image
             self._map_stem = node_stem(result.outputs["concentration"].name)
         self._show_outputs(key)
         return result
@@ -297,6 +317,10 @@ class Session:
     def tube_rows(self) -> list[dict]:
         """The SPIO page's last tube reading, as rows of column → text."""
         return table_rows(self.tube_table)
+
+    def object_rows(self) -> list[dict]:
+        """The SPIO page's last object report, as rows of column → text."""
+        return table_rows(self.object_table)
 
     def jump_to_lesion(self, row: int, key: str = "rim") -> tuple[float, float, float]:
         """Centre the slice views on a lesion (``RimLesionDetectionLogic.jumpToLesion``); returns its RAS (mm)."""
