@@ -324,11 +324,7 @@ class WebApp:
             html.Div("Each object of the map, and how far its level can be trusted (from simulated objects like it).",
                      classes="text-caption mb-2")
             v.VBtn("Report objects", click=self.report_objects, disabled=("running",), id="report-objects-button")
-            with v.VTable(v_if="objects.length", density="compact", id="object-table", classes="my-2"):
-                with html.Thead(), html.Tr():
-                    html.Th("{{ column.title }}", v_for="column in object_headers", key="column.key")
-                with html.Tbody(), html.Tr(v_for="(row, index) in objects", key="index", classes="object-row"):
-                    html.Td("{{ row[column.key] }}", v_for="column in object_headers", key="column.key")
+            _state_table(v, html, "objects", "object_headers", "object")
 
     def _tube_section(self, v, html) -> None:
         """The SPIO panel's "Bench tubes" section, once a map exists: lumens, margin, inner diameter, Read tubes,
@@ -349,11 +345,7 @@ class WebApp:
                          label="Tubes' inner diameter (mm; empty: the drawn lumens' areas)",
                          disabled=("running",), classes="param-tube_inner_diameter_mm")
             v.VBtn("Read tubes", click=self.read_tubes, disabled=("running",), id="read-tubes-button")
-            with v.VTable(v_if="tubes.length", density="compact", id="tube-table", classes="my-2"):
-                with html.Thead(), html.Tr():
-                    html.Th("{{ column.title }}", v_for="column in tube_headers", key="column.key")
-                with html.Tbody(), html.Tr(v_for="(row, index) in tubes", key="index", classes="tube-row"):
-                    html.Td("{{ row[column.key] }}", v_for="column in tube_headers", key="column.key")
+            _state_table(v, html, "tubes", "tube_headers", "tube")
 
     def _run_controls(self, v, html) -> None:
         with html.Div(classes="d-flex ga-2 my-2"):
@@ -364,6 +356,16 @@ class WebApp:
         v.VAlert(v_if="error", text=("error",), type="error", density="compact", id="error", classes="my-2")
         with html.Div(style="max-height: 220px; overflow: auto; display: flex; flex-direction: column-reverse;"):
             html.Pre("{{ log }}", id="log", style="font-size: 11px;")  # scrolled to the newest line
+
+
+def _state_table(v, html, rows: str, headers: str, name: str) -> None:
+    """A table of the state's ``rows`` (column → text) under its ``headers`` (title, key), shown once it has rows;
+    ids ``<name>-table`` and ``<name>-row`` for the tests."""
+    with v.VTable(v_if=f"{rows}.length", density="compact", id=f"{name}-table", classes="my-2"):
+        with html.Thead(), html.Tr():
+            html.Th("{{ column.title }}", v_for=f"column in {headers}", key="column.key")
+        with html.Tbody(), html.Tr(v_for=f"(row, index) in {rows}", key="index", classes=f"{name}-row"):
+            html.Td("{{ row[column.key] }}", v_for=f"column in {headers}", key="column.key")
 
 
 def main(argv: list[str] | None = None) -> None:
