@@ -241,7 +241,7 @@ def check_objects(page, screenshots: Path) -> None:
     summary = scene(page)
     assert any(t["name"] == "viewline_concentration_ugFe_per_mm3 objects" for t in summary["tables"])
     assert summary["running_pid"] is None and summary["workspaces"] == []
-    assert "level within ×/÷ (80 %)" in page.inner_text("#object-table")
+    assert "×/÷ (80 %)" in page.inner_text("#object-table")
     page.screenshot(path=str(screenshots / "spio_objects.png"))
     check_downloads(page, "spio", 2)
     csv = page.request.get(f"{origin(page)}/download/spio/viewline_concentration_objects.csv").text()

@@ -29,9 +29,8 @@ POLL_S = 0.2  # how often the run is polled (as the panels' QTimer)
 #: The tube table's columns on the page (every column of the tool's CSV is in the download).
 TUBE_COLUMNS = {"label": "tube", "lumen_area_mm2": "lumen (mm²)", "iron_ug_per_mm": "iron (µg Fe/mm)",
                 "concentration_ug_per_mm3": "c (µg Fe/mm³)"}
-OBJECT_COLUMNS = {"label": "object", "area_mm2": "area (mm²)", "level_ug_per_mm3": "level (µg Fe/mm³)",
-                  "iron_ug_per_mm": "iron (µg Fe/mm)", "p_no_iron": "p(no iron)",
-                  "level_factor_80": "level within ×/÷ (80 %)"}
+OBJECT_COLUMNS = {"label": "#", "area_mm2": "mm²", "level_ug_per_mm3": "µg Fe/mm³", "p_no_iron": "p(no Fe)",
+                  "level_factor_80": "×/÷ (80 %)"}  # the CSV download has every column
 
 
 def lesion_headers() -> list[dict]:
@@ -321,8 +320,8 @@ class WebApp:
         """The SPIO panel's "Objects" section, once a map exists: Report objects, and the table of the last report."""
         with html.Div(v_if="spio_downloads.length", id="objects", classes="my-2"):
             html.Div("Objects", classes="text-subtitle-2")
-            html.Div("Each object of the map, and how far its level can be trusted (from simulated objects like it).",
-                     classes="text-caption mb-2")
+            html.Div("Each object: its area, level, the chance it holds no iron, and the factor within which 80 % of "
+                     "simulated objects like it had their level (all columns in the CSV).", classes="text-caption mb-2")
             v.VBtn("Report objects", click=self.report_objects, disabled=("running",), id="report-objects-button")
             _state_table(v, html, "objects", "object_headers", "object")
 
