@@ -30,9 +30,14 @@ from torch import nn
 
 from lightning_modules.bundle_app import bundle_root, exit_on_input_error
 from lightning_modules.io import InputError, load_nifti, voxel_sizes_mm, write_text_atomic
-from lightning_modules.spio.inferers import SHIFT_AVERAGE_PX, FlipAverageInferer, ShiftAverageInferer
+from lightning_modules.spio.inferers import (
+    SHIFT_AVERAGE_PX,
+    FlipAverageInferer,
+    NoiseModelInferer,
+    ShiftAverageInferer,
+)
 from lightning_modules.spio.transforms import object_components
-from lightning_modules.spio.viewline import PIXEL_MM
+from lightning_modules.spio.viewline import PIXEL_MM, TRAINING_COILS
 
 #: Area of one pixel of the View Line grid the network assumes, mm².
 PIXEL_AREA_MM2 = float(PIXEL_MM[0] * PIXEL_MM[1])
@@ -48,19 +53,25 @@ COLUMNS = ("label", "x_mm", "y_mm", "z_mm", "area_mm2", "level_ug_per_mm3", "iro
            "p_no_iron", "level_factor_50", "level_factor_80")
 
 
-def pass_mean_and_spread(network: nn.Module, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pass_mean_and_spread(network: nn.Module, image: np.ndarray, *, other_network: nn.Module | None = None,
+                         other_coils: float | None = TRAINING_COILS) -> tuple[np.ndarray, np.ndarray]:
     """The six test-time passes' mean map (unfloored, the bundle's inferer's output) and their standard deviation per
     pixel, (x, z), µg Fe/mm³, of a View Line image (2, x, z): the bundle's own inferers run on ``[f, f²]``, so every
-    pixel is averaged over the passes that saw it, with the map's own weights."""
-    inferer = FlipAverageInferer(ShiftAverageInferer(SimpleInferer(), shifts=SHIFT_AVERAGE_PX))
+    pixel is averaged over the passes that saw it, with the map's own weights. ``other_network``: the noise-robust
+    companion, which the bundle uses for images whose noise is not single-channel Rician (``NoiseModelInferer``,
+    with their noise floor lowered to ``other_coils`` coils' first), so the passes are those of the map's network."""
+    def moments(net: nn.Module):
+        def both(t: torch.Tensor) -> torch.Tensor:  # in float64: E[m²] − E[m]² cancels where the passes agree
+            m = net(t).double()
+            return torch.cat([m, m * m], dim=1)
+        return both
 
-    def moments(t: torch.Tensor) -> torch.Tensor:  # in float64: E[m²] − E[m]² cancels where the passes agree
-        m = network(t).double()
-        return torch.cat([m, m * m], dim=1)
-
+    inferer = NoiseModelInferer(FlipAverageInferer(ShiftAverageInferer(SimpleInferer(), shifts=SHIFT_AVERAGE_PX)),
+                                other_network=None if other_network is None else moments(other_network),
+                                other_coils=other_coils)
     x = torch.as_tensor(np.asarray(image), dtype=torch.float32)[None]
     with torch.no_grad():
-        out = inferer(x, moments)[0].cpu().numpy()
+        out = inferer(x, moments(network))[0].cpu().numpy()
     return out[0], np.sqrt(np.clip(out[1] - out[0] ** 2, 0.0, None))
 
 
@@ -115,7 +126,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--image", required=True, help="the View Line image the bundle mapped, (128, 128, 1, 2)")
     parser.add_argument("--concentration", required=True, help="the bundle's {stem}_concentration.nii.gz of it")
     parser.add_argument("--model_path", default=None,
-                        help="the DeepSPIO weights that made the map (default: the bundle's models/model.pt)")
+                        help="the DeepSPIO weights that made the map (default: the bundle's models/model.pt, and its "
+                             "noise-robust companion for images whose noise is not single-channel Rician, as the "
+                             "bundle maps them)")
     parser.add_argument("--out", default=None, help="write the table as CSV here (default: print only)")
     args = parser.parse_args(argv)
     with exit_on_input_error():
@@ -127,10 +140,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         plane = concentration.reshape(concentration.shape[:2])
         if plane.shape != image.shape[:2] or not np.allclose(affine, image_affine, atol=1e-3):
             raise InputError(f"{args.concentration!r} is not a map of {args.image!r}: another grid or affine")
-        model_path = args.model_path or str(Path(bundle_root("spio_quantification")) / "models" / "model.pt")
-        network = load_network(DeepSpio(), model_path)
+        models = Path(bundle_root("spio_quantification")) / "models"
+        network = load_network(DeepSpio(), args.model_path or str(models / "model.pt"))
+        other = None if args.model_path else load_network(DeepSpio(), str(models / "model_noise_robust.pt"))
     view = np.moveaxis(image[:, :, 0, :], -1, 0)  # (2, x, z)
-    _, spread = pass_mean_and_spread(network, view)
+    _, spread = pass_mean_and_spread(network, view, other_network=other)
     spacing = voxel_sizes_mm(affine)
     rows = object_rows(plane, spread, (float(spacing[0]), float(spacing[1])), affine)
     text = csv_text(rows)

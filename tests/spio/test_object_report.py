@@ -52,6 +52,26 @@ def test_the_spread_is_the_standard_deviation_of_the_six_passes_and_the_mean_is_
     assert spread[inner].min() > 0
 
 
+def test_an_image_the_bundle_maps_with_the_noise_robust_companion_gets_the_companions_passes():
+    """As the bundle's ``NoiseModelInferer``: an image whose noise is not single-channel Rician (uniform noise here)
+    is mapped by ``other_network``, so the mean of the passes is the companion's map, not the main network's."""
+    from lightning_modules.spio.inferers import NoiseModelInferer
+    from lightning_modules.spio.snr import rician_like
+
+    network, other = _Asymmetric(), _Asymmetric()
+    with torch.no_grad():
+        other.conv.weight.mul_(-0.5)
+    image = np.random.default_rng(1).random((2, 128, 128))
+    assert not rician_like(image)
+    mean, spread = orp.pass_mean_and_spread(network, image, other_network=other)
+    inferer = NoiseModelInferer(FlipAverageInferer(ShiftAverageInferer(SimpleInferer(), shifts=SHIFT_AVERAGE_PX)),
+                                other_network=other, other_coils=4)
+    with torch.no_grad():
+        expected = inferer(torch.as_tensor(image, dtype=torch.float32)[None], network)[0, 0].numpy()
+    assert mean == pytest.approx(expected.astype(np.float64), rel=1e-5, abs=1e-6)
+    assert not np.allclose(mean, orp.pass_mean_and_spread(network, image)[0])
+
+
 def test_rows_give_each_objects_area_level_iron_centroid_and_its_spread_bin():
     concentration = np.zeros((40, 40))
     concentration[5:9, 10:15] = 2.0  # 20 px
