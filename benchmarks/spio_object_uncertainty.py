@@ -8,16 +8,21 @@ with iron, as ×/÷ factors: ``lightning_modules/spio/object_report.py``'s :data
 :data:`SPREAD_BIN_TABLE`, which this script prints. Checked on fresh sets: per bin, the fraction without iron and the
 coverage of the shipped factors (nominal 0.5 / 0.8), and overall.
 
-Usage (one thread; the sets' maps are cached by ``spio_spread_levels.py --cache``):
+Usage (one thread; the sets' maps are cached by ``spio_spread_levels.py --cache``; ``blobs<SNR>`` sets are
+``spio_blob_accuracy.py``'s metaballs in real heads at that SNR):
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/spio_object_uncertainty.py --cache /tmp/spio44 \\
         --development training:1:16800:300 --development training:1:17100:300 \\
         --check training=training:1:17700:300 --check real=real:120:0:150 --check variant=variant:122:0:150 \\
-        --check variant3=variant3:124:0:150 --out benchmarks/results/spio/spio_object_uncertainty_session44.md
+        --check variant3=variant3:124:0:150 --check "blobs ∞=blobsinf:151:0:100" \\
+        --check "blobs 19 dB=blobs19:151:0:100" --check "blobs 11 dB=blobs11:151:0:100" \\
+        --check "blobs 5 dB=blobs5:151:0:100" \\
+        --out benchmarks/results/spio/spio_object_uncertainty_session44.md
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +98,7 @@ def main() -> None:
                      f"{cover_50:.3f} | {cover_80:.3f} | {per_bin} |")
     lines += ["", "```bash", "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/spio_object_uncertainty.py --cache DIR"
               + "".join(f" --development {d}" for d in args.development)
-              + "".join(f" --check {c}" for c in args.check) + f" --out {args.out}", "```", ""]
+              + "".join(f" --check {shlex.quote(c)}" for c in args.check) + f" --out {args.out}", "```", ""]
     write_text_atomic("\n".join(lines), args.out)
     print("\n".join(lines))
 

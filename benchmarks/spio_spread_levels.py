@@ -45,7 +45,9 @@ FEATURES = ("log level", "log area", "estimated SNR", "log relative spread")
 
 def collect(spec: str, cache: Path | None) -> dict[str, np.ndarray]:
     """truth, snr (true, dB), estimated SNR, 0.14.0's final map and the passes' spread of one set's images with iron;
-    ``spec`` is ``GENERATOR:SEED:START:N``."""
+    ``spec`` is ``GENERATOR:SEED:START:N`` (GENERATOR ``training``, one of ``spio_paired_bins``' others, or
+    ``blobs<SNR>`` — ``blobsinf``, ``blobs19`` … — for ``spio_blob_accuracy``'s metaballs in real heads, samples
+    0 … N−1)."""
     generator, seed, start, n = spec.split(":")
     seed, start, n = int(seed), int(start), int(n)
     path = cache / f"spread_{generator}_{seed}_{start}_{n}.npz" if cache else None
@@ -54,7 +56,13 @@ def collect(spec: str, cache: Path | None) -> dict[str, np.ndarray]:
     models = Path(bundle_root("spio_quantification")) / "models"
     network, refiner = load_network(DeepSpio(), str(models / "model.pt")), load_refiner(str(models / "refiner.pt"))
     indices = range(start, start + n)
-    data = sample_arrays(seed, indices) if generator == "training" else _other_set(generator, indices, seed)
+    if generator.startswith("blobs"):  # blobs<SNR dB or inf>: spio_blob_accuracy's metaballs in real heads
+        from spio_blob_accuracy import KINDS, samples
+
+        snr = generator.removeprefix("blobs")
+        data = samples(seed, n, float(snr), **KINDS["metaballs"])  # float("inf"): noise-free
+    else:
+        data = sample_arrays(seed, indices) if generator == "training" else _other_set(generator, indices, seed)
     out: dict[str, list] = {"truth": [], "snr": [], "estimated_snr": [], "map": [], "spread": []}
     for image, truth, snr in data:
         if not truth.any():
