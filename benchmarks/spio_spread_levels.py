@@ -35,7 +35,7 @@ from lightning_modules.io import write_text_atomic
 from lightning_modules.metrics import nmae
 from lightning_modules.spio.app import load_network, predict_concentration
 from lightning_modules.spio.networks import DeepSpio
-from lightning_modules.spio.object_report import pass_mean_and_spread
+from lightning_modules.spio.object_report import pass_mean_and_spread, relative_spread
 from lightning_modules.spio.simulation_refiner import load_refiner
 from lightning_modules.spio.snr import estimate_snr_db
 from lightning_modules.spio.transforms import object_components
@@ -84,7 +84,7 @@ def objects(m: np.ndarray, spread: np.ndarray, estimated_snr: float) -> tuple[np
     labels, n = object_components(m)
     masks = [labels == j for j in range(1, n + 1)]
     snr = min(float(estimated_snr), 40.0) if np.isfinite(estimated_snr) else 40.0
-    rows = [(np.log(np.median(m[k])), np.log(k.sum()), snr, np.log(max(spread[k].mean() / m[k].mean(), 1e-4)))
+    rows = [(np.log(np.median(m[k])), np.log(k.sum()), snr, np.log(max(relative_spread(m[k], spread[k]), 1e-4)))
             for k in masks]
     return np.asarray(rows, float).reshape(-1, len(FEATURES)), masks
 

@@ -37,10 +37,8 @@ from lightning_modules.spio.inferers import (
     ShiftAverageInferer,
 )
 from lightning_modules.spio.transforms import object_components
-from lightning_modules.spio.viewline import PIXEL_MM, TRAINING_COILS
+from lightning_modules.spio.viewline import TRAINING_COILS
 
-#: Area of one pixel of the View Line grid the network assumes, mm².
-PIXEL_AREA_MM2 = float(PIXEL_MM[0] * PIXEL_MM[1])
 #: Interior edges of the relative-spread bins (the deciles of 1 991 objects of 0.14.0's maps of training's generator,
 #: seed 1, images 16 800–17 399; ``benchmarks/spio_object_uncertainty.py``, session 44).
 SPREAD_BIN_EDGES: tuple[float, ...] = (0.0677, 0.0841, 0.0963, 0.1097, 0.1254, 0.1456, 0.1763, 0.2482, 0.547)
@@ -134,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with exit_on_input_error():
         image, image_affine, _ = load_nifti(args.image, what="View Line image", ndim=(4,))
         concentration, affine, _ = load_nifti(args.concentration, what="concentration", ndim=(2, 3))
-        if image.shape[2:] != (1, 2) or concentration.reshape(concentration.shape[:2] + (-1,)).shape[2] != 1:
+        if image.shape[2:] != (1, 2) or concentration.shape[2:] not in ((), (1,)):
             raise InputError(f"{args.image!r} must be one View Line slice (x, z, 1, 2) and {args.concentration!r} "
                              f"its one-slice map; got {image.shape} and {concentration.shape}")
         plane = concentration.reshape(concentration.shape[:2])
