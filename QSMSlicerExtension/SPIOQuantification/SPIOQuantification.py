@@ -56,8 +56,9 @@ class SPIOQuantificationParameterNode:
 
 class SPIOQuantificationWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The module panel: input, Apply/Cancel, progress and log (behaviour in BundleWidgetMixin), the "Objects" section
-    that reports the last map's objects (:meth:`SPIOQuantificationLogic.reportObjects`) and the "Bench tubes" section
-    that reads a map's tubes into a table (:meth:`SPIOQuantificationLogic.readTubes`)."""
+    that reports the last map's objects in a table whose rows jump the slice views to them
+    (:meth:`SPIOQuantificationLogic.reportObjects`, ``jumpToObject``) and the "Bench tubes" section that reads a
+    map's tubes into a table (:meth:`SPIOQuantificationLogic.readTubes`)."""
 
     APPLY_TOOLTIP = "Map the SPIO concentration"
     PRESELECT = {"input_image": "vtkMRMLVectorVolumeNode"}
@@ -72,6 +73,7 @@ class SPIOQuantificationWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, 
         self.loadBundleUI("UI/SPIOQuantification.ui")
         self.ui.readTubesButton.connect("clicked(bool)", self.onReadTubes)
         self.ui.reportObjectsButton.connect("clicked(bool)", self.onReportObjects)
+        self.ui.objectsTableView.connect("clicked(QModelIndex)", self.onObjectClicked)
         self.lastMap = None  # (image node, its map) of the last Apply, which "Report objects" reads
         self.setupBundlePanel(SPIOQuantificationLogic())
 
@@ -87,9 +89,16 @@ class SPIOQuantificationWidget(BundleWidgetMixin, ScriptedLoadableModuleWidget, 
         except (ValueError, RuntimeError, TimeoutError) as error:
             self.ui.objectsStatusLabel.text = str(error) or "the report timed out"
             return
+        self.ui.objectsTableView.setMRMLTableNode(table)
         doubtful = int(np.sum(slicer.util.arrayFromTableColumn(table, "p_no_iron") >= 0.5))
         self.ui.objectsStatusLabel.text = (f"{table.GetNumberOfRows()} object(s): table '{table.GetName()}'"
                                            + (f"; {doubtful} as likely no iron as iron" if doubtful else ""))
+
+    def onObjectClicked(self, index) -> None:
+        """A row of the object table was clicked: jump the slice views to that object."""
+        table = self.ui.objectsTableView.mrmlTableNode()
+        if table is not None:
+            self.logic.jumpToObject(table, index.row())
 
     def onReadTubes(self) -> None:
         """Read the selected map's tubes into a new table (``SPIOQuantificationLogic.readTubes``); what went wrong,

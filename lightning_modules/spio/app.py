@@ -134,7 +134,7 @@ def bundle_refiner(refiner_path: str | None, device: torch.device | str = "cpu",
     """The run's simulate-and-compare refiner: ``refiner_path``'s weights reading ``lifts`` (the bundle's
     ``refiner_lifts``; None: as the weights say), or None for ``--refine false``; any other ``--refine`` value, or
     weights for other lifts, is a one-line error (exit status 2)."""
-    if not _bundle_flag(refine, "refine"):
+    if not bundle_flag(refine, "refine"):
         return None
     with exit_on_input_error():
         try:
@@ -153,7 +153,7 @@ def bundle_shrinkage(value: object) -> float:
     return float(number)
 
 
-def _bundle_flag(value: object, option: str) -> bool:
+def bundle_flag(value: object, option: str) -> bool:
     """``--option`` as a bool; any other value is a one-line error (exit status 2)."""
     with exit_on_input_error():
         flag = parse_flag(value)
@@ -170,7 +170,7 @@ def noise_robust_network(network_def: nn.Module, model_path: str | os.PathLike |
     by the run's network — with ``--noise_adaptive false``, without robust weights, or when ``model_path`` is not
     the bundle's own ``models/model.pt`` (the robust weights are that network's companion, not another's)."""
     shipped = Path(bundle_root(BUNDLE)) / "models" / "model.pt"
-    if (not _bundle_flag(noise_adaptive, "noise_adaptive") or not is_given(robust_model_path)
+    if (not bundle_flag(noise_adaptive, "noise_adaptive") or not is_given(robust_model_path)
             or not is_given(model_path) or Path(model_path).resolve() != shipped.resolve()):
         return None
     with exit_on_input_error():

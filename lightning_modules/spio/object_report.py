@@ -20,15 +20,20 @@ Usage (the image the bundle mapped and the map it wrote; the same weights, ``--m
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import torch
+from monai.config import KeysCollection
 from monai.inferers import SimpleInferer
+from monai.transforms import MapTransform
 from torch import nn
 
+from lightning_modules import capability
 from lightning_modules.bundle_app import bundle_root, exit_on_input_error
+from lightning_modules.bundle_workflow import PATH_SUFFIX
 from lightning_modules.io import InputError, load_nifti, voxel_sizes_mm, write_text_atomic
 from lightning_modules.spio.inferers import (
     SHIFT_AVERAGE_PX,
@@ -47,8 +52,8 @@ SPREAD_BIN_EDGES: tuple[float, ...] = (0.0677, 0.0841, 0.0963, 0.1097, 0.1254, 0
 SPREAD_BIN_TABLE: tuple[tuple[float, float, float], ...] = (
     (0.01, 1.063, 1.133), (0.0, 1.075, 1.189), (0.025, 1.114, 1.248), (0.035, 1.116, 1.258), (0.03, 1.158, 1.366),
     (0.06, 1.177, 1.416), (0.055, 1.181, 1.433), (0.075, 1.234, 1.513), (0.166, 1.39, 2.004), (0.535, 3.913, 10.716))
-COLUMNS = ("label", "x_mm", "y_mm", "z_mm", "area_mm2", "level_ug_per_mm3", "iron_ug_per_mm", "relative_spread",
-           "p_no_iron", "level_factor_50", "level_factor_80")
+#: The table's columns, in order: the bundle's described output ``objects`` (units and help: its capability.json).
+COLUMNS = capability.columns("spio_quantification", "objects")
 
 
 def pass_mean_and_spread(network: nn.Module, image: np.ndarray, *, other_network: nn.Module | None = None,
@@ -67,7 +72,8 @@ def pass_mean_and_spread(network: nn.Module, image: np.ndarray, *, other_network
     inferer = NoiseModelInferer(FlipAverageInferer(ShiftAverageInferer(SimpleInferer(), shifts=SHIFT_AVERAGE_PX)),
                                 other_network=None if other_network is None else moments(other_network),
                                 other_coils=other_coils)
-    x = torch.as_tensor(np.asarray(image), dtype=torch.float32)[None]
+    device = next(network.parameters()).device
+    x = torch.as_tensor(np.asarray(image), dtype=torch.float32)[None].to(device)
     with torch.no_grad():
         out = inferer(x, moments(network))[0].cpu().numpy()
     return out[0], np.sqrt(np.clip(out[1] - out[0] ** 2, 0.0, None))
@@ -114,6 +120,35 @@ def object_rows(concentration: np.ndarray, spread: np.ndarray, pixel_mm: tuple[f
 def csv_text(rows: Sequence[dict[str, float]]) -> str:
     return ",".join(COLUMNS) + "\n" + "".join(
         ",".join(str(row[c]) if c == "label" else f"{row[c]:.6g}" for c in COLUMNS) + "\n" for row in rows)
+
+
+class ObjectReportd(MapTransform):
+    """The bundle's ``--objects true`` (session 45): the object report of the final map ``keys`` (1, x, z) as CSV
+    text in ``output_key``, which the bundle writes beside the map as ``{stem}_objects.csv`` in one atomic set
+    (``SaveOutputsd``). The passes are run again on ``[f, f²]`` with the run's own ``network`` (and
+    ``other_network``, the noise-robust companion the run maps such images with), so the spread is that of the map's
+    network; the positions go through the case's image affine (``{image_key}_path``). ``enabled`` False (the
+    default, ``--objects false``) leaves the data as it is."""
+
+    def __init__(self, keys: KeysCollection = "pred", *, network: nn.Module, other_network: nn.Module | None = None,
+                 image_key: str = "image", output_key: str = "objects", enabled: bool = False) -> None:
+        super().__init__(keys)
+        self.network, self.other_network = network, other_network
+        self.image_key, self.output_key, self.enabled = image_key, output_key, bool(enabled)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        if not self.enabled:
+            return d
+        (key,) = tuple(self.key_iterator(d))
+        _, spread = pass_mean_and_spread(self.network, torch.as_tensor(d[self.image_key]).cpu().numpy(),
+                                         other_network=self.other_network)
+        plane = torch.as_tensor(d[key]).detach().cpu().numpy()[0]
+        path = d[f"{self.image_key}{PATH_SUFFIX}"]
+        affine = np.asarray(nib.load(str(path[0] if isinstance(path, (list, tuple)) else path)).affine, np.float64)
+        spacing = voxel_sizes_mm(affine)
+        d[self.output_key] = csv_text(object_rows(plane, spread, (float(spacing[0]), float(spacing[1])), affine))
+        return d
 
 
 def main(argv: Sequence[str] | None = None) -> None:

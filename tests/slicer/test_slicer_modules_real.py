@@ -331,7 +331,9 @@ def test_spio_panel_reads_the_tubes_of_the_map_it_made(scene, slicer, tmp_path: 
 def test_spio_panel_reports_the_objects_of_the_map_it_made(scene, slicer, tmp_path: Path) -> None:
     """Session 44: "Report objects" before any map says what it needs; after Apply on a simulated rod (6.98 µg Fe/mm³,
     r = 3 mm, in agar at 19 dB) it runs ``lightning_modules.spio.object_report`` on the image and the map as Slicer
-    writes them and adds a table "<map> objects" whose largest object is the rod, its level within its 80 % factor."""
+    writes them and adds a table "<map> objects" whose largest object is the rod, its level within its 80 % factor;
+    the panel shows that table, and clicking the rod's row centres the slice views on the rod (session 45)."""
+    import mrml_widgets
     import torch
 
     from lightning_modules.spio.phantoms import agar_disk, cylinder
@@ -358,6 +360,19 @@ def test_spio_panel_reports_the_objects_of_the_map_it_made(scene, slicer, tmp_pa
     assert abs(np.log(level / 6.98)) <= np.log(slicer.util.arrayFromTableColumn(table, "level_factor_80")[rod])
     assert slicer.util.arrayFromTableColumn(table, "p_no_iron")[rod] <= 0.1
     assert list(tmp_path.iterdir()) == [], "the run's temporary files are removed"
+    # session 45: the panel shows the table; a click on the rod's row centres the views on the rod, over its map
+    assert widget.ui.objectsTableView.mrmlTableNode() is table
+    mapNode = table.GetNodeReference("concentrationMap")
+    assert mapNode is widget.ui.tubeMapSelector.currentNode()
+    slicer.util.setSliceViewerLayers(foreground=None)
+    widget.ui.objectsTableView.clicked.emit(mrml_widgets.ModelIndex(rod))
+    centre_ras = (63.5 * PIXEL_MM[0], 63.5 * PIXEL_MM[1], 0.0)  # the rod's axis: the image's centre, index 63.5
+    for name in ("Red", "Green", "Yellow"):
+        slice_to_ras = slicer.util.arrayFromVTKMatrix(scene.GetNodeByID(f"vtkMRMLSliceNode{name}").GetSliceToRAS())
+        np.testing.assert_allclose(slice_to_ras[:3, 3], centre_ras, atol=PIXEL_MM[0])
+    assert scene.GetFirstNodeByClass("vtkMRMLSliceCompositeNode").GetForegroundVolumeID() == mapNode.GetID()
+    with pytest.raises(ValueError, match="has no row 99"):
+        widget.logic.jumpToObject(table, 99)
     widget.cleanup()
 
 

@@ -166,3 +166,35 @@ def test_the_command_line_reports_a_mapped_cylinder_and_refuses_a_map_of_another
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "is not a map of" in err and err.count("\n") == 1, err
+
+
+def test_the_bundle_writes_the_same_table_beside_its_map_with_objects_true(cylinder_image, tmp_path, capsys):
+    """Session 45: ``--objects true`` adds ``{stem}_objects.csv`` (the capability's described output) to the run's
+    atomic set, the very table the command line makes from that map and image; ``--objects maybe`` is a one-line
+    error that writes nothing."""
+    import subprocess
+
+    from lightning_modules import capability
+
+    path = cylinder_image[0]
+    bundle = Path(__file__).resolve().parents[2] / "monai_bundles" / "spio_quantification"
+    config = bundle / "configs" / "inference.json"
+    runs = {value: subprocess.Popen([sys.executable, "-m", "monai.bundle", "run", "--config_file", str(config),
+                                     "--image", str(path), "--output_dir", str(tmp_path / value), "--device", "cpu",
+                                     "--objects", value], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for value in ("true", "maybe")}
+    results = {value: (child.communicate(timeout=300), child.returncode) for value, child in runs.items()}
+    (_, err), code = results["true"]
+    assert code == 0, err[-2000:]
+    stem = path.name.removesuffix(".nii.gz")
+    described = capability.outputs("spio_quantification", objects=True)
+    assert set(described) == {"concentration", "objects"}
+    assert {p.name for p in (tmp_path / "true").iterdir()} == {f"{stem}_{s}" for s in described.values()}
+    orp.main(["--image", str(path), "--concentration", str(tmp_path / "true" / f"{stem}_concentration.nii.gz"),
+              "--out", str(tmp_path / "cli.csv")])
+    written = (tmp_path / "true" / f"{stem}_objects.csv").read_text()
+    assert written == (tmp_path / "cli.csv").read_text()
+    assert written.splitlines()[0] == ",".join(capability.columns("spio_quantification", "objects"))
+    (_, err), code = results["maybe"]
+    assert code == 2 and not (tmp_path / "maybe").exists()
+    assert "--objects must be true or false, not 'maybe'" in err and err.strip().count("\n") == 0, err

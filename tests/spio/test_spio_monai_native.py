@@ -96,7 +96,7 @@ def test_config_with_metadata_passes_monai_property_check_without_input() -> Non
     assert data_format["inputs"]["image"]["num_channels"] == 2
     assert data_format["inputs"]["image"]["spatial_shape"] == [128, 128]
     assert "ug Fe/mm3" in data_format["outputs"]["pred"]["channel_def"]["0"]
-    assert workflow.parser.get("_meta_#version") == "0.14.0"
+    assert workflow.parser.get("_meta_#version") == "0.14.1"
 
 
 @needs_weights

@@ -233,7 +233,8 @@ def test_two_tabs_running_different_jobs_do_not_see_each_others_nodes_or_files(c
 
 def check_objects(page, screenshots: Path) -> None:
     """The SPIO page's "Objects" after its map (session 44): Report objects → the scene's table node, the page's
-    table and the CSV download; the cylinder is the object with the most iron, its level within its 80 % factor."""
+    table and the CSV download; the cylinder is the object with the most iron, its level within its 80 % factor, and a
+    click on its row centres the slice views on it."""
     page.bring_to_front()
     page.click("#report-objects-button")
     page.locator("#object-table .object-row").first.wait_for(timeout=RUN_TIMEOUT_S * 1000)
@@ -249,6 +250,14 @@ def check_objects(page, screenshots: Path) -> None:
     rod = max((dict(zip(header, map(float, row), strict=True)) for row in rows), key=lambda r: r["iron_ug_per_mm"])
     print(f"object report of the {web_inputs.SPIO_LEVEL} µg Fe/mm³ cylinder: {rod}")
     assert abs(np.log(rod["level_ug_per_mm3"] / web_inputs.SPIO_LEVEL)) <= np.log(rod["level_factor_80"])
+    # session 45: a click on the rod's row centres the slice views on it (the image's centre, index 63.5)
+    from lightning_modules.spio.viewline import PIXEL_MM
+
+    index = [float(row[0]) for row in rows].index(rod["label"])
+    page.locator("#object-table .object-row").nth(index).click()
+    page.get_by_text(f"object {int(rod['label'])} at RAS").wait_for()
+    centre = (63.5 * PIXEL_MM[0], 63.5 * PIXEL_MM[1], 0.0)
+    np.testing.assert_allclose(scene(page)["slice_centres_ras"]["Red"], centre, atol=PIXEL_MM[0])
 
 
 def check_tubes(page, folder: Path, screenshots: Path) -> None:

@@ -1,7 +1,9 @@
 # ruff: noqa: N802  (Slicer's Logic methods are camelCase)
 """Tables the SPIO Quantification Logic reads from its maps, each by a ``lightning_modules`` tool in a child process
 as the bundle runs: bench tubes (``tube_reading``, issue 24 session 38) and the per-object report (``object_report``,
-session 44: each object's area, level, iron, and how far its level can be trusted)."""
+session 44: each object's area, level, iron, and how far its level can be trusted). An object table refers to the
+map it reports (:data:`OBJECT_MAP_REFERENCE`); a row is a place to jump to (``x_mm, y_mm, z_mm``: RAS mm, the NIfTI
+world Slicer's views use; session 45)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,11 @@ import numpy as np
 import slicer
 from QSMSlicerCommon.slicer_nodes import write_volume
 from QSMSlicerCommon.workspace import TemporaryWorkspace
+
+#: Node reference role from an object table node to the concentration map it reports.
+OBJECT_MAP_REFERENCE = "concentrationMap"
+#: An object table's centroid columns (RAS mm).
+OBJECT_POSITION_COLUMNS = ("x_mm", "y_mm", "z_mm")
 
 
 class SpioTablesMixin:
@@ -84,8 +91,31 @@ class SpioTablesMixin:
         return self._started(self.runner.start_tool("lightning_modules.spio.object_report", stage))
 
     def loadObjects(self, job, concentrationNode):
-        """The table node "<map> objects" from a succeeded :meth:`startObjects` job, whose workspace is then removed."""
-        return self._loadTable(job, "objects", f"{concentrationNode.GetName()} objects")
+        """The table node "<map> objects" from a succeeded :meth:`startObjects` job, whose workspace is then removed;
+        it refers to ``concentrationNode`` (:data:`OBJECT_MAP_REFERENCE`, saved with the scene)."""
+        tableNode = self._loadTable(job, "objects", f"{concentrationNode.GetName()} objects")
+        tableNode.SetNodeReferenceID(OBJECT_MAP_REFERENCE, concentrationNode.GetID())
+        return tableNode
+
+    def jumpToObject(self, tableNode, row: int) -> tuple[float, float, float]:
+        """Centre every slice view on the object of ``row`` (0-based) of an object table, showing the map it reports
+        as the foreground (half opaque); returns the object's RAS position (mm).
+
+        Raises:
+            ValueError: ``row`` is not a row of the table, or the table has no ``x_mm, y_mm, z_mm`` columns.
+        """
+        if not 0 <= row < tableNode.GetNumberOfRows():
+            raise ValueError(f"table {tableNode.GetName()!r} has no row {row}")
+        indices = [tableNode.GetColumnIndex(column) for column in OBJECT_POSITION_COLUMNS]
+        if min(indices) < 0:
+            raise ValueError(f"table {tableNode.GetName()!r} has no {', '.join(OBJECT_POSITION_COLUMNS)} columns; "
+                             "is it an object report?")
+        ras = tuple(float(tableNode.GetCellText(row, index)) for index in indices)
+        mapNode = tableNode.GetNodeReference(OBJECT_MAP_REFERENCE)
+        if mapNode is not None:
+            slicer.util.setSliceViewerLayers(foreground=mapNode, foregroundOpacity=0.5)
+        slicer.modules.markups.logic().JumpSlicesToLocation(*ras, True)
+        return ras
 
     def _started(self, job):
         if job is None:

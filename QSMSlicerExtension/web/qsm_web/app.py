@@ -3,7 +3,8 @@
 A tab has the module panel's inputs (uploaded NIfTI files, a ``.bval`` for IVIM), its parameters, Run and
 Cancel, a progress bar and the bundle's log, links to download every output file, for rim the lesion table
 (click a row: the slice views jump to the lesion) and for SPIO the panel's "Objects" section (Report objects → a
-table of the map's objects and how far each level can be trusted, and its CSV) and "Bench tubes" section (a lumen
+table of the map's objects and how far each level can be trusted — click a row: the views jump to the object — and
+its CSV) and "Bench tubes" section (a lumen
 labelmap, margin and inner diameter → Read tubes → a table of the tubes and its CSV). The work is
 :class:`qsm_web.session.Session`'s, i.e. the modules' Logic classes. ``GET /api/scene`` returns
 :meth:`Session.summary` as JSON (what the browser tests check); ``GET /download/<tab>/<file>`` serves an output
@@ -226,6 +227,13 @@ class WebApp:
         ras = self.session.jump_to_lesion(row)
         self.server.state.status = f"lesion {row + 1} at RAS ({ras[0]:.1f}, {ras[1]:.1f}, {ras[2]:.1f}) mm"
 
+    def jump_to_object(self, row: int) -> None:
+        """Object table click: centre the slice views on that object, over its map."""
+        ras = []
+        if self._guarded(lambda: ras.extend(self.session.jump_to_object(row))):
+            label = self.server.state.objects[row]["label"]
+            self.server.state.status = f"object {label} at RAS ({ras[0]:.1f}, {ras[1]:.1f}, {ras[2]:.1f}) mm"
+
     # -- HTTP ----------------------------------------------------------------------------------------------------
 
     def _add_routes(self, wslink_server) -> None:
@@ -308,22 +316,18 @@ class WebApp:
     def _lesion_table(self, v, html) -> None:
         """The rim lesion table: one row per lesion; a click centres the slice views on it."""
         self.server.trigger("jump_to_lesion")(self.jump)
-        with v.VTable(v_if="lesions.length", density="compact", id="lesion-table", classes="my-2"):
-            with html.Thead(), html.Tr():
-                html.Th("{{ column.title }}", v_for="column in lesion_headers", key="column.key")
-            with html.Tbody():
-                with html.Tr(v_for="(row, index) in lesions", key="index", style="cursor: pointer;",
-                             click="trigger('jump_to_lesion', [index])", classes="lesion-row"):
-                    html.Td("{{ row[column.key] }}", v_for="column in lesion_headers", key="column.key")
+        _state_table(v, html, "lesions", "lesion_headers", "lesion", click="jump_to_lesion")
 
     def _object_section(self, v, html) -> None:
         """The SPIO panel's "Objects" section, once a map exists: Report objects, and the table of the last report."""
         with html.Div(v_if="spio_downloads.length", id="objects", classes="my-2"):
             html.Div("Objects", classes="text-subtitle-2")
             html.Div("Each object: its area, level, the chance it holds no iron, and the factor within which 80 % of "
-                     "simulated objects like it had their level (all columns in the CSV).", classes="text-caption mb-2")
+                     "simulated objects like it had their level (all columns in the CSV); click a row to centre the "
+                     "views on it.", classes="text-caption mb-2")
             v.VBtn("Report objects", click=self.report_objects, disabled=("running",), id="report-objects-button")
-            _state_table(v, html, "objects", "object_headers", "object")
+            self.server.trigger("jump_to_object")(self.jump_to_object)
+            _state_table(v, html, "objects", "object_headers", "object", click="jump_to_object")
 
     def _tube_section(self, v, html) -> None:
         """The SPIO panel's "Bench tubes" section, once a map exists: lumens, margin, inner diameter, Read tubes,
@@ -357,13 +361,14 @@ class WebApp:
             html.Pre("{{ log }}", id="log", style="font-size: 11px;")  # scrolled to the newest line
 
 
-def _state_table(v, html, rows: str, headers: str, name: str) -> None:
+def _state_table(v, html, rows: str, headers: str, name: str, *, click: str | None = None) -> None:
     """A table of the state's ``rows`` (column → text) under its ``headers`` (title, key), shown once it has rows;
-    ids ``<name>-table`` and ``<name>-row`` for the tests."""
+    ids ``<name>-table`` and ``<name>-row`` for the tests. ``click``: a trigger a row click calls with its index."""
+    row_click = {"click": f"trigger('{click}', [index])", "style": "cursor: pointer;"} if click else {}
     with v.VTable(v_if=f"{rows}.length", density="compact", id=f"{name}-table", classes="my-2"):
         with html.Thead(), html.Tr():
             html.Th("{{ column.title }}", v_for=f"column in {headers}", key="column.key")
-        with html.Tbody(), html.Tr(v_for=f"(row, index) in {rows}", key="index", classes=f"{name}-row"):
+        with html.Tbody(), html.Tr(v_for=f"(row, index) in {rows}", key="index", classes=f"{name}-row", **row_click):
             html.Td("{{ row[column.key] }}", v_for=f"column in {headers}", key="column.key")
 
 

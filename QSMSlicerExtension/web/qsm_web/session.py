@@ -324,7 +324,16 @@ class Session:
 
     def jump_to_lesion(self, row: int, key: str = "rim") -> tuple[float, float, float]:
         """Centre the slice views on a lesion (``RimLesionDetectionLogic.jumpToLesion``); returns its RAS (mm)."""
-        ras = self.logic(key).jumpToLesion(self.outputs[key]["lesions"], int(row))
+        return self._rendered(self.logic(key).jumpToLesion(self.outputs[key]["lesions"], int(row)))
+
+    def jump_to_object(self, row: int) -> tuple[float, float, float]:
+        """Centre the slice views on an object of the SPIO page's last object report, over its map
+        (``SPIOQuantificationLogic.jumpToObject``); returns its RAS (mm)."""
+        if self.object_table is None:
+            raise ValueError("report the objects first")
+        return self._rendered(self.logic("spio").jumpToObject(self.object_table, int(row)))
+
+    def _rendered(self, ras: tuple[float, float, float]) -> tuple[float, float, float]:
         for view in self.slicer_app.view_manager.get_slice_views():
             view.schedule_render()
         return ras
