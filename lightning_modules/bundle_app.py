@@ -281,6 +281,16 @@ def _exit_interrupted(signum: int) -> None:
     raise SystemExit(128 + int(signum)) from None
 
 
+def _output_help(spec: dict, options: dict) -> str:
+    """``{stem}_<suffix> (unit; with --option value)`` of one described output, for ``--help`` (the condition only
+    where the output is not written under every choice of the option)."""
+    unit = spec["unit"] or ("a table" if "columns" in spec else "no unit")
+    when = [f"with --{option} " + " or ".join(json.dumps(v) if isinstance(v, bool) else str(v) for v in values)
+            for option, values in spec.get("when", {}).items()
+            if set(options[option].get("choices", ())) - set(values)]
+    return f"{{stem}}_{spec['suffix']} ({'; '.join([unit, *when])})"
+
+
 def print_bundle_help(bundle_root: str | os.PathLike) -> None:
     """Print a bundle's command-line options as its capability description (``configs/capability.json``, see
     :mod:`lightning_modules.capability`) states them: inputs, then options with units, choices and defaults."""
@@ -297,8 +307,7 @@ def print_bundle_help(bundle_root: str | os.PathLike) -> None:
             text = f"{text} (default {json.dumps(spec['default'], ensure_ascii=False)})"
         lines.append(f"  --{option:<22} {text}")
     lines.append(f"  --{'help':<22} print these options and exit")
-    outputs = ", ".join(f"{{stem}}_{spec['suffix']} ({spec['unit'] or 'no unit'})"
-                        for spec in description["outputs"].values())
+    outputs = ", ".join(_output_help(spec, description["options"]) for spec in description["outputs"].values())
     lines += ["", f"Outputs in {{output_dir}}: {outputs}; see the bundle's docs/README.md."]
     print("\n".join(lines), flush=True)
 

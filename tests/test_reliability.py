@@ -411,7 +411,8 @@ def test_rim_implausible_qsm_is_refused(name, scale, expect, tmp_path, capsys):
 @pytest.mark.parametrize(("bundle", "options"), [
     (QSM, ("--field", "--mask", "--field_unit", "--b0_tesla", "--te_ms", "--b0_dir", "--method", "--datalist",
            "--output_dir", "--device")),
-    (SPIO, ("--image", "--datalist", "--output_dir", "--device")),
+    (SPIO, ("--image", "--datalist", "--output_dir", "--device", "--objects",
+            "{stem}_objects.csv (a table; with --objects true)")),
 ])
 def test_help_prints_options_units_and_defaults(bundle, options, capsys):
     code, out, err = _run(capsys, bundle, help=True)
@@ -424,7 +425,8 @@ def test_help_prints_options_units_and_defaults(bundle, options, capsys):
 
 @pytest.mark.parametrize(("bundle", "options", "units"), [
     (IVIM, ("--dwi", "--bvals", "--mask", "--model", "--mode", "--method", "--max_epochs", "--posterior_mean",
-            "--seed", "--datalist", "--output_dir", "--device"), ("s/mm²", "mm²/s", "default 60")),
+            "--seed", "--datalist", "--output_dir", "--device"),
+     ("s/mm²", "mm²/s", "default 60", "{stem}_D.nii.gz (mm²/s)", "{stem}_f1.nii.gz (fraction; with --model triexp)")),
     (RIM, ("--qsm", "--flair", "--lesion_mask", "--threshold", "--datalist", "--output_dir", "--device"),
      ("ppm",)),
 ])
