@@ -243,7 +243,6 @@ def check_objects(page, screenshots: Path) -> None:
     assert any(t["name"] == "viewline_concentration_ugFe_per_mm3 objects" for t in summary["tables"])
     assert summary["running_pid"] is None and summary["workspaces"] == []
     assert "×/÷ (80 %)" in page.inner_text("#object-table")
-    page.screenshot(path=str(screenshots / "spio_objects.png"))
     check_downloads(page, "spio", 2)
     csv = page.request.get(f"{origin(page)}/download/spio/viewline_concentration_objects.csv").text()
     header, *rows = (line.split(",") for line in csv.strip().splitlines())
@@ -258,6 +257,7 @@ def check_objects(page, screenshots: Path) -> None:
     page.get_by_text(f"object {int(rod['label'])} at RAS").wait_for()
     centre = (63.5 * PIXEL_MM[0], 63.5 * PIXEL_MM[1], 0.0)
     np.testing.assert_allclose(scene(page)["slice_centres_ras"]["Red"], centre, atol=PIXEL_MM[0])
+    page.screenshot(path=str(screenshots / "spio_objects.png"))
 
 
 def check_tubes(page, folder: Path, screenshots: Path) -> None:
