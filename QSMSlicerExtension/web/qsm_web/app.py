@@ -4,8 +4,8 @@ A tab has the module panel's inputs (uploaded NIfTI files, a ``.bval`` for IVIM)
 Cancel, a progress bar and the bundle's log, links to download every output file, for rim the lesion table
 (click a row: the slice views jump to the lesion) and for SPIO the panel's "Objects" section (Report objects → a
 table of the map's objects and how far each level can be trusted — click a row: the views jump to the object — and
-its CSV) and "Bench tubes" section (a lumen
-labelmap, margin and inner diameter → Read tubes → a table of the tubes and its CSV). The work is
+its CSV) and "Bench tubes" section (a lumen labelmap, margin and inner diameter → Read tubes → a table of the tubes
+and its CSV). The work is
 :class:`qsm_web.session.Session`'s, i.e. the modules' Logic classes. ``GET /api/scene`` returns
 :meth:`Session.summary` as JSON (what the browser tests check); ``GET /download/<tab>/<file>`` serves an output
 file; ``POST /api/page/<tab>`` opens a tab (the launcher's call when it hands this session to a browser tab).
