@@ -20,6 +20,7 @@ Usage (the image the bundle mapped and the map it wrote; the same weights, ``--m
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
@@ -122,19 +123,32 @@ def csv_text(rows: Sequence[dict[str, float]]) -> str:
         ",".join(str(row[c]) if c == "label" else f"{row[c]:.6g}" for c in COLUMNS) + "\n" for row in rows)
 
 
+def uncalibrated_warning(model_path: str | None) -> str | None:
+    """The warning for weights other than the shipped ``models/model.pt``, whose passes :data:`SPREAD_BIN_TABLE` was
+    fitted on; None for the shipped weights (or none given: the shipped ones are used)."""
+    shipped = Path(bundle_root("spio_quantification")) / "models" / "model.pt"
+    if not model_path or Path(model_path).resolve() == shipped.resolve():
+        return None
+    return (f"warning: {model_path}: the object table's p_no_iron and level factors were fitted on the shipped "
+            "weights' passes, not on these weights': read them as a rough guide only")
+
+
 class ObjectReportd(MapTransform):
     """The bundle's ``--objects true`` (session 45): the object report of the final map ``keys`` (1, x, z) as CSV
     text in ``output_key``, which the bundle writes beside the map as ``{stem}_objects.csv`` in one atomic set
     (``SaveOutputsd``). The passes are run again on ``[f, f²]`` with the run's own ``network`` (and
     ``other_network``, the noise-robust companion the run maps such images with), so the spread is that of the map's
     network; the positions go through the case's image affine (``{image_key}_path``). ``enabled`` False (the
-    default, ``--objects false``) leaves the data as it is."""
+    default, ``--objects false``) leaves the data as it is. ``model_path``: the run's weights; other than the shipped
+    ones, a warning says the table's bins were not fitted for them (:func:`uncalibrated_warning`)."""
 
     def __init__(self, keys: KeysCollection = "pred", *, network: nn.Module, other_network: nn.Module | None = None,
-                 image_key: str = "image", output_key: str = "objects", enabled: bool = False) -> None:
+                 image_key: str = "image", output_key: str = "objects", enabled: bool = False,
+                 model_path: str | None = None) -> None:
         super().__init__(keys)
         self.network, self.other_network = network, other_network
         self.image_key, self.output_key, self.enabled = image_key, output_key, bool(enabled)
+        self.warning = uncalibrated_warning(model_path) if self.enabled else None
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
@@ -148,6 +162,8 @@ class ObjectReportd(MapTransform):
         affine = np.asarray(nib.load(str(path[0] if isinstance(path, (list, tuple)) else path)).affine, np.float64)
         spacing = voxel_sizes_mm(affine)
         d[self.output_key] = csv_text(object_rows(plane, spread, (float(spacing[0]), float(spacing[1])), affine))
+        if self.warning:
+            print(self.warning, flush=True)
         return d
 
 
@@ -177,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         network = load_network(DeepSpio(), args.model_path or str(models / "model.pt"))
         other = None if args.model_path else load_network(DeepSpio(), str(models / "model_noise_robust.pt"))
     view = np.moveaxis(image[:, :, 0, :], -1, 0)  # (2, x, z)
+    if warning := uncalibrated_warning(args.model_path):
+        print(warning, file=sys.stderr, flush=True)
     _, spread = pass_mean_and_spread(network, view, other_network=other)
     spacing = voxel_sizes_mm(affine)
     rows = object_rows(plane, spread, (float(spacing[0]), float(spacing[1])), affine)

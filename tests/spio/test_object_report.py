@@ -198,3 +198,14 @@ def test_the_bundle_writes_the_same_table_beside_its_map_with_objects_true(cylin
     (_, err), code = results["maybe"]
     assert code == 2 and not (tmp_path / "maybe").exists()
     assert "--objects must be true or false, not 'maybe'" in err and err.strip().count("\n") == 0, err
+
+
+def test_only_other_weights_than_the_shipped_ones_get_the_uncalibrated_warning(tmp_path):
+    from lightning_modules.bundle_app import bundle_root
+
+    shipped = Path(bundle_root("spio_quantification")) / "models" / "model.pt"
+    assert orp.uncalibrated_warning(None) is None and orp.uncalibrated_warning(str(shipped)) is None
+    other = tmp_path / "mine.pt"
+    warning = orp.uncalibrated_warning(str(other))
+    assert warning.startswith(f"warning: {other}: ") and "fitted on the shipped weights' passes" in warning
+    assert "\n" not in warning
