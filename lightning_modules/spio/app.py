@@ -162,6 +162,12 @@ def bundle_flag(value: object, option: str) -> bool:
     return flag
 
 
+def is_shipped_weights(model_path: str | os.PathLike | None) -> bool:
+    """Whether ``model_path`` is the bundle's own ``models/model.pt`` (a path not given is not)."""
+    shipped = Path(bundle_root(BUNDLE)) / "models" / "model.pt"
+    return is_given(model_path) and Path(model_path).resolve() == shipped.resolve()
+
+
 def noise_robust_network(network_def: nn.Module, model_path: str | os.PathLike | None,
                          robust_model_path: str | os.PathLike | None, device: torch.device | str = "cpu", *,
                          noise_adaptive: object = True) -> nn.Module | None:
@@ -169,9 +175,8 @@ def noise_robust_network(network_def: nn.Module, model_path: str | os.PathLike |
     of ``network_def`` with ``robust_model_path``'s weights, in eval mode on ``device``. None — every image mapped
     by the run's network — with ``--noise_adaptive false``, without robust weights, or when ``model_path`` is not
     the bundle's own ``models/model.pt`` (the robust weights are that network's companion, not another's)."""
-    shipped = Path(bundle_root(BUNDLE)) / "models" / "model.pt"
     if (not bundle_flag(noise_adaptive, "noise_adaptive") or not is_given(robust_model_path)
-            or not is_given(model_path) or Path(model_path).resolve() != shipped.resolve()):
+            or not is_shipped_weights(model_path)):
         return None
     with exit_on_input_error():
         network = load_network(copy.deepcopy(network_def), str(robust_model_path),

@@ -123,11 +123,18 @@ def csv_text(rows: Sequence[dict[str, float]]) -> str:
         ",".join(str(row[c]) if c == "label" else f"{row[c]:.6g}" for c in COLUMNS) + "\n" for row in rows)
 
 
+def object_table(plane: np.ndarray, spread: np.ndarray, affine: np.ndarray) -> str:
+    """The CSV text of :func:`object_rows` for a map on the grid of ``affine`` (its pixel size read from it)."""
+    spacing = voxel_sizes_mm(affine)
+    return csv_text(object_rows(plane, spread, (float(spacing[0]), float(spacing[1])), affine))
+
+
 def uncalibrated_warning(model_path: str | None) -> str | None:
     """The warning for weights other than the shipped ``models/model.pt``, whose passes :data:`SPREAD_BIN_TABLE` was
     fitted on; None for the shipped weights (or none given: the shipped ones are used)."""
-    shipped = Path(bundle_root("spio_quantification")) / "models" / "model.pt"
-    if not model_path or Path(model_path).resolve() == shipped.resolve():
+    from lightning_modules.spio.app import is_shipped_weights
+
+    if not model_path or is_shipped_weights(model_path):
         return None
     return (f"warning: {model_path}: the object table's p_no_iron and level factors were fitted on the shipped "
             "weights' passes, not on these weights': read them as a rough guide only")
@@ -160,8 +167,7 @@ class ObjectReportd(MapTransform):
         plane = torch.as_tensor(d[key]).detach().cpu().numpy()[0]
         path = d[f"{self.image_key}{PATH_SUFFIX}"]
         affine = np.asarray(nib.load(str(path[0] if isinstance(path, (list, tuple)) else path)).affine, np.float64)
-        spacing = voxel_sizes_mm(affine)
-        d[self.output_key] = csv_text(object_rows(plane, spread, (float(spacing[0]), float(spacing[1])), affine))
+        d[self.output_key] = object_table(plane, spread, affine)
         if self.warning:
             print(self.warning, flush=True)
         return d
@@ -196,9 +202,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if warning := uncalibrated_warning(args.model_path):
         print(warning, file=sys.stderr, flush=True)
     _, spread = pass_mean_and_spread(network, view, other_network=other)
-    spacing = voxel_sizes_mm(affine)
-    rows = object_rows(plane, spread, (float(spacing[0]), float(spacing[1])), affine)
-    text = csv_text(rows)
+    text = object_table(plane, spread, affine)
     if args.out:
         write_text_atomic(text, Path(args.out))
     print(text, end="")
